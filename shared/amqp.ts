@@ -1,0 +1,282 @@
+// The AMQP session every service uses: reconnecting connection, topology declared on every (re)connect,
+// confirmed + mandatory publishes, validated consumption, and dead-lettering with a reason.
+import {
+  AMQPClient,
+  type AMQPExchange,
+  type AMQPMessage,
+  type AMQPProperties,
+  type AMQPRPCClient,
+  AMQPSession,
+  type AMQPSubscription,
+} from "@cloudamqp/amqp-client"
+import * as v from "valibot"
+import type { BrokerConfig } from "./config.ts"
+import { explainIssues } from "./contracts.ts"
+import type { Logger } from "./log.ts"
+import { declareTopology, POISON_ROUTING_KEY, type Topology, type TopologyOptions } from "./topology.ts"
+
+export interface BrokerOptions {
+  url: string
+  /** Connection name shown by the broker; also the service name. */
+  name: string
+  heartbeatSeconds: number
+  topology: TopologyOptions
+  log: Logger
+  /** Bound on how long a publish may wait for its confirm before it counts as failed. */
+  publishTimeoutMs?: number
+}
+
+/** The broker options every service derives from its BrokerEnv config. */
+export function brokerOptions(name: string, config: BrokerConfig, log: Logger): BrokerOptions {
+  return {
+    url: config.AMQP_URL,
+    name,
+    heartbeatSeconds: config.AMQP_HEARTBEAT_SECONDS,
+    topology: {
+      prefix: config.AMQP_PREFIX,
+      queueType: config.QUEUE_TYPE,
+      taskQueueMaxLength: config.TASK_QUEUE_MAX_LENGTH,
+    },
+    log,
+  }
+}
+
+/** The broker did not take a message: down, blocked, nacked (full queue) or too slow to confirm. */
+export class BrokerUnavailable extends Error {
+  override name = "BrokerUnavailable"
+}
+
+/** A message that can never be processed: dead-letter it with this reason. */
+export class PoisonMessage extends Error {
+  override name = "PoisonMessage"
+}
+
+export const MAX_MESSAGE_BYTES = 1024 * 1024
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** Decode a JSON body against its contract; anything else is poison. */
+export function decodeMessage<TSchema extends v.GenericSchema>(
+  msg: AMQPMessage,
+  schema: TSchema,
+  contract: string,
+): v.InferOutput<TSchema> {
+  const body = msg.body instanceof Uint8Array ? msg.body : new Uint8Array()
+  if (body.byteLength === 0) throw new PoisonMessage("empty body")
+  if (body.byteLength > MAX_MESSAGE_BYTES) {
+    throw new PoisonMessage(`body of ${body.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`)
+  }
+  let text: string
+  try {
+    text = utf8.decode(body)
+  } catch {
+    throw new PoisonMessage("body is not valid UTF-8")
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new PoisonMessage(`body is not JSON: ${(err as Error).message}`)
+  }
+  const result = v.safeParse(schema, json)
+  if (!result.success) throw new PoisonMessage(`not a valid ${contract}: ${explainIssues(result.issues)}`)
+  return result.output
+}
+
+export class Broker {
+  private readonly exchanges = new Map<string, AMQPExchange>()
+  private publishCount = 0
+  private rpc: AMQPRPCClient | undefined
+
+  private constructor(
+    private readonly session: AMQPSession,
+    private readonly options: BrokerOptions,
+    readonly names: Topology,
+    /** Message ids of mandatory publishes the broker returned as unroutable. */
+    private readonly returned: Set<string>,
+  ) {}
+
+  /** Connect, retrying until the broker answers (or `signal` aborts), and declare the topology. */
+  static async connect(options: BrokerOptions, signal?: AbortSignal): Promise<Broker> {
+    const { log } = options
+    const returned = new Set<string>()
+    let broker: Broker | undefined
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted()
+      try {
+        const names = await declareOnce(options)
+        const session = await AMQPSession.connect(options.url, {
+          name: options.name,
+          heartbeat: options.heartbeatSeconds,
+          reconnectInterval: 500,
+          maxReconnectInterval: 5000,
+          logger: amqpLogger(log),
+          onreturn: (msg) => {
+            if (msg.properties.messageId) returned.add(msg.properties.messageId)
+          },
+          ondisconnect: (err) => log.warn("broker disconnected", { err: err?.message }),
+          // Also fires on the first connect, before `broker` exists; the topology was declared just above.
+          onconnect: () => void broker?.redeclare(),
+        })
+        broker = new Broker(session, options, names, returned)
+        log.info("broker connected", { attempt })
+        return broker
+      } catch (err) {
+        const delayMs = Math.min(250 * 2 ** attempt, 5000)
+        log.warn("broker connect failed, retrying", { attempt, delayMs, err: (err as Error).message })
+        await Bun.sleep(delayMs)
+      }
+    }
+  }
+
+  get connected(): boolean {
+    return !this.session.closed
+  }
+
+  private async redeclare(): Promise<void> {
+    try {
+      await declareOnce(this.options)
+      this.options.log.info("broker reconnected, topology declared")
+    } catch (err) {
+      this.options.log.error("topology redeclare failed", { err })
+    }
+  }
+
+  private async exchange(name: string): Promise<AMQPExchange> {
+    let exchange = this.exchanges.get(name)
+    if (!exchange) {
+      // Passive: declareTopology owns the exchange's type and parameters; this only fetches a handle.
+      exchange =
+        name === ""
+          ? await this.session.directExchange("")
+          : await this.session.exchange(name, "topic", { passive: true })
+      this.exchanges.set(name, exchange)
+    }
+    return exchange
+  }
+
+  /**
+   * Publish persistently with a confirm and `mandatory`; resolves once the broker owns the message.
+   * A return (no queue bound), a nack (e.g. a full queue) or no confirm in time rejects.
+   * `mandatory: false` only for direct reply-to: RabbitMQ 3.10 returns such replies as unroutable
+   * even when it delivers them.
+   */
+  async publish(
+    exchangeName: string,
+    routingKey: string,
+    body: string | Uint8Array,
+    properties: AMQPProperties = {},
+    { mandatory = true } = {},
+  ): Promise<void> {
+    if (!this.connected) throw new BrokerUnavailable("not connected to the broker")
+    const messageId = properties.messageId ?? `${this.options.name}-${process.pid}-${++this.publishCount}`
+    const exchange = await this.exchange(exchangeName)
+    const publishing = exchange.publish(body, {
+      ...properties,
+      routingKey,
+      messageId,
+      mandatory,
+      deliveryMode: properties.deliveryMode ?? 2,
+      // Typed `never` when the session has no parsers (we decode ourselves), yet it is a plain AMQP property.
+      contentType: (properties.contentType ?? "application/json") as never,
+    })
+    await withTimeout(publishing, this.publishTimeoutMs, "broker did not confirm in time").catch(
+      (err: Error) => {
+        throw err instanceof BrokerUnavailable ? err : new BrokerUnavailable(err.message)
+      },
+    )
+    // The broker sends basic.return before the basic.ack of the same publish, on the same channel.
+    if (this.returned.delete(messageId)) {
+      throw new BrokerUnavailable(`no queue is bound to ${exchangeName || "(default)"}/${routingKey}`)
+    }
+  }
+
+  private get publishTimeoutMs(): number {
+    return this.options.publishTimeoutMs ?? 5000
+  }
+
+  /** Consume with manual acks; the handler owns ack/nack of each message. */
+  async consume(
+    queueName: string,
+    prefetch: number,
+    handler: (msg: AMQPMessage) => Promise<void> | void,
+  ): Promise<AMQPSubscription> {
+    const queue = await this.session.queue(queueName, { passive: true })
+    return queue.subscribe({ prefetch, manualAck: true }, handler)
+  }
+
+  /** Move a message to the poison queue with its reason, then ack it; if that fails, let the broker dead-letter it. */
+  async deadLetter(msg: AMQPMessage, queueName: string, reason: string): Promise<void> {
+    this.options.log.warn("message dead-lettered", { queue: queueName, reason })
+    const { headers, type, messageId, contentType } = msg.properties
+    try {
+      await this.publish(this.names.deadLetterExchange, POISON_ROUTING_KEY, msg.body ?? new Uint8Array(), {
+        headers: {
+          ...headers,
+          "x-poison-reason": reason,
+          "x-original-queue": queueName,
+          "x-original-routing-key": msg.routingKey,
+        },
+        ...(type !== undefined && { type }),
+        ...(messageId !== undefined && { messageId }),
+        ...(contentType !== undefined && { contentType }),
+      })
+      await msg.ack()
+    } catch (err) {
+      this.options.log.error("dead-letter publish failed, rejecting to the queue's dead-letter exchange", {
+        err,
+      })
+      await msg.reject(false).catch(() => {})
+    }
+  }
+
+  /** Request/reply over direct reply-to; the timeout also expires the request in the queue. */
+  async call(queueName: string, body: string, type: string, timeoutMs: number): Promise<AMQPMessage> {
+    if (!this.connected) throw new BrokerUnavailable("not connected to the broker")
+    this.rpc ??= await this.session.rpcClient()
+    try {
+      return await this.rpc.call(queueName, body, {
+        timeout: timeoutMs,
+        type,
+        expiration: String(timeoutMs),
+        contentType: "application/json",
+      })
+    } catch (err) {
+      throw new BrokerUnavailable(`no reply from ${queueName}: ${(err as Error).message}`)
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.session.stop()
+  }
+}
+
+/** Declare the topology on a short connection of its own: the session caches queue handles and would skip a redeclare. */
+async function declareOnce(options: BrokerOptions): Promise<Topology> {
+  const url = new URL(options.url)
+  url.searchParams.set("name", `${options.name}-declare`)
+  const client = new AMQPClient(url.toString(), undefined, null)
+  await client.connect()
+  try {
+    return await declareTopology(await client.channel(), options.topology)
+  } finally {
+    await client.close().catch(() => {})
+  }
+}
+
+function amqpLogger(log: Logger) {
+  const format = (args: unknown[]) => args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ")
+  return {
+    debug: () => {},
+    info: () => {},
+    warn: (...args: unknown[]) => log.warn("amqp-client", { detail: format(args) }),
+    error: (...args: unknown[]) => log.warn("amqp-client", { detail: format(args) }),
+  }
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BrokerUnavailable(message)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}

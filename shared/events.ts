@@ -1,0 +1,54 @@
+// Task events leave a service in batches: every event emitted in one turn of the event loop, per state,
+// goes out as one confirmed message. One message per batch instead of per task is what lets the broker
+// keep up; `emit` still resolves only once the broker has confirmed the batch holding that event.
+import type { Broker } from "./amqp.ts"
+import { MessageType, type TaskEvent, type TaskStatus } from "./contracts.ts"
+import { eventRoutingKey } from "./topology.ts"
+
+interface PendingBatch {
+  events: TaskEvent[]
+  confirmed: PromiseWithResolvers<void>
+}
+
+export class EventPublisher {
+  private readonly pending = new Map<TaskStatus, PendingBatch>()
+  private flushScheduled = false
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly maxBatch = 1000,
+  ) {}
+
+  emit(event: TaskEvent): Promise<void> {
+    let batch = this.pending.get(event.state)
+    if (!batch) {
+      batch = { events: [], confirmed: Promise.withResolvers() }
+      this.pending.set(event.state, batch)
+    }
+    batch.events.push(event)
+    if (batch.events.length >= this.maxBatch) {
+      this.publish(event.state)
+    } else if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(() => this.flush())
+    }
+    return batch.confirmed.promise
+  }
+
+  private flush(): void {
+    this.flushScheduled = false
+    for (const state of [...this.pending.keys()]) this.publish(state)
+  }
+
+  private publish(state: TaskStatus): void {
+    const batch = this.pending.get(state)
+    if (!batch) return
+    this.pending.delete(state)
+    const body = JSON.stringify({ events: batch.events })
+    this.broker
+      .publish(this.broker.names.eventsExchange, eventRoutingKey(state), body, {
+        type: MessageType.taskEvents,
+      })
+      .then(batch.confirmed.resolve, batch.confirmed.reject)
+  }
+}

@@ -1,0 +1,108 @@
+// HTTP plumbing every service shares: problem+json errors (RFC 9457), /healthz, start and stop.
+import { STATUS_CODES } from "node:http"
+import type { Context, Hono } from "hono"
+import { HTTPException } from "hono/http-exception"
+import { BrokerUnavailable } from "./amqp.ts"
+import { createLogger, type Logger } from "./log.ts"
+
+/** Thrown by handlers; the error boundary turns it into application/problem+json. */
+export class Problem extends Error {
+  override name = "Problem"
+  constructor(
+    readonly status: number,
+    detail: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail)
+  }
+}
+
+export function problemResponse(
+  status: number,
+  detail: string,
+  headers: Record<string, string> = {},
+): Response {
+  const body = { type: "about:blank", title: STATUS_CODES[status] ?? "Error", status, detail }
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { ...headers, "content-type": "application/problem+json" },
+  })
+}
+
+/** How long a client should wait before retrying when the broker is away. */
+export const RETRY_AFTER_SECONDS = 2
+
+export function installErrorBoundary(app: Hono, log: Logger): void {
+  app.notFound((c) => problemResponse(404, `no route for ${c.req.method} ${c.req.path}`))
+  app.onError((err, c) => {
+    if (err instanceof Problem) return problemResponse(err.status, err.message, err.headers)
+    if (err instanceof BrokerUnavailable) {
+      log.warn("broker unavailable", { path: c.req.path, err: err.message })
+      return problemResponse(503, "the task broker is unavailable; retry shortly", {
+        "retry-after": String(RETRY_AFTER_SECONDS),
+      })
+    }
+    if (err instanceof HTTPException && err.status < 500) return problemResponse(err.status, err.message)
+    log.error("request failed", { method: c.req.method, path: c.req.path, err })
+    return problemResponse(500, "internal error; see the service log")
+  })
+}
+
+export function healthRoute(app: Hono, brokerConnected: () => boolean): void {
+  app.get("/healthz", (c: Context) => {
+    const connected = brokerConnected()
+    return c.json(
+      { status: connected ? "ok" : "degraded", broker: connected ? "connected" : "disconnected" },
+      connected ? 200 : 503,
+    )
+  })
+}
+
+export interface HttpServer {
+  url: string
+  stop(): Promise<void>
+}
+
+export function serveApp(app: Hono, port: number, hostname: string, maxRequestBodySize?: number): HttpServer {
+  const server = Bun.serve({
+    port,
+    hostname,
+    fetch: app.fetch,
+    ...(maxRequestBodySize !== undefined && { maxRequestBodySize }),
+  })
+  return {
+    url: `http://${hostname === "0.0.0.0" ? "127.0.0.1" : hostname}:${server.port}`,
+    // Finish requests in flight, then close.
+    stop: () => server.stop(false),
+  }
+}
+
+/** The `if (import.meta.main)` body of every service: start it, stop it once on SIGTERM/SIGINT. */
+export function runAsProgram(service: string, start: () => Promise<{ stop(): Promise<void> }>): void {
+  const log = createLogger(service)
+  start().then(
+    (running) => stopOnSignals(running.stop, log),
+    (err: Error) => {
+      log.error("start failed", { err: err.message })
+      process.exit(1)
+    },
+  )
+}
+
+function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
+  let stopping = false
+  const onSignal = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info("stopping", { signal })
+    stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error("stop failed", { err })
+        process.exit(1)
+      },
+    )
+  }
+  process.on("SIGTERM", () => onSignal("SIGTERM"))
+  process.on("SIGINT", () => onSignal("SIGINT"))
+}
