@@ -1,0 +1,74 @@
+import { describe, expect, test } from "bun:test"
+import { mergeEvent } from "../services/status-store.ts"
+import type { TaskEvent } from "../shared/contracts.ts"
+
+const taskId = "01a2124d-1111-7000-8000-000000000001"
+const pending: TaskEvent = {
+  task_id: taskId,
+  state: "PENDING",
+  attempt: 0,
+  at: 1000,
+  kind: "polarity:review",
+  input: { review: "awful" },
+}
+const started: TaskEvent = { task_id: taskId, state: "STARTED", attempt: 1, at: 1010, worker: "w:1" }
+const success: TaskEvent = {
+  task_id: taskId,
+  state: "SUCCESS",
+  attempt: 1,
+  at: 1020,
+  started_at: 1010,
+  result: { score: -3, comparative: -3, polarity: "negative", positive: [], negative: ["awful"] },
+}
+
+const replay = (events: TaskEvent[]) =>
+  events.reduce((row, e) => mergeEvent(row, e), mergeEvent(null, events[0] as TaskEvent))
+
+function permutations<T>(items: T[]): T[][] {
+  if (items.length <= 1) return [items]
+  return items.flatMap((item, i) =>
+    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
+  )
+}
+
+describe("the status store's state machine", () => {
+  test("applies PENDING, STARTED, SUCCESS in order", () => {
+    expect(replay([pending, started, success])).toEqual({
+      task_id: taskId,
+      kind: "polarity:review",
+      status: "SUCCESS",
+      progress: Number.MAX_SAFE_INTEGER,
+      attempts: 1,
+      input: JSON.stringify({ review: "awful" }),
+      result: JSON.stringify(success.state === "SUCCESS" && success.result),
+      error: null,
+      submitted_at: 1000,
+      started_at: 1010,
+      finished_at: 1020,
+    })
+  })
+
+  test("a late or repeated STARTED never overwrites SUCCESS", () => {
+    const done = replay([pending, started, success])
+    expect(replay([pending, started, success, started, started])).toEqual(done)
+  })
+
+  test("every order of the events, with duplicates, converges on the same row", () => {
+    const expected = replay([pending, started, success])
+    for (const order of permutations([pending, started, success, started, pending])) {
+      expect(replay(order)).toEqual(expected)
+    }
+  })
+
+  test("an event after the final state changes nothing, not even the attempt count", () => {
+    const failure: TaskEvent = {
+      task_id: taskId,
+      state: "FAILURE",
+      attempt: 2,
+      at: 2000,
+      started_at: 1990,
+      error: "boom",
+    }
+    expect(replay([pending, started, success, failure])).toEqual(replay([pending, started, success]))
+  })
+})

@@ -1,0 +1,141 @@
+// Starts the three services in process against the real broker, under a name prefix of their own,
+// and removes every queue and exchange of that prefix afterwards.
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { AMQPClient, type AMQPMessage } from "@cloudamqp/amqp-client"
+import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
+import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
+import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
+import { FINAL_STATUSES, type TaskRecord } from "../shared/contracts.ts"
+import { topologyNames } from "../shared/topology.ts"
+
+export const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
+
+type Env = Record<string, string>
+interface Running {
+  url: string
+  stop(): Promise<void>
+}
+
+export interface Stack extends AsyncDisposable {
+  env: Env
+  names: ReturnType<typeof topologyNames>
+  gateway: Running
+  worker: Running
+  store: Running
+  /** Stop the status store, run `whileDown`, and start it again on the same database. */
+  restartStore<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
+  /** The gateway's URL + path. */
+  url(path: string): string
+}
+
+export function uniquePrefix(topic: string): string {
+  return `test-${topic}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.`
+}
+
+export async function startStack(topic: string, overrides: Env = {}): Promise<Stack> {
+  const dataDir = mkdtempSync(join(tmpdir(), "polarity-test-"))
+  const env: Env = {
+    AMQP_URL,
+    AMQP_PREFIX: uniquePrefix(topic),
+    LOG_LEVEL: "error",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    WORKER_HOST: "127.0.0.1",
+    WORKER_PORT: "0",
+    STATUS_STORE_HOST: "127.0.0.1",
+    STATUS_STORE_PORT: "0",
+    DATABASE_PATH: join(dataDir, "status-store.sqlite"),
+    ...overrides,
+  }
+  let store = await startStore(loadStoreConfig(env))
+  const worker = await startWorker(loadWorkerConfig(env))
+  const gateway = await startGateway(loadGatewayConfig(env))
+  const names = topologyNames(env.AMQP_PREFIX ?? "")
+  return {
+    env,
+    names,
+    gateway,
+    worker,
+    get store() {
+      return store
+    },
+    async restartStore<T>(whileDown?: () => Promise<T>) {
+      await store.stop()
+      const result = await whileDown?.()
+      store = await startStore(loadStoreConfig(env))
+      return result
+    },
+    url: (path) => `${gateway.url}${path}`,
+    async [Symbol.asyncDispose]() {
+      await Promise.allSettled([gateway.stop(), worker.stop(), store.stop()])
+      await deleteTopology(names)
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** A plain connection for tests that publish or read raw messages. */
+export async function rawChannel() {
+  const client = new AMQPClient(AMQP_URL, undefined, null)
+  await client.connect()
+  const channel = await client.channel()
+  return { client, channel, [Symbol.asyncDispose]: () => client.close().catch(() => {}) }
+}
+
+async function deleteTopology(names: ReturnType<typeof topologyNames>): Promise<void> {
+  await using amqp = await rawChannel()
+  for (const [key, name] of Object.entries(names)) {
+    if (key.endsWith("Queue")) await amqp.channel.queueDelete(name)
+  }
+  for (const [key, name] of Object.entries(names)) {
+    if (key.endsWith("Exchange")) await amqp.channel.exchangeDelete(name)
+  }
+}
+
+/** Consume `count` messages from a queue the test owns alone, or fail after `timeoutMs`. */
+export async function takeMessages(queue: string, count: number, timeoutMs = 10_000): Promise<AMQPMessage[]> {
+  await using amqp = await rawChannel()
+  const taken: AMQPMessage[] = []
+  const done = Promise.withResolvers<void>()
+  const timer = setTimeout(
+    () => done.reject(new Error(`${taken.length} of ${count} messages on ${queue}`)),
+    timeoutMs,
+  )
+  await amqp.channel.basicConsume(queue, { noAck: true }, (msg) => {
+    taken.push(msg)
+    if (taken.length === count) done.resolve()
+  })
+  try {
+    await done.promise
+  } finally {
+    clearTimeout(timer)
+  }
+  return taken
+}
+
+export async function postReview(stack: Stack, review: unknown, query = ""): Promise<Response> {
+  return fetch(stack.url(`/polarities${query}`), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ review }),
+  })
+}
+
+/** The body of a task response, typed as the API documents it. */
+export async function taskBody(res: Response): Promise<TaskRecord> {
+  return (await res.json()) as TaskRecord
+}
+
+/** Poll the task until it is final (the API is the thing under test, so poll it, not the store). */
+export async function waitForFinal(stack: Stack, taskId: string, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const res = await fetch(stack.url(`/polarities/tasks/${taskId}`))
+    const body = await taskBody(res)
+    if (FINAL_STATUSES.has(body.status)) return body
+    await Bun.sleep(10)
+  }
+  throw new Error(`task ${taskId} not final within ${timeoutMs} ms`)
+}
