@@ -1,22 +1,30 @@
-// polarity-worker: consumes tasks from the work queue, scores each review with `sentiment` (AFINN),
-// and reports STARTED and the outcome as events; a task is acked only after its outcome is confirmed.
+// polarity-worker: consumes tasks from the work queues, scores each review with `sentiment` (AFINN),
+// and reports STARTED and the outcome as events. A failed attempt is retried after an exponential delay
+// held by the broker; a task is acked only after its outcome (and any retry copy) is confirmed.
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import Sentiment from "sentiment"
-import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
+import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
+import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
-  BrokerEnv,
-  booleanVar,
-  integerVar,
-  loadConfig,
-  productionRisks,
-  stringVar,
-} from "../shared/config.ts"
-import { type PolarityResult, Task, type TaskEvent } from "../shared/contracts.ts"
+  type FlakyTask,
+  MessageType,
+  type PolarityResult,
+  Task,
+  type TaskEvent,
+  type TaskResult,
+} from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import {
+  type RetryPolicy,
+  retryDelayMs,
+  retryRoutingKey,
+  routeTask,
+  TASK_ROUTES,
+} from "../shared/topology.ts"
 
 const SERVICE = "polarity-worker"
 
@@ -28,10 +36,19 @@ const WorkerEnv = {
   WORKER_PREFETCH: integerVar(64, 1, 65535),
   /** Publish a STARTED event per task (Celery's task_track_started). */
   TRACK_STARTED: booleanVar(true),
+  /** A task redelivered this many times without finishing (it crashes or stalls its worker) is dead-lettered. */
+  REDELIVERY_LIMIT: integerVar(3, 1, 100),
+  /** Accept the test-only task kind `test:flaky`. Never in production. */
+  ENABLE_TEST_TASKS: booleanVar(false),
 }
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 export const loadWorkerConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(WorkerEnv, env)
+
+/** Thrown by a task to fail at once, skipping the retries (BullMQ's UnrecoverableError). */
+export class NonRetryableError extends Error {
+  override name = "NonRetryableError"
+}
 
 const sentiment = new Sentiment()
 
@@ -41,27 +58,105 @@ export function scoreReview(review: string): PolarityResult {
   return { score, comparative, polarity, positive, negative }
 }
 
-function runTask(task: Task, startedAt: number): TaskEvent {
-  const base = { task_id: task.task_id, attempt: task.attempt, started_at: startedAt }
+function runFlakyTask(task: FlakyTask, enabled: boolean): TaskResult {
+  if (!enabled)
+    throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
+  // A real crash, not an exception: nothing is cleaned up and the task stays unacked.
+  if (task.crash_worker) process.kill(process.pid, "SIGKILL")
+  if (task.attempt <= task.fail_times) {
+    const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
+    throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
+  }
+  return { succeeded_on_attempt: task.attempt }
+}
+
+function execute(task: Task, testTasks: boolean): TaskResult {
+  switch (task.kind) {
+    case "polarity:review":
+      return scoreReview(task.review)
+    case "test:flaky":
+      return runFlakyTask(task, testTasks)
+  }
+}
+
+/** SUCCESS, or after a failure: RETRY while the run has retries left and the error allows it, else FAILURE. */
+function outcomeOf(task: Task, startedAt: number, run: () => TaskResult, policy: RetryPolicy): TaskEvent {
+  const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, started_at: startedAt }
   try {
-    return { ...base, state: "SUCCESS", at: Date.now(), result: scoreReview(task.review) }
+    return { ...base, state: "SUCCESS", at: Date.now(), result: run() }
   } catch (err) {
     const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-    return { ...base, state: "FAILURE", at: Date.now(), error }
+    const retry = task.attempt - task.run + 1
+    if (err instanceof NonRetryableError || retry > policy.maxRetries) {
+      return { ...base, state: "FAILURE", at: Date.now(), error }
+    }
+    // Equal jitter: half the tier's delay plus a random half, so retries of a burst spread out.
+    const tierMs = retryDelayMs(policy, retry)
+    const delayMs = Math.round(tierMs / 2 + (Math.random() * tierMs) / 2)
+    return { ...base, state: "RETRY", at: Date.now(), error, retry_at: Date.now() + delayMs }
   }
 }
 
 export async function start(config: WorkerConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
-  for (const risk of productionRisks(config.AMQP_URL)) log.warn("production risk", { risk })
   const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
+  const policy = topologyOptions(config).retry
   const events = new EventPublisher(broker)
   const workerName = `${hostname()}:${process.pid}`
-  const queue = broker.names.polarityTasksQueue
+  const { names } = broker
   let inHand = 0
   let drained: PromiseWithResolvers<void> | undefined
 
-  async function handleTask(msg: AMQPMessage): Promise<void> {
+  /** The retry copy waits in the wait queue of its delay tier, then comes back to the work queue. */
+  async function publishRetry(task: Task, retry: Extract<TaskEvent, { state: "RETRY" }>): Promise<void> {
+    const tierMs = retryDelayMs(policy, task.attempt - task.run + 1)
+    const next: Task = { ...task, attempt: task.attempt + 1 }
+    await broker.publish(
+      names.retryExchange,
+      retryRoutingKey(tierMs, routeTask(task.kind)),
+      JSON.stringify(next),
+      {
+        type: MessageType.task,
+        messageId: task.task_id,
+        expiration: String(Math.max(0, retry.retry_at - retry.at)),
+      },
+    )
+  }
+
+  /**
+   * A redelivered task was in hand when a consumer died or lost its channel. It goes to the quarantine queue,
+   * consumed one at a time, so a task that crashes its worker every time is caught alone and dead-lettered
+   * after REDELIVERY_LIMIT deliveries instead of taking innocent tasks with it or looping forever.
+   */
+  async function quarantine(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
+    const redeliveries = Number(msg.properties.headers?.["x-redeliveries"] ?? 0) + 1
+    log.warn("task redelivered", { taskId: task.task_id, queue, redeliveries })
+    if (redeliveries >= config.REDELIVERY_LIMIT) {
+      const error = `redelivered ${redeliveries} times without finishing: it crashes or stalls its worker`
+      const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: Date.now() }
+      await events.emit({ ...base, state: "FAILURE", started_at: null, error })
+      return broker.deadLetter(msg, queue, error, "failed")
+    }
+    const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
+    await broker.publish("", names.quarantineQueue, msg.body ?? "", { ...msg.properties, headers })
+    await msg.ack()
+  }
+
+  async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
+    const startedAt = Date.now()
+    if (config.TRACK_STARTED) {
+      const started = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: startedAt }
+      // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
+      events.emit({ ...started, state: "STARTED", worker: workerName }).catch(() => {})
+    }
+    const outcome = outcomeOf(task, startedAt, () => execute(task, config.ENABLE_TEST_TASKS), policy)
+    if (outcome.state === "RETRY") await publishRetry(task, outcome)
+    await events.emit(outcome)
+    if (outcome.state === "FAILURE") return broker.deadLetter(msg, queue, outcome.error, "failed")
+    await msg.ack()
+  }
+
+  const handleTask = (queue: string) => async (msg: AMQPMessage) => {
     let task: Task
     try {
       task = decodeMessage(msg, Task, "Task")
@@ -71,23 +166,10 @@ export async function start(config: WorkerConfig) {
     }
     inHand++
     try {
-      const startedAt = Date.now()
-      if (config.TRACK_STARTED) {
-        const started = {
-          task_id: task.task_id,
-          attempt: task.attempt,
-          at: startedAt,
-          state: "STARTED",
-          worker: workerName,
-        } as const
-        // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
-        events.emit(started).catch(() => {})
-      }
-      await events.emit(runTask(task, startedAt))
-      await msg.ack()
+      await (msg.redelivered ? quarantine(msg, task, queue) : run(msg, task, queue))
     } catch (err) {
-      // The outcome is not confirmed, so the task must run again: hand it back to the queue.
-      log.error("outcome not confirmed, requeueing task", { taskId: task.task_id, err })
+      // What the outcome needed was not confirmed, so the task must run again: hand it back.
+      log.error("task outcome not confirmed, requeueing", { taskId: task.task_id, err })
       await msg.nack(true).catch(() => {})
     } finally {
       inHand--
@@ -95,17 +177,21 @@ export async function start(config: WorkerConfig) {
     }
   }
 
-  const subscription = await broker.consume(queue, config.WORKER_PREFETCH, handleTask)
+  const consumers = await Promise.all([
+    ...TASK_ROUTES.map((route) =>
+      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleTask(names.taskQueues[route])),
+    ),
+    broker.consume(names.quarantineQueue, 1, handleTask(names.quarantineQueue)),
+  ])
 
   const app = new Hono()
   installErrorBoundary(app, log)
   healthRoute(app, () => broker.connected)
   const server = serveApp(app, config.WORKER_PORT, config.WORKER_HOST)
-  log.info("started", { url: server.url, queue, prefetch: config.WORKER_PREFETCH })
+  log.info("started", { url: server.url, prefetch: config.WORKER_PREFETCH, worker: workerName })
 
   async function stop(): Promise<void> {
-    // basic.cancel alone: deliveries already here still run and get acked on this channel before it closes.
-    await subscription.channel.basicCancel(subscription.consumerTag).catch(() => {})
+    await Promise.all(consumers.map((consumer) => consumer.stopDeliveries()))
     if (inHand > 0) {
       drained = Promise.withResolvers()
       await drained.promise

@@ -9,6 +9,7 @@ import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/a
 import { BrokerEnv, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
 import {
   Barrier,
+  eventId,
   FINAL_STATUSES,
   MessageType,
   StatusQuery,
@@ -65,14 +66,18 @@ const SCHEMA = `
     started_at   INTEGER,
     finished_at  INTEGER
   );
+  -- Every event applied, by its deterministic id: a redelivered event is recognised and skipped.
+  CREATE TABLE IF NOT EXISTS inbox (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
 `
 
-/** Final states absorb everything after them; before that, later attempts and later stages win. */
-const FINAL_PROGRESS = Number.MAX_SAFE_INTEGER
+// Progress orders events within a task: by run (a replay starts a new one), then by attempt and stage.
+// Within a run the final states absorb everything after them.
+const RUN_SPAN = 1_000_000
 const STAGE: Record<TaskStatus, number> = { PENDING: 0, STARTED: 1, RETRY: 2, SUCCESS: 3, FAILURE: 3 }
 
 function progressOf(event: TaskEvent): number {
-  return FINAL_STATUSES.has(event.state) ? FINAL_PROGRESS : event.attempt * 4 + STAGE[event.state]
+  const withinRun = FINAL_STATUSES.has(event.state) ? RUN_SPAN - 1 : event.attempt * 4 + STAGE[event.state]
+  return event.run * RUN_SPAN + withinRun
 }
 
 /** The row after `event`: monotonic, so redelivered and reordered events converge on the same row. */
@@ -93,12 +98,15 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
   const next = { ...current }
   if (event.state === "PENDING") {
     // The submission may arrive after the worker's events; it only fills in what it knows.
-    next.kind = event.kind
-    next.input = JSON.stringify(event.input)
-    next.submitted_at = event.at
+    next.kind ??= event.kind
+    next.input ??= JSON.stringify(event.input)
+    if (event.run === 1) next.submitted_at = event.at
   }
   const progress = progressOf(event)
   if (progress <= current.progress) return next
+  if (Math.floor(progress / RUN_SPAN) > Math.floor(current.progress / RUN_SPAN)) {
+    Object.assign(next, { result: null, error: null, started_at: null, finished_at: null })
+  }
   next.status = event.state
   next.progress = progress
   next.attempts = Math.max(current.attempts, event.attempt)
@@ -106,11 +114,15 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
     case "STARTED":
       next.started_at = event.at
       break
+    case "RETRY":
+      Object.assign(next, { started_at: event.started_at, error: event.error })
+      break
     case "SUCCESS":
       Object.assign(next, {
         started_at: event.started_at,
         finished_at: event.at,
         result: JSON.stringify(event.result),
+        error: null,
       })
       break
     case "FAILURE":
@@ -155,10 +167,12 @@ function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
        result = excluded.result, error = excluded.error, submitted_at = excluded.submitted_at,
        started_at = excluded.started_at, finished_at = excluded.finished_at`,
   )
+  const recordInInbox = db.query<void, [string]>("INSERT OR IGNORE INTO inbox VALUES (?)")
+  // One transaction per batch: the inbox entry and the state change commit together, or neither does.
   const applyEvents = db.transaction((events: TaskEvent[]) => {
     for (const event of events) {
-      const row = mergeEvent(select.get(event.task_id), event)
-      upsert.run({ ...row })
+      if (recordInInbox.run(eventId(event)).changes === 0) continue
+      upsert.run({ ...mergeEvent(select.get(event.task_id), event) })
     }
   })
   return {
@@ -181,27 +195,27 @@ export async function start(config: StoreConfig) {
   const { statusEventsQueue, statusRpcQueue } = broker.names
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
-  let inbox: Delivery[] = []
+  let uncommitted: Delivery[] = []
   const finalWaiters = new Map<string, Set<() => void>>()
   const barriers = new Map<string, () => void>()
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
     try {
       if (msg.properties.type === MessageType.barrier) {
-        inbox.push({ msg, events: [], barrierId: decodeMessage(msg, Barrier, "Barrier").barrier_id })
+        uncommitted.push({ msg, events: [], barrierId: decodeMessage(msg, Barrier, "Barrier").barrier_id })
       } else {
-        inbox.push({ msg, events: decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events })
+        uncommitted.push({ msg, events: decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events })
       }
     } catch (err) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.deadLetter(msg, statusEventsQueue, err.message)
     }
-    if (inbox.length === 1) setImmediate(commitInbox)
+    if (uncommitted.length === 1) setImmediate(commitUncommitted)
   }
 
-  function commitInbox(): void {
-    const deliveries = inbox
-    inbox = []
+  function commitUncommitted(): void {
+    const deliveries = uncommitted
+    uncommitted = []
     const events = deliveries.flatMap((d) => d.events)
     try {
       db.applyEvents(events)
@@ -300,12 +314,8 @@ export async function start(config: StoreConfig) {
     await sendReply(await answer(query).catch((err: Error) => ({ error: err.message })))
   }
 
-  const eventSubscription = await broker.consume(
-    statusEventsQueue,
-    config.EVENTS_PREFETCH,
-    handleEventMessage,
-  )
-  const rpcSubscription = await broker.consume(statusRpcQueue, 1000, handleQuery)
+  const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
+  const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQuery)
 
   const app = new Hono()
   installErrorBoundary(app, log)
@@ -314,9 +324,8 @@ export async function start(config: StoreConfig) {
   log.info("started", { url: server.url, database: config.DATABASE_PATH })
 
   async function stop(): Promise<void> {
-    await rpcSubscription.cancel()
-    await eventSubscription.channel.basicCancel(eventSubscription.consumerTag).catch(() => {})
-    if (inbox.length > 0) commitInbox()
+    await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
+    if (uncommitted.length > 0) commitUncommitted()
     for (const wake of [...finalWaiters.values()].flatMap((set) => [...set])) wake()
     await server.stop()
     await broker.close()

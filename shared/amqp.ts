@@ -7,13 +7,12 @@ import {
   type AMQPProperties,
   type AMQPRPCClient,
   AMQPSession,
-  type AMQPSubscription,
 } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
 import type { BrokerConfig } from "./config.ts"
 import { explainIssues } from "./contracts.ts"
 import type { Logger } from "./log.ts"
-import { declareTopology, POISON_ROUTING_KEY, type Topology, type TopologyOptions } from "./topology.ts"
+import { DEAD_LETTER_KEYS, declareTopology, type Topology, type TopologyOptions } from "./topology.ts"
 
 export interface BrokerOptions {
   url: string
@@ -26,17 +25,27 @@ export interface BrokerOptions {
   publishTimeoutMs?: number
 }
 
+export function topologyOptions(config: BrokerConfig): TopologyOptions {
+  return {
+    prefix: config.AMQP_PREFIX,
+    queueType: config.QUEUE_TYPE,
+    taskQueueMaxLength: config.TASK_QUEUE_MAX_LENGTH,
+    retry: {
+      maxRetries: config.MAX_RETRIES,
+      baseDelayMs: config.RETRY_BASE_DELAY_MS,
+      maxDelayMs: config.RETRY_MAX_DELAY_MS,
+    },
+    deliveryLimit: config.QUORUM_DELIVERY_LIMIT,
+  }
+}
+
 /** The broker options every service derives from its BrokerEnv config. */
 export function brokerOptions(name: string, config: BrokerConfig, log: Logger): BrokerOptions {
   return {
     url: config.AMQP_URL,
     name,
     heartbeatSeconds: config.AMQP_HEARTBEAT_SECONDS,
-    topology: {
-      prefix: config.AMQP_PREFIX,
-      queueType: config.QUEUE_TYPE,
-      taskQueueMaxLength: config.TASK_QUEUE_MAX_LENGTH,
-    },
+    topology: topologyOptions(config),
     log,
   }
 }
@@ -52,6 +61,12 @@ export class PoisonMessage extends Error {
 }
 
 export const MAX_MESSAGE_BYTES = 1024 * 1024
+const CONSUMER_CHECK_MS = 1000
+
+export interface Consumer {
+  /** Stop new deliveries; messages in hand can still be acked. */
+  stopDeliveries(): Promise<void>
+}
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 /** Decode a JSON body against its contract; anything else is poison. */
@@ -194,32 +209,84 @@ export class Broker {
     return this.options.publishTimeoutMs ?? 5000
   }
 
-  /** Consume with manual acks; the handler owns ack/nack of each message. */
+  /**
+   * Consume with manual acks; the handler owns ack/nack of each message. The session recovers consumers
+   * after a reconnect, but not after a channel-level close (consumer timeout, double ack, deleted queue)
+   * or a server-side cancel: a watchdog notices those and subscribes again.
+   */
   async consume(
     queueName: string,
     prefetch: number,
     handler: (msg: AMQPMessage) => Promise<void> | void,
-  ): Promise<AMQPSubscription> {
-    const queue = await this.session.queue(queueName, { passive: true })
-    return queue.subscribe({ prefetch, manualAck: true }, handler)
+  ): Promise<Consumer> {
+    const { log } = this.options
+    const subscribe = async () =>
+      (await this.session.queue(queueName, { passive: true })).subscribe(
+        { prefetch, manualAck: true },
+        handler,
+      )
+    let subscription = await subscribe()
+    let missedChecks = 0
+    let healing = false
+    const watchdog = setInterval(async () => {
+      const { channel, consumerTag } = subscription
+      const alive = !channel.closed && channel.consumers.has(consumerTag)
+      // Two checks in a row: right after a reconnect the session is still re-consuming.
+      missedChecks = alive || !this.connected ? 0 : missedChecks + 1
+      if (missedChecks < 2 || healing) return
+      healing = true
+      log.warn("consumer ended by the broker, subscribing again", { queue: queueName })
+      try {
+        await subscription.cancel()
+        await this.redeclare()
+        subscription = await subscribe()
+        missedChecks = 0
+      } catch (err) {
+        log.error("subscribing again failed, will retry", { queue: queueName, err })
+      } finally {
+        healing = false
+      }
+    }, CONSUMER_CHECK_MS)
+    watchdog.unref()
+    return {
+      async stopDeliveries() {
+        clearInterval(watchdog)
+        // basic.cancel alone: messages already delivered can still be acked on this channel.
+        await subscription.channel.basicCancel(subscription.consumerTag).catch(() => {})
+      },
+    }
   }
 
-  /** Move a message to the poison queue with its reason, then ack it; if that fails, let the broker dead-letter it. */
-  async deadLetter(msg: AMQPMessage, queueName: string, reason: string): Promise<void> {
-    this.options.log.warn("message dead-lettered", { queue: queueName, reason })
+  /**
+   * Move a message to a dead-letter queue with its reason, then ack it: `poison` for what cannot be decoded,
+   * `failed` for a task out of attempts. If that publish fails, reject it to the queue's own dead-letter exchange.
+   */
+  async deadLetter(
+    msg: AMQPMessage,
+    queueName: string,
+    reason: string,
+    kind: keyof typeof DEAD_LETTER_KEYS = "poison",
+  ): Promise<void> {
+    this.options.log.warn("message dead-lettered", { queue: queueName, kind, reason })
     const { headers, type, messageId, contentType } = msg.properties
     try {
-      await this.publish(this.names.deadLetterExchange, POISON_ROUTING_KEY, msg.body ?? new Uint8Array(), {
-        headers: {
-          ...headers,
-          "x-poison-reason": reason,
-          "x-original-queue": queueName,
-          "x-original-routing-key": msg.routingKey,
+      await this.publish(
+        this.names.deadLetterExchange,
+        DEAD_LETTER_KEYS[kind],
+        msg.body ?? new Uint8Array(),
+        {
+          headers: {
+            ...headers,
+            "x-dead-letter-reason": reason,
+            "x-original-queue": queueName,
+            "x-original-routing-key": msg.routingKey,
+            "x-dead-lettered-at": Date.now(),
+          },
+          ...(type !== undefined && { type }),
+          ...(messageId !== undefined && { messageId }),
+          ...(contentType !== undefined && { contentType }),
         },
-        ...(type !== undefined && { type }),
-        ...(messageId !== undefined && { messageId }),
-        ...(contentType !== undefined && { contentType }),
-      })
+      )
       await msg.ack()
     } catch (err) {
       this.options.log.error("dead-letter publish failed, rejecting to the queue's dead-letter exchange", {
@@ -227,6 +294,12 @@ export class Broker {
       })
       await msg.reject(false).catch(() => {})
     }
+  }
+
+  /** Take one message off a queue (unacked: the caller acks or nacks it), or null when it is empty. */
+  async get(queueName: string): Promise<AMQPMessage | null> {
+    if (!this.connected) throw new BrokerUnavailable("not connected to the broker")
+    return (await this.session.queue(queueName, { passive: true })).get({ noAck: false })
   }
 
   /** Request/reply over direct reply-to; the timeout also expires the request in the queue. */

@@ -49,6 +49,13 @@ export const BrokerEnv = {
   AMQP_HEARTBEAT_SECONDS: integerVar(10, 0, 600),
   QUEUE_TYPE: picklistVar(["classic", "quorum"], "classic"),
   TASK_QUEUE_MAX_LENGTH: integerVar(1_000_000, 1),
+  /** Retries after a failed attempt (Celery's max_retries); 0 disables retries. */
+  MAX_RETRIES: integerVar(5, 0, 50),
+  /** Wait before the first retry; each later retry waits twice as long, up to RETRY_MAX_DELAY_MS. */
+  RETRY_BASE_DELAY_MS: integerVar(1000, 1, 86_400_000),
+  RETRY_MAX_DELAY_MS: integerVar(600_000, 1, 86_400_000),
+  /** Quorum queues only: deliveries of one message before the broker dead-letters it. */
+  QUORUM_DELIVERY_LIMIT: integerVar(20, 1, 10_000),
   LOG_LEVEL: picklistVar(["debug", "info", "warn", "error"], "info"),
 }
 

@@ -39,19 +39,37 @@ export const SubmitReview = v.object(
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
 
-/** A task on the work queue. `attempt` counts from 1. */
-export const ReviewTask = v.object({
+// Tasks on the work queues. `attempt` counts from 1 and goes on counting when an operator replays a task
+// that ended FAILURE; `run` is the attempt its current run began with (1, or the first attempt of a replay).
+// Retries are counted within a run, and a replay's events outrank the final state of the run before.
+const Run = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 1)
+const TaskBase = {
   task_id: TaskId,
-  kind: v.literal("polarity:review"),
-  review: Review,
   submitted_at: EpochMillis,
   attempt: v.pipe(Attempt, v.minValue(1)),
-})
+  run: Run,
+}
+
+export const ReviewTask = v.object({ ...TaskBase, kind: v.literal("polarity:review"), review: Review })
 export type ReviewTask = v.InferOutput<typeof ReviewTask>
 
-export const Task = v.variant("kind", [ReviewTask])
+/**
+ * Test-only (accepted where ENABLE_TEST_TASKS=true): fails its first `fail_times` attempts, raising
+ * NonRetryableError when `non_retryable`, or exits the worker process on every delivery when `crash_worker`.
+ * It makes retries, dead-lettering and crash recovery testable for real.
+ */
+export const FlakyTaskInput = v.object({
+  fail_times: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
+  non_retryable: v.optional(v.boolean(), false),
+  crash_worker: v.optional(v.boolean(), false),
+})
+export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyTaskInput.entries })
+export type FlakyTask = v.InferOutput<typeof FlakyTask>
+
+export const Task = v.variant("kind", [ReviewTask, FlakyTask])
 export type Task = v.InferOutput<typeof Task>
 export type TaskKind = Task["kind"]
+export const TASK_KINDS = ["polarity:review", "test:flaky"] as const satisfies readonly TaskKind[]
 
 export const PolarityResult = v.object({
   score: v.number(),
@@ -62,22 +80,36 @@ export const PolarityResult = v.object({
 })
 export type PolarityResult = v.InferOutput<typeof PolarityResult>
 
-// Task events. `at` is when the state was entered; final events repeat `started_at`
-// so that a consumer never needs the STARTED event to fill in the timeline.
-const EventBase = { task_id: TaskId, attempt: Attempt, at: EpochMillis }
+export const FlakyResult = v.object({ succeeded_on_attempt: v.number() })
 
+export const TaskResult = v.union([PolarityResult, FlakyResult])
+export type TaskResult = v.InferOutput<typeof TaskResult>
+
+// Task events. `at` is when the state was entered; later events repeat `started_at`
+// so that a consumer never needs the STARTED event to fill in the timeline.
+const EventBase = { task_id: TaskId, attempt: Attempt, run: Run, at: EpochMillis }
+
+/** Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1). */
 export const PendingEvent = v.object({
   ...EventBase,
   state: v.literal("PENDING"),
-  kind: v.picklist(["polarity:review"]),
-  input: v.object({ review: Review }),
+  kind: v.picklist(TASK_KINDS),
+  input: v.record(v.string(), v.unknown()),
 })
 export const StartedEvent = v.object({ ...EventBase, state: v.literal("STARTED"), worker: v.string() })
+/** Attempt `attempt` failed; attempt + 1 runs at `retry_at`. */
+export const RetryEvent = v.object({
+  ...EventBase,
+  state: v.literal("RETRY"),
+  started_at: EpochMillis,
+  error: v.string(),
+  retry_at: EpochMillis,
+})
 export const SuccessEvent = v.object({
   ...EventBase,
   state: v.literal("SUCCESS"),
   started_at: EpochMillis,
-  result: PolarityResult,
+  result: TaskResult,
 })
 export const FailureEvent = v.object({
   ...EventBase,
@@ -86,8 +118,19 @@ export const FailureEvent = v.object({
   error: v.string(),
 })
 
-export const TaskEvent = v.variant("state", [PendingEvent, StartedEvent, SuccessEvent, FailureEvent])
+export const TaskEvent = v.variant("state", [
+  PendingEvent,
+  StartedEvent,
+  RetryEvent,
+  SuccessEvent,
+  FailureEvent,
+])
 export type TaskEvent = v.InferOutput<typeof TaskEvent>
+
+/** Deterministic, so that a redelivered or re-sent event is recognised and applied once. */
+export function eventId(event: TaskEvent): string {
+  return `${event.task_id}:${event.state}:${event.attempt}`
+}
 
 /** Events travel in batches of one state: a busy worker or gateway coalesces them into one message. */
 export const TaskEventBatch = v.object({ events: v.pipe(v.array(TaskEvent), v.minLength(1)) })
@@ -115,7 +158,7 @@ const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 export const TaskRecord = v.object({
   task_id: TaskId,
   status: TaskStatus,
-  result: v.nullable(PolarityResult),
+  result: v.nullable(TaskResult),
   error: v.nullable(v.string()),
   attempts: Attempt,
   submitted_at: IsoTime,

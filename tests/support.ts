@@ -4,11 +4,18 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { AMQPClient, type AMQPMessage } from "@cloudamqp/amqp-client"
+import * as v from "valibot"
 import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
-import { FINAL_STATUSES, type TaskRecord } from "../shared/contracts.ts"
-import { topologyNames } from "../shared/topology.ts"
+import {
+  FINAL_STATUSES,
+  type PolarityResult,
+  type TaskEvent,
+  TaskEventBatch,
+  type TaskRecord,
+} from "../shared/contracts.ts"
+import { allNames, topologyNames } from "../shared/topology.ts"
 
 export const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
 
@@ -70,7 +77,7 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
     url: (path) => `${gateway.url}${path}`,
     async [Symbol.asyncDispose]() {
       await Promise.allSettled([gateway.stop(), worker.stop(), store.stop()])
-      await deleteTopology(names)
+      await deleteTopology(env)
       rmSync(dataDir, { recursive: true, force: true })
     },
   }
@@ -84,14 +91,19 @@ export async function rawChannel() {
   return { client, channel, [Symbol.asyncDispose]: () => client.close().catch(() => {}) }
 }
 
-async function deleteTopology(names: ReturnType<typeof topologyNames>): Promise<void> {
+async function deleteTopology(env: Env): Promise<void> {
+  const config = loadStoreConfig(env)
+  const { queues, exchanges } = allNames({
+    prefix: config.AMQP_PREFIX,
+    retry: {
+      maxRetries: config.MAX_RETRIES,
+      baseDelayMs: config.RETRY_BASE_DELAY_MS,
+      maxDelayMs: config.RETRY_MAX_DELAY_MS,
+    },
+  })
   await using amqp = await rawChannel()
-  for (const [key, name] of Object.entries(names)) {
-    if (key.endsWith("Queue")) await amqp.channel.queueDelete(name)
-  }
-  for (const [key, name] of Object.entries(names)) {
-    if (key.endsWith("Exchange")) await amqp.channel.exchangeDelete(name)
-  }
+  for (const queue of queues) await amqp.channel.queueDelete(queue)
+  for (const exchange of exchanges) await amqp.channel.exchangeDelete(exchange)
 }
 
 /** Consume `count` messages from a queue the test owns alone, or fail after `timeoutMs`. */
@@ -128,6 +140,13 @@ export async function taskBody(res: Response): Promise<TaskRecord> {
   return (await res.json()) as TaskRecord
 }
 
+/** The result of a review task (the result union also holds other kinds' results). */
+export function reviewResult(record: TaskRecord): PolarityResult {
+  if (!record.result || !("score" in record.result))
+    throw new Error(`no review result in ${JSON.stringify(record)}`)
+  return record.result
+}
+
 /** Poll the task until it is final (the API is the thing under test, so poll it, not the store). */
 export async function waitForFinal(stack: Stack, taskId: string, timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs
@@ -138,4 +157,32 @@ export async function waitForFinal(stack: Stack, taskId: string, timeoutMs = 15_
     await Bun.sleep(10)
   }
   throw new Error(`task ${taskId} not final within ${timeoutMs} ms`)
+}
+
+/** Every task event published on the stack's events exchange from now on, as the status store sees them. */
+export async function watchEvents(stack: Stack) {
+  const amqp = await rawChannel()
+  const { name } = await amqp.channel.queueDeclare("", { exclusive: true, autoDelete: true })
+  await amqp.channel.queueBind(name, stack.names.eventsExchange, "task.#")
+  const events: TaskEvent[] = []
+  let changed = Promise.withResolvers<void>()
+  await amqp.channel.basicConsume(name, { noAck: true }, (msg) => {
+    events.push(...v.parse(TaskEventBatch, JSON.parse(msg.bodyString() ?? "")).events)
+    changed.resolve()
+    changed = Promise.withResolvers<void>()
+  })
+  return {
+    events,
+    /** Resolve with the events once `done(events)` holds, or fail after `timeoutMs`. */
+    async until(done: (events: TaskEvent[]) => boolean, timeoutMs = 15_000): Promise<TaskEvent[]> {
+      const deadline = Date.now() + timeoutMs
+      while (!done(events)) {
+        const left = deadline - Date.now()
+        if (left <= 0) throw new Error(`events did not arrive in time; have ${JSON.stringify(events)}`)
+        await Promise.race([changed.promise, Bun.sleep(left)])
+      }
+      return events
+    },
+    [Symbol.asyncDispose]: () => amqp[Symbol.asyncDispose](),
+  }
 }
