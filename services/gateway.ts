@@ -184,6 +184,11 @@ export async function start(config: GatewayConfig) {
         await broker.deadLetter(msg, names.failedQueue, err.message)
         continue
       }
+      if (replayed.includes(task.task_id)) {
+        // A second copy: a worker killed before its ack reached the broker dead-letters a task twice.
+        await msg.ack()
+        continue
+      }
       const run = task.attempt + 1
       try {
         await publishTask({ ...task, attempt: run, run })

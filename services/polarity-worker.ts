@@ -61,13 +61,18 @@ export function scoreReview(review: string): PolarityResult {
 function runFlakyTask(task: FlakyTask, enabled: boolean): TaskResult {
   if (!enabled)
     throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
-  // A real crash, not an exception: nothing is cleaned up and the task stays unacked.
-  if (task.crash_worker) process.kill(process.pid, "SIGKILL")
+  if (task.crash_worker) crash()
   if (task.attempt <= task.fail_times) {
     const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
     throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
   }
   return { succeeded_on_attempt: task.attempt }
+}
+
+/** A real crash, not an exception: nothing is cleaned up and the tasks in hand stay unacked. */
+function crash(): never {
+  process.kill(process.pid, "SIGKILL")
+  throw new Error("unreachable: SIGKILL was sent")
 }
 
 function execute(task: Task, testTasks: boolean): TaskResult {
@@ -153,6 +158,8 @@ export async function start(config: WorkerConfig) {
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
     if (outcome.state === "FAILURE") return broker.deadLetter(msg, queue, outcome.error, "failed")
+    if (task.kind === "test:flaky" && task.crash_before_ack && !msg.properties.headers?.["x-redeliveries"])
+      crash()
     await msg.ack()
   }
 

@@ -54,14 +54,16 @@ export const ReviewTask = v.object({ ...TaskBase, kind: v.literal("polarity:revi
 export type ReviewTask = v.InferOutput<typeof ReviewTask>
 
 /**
- * Test-only (accepted where ENABLE_TEST_TASKS=true): fails its first `fail_times` attempts, raising
- * NonRetryableError when `non_retryable`, or exits the worker process on every delivery when `crash_worker`.
- * It makes retries, dead-lettering and crash recovery testable for real.
+ * Test-only (accepted where ENABLE_TEST_TASKS=true), to make retries, dead-lettering and crash recovery
+ * testable for real: fails its first `fail_times` attempts (with NonRetryableError when `non_retryable`);
+ * `crash_worker` kills the worker on every delivery; `crash_before_ack` kills it once, after the outcome
+ * is confirmed and before the ack.
  */
 export const FlakyTaskInput = v.object({
   fail_times: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
   non_retryable: v.optional(v.boolean(), false),
   crash_worker: v.optional(v.boolean(), false),
+  crash_before_ack: v.optional(v.boolean(), false),
 })
 export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyTaskInput.entries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>

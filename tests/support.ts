@@ -8,6 +8,7 @@ import * as v from "valibot"
 import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
+import { topologyOptions } from "../shared/amqp.ts"
 import {
   FINAL_STATUSES,
   type PolarityResult,
@@ -84,24 +85,18 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
 }
 
 /** A plain connection for tests that publish or read raw messages. */
-export async function rawChannel() {
-  const client = new AMQPClient(AMQP_URL, undefined, null)
+export async function rawChannel(url = AMQP_URL) {
+  const client = new AMQPClient(url, undefined, null)
   await client.connect()
   const channel = await client.channel()
   return { client, channel, [Symbol.asyncDispose]: () => client.close().catch(() => {}) }
 }
 
-async function deleteTopology(env: Env): Promise<void> {
+/** Remove every queue and exchange of the env's prefix. */
+export async function deleteTopology(env: Env): Promise<void> {
   const config = loadStoreConfig(env)
-  const { queues, exchanges } = allNames({
-    prefix: config.AMQP_PREFIX,
-    retry: {
-      maxRetries: config.MAX_RETRIES,
-      baseDelayMs: config.RETRY_BASE_DELAY_MS,
-      maxDelayMs: config.RETRY_MAX_DELAY_MS,
-    },
-  })
-  await using amqp = await rawChannel()
+  const { queues, exchanges } = allNames(topologyOptions(config))
+  await using amqp = await rawChannel(config.AMQP_URL)
   for (const queue of queues) await amqp.channel.queueDelete(queue)
   for (const exchange of exchanges) await amqp.channel.exchangeDelete(exchange)
 }

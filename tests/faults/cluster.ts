@@ -1,0 +1,269 @@
+// The services as real child processes, so that a fault test can kill -9 one and start it again,
+// plus the bookkeeping every fault test reports: accepted, final, lost, doubled, redeliveries, dead-lettered.
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { AMQPClient } from "@cloudamqp/amqp-client"
+import { eventId, FINAL_STATUSES, type TaskEvent, type TaskRecord } from "../../shared/contracts.ts"
+import { AMQP_URL, deleteTopology, uniquePrefix } from "../support.ts"
+
+const BUN = process.execPath
+const SERVICE_FILES = {
+  gateway: "services/gateway.ts",
+  worker: "services/polarity-worker.ts",
+  store: "services/status-store.ts",
+} as const
+type ServiceName = keyof typeof SERVICE_FILES
+
+export class ServiceProcess {
+  url = ""
+  /** How often each log `msg` appeared, over every life of this service. */
+  readonly logCounts = new Map<string, number>()
+  /** Restarts after an exit nobody asked for (a crash), like a supervisor would. */
+  restarts = 0
+  private proc: ReturnType<typeof Bun.spawn> | undefined
+  private supervised = false
+
+  constructor(
+    readonly name: ServiceName,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  /** Spawn and resolve once the service logs "started" (with its URL). */
+  async start(): Promise<this> {
+    const started = Promise.withResolvers<void>()
+    const proc = Bun.spawn([BUN, SERVICE_FILES[this.name]], {
+      env: { ...process.env, ...this.env },
+      stdout: "pipe",
+      stderr: "inherit",
+    })
+    this.proc = proc
+    void this.readLogs(proc.stdout as ReadableStream<Uint8Array>, started)
+    const exited = proc.exited.then((code) => {
+      throw new Error(`${this.name} exited with ${code} before it started`)
+    })
+    await Promise.race([started.promise, exited])
+    return this
+  }
+
+  private async readLogs(stdout: ReadableStream<Uint8Array>, started: PromiseWithResolvers<void>) {
+    const decoder = new TextDecoder()
+    let buffered = ""
+    for await (const chunk of stdout) {
+      buffered += decoder.decode(chunk, { stream: true })
+      const lines = buffered.split("\n")
+      buffered = lines.pop() ?? ""
+      for (const line of lines) {
+        const entry = JSON.parse(line) as { msg: string; url?: string; level: string }
+        this.logCounts.set(entry.msg, (this.logCounts.get(entry.msg) ?? 0) + 1)
+        if (entry.msg === "started" && entry.url) {
+          this.url = entry.url
+          started.resolve()
+        }
+        if (
+          process.env.FAULT_TEST_VERBOSE &&
+          (entry.level !== "info" || process.env.FAULT_TEST_VERBOSE === "all")
+        ) {
+          console.error(this.name, line)
+        }
+      }
+    }
+  }
+
+  /** Start again whenever the process dies on its own, until `stop()` or `kill()`. */
+  supervise(): this {
+    this.supervised = true
+    const watch = async (proc: ReturnType<typeof Bun.spawn> | undefined) => {
+      await proc?.exited
+      if (!this.supervised || proc !== this.proc) return
+      this.restarts++
+      // It may die again before it logs "started" (a crasher waiting in its queue): keep watching.
+      await this.start().catch(() => {})
+      void watch(this.proc)
+    }
+    void watch(this.proc)
+    return this
+  }
+
+  count(msg: string): number {
+    return this.logCounts.get(msg) ?? 0
+  }
+
+  /** SIGKILL: no clean-up at all, as in a crash. */
+  async kill(): Promise<void> {
+    this.supervised = false
+    this.proc?.kill("SIGKILL")
+    await this.proc?.exited
+  }
+
+  /** SIGTERM: the graceful stop. */
+  async stop(): Promise<number | undefined> {
+    this.supervised = false
+    this.proc?.kill("SIGTERM")
+    return this.proc?.exited
+  }
+}
+
+export interface Cluster extends AsyncDisposable {
+  env: Record<string, string>
+  gateway: ServiceProcess
+  workers: ServiceProcess[]
+  store: ServiceProcess
+  databasePath: string
+}
+
+export async function startCluster(
+  topic: string,
+  overrides: Record<string, string> = {},
+  { workers = 1, startWorkers = true } = {},
+): Promise<Cluster> {
+  const dataDir = mkdtempSync(join(tmpdir(), "polarity-fault-"))
+  const databasePath = join(dataDir, "status-store.sqlite")
+  const env: Record<string, string> = {
+    AMQP_URL,
+    AMQP_PREFIX: uniquePrefix(topic),
+    LOG_LEVEL: "info",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    WORKER_HOST: "127.0.0.1",
+    WORKER_PORT: "0",
+    STATUS_STORE_HOST: "127.0.0.1",
+    STATUS_STORE_PORT: "0",
+    DATABASE_PATH: databasePath,
+    ENABLE_TEST_TASKS: "true",
+    ...overrides,
+  }
+  const store = await new ServiceProcess("store", env).start()
+  const gateway = await new ServiceProcess("gateway", env).start()
+  const workerProcesses = Array.from({ length: workers }, () => new ServiceProcess("worker", env))
+  if (startWorkers) await Promise.all(workerProcesses.map((w) => w.start()))
+  return {
+    env,
+    gateway,
+    workers: workerProcesses,
+    store,
+    databasePath,
+    async [Symbol.asyncDispose]() {
+      await Promise.all([gateway, store, ...workerProcesses].map((s) => s.stop()))
+      await deleteTopology(env)
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** POST reviews from `concurrency` clients; a refused or failed request is counted, not thrown. */
+export async function submitReviews(
+  gatewayUrl: () => string,
+  count: number,
+  concurrency = 16,
+  path = "/polarities",
+  body: (i: number) => unknown = (i) => ({ review: `review ${i}: good but a bit sad` }),
+) {
+  const accepted: string[] = []
+  const refused: number[] = []
+  let failed = 0
+  let next = 0
+  const client = async () => {
+    while (next < count) {
+      const i = next++
+      try {
+        const res = await fetch(`${gatewayUrl()}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body(i)),
+        })
+        if (res.status === 202) accepted.push(((await res.json()) as { task_id: string }).task_id)
+        else {
+          refused.push(res.status)
+          await res.body?.cancel()
+        }
+      } catch {
+        failed++
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, client))
+  return { accepted, refused, failed }
+}
+
+/** Poll every task through the API until all are final; returns the final records (missing = lost). */
+export async function awaitFinal(gatewayUrl: () => string, taskIds: string[], timeoutMs = 60_000) {
+  const finals = new Map<string, TaskRecord>()
+  const deadline = Date.now() + timeoutMs
+  while (finals.size < taskIds.length && Date.now() < deadline) {
+    const pending = taskIds.filter((id) => !finals.has(id))
+    for (let i = 0; i < pending.length; i += 64) {
+      await Promise.all(
+        pending.slice(i, i + 64).map(async (id) => {
+          const res = await fetch(`${gatewayUrl()}/polarities/tasks/${id}`).catch(() => null)
+          if (res?.status !== 200) return res?.body?.cancel()
+          const record = (await res.json()) as TaskRecord
+          if (FINAL_STATUSES.has(record.status)) finals.set(id, record)
+        }),
+      )
+    }
+    if (finals.size < taskIds.length) await Bun.sleep(100)
+  }
+  return finals
+}
+
+/** Counts every final event on the events exchange by task, to find tasks that ended twice differently. */
+export async function watchFinalEvents(env: Record<string, string>) {
+  const client = new AMQPClient(env.AMQP_URL ?? AMQP_URL, undefined, null)
+  await client.connect()
+  const channel = await client.channel()
+  const { name } = await channel.queueDeclare("", { exclusive: true, autoDelete: true })
+  for (const key of ["task.success", "task.failure"])
+    await channel.queueBind(name, `${env.AMQP_PREFIX}events`, key)
+  const finalIds = new Map<string, Set<string>>()
+  const received = new Map<string, number>()
+  let arrived = Promise.withResolvers<void>()
+  await channel.basicConsume(name, { noAck: true }, (msg) => {
+    const { events } = JSON.parse(msg.bodyString() ?? "{}") as { events: TaskEvent[] }
+    for (const event of events) {
+      const ids = finalIds.get(event.task_id) ?? new Set()
+      ids.add(eventId(event))
+      finalIds.set(event.task_id, ids)
+      received.set(event.task_id, (received.get(event.task_id) ?? 0) + 1)
+    }
+    arrived.resolve()
+    arrived = Promise.withResolvers()
+  })
+  return {
+    /** Tasks with more than one distinct final event (a redelivered duplicate has the same id). */
+    doubled: () => [...finalIds.values()].filter((ids) => ids.size > 1).length,
+    /** Wait until `count` final events (duplicates included) were published for the task. */
+    async received(taskId: string, count: number, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs
+      while ((received.get(taskId) ?? 0) < count) {
+        if (Date.now() > deadline) throw new Error(`${received.get(taskId) ?? 0} of ${count} final events`)
+        await Promise.race([arrived.promise, Bun.sleep(100)])
+      }
+    },
+    [Symbol.asyncDispose]: () => client.close().catch(() => {}),
+  }
+}
+
+export async function queueDepth(env: Record<string, string>, queue: string): Promise<number> {
+  const client = new AMQPClient(env.AMQP_URL ?? AMQP_URL, undefined, null)
+  await client.connect()
+  try {
+    const channel = await client.channel()
+    return (await channel.queueDeclare(queue, { passive: true })).messageCount
+  } finally {
+    await client.close().catch(() => {})
+  }
+}
+
+export interface FaultFigures {
+  accepted: number
+  final: number
+  lost: number
+  doubled: number
+  redeliveries: number
+  deadLettered: number
+}
+
+export function report(label: string, figures: FaultFigures & Record<string, number>): void {
+  console.log(`[fault] ${label}: ${JSON.stringify(figures)}`)
+}
