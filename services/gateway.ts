@@ -98,11 +98,12 @@ export async function start(config: GatewayConfig) {
   }
 
   /** Resolves once both the task and its PENDING event are confirmed: from then on the task can't be lost. */
-  async function submit(review: string): Promise<ReviewTask> {
+  async function submit({ review, language }: SubmitReview): Promise<ReviewTask> {
     const task: ReviewTask = {
       task_id: Bun.randomUUIDv7(),
       kind: "polarity:review",
       review,
+      language,
       submitted_at: Date.now(),
       attempt: 1,
     }
@@ -117,7 +118,7 @@ export async function start(config: GatewayConfig) {
       attempt: 0,
       at: task.submitted_at,
       kind: task.kind,
-      input: { review },
+      input: { review, language },
     })
     return task
   }
@@ -135,8 +136,7 @@ export async function start(config: GatewayConfig) {
 
   app.post("/polarities", limitBody, async (c) => {
     const waitMs = parseWait(c.req.query("wait"))
-    const { review } = await readJson(c, SubmitReview)
-    const task = await submit(review)
+    const task = await submit(await readJson(c, SubmitReview))
     const location = `/polarities/tasks/${task.task_id}`
     let status = "PENDING"
     if (waitMs > 0) {

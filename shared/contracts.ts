@@ -32,9 +32,19 @@ export const Review = v.pipe(
   v.maxLength(MAX_REVIEW_LENGTH, `review must be at most ${MAX_REVIEW_LENGTH} characters`),
 )
 
-/** POST /polarities body. */
+const LANGUAGES = ["en", "ru"] as const
+
+/** The languages the worker scores. Any other is refused, never scored 0 as if it were English. */
+export const Language = v.picklist(
+  LANGUAGES,
+  (issue) =>
+    `language must be one of ${LANGUAGES.map((code) => `"${code}"`).join(", ")}, not ${issue.received}`,
+)
+export type Language = v.InferOutput<typeof Language>
+
+/** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review },
+  { review: Review, language: v.optional(Language) },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
@@ -44,6 +54,7 @@ export const ReviewTask = v.object({
   task_id: TaskId,
   kind: v.literal("polarity:review"),
   review: Review,
+  language: v.optional(Language),
   submitted_at: EpochMillis,
   attempt: v.pipe(Attempt, v.minValue(1)),
 })
@@ -70,7 +81,7 @@ export const PendingEvent = v.object({
   ...EventBase,
   state: v.literal("PENDING"),
   kind: v.picklist(["polarity:review"]),
-  input: v.object({ review: Review }),
+  input: v.object({ review: Review, language: v.optional(Language) }),
 })
 export const StartedEvent = v.object({ ...EventBase, state: v.literal("STARTED"), worker: v.string() })
 export const SuccessEvent = v.object({
