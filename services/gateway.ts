@@ -239,8 +239,7 @@ export async function start(config: GatewayConfig) {
   })
 
   app.post("/polarities", limitBody, async (c) => {
-    const { review } = await readJson(c, SubmitReview)
-    return submit(c, { kind: "polarity:review", review })
+    return submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) })
   })
 
   const getTask = async (c: Context) => {

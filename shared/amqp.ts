@@ -98,7 +98,7 @@ export function decodeMessage<TSchema extends v.GenericSchema>(
 }
 
 export class Broker {
-  private readonly exchanges = new Map<string, AMQPExchange>()
+  private readonly exchanges = new Map<string, Promise<AMQPExchange>>()
   private publishCount = 0
   private rpc: AMQPRPCClient | undefined
 
@@ -156,14 +156,21 @@ export class Broker {
     }
   }
 
-  private async exchange(name: string): Promise<AMQPExchange> {
+  /**
+   * Cached as a promise, so that publishes made while the first fetch is in flight wait for that same fetch and
+   * keep their order; were only the fetched handle cached, a later publish could overtake earlier ones still
+   * waiting for fetches of their own.
+   */
+  private exchange(name: string): Promise<AMQPExchange> {
     let exchange = this.exchanges.get(name)
     if (!exchange) {
       // Passive: declareTopology owns the exchange's type and parameters; this only fetches a handle.
       exchange =
         name === ""
-          ? await this.session.directExchange("")
-          : await this.session.exchange(name, "topic", { passive: true })
+          ? this.session.directExchange("")
+          : this.session.exchange(name, "topic", { passive: true })
+      // A failed fetch is not kept: the next publish tries again.
+      exchange.catch(() => this.exchanges.delete(name))
       this.exchanges.set(name, exchange)
     }
     return exchange

@@ -32,9 +32,19 @@ export const Review = v.pipe(
   v.maxLength(MAX_REVIEW_LENGTH, `review must be at most ${MAX_REVIEW_LENGTH} characters`),
 )
 
-/** POST /polarities body. */
+const LANGUAGES = ["en", "ru"] as const
+
+/** The languages the worker scores. Any other is refused, never scored 0 as if it were English. */
+export const Language = v.picklist(
+  LANGUAGES,
+  (issue) =>
+    `language must be one of ${LANGUAGES.map((code) => `"${code}"`).join(", ")}, not ${issue.received}`,
+)
+export type Language = v.InferOutput<typeof Language>
+
+/** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review },
+  { review: Review, language: v.optional(Language) },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
@@ -50,7 +60,12 @@ const TaskBase = {
   run: Run,
 }
 
-export const ReviewTask = v.object({ ...TaskBase, kind: v.literal("polarity:review"), review: Review })
+export const ReviewTask = v.object({
+  ...TaskBase,
+  kind: v.literal("polarity:review"),
+  review: Review,
+  language: v.optional(Language),
+})
 export type ReviewTask = v.InferOutput<typeof ReviewTask>
 
 /**
@@ -79,6 +94,8 @@ export const PolarityResult = v.object({
   polarity: v.picklist(["positive", "negative", "neutral"]),
   positive: v.array(v.string()),
   negative: v.array(v.string()),
+  /** The language the review was scored in: the one asked for, else the one detected. */
+  language: Language,
 })
 export type PolarityResult = v.InferOutput<typeof PolarityResult>
 

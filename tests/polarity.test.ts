@@ -25,6 +25,7 @@ describe("POST /polarities?wait= (the synchronous path)", () => {
         polarity: "negative",
         positive: [],
         negative: ["sad", "awful", "terrible"],
+        language: "en",
       },
       error: null,
       attempts: 1,
@@ -47,7 +48,14 @@ describe("POST /polarities?wait= (the synchronous path)", () => {
   test("scores a neutral review as zero", async () => {
     const task = await taskBody(await postReview(stack, "The parcel arrived on Tuesday.", "?wait=10"))
     expect(task.status).toBe("SUCCESS")
-    expect(task.result).toEqual({ score: 0, comparative: 0, polarity: "neutral", positive: [], negative: [] })
+    expect(task.result).toEqual({
+      score: 0,
+      comparative: 0,
+      polarity: "neutral",
+      positive: [],
+      negative: [],
+      language: "en",
+    })
   })
 
   test("answers 202 when the wait is zero", async () => {

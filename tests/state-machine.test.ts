@@ -20,7 +20,14 @@ const success: TaskEvent = {
   run: 1,
   at: 1020,
   started_at: 1010,
-  result: { score: -3, comparative: -3, polarity: "negative", positive: [], negative: ["awful"] },
+  result: {
+    score: -3,
+    comparative: -3,
+    polarity: "negative",
+    positive: [],
+    negative: ["awful"],
+    language: "en",
+  },
 }
 
 const replay = (events: TaskEvent[]) =>

@@ -123,10 +123,15 @@ export async function takeMessages(queue: string, count: number, timeoutMs = 10_
 }
 
 export async function postReview(stack: Stack, review: unknown, query = ""): Promise<Response> {
+  return postBody(stack, { review }, query)
+}
+
+/** POST /polarities with any JSON body, for the fields beside `review`. */
+export async function postBody(stack: Stack, body: unknown, query = ""): Promise<Response> {
   return fetch(stack.url(`/polarities${query}`), {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ review }),
+    body: JSON.stringify(body),
   })
 }
 
