@@ -126,11 +126,8 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
       })
       break
     case "FAILURE":
-      Object.assign(next, {
-        started_at: event.started_at ?? next.started_at,
-        finished_at: event.at,
-        error: event.error,
-      })
+      // From the final event alone (null when no attempt started), so that any order gives the same row.
+      Object.assign(next, { started_at: event.started_at, finished_at: event.at, error: event.error })
       break
   }
   return next

@@ -201,9 +201,12 @@ export class Broker {
       // Typed `never` when the session has no parsers (we decode ourselves), yet it is a plain AMQP property.
       contentType: (properties.contentType ?? "application/json") as never,
     })
-    await withTimeout(publishing, this.publishTimeoutMs, "broker did not confirm in time").catch(
+    await withTimeout(publishing, this.publishTimeoutMs, "the broker did not confirm in time").catch(
       (err: Error) => {
-        throw err instanceof BrokerUnavailable ? err : new BrokerUnavailable(err.message)
+        if (err instanceof BrokerUnavailable) throw err
+        // A nack: with reject-publish overflow, that is a full queue.
+        if (err.message === "Message rejected") throw new BrokerUnavailable("the queue is full")
+        throw new BrokerUnavailable(err.message)
       },
     )
     // The broker sends basic.return before the basic.ack of the same publish, on the same channel.

@@ -38,9 +38,13 @@ export function installErrorBoundary(app: Hono, log: Logger): void {
     if (err instanceof Problem) return problemResponse(err.status, err.message, err.headers)
     if (err instanceof BrokerUnavailable) {
       log.warn("broker unavailable", { path: c.req.path, err: err.message })
-      return problemResponse(503, "the task broker is unavailable; retry shortly", {
-        "retry-after": String(RETRY_AFTER_SECONDS),
-      })
+      return problemResponse(
+        503,
+        `the task broker did not take the request (${err.message}); retry shortly`,
+        {
+          "retry-after": String(RETRY_AFTER_SECONDS),
+        },
+      )
     }
     if (err instanceof HTTPException && err.status < 500) return problemResponse(err.status, err.message)
     log.error("request failed", { method: c.req.method, path: c.req.path, err })

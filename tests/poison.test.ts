@@ -14,6 +14,12 @@ const malformed: [string, Uint8Array][] = [
   ["not JSON", new TextEncoder().encode("this is not json")],
   ["bad UTF-8", new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d])],
   ["wrong schema", new TextEncoder().encode(JSON.stringify({ task_id: "nope", review: 42 }))],
+  [
+    "__proto__ keys",
+    new TextEncoder().encode(
+      '{"__proto__": {"polluted": "yes"}, "constructor": {"prototype": {"polluted": "yes"}}}',
+    ),
+  ],
   ["empty", new Uint8Array()],
   ["over 1 MiB", new TextEncoder().encode(JSON.stringify({ review: "x".repeat(2 * 1024 * 1024) }))],
 ]
@@ -48,6 +54,7 @@ describe("a malformed message on any queue is dead-lettered with its reason, and
           expect.stringMatching(/not JSON/),
           expect.stringMatching(/not valid UTF-8/),
           expect.stringMatching(/not a valid/),
+          expect.stringMatching(/not a valid/),
           expect.stringMatching(/empty body/),
           expect.stringMatching(/exceeds 1048576/),
         ]),
@@ -57,6 +64,9 @@ describe("a malformed message on any queue is dead-lettered with its reason, and
         /UTF-8/.test(String(m.properties.headers?.["x-dead-letter-reason"])),
       )
       expect(badUtf8?.body).toEqual(malformed[1]?.[1] ?? null)
+
+      // The services run in this process: a polluted Object.prototype would show here.
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined()
 
       const res = await postReview(stack, "good and happy", "?wait=10")
       expect(res.status).toBe(200)

@@ -151,14 +151,19 @@ export async function startCluster(
   }
 }
 
-/** POST reviews from `concurrency` clients; a refused or failed request is counted, not thrown. */
-export async function submitReviews(
-  gatewayUrl: () => string,
-  count: number,
-  concurrency = 16,
-  path = "/polarities",
-  body: (i: number) => unknown = (i) => ({ review: `review ${i}: good but a bit sad` }),
-) {
+interface Load {
+  count: number
+  concurrency?: number
+  path?: string
+  body?: (i: number) => unknown
+  /** Called as each 202 arrives, so that a sampler can follow the tasks while the load runs. */
+  onAccepted?: (taskId: string) => void
+}
+
+/** POST from `concurrency` clients; a refused or failed request is counted, not thrown. */
+export async function submitReviews(gatewayUrl: () => string, load: Load) {
+  const { count, concurrency = 16, path = "/polarities", onAccepted } = load
+  const body = load.body ?? ((i: number) => ({ review: `review ${i}: good but a bit sad` }))
   const accepted: string[] = []
   const refused: number[] = []
   let failed = 0
@@ -172,13 +177,18 @@ export async function submitReviews(
           headers: { "content-type": "application/json" },
           body: JSON.stringify(body(i)),
         })
-        if (res.status === 202) accepted.push(((await res.json()) as { task_id: string }).task_id)
-        else {
+        if (res.status === 202) {
+          const { task_id } = (await res.json()) as { task_id: string }
+          accepted.push(task_id)
+          onAccepted?.(task_id)
+        } else {
           refused.push(res.status)
           await res.body?.cancel()
         }
       } catch {
+        // The gateway is down or was killed mid-request: a real client would back off, so do that.
         failed++
+        await Bun.sleep(20)
       }
     }
   }
@@ -207,28 +217,37 @@ export async function awaitFinal(gatewayUrl: () => string, taskIds: string[], ti
   return finals
 }
 
-/** Counts every final event on the events exchange by task, to find tasks that ended twice differently. */
+/**
+ * Counts every final event on the events exchange by task, to find tasks that ended twice differently.
+ * Its queue is durable, so after a broker restart `reconnect()` picks up where it left off.
+ */
 export async function watchFinalEvents(env: Record<string, string>) {
-  const client = new AMQPClient(env.AMQP_URL ?? AMQP_URL, undefined, null)
-  await client.connect()
-  const channel = await client.channel()
-  const { name } = await channel.queueDeclare("", { exclusive: true, autoDelete: true })
-  for (const key of ["task.success", "task.failure"])
-    await channel.queueBind(name, `${env.AMQP_PREFIX}events`, key)
+  const url = env.AMQP_URL ?? AMQP_URL
+  const queue = `${env.AMQP_PREFIX}test.final-events.${Math.random().toString(36).slice(2, 8)}`
   const finalIds = new Map<string, Set<string>>()
   const received = new Map<string, number>()
   let arrived = Promise.withResolvers<void>()
-  await channel.basicConsume(name, { noAck: true }, (msg) => {
-    const { events } = JSON.parse(msg.bodyString() ?? "{}") as { events: TaskEvent[] }
-    for (const event of events) {
-      const ids = finalIds.get(event.task_id) ?? new Set()
-      ids.add(eventId(event))
-      finalIds.set(event.task_id, ids)
-      received.set(event.task_id, (received.get(event.task_id) ?? 0) + 1)
-    }
-    arrived.resolve()
-    arrived = Promise.withResolvers()
-  })
+  let client: AMQPClient | undefined
+  const connect = async () => {
+    client = new AMQPClient(url, undefined, null)
+    await client.connect()
+    const channel = await client.channel()
+    await channel.queueDeclare(queue, { durable: true, autoDelete: false })
+    for (const key of ["task.success", "task.failure"])
+      await channel.queueBind(queue, `${env.AMQP_PREFIX}events`, key)
+    await channel.basicConsume(queue, { noAck: true }, (msg) => {
+      const { events } = JSON.parse(msg.bodyString() ?? "{}") as { events: TaskEvent[] }
+      for (const event of events) {
+        const ids = finalIds.get(event.task_id) ?? new Set()
+        ids.add(eventId(event))
+        finalIds.set(event.task_id, ids)
+        received.set(event.task_id, (received.get(event.task_id) ?? 0) + 1)
+      }
+      arrived.resolve()
+      arrived = Promise.withResolvers()
+    })
+  }
+  await connect()
   return {
     /** Tasks with more than one distinct final event (a redelivered duplicate has the same id). */
     doubled: () => [...finalIds.values()].filter((ids) => ids.size > 1).length,
@@ -240,7 +259,19 @@ export async function watchFinalEvents(env: Record<string, string>) {
         await Promise.race([arrived.promise, Bun.sleep(100)])
       }
     },
-    [Symbol.asyncDispose]: () => client.close().catch(() => {}),
+    /** After the broker came back: consume the same queue on a new connection. */
+    async reconnect() {
+      await client?.close().catch(() => {})
+      await connect()
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        const channel = await client?.channel()
+        await channel?.queueDelete(queue)
+      } finally {
+        await client?.close().catch(() => {})
+      }
+    },
   }
 }
 

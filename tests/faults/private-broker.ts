@@ -4,7 +4,6 @@
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
-import { AMQPClient } from "@cloudamqp/amqp-client"
 
 export class PrivateBroker {
   readonly url: string
@@ -81,12 +80,28 @@ export class PrivateBroker {
     throw new Error(`private broker ${this.node} did not go ${up ? "up" : "down"} in ${timeoutMs} ms`)
   }
 
+  /** A raw AMQP handshake: the broker answers the protocol header with a method frame (connection.start). */
   private async answers(): Promise<boolean> {
-    const client = new AMQPClient(this.url, undefined, null)
+    const answered = Promise.withResolvers<boolean>()
     try {
-      await client.connect()
-      await client.close()
-      return true
+      const socket = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: this.port,
+        socket: {
+          open: (s) => void s.write(new Uint8Array([65, 77, 81, 80, 0, 0, 9, 1])),
+          data: (s, data) => {
+            answered.resolve(data[0] === 1)
+            s.end()
+          },
+          close: () => answered.resolve(false),
+          error: () => answered.resolve(false),
+        },
+      })
+      setTimeout(() => {
+        answered.resolve(false)
+        socket.end()
+      }, 2000)
+      return await answered.promise
     } catch {
       return false
     }

@@ -29,7 +29,7 @@ describe("workers killed with -9", () => {
     await using finals = await watchFinalEvents(cluster.env)
     const deadBefore = await deadLettered()
     let submitting = true
-    const load = submitReviews(gatewayUrl, 2500, 16).finally(() => {
+    const load = submitReviews(gatewayUrl, { count: 2500, concurrency: 16 }).finally(() => {
       submitting = false
     })
     let kills = 0
@@ -64,9 +64,14 @@ describe("workers killed with -9", () => {
     await using finals = await watchFinalEvents(cluster.env)
     for (const worker of cluster.workers) worker.supervise()
     const restartsBefore = cluster.workers.reduce((sum, w) => sum + w.restarts, 0)
-    const { accepted } = await submitReviews(gatewayUrl, 1, 1, "/test/flaky", () => ({
-      crash_before_ack: true,
-    }))
+    const { accepted } = await submitReviews(gatewayUrl, {
+      count: 1,
+      concurrency: 1,
+      path: "/test/flaky",
+      body: () => ({
+        crash_before_ack: true,
+      }),
+    })
     const [taskId = ""] = accepted
 
     const final = await awaitFinal(gatewayUrl, [taskId])
@@ -94,7 +99,12 @@ describe("workers killed with -9", () => {
   test("a task that kills its worker on every delivery is dead-lettered after 3, and others still run", async () => {
     for (const worker of cluster.workers) worker.supervise()
     const restartsBefore = cluster.workers.reduce((sum, w) => sum + w.restarts, 0)
-    const { accepted } = await submitReviews(gatewayUrl, 1, 1, "/test/flaky", () => ({ crash_worker: true }))
+    const { accepted } = await submitReviews(gatewayUrl, {
+      count: 1,
+      concurrency: 1,
+      path: "/test/flaky",
+      body: () => ({ crash_worker: true }),
+    })
     const [taskId = ""] = accepted
 
     const final = await awaitFinal(gatewayUrl, [taskId])
@@ -109,7 +119,7 @@ describe("workers killed with -9", () => {
       error: "redelivered 3 times without finishing: it crashes or stalls its worker",
     })
 
-    const after = await submitReviews(gatewayUrl, 20, 4)
+    const after = await submitReviews(gatewayUrl, { count: 20, concurrency: 4 })
     const done = await awaitFinal(gatewayUrl, after.accepted)
     expect([...done.values()].map((t) => t.status)).toEqual(after.accepted.map(() => "SUCCESS"))
   })
