@@ -3,14 +3,15 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { AMQPClient, type AMQPMessage } from "@cloudamqp/amqp-client"
+import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
 import { FINAL_STATUSES, type TaskRecord } from "../shared/contracts.ts"
 import { topologyNames } from "../shared/topology.ts"
+import { AMQP_URL, deleteTopology, rawChannel } from "./broker.ts"
 
-export const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
+export { AMQP_URL, rawChannel }
 
 type Env = Record<string, string>
 interface Running {
@@ -73,24 +74,6 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
       await deleteTopology(names)
       rmSync(dataDir, { recursive: true, force: true })
     },
-  }
-}
-
-/** A plain connection for tests that publish or read raw messages. */
-export async function rawChannel() {
-  const client = new AMQPClient(AMQP_URL, undefined, null)
-  await client.connect()
-  const channel = await client.channel()
-  return { client, channel, [Symbol.asyncDispose]: () => client.close().catch(() => {}) }
-}
-
-async function deleteTopology(names: ReturnType<typeof topologyNames>): Promise<void> {
-  await using amqp = await rawChannel()
-  for (const [key, name] of Object.entries(names)) {
-    if (key.endsWith("Queue")) await amqp.channel.queueDelete(name)
-  }
-  for (const [key, name] of Object.entries(names)) {
-    if (key.endsWith("Exchange")) await amqp.channel.exchangeDelete(name)
   }
 }
 
