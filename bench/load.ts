@@ -113,7 +113,11 @@ export interface ThroughputResult {
   polls: number
   /** GETs that did not answer 200 (a 404 would break read-your-writes; a 503 is a store timeout). */
   pollErrors: Record<string, number>
-  /** Submit to seen final under load; polling adds up to one round of the poll queue. */
+  /** One POST under load: the gateway's two confirmed publishes plus HTTP. */
+  submitRequestMs: Percentiles
+  /** One GET under load: the gateway's RPC to the status store plus HTTP. */
+  pollRequestMs: Percentiles
+  /** Submit to seen final under load; includes the wait in the poll queue, so it is an upper bound. */
   seenFinalMs: Percentiles
 }
 
@@ -132,6 +136,8 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   const pending = new Fifo<Pending>()
   const rejected: Record<string, number> = {}
   const pollErrors: Record<string, number> = {}
+  const submitRequestMs: number[] = []
+  const pollRequestMs: number[] = []
   const seenFinalMs: number[] = []
   let accepted = 0
   let succeeded = 0
@@ -146,8 +152,10 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   }
 
   const submitOne = async (index: number) => {
+    const sentAt = performance.now()
     const res = await submit(gatewayUrl, reviewText(index)).catch(() => null)
     lastSubmitAt = performance.now()
+    submitRequestMs.push(lastSubmitAt - sentAt)
     if (res?.status !== 202) {
       await res?.body?.cancel()
       count(rejected, res?.status ?? 0)
@@ -173,8 +181,10 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
       const wait = task.polledAt + REPOLL_INTERVAL_MS - performance.now()
       if (wait > 0) await Bun.sleep(wait)
       polls++
+      const sentAt = performance.now()
       const status = await fetchStatus(gatewayUrl, task.taskId).catch(() => null)
       task.polledAt = performance.now()
+      pollRequestMs.push(task.polledAt - sentAt)
       if (status === null) count(pollErrors, 0)
       if (status === null || !FINAL_STATUSES.has(status)) {
         pending.push(task)
@@ -209,6 +219,8 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     endToEndPerSecond: (succeeded + failed) / endToEndSeconds,
     polls,
     pollErrors,
+    submitRequestMs: percentiles(submitRequestMs),
+    pollRequestMs: percentiles(pollRequestMs),
     seenFinalMs: percentiles(seenFinalMs),
   }
 }
