@@ -121,17 +121,20 @@ interface MemoryRow {
   endMb: number | null
   /** From the 10k sample to the end: the "flat memory" figure. */
   growthPct: number | null
+  /** Every 10k tasks seen final in the throughput phase: the trend behind the growth figure. */
+  everyTenKMb: (number | null)[]
 }
 
 function sampleRss(
   processes: ServiceProcess[],
   into: Record<string, MemoryRow>,
-  at: "startMb" | "at10kMb" | "endMb",
+  at: "startMb" | "at10kMb" | "endMb" | "everyTenKMb",
 ) {
   for (const { label, pid } of processes) {
-    into[label] ??= { startMb: null, at10kMb: null, endMb: null, growthPct: null }
+    into[label] ??= { startMb: null, at10kMb: null, endMb: null, growthPct: null, everyTenKMb: [] }
     const row = into[label]
-    row[at] = rssMb(pid)
+    if (at === "everyTenKMb") row.everyTenKMb.push(rssMb(pid))
+    else row[at] = rssMb(pid)
     if (row.at10kMb !== null && row.endMb !== null) row.growthPct = (row.endMb / row.at10kMb - 1) * 100
   }
 }
@@ -158,6 +161,59 @@ async function cleanUp(): Promise<void> {
   }
 }
 
+/** The services under test: started here (and stopped by the clean-ups), or already running elsewhere. */
+async function servicesUnderTest(options: Options, prefix: string) {
+  if (options.gatewayUrl) return { gatewayUrl: options.gatewayUrl, processes: [] as ServiceProcess[] }
+  cleanups.push(() => deleteTopology(topologyNames(prefix), options.amqpUrl))
+  progress(
+    `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch})`,
+  )
+  const stack = await startStack({ ...options, prefix })
+  cleanups.push(stack.stop)
+  return { gatewayUrl: stack.gatewayUrl, processes: stack.processes }
+}
+
+async function ceilingPhase(options: Options, prefix: string, processes: ServiceProcess[]) {
+  progress(`ceiling: ${options.tasks} messages, prefetch ${options.prefetch}, window ${options.window}`)
+  const [ceiling, cpu] = await withCpu(processes, () =>
+    runCeiling({ ...options, prefix, messages: options.tasks }),
+  )
+  return { ...ceiling, cpu }
+}
+
+async function throughputPhase(
+  options: Options,
+  gatewayUrl: string,
+  processes: ServiceProcess[],
+  memory: Record<string, MemoryRow>,
+) {
+  progress(
+    `throughput: ${options.tasks} tasks, ${options.concurrency} submitting, ${options.pollConcurrency} polling`,
+  )
+  let finals = 0
+  const ticker = setInterval(() => progress(`  ${finals} tasks final`), 5000)
+  const onFinal = (n: number) => {
+    finals = n
+    if (n === RSS_MILESTONE) sampleRss(processes, memory, "at10kMb")
+    if (n % RSS_MILESTONE === 0) sampleRss(processes, memory, "everyTenKMb")
+  }
+  try {
+    const [throughput, cpu] = await withCpu(processes, () =>
+      runThroughput({ ...options, gatewayUrl, onFinal }),
+    )
+    return { ...throughput, cpu }
+  } finally {
+    clearInterval(ticker)
+  }
+}
+
+async function latencyPhase(options: Options, gatewayUrl: string) {
+  progress(`latency: ${options.latencySamples} sequential tasks with ?wait=, then as many polled`)
+  const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples)
+  const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples)
+  return { wait, poll }
+}
+
 async function run(options: Options): Promise<Report> {
   const prefix = `bench-${Date.now().toString(36)}-${process.pid}.`
   const report: Report = {
@@ -170,61 +226,25 @@ async function run(options: Options): Promise<Report> {
   const wants = (phase: Phase) => options.phase === "all" || options.phase === phase
   cleanups.push(() => deleteTopology(ceilingNames(prefix), options.amqpUrl))
 
-  let gatewayUrl = options.gatewayUrl
-  let processes: ServiceProcess[] = []
-  const memory: Record<string, MemoryRow> = {}
   const needsServices = wants("throughput") || wants("latency")
-  if (needsServices && !gatewayUrl) {
-    cleanups.push(() => deleteTopology(topologyNames(prefix), options.amqpUrl))
-    progress(
-      `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch})`,
-    )
-    const stack = await startStack({ ...options, prefix })
-    cleanups.push(stack.stop)
-    gatewayUrl = stack.gatewayUrl
-    processes = stack.processes
-    report.servicesStartedByBench = true
-  }
-  if (needsServices && gatewayUrl) {
+  const { gatewayUrl, processes } = needsServices
+    ? await servicesUnderTest(options, prefix)
+    : { gatewayUrl: undefined, processes: [] }
+  report.servicesStartedByBench = processes.length > 0
+  const memory: Record<string, MemoryRow> = {}
+  if (gatewayUrl) {
     progress(`warming up with ${options.warmup} tasks`)
     await warmUp(gatewayUrl, options.warmup, 8)
     sampleRss(processes, memory, "startMb")
   }
 
-  if (wants("ceiling")) {
-    progress(`ceiling: ${options.tasks} messages, prefetch ${options.prefetch}, window ${options.window}`)
-    const [ceiling, cpu] = await withCpu(processes, () =>
-      runCeiling({ ...options, prefix, messages: options.tasks }),
-    )
-    report.ceiling = { ...ceiling, cpu }
-  }
-
+  if (wants("ceiling")) report.ceiling = await ceilingPhase(options, prefix, processes)
   if (wants("throughput") && gatewayUrl) {
-    progress(
-      `throughput: ${options.tasks} tasks, ${options.concurrency} submitting, ${options.pollConcurrency} polling`,
-    )
-    let finals = 0
-    const ticker = setInterval(() => progress(`  ${finals} tasks final`), 5000)
-    const [throughput, cpu] = await withCpu(processes, () =>
-      runThroughput({
-        ...options,
-        gatewayUrl,
-        onFinal: (n) => {
-          finals = n
-          if (n === RSS_MILESTONE) sampleRss(processes, memory, "at10kMb")
-        },
-      }),
-    ).finally(() => clearInterval(ticker))
+    const throughput = await throughputPhase(options, gatewayUrl, processes, memory)
     const ratioToCeiling = report.ceiling ? throughput.endToEndPerSecond / report.ceiling.perSecond : null
-    report.throughput = { ...throughput, ratioToCeiling, cpu }
+    report.throughput = { ...throughput, ratioToCeiling }
   }
-
-  if (wants("latency") && gatewayUrl) {
-    progress(`latency: ${options.latencySamples} sequential tasks with ?wait=, then as many polled`)
-    const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples)
-    const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples)
-    report.latency = { wait, poll }
-  }
+  if (wants("latency") && gatewayUrl) report.latency = await latencyPhase(options, gatewayUrl)
 
   if (processes.length > 0) {
     sampleRss(processes, memory, "endMb")
@@ -259,70 +279,83 @@ function cpuTable(cpu: CpuUsage): string {
   return formatTable([["  process", "CPU s", "of a core"], ...rows])
 }
 
-function formatReport(report: Report): string {
-  const { options: o, ceiling, throughput, latency, memory } = report
-  const lines = [
-    `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${report.host.cpus} cores, load ${report.host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  concurrency ${o.concurrency}  poll concurrency ${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
+const counts = (table: Record<string, number>) =>
+  Object.entries(table)
+    .map(([code, n]) => `${n}×${code}`)
+    .join(", ") || "none"
+
+function ceilingLines(ceiling: NonNullable<Report["ceiling"]>, window: number): string[] {
+  return [
+    `broker ceiling  ${ceiling.messages} tasks in ${fixed(ceiling.seconds, 2)} s = ${perSecond(ceiling.perSecond)}` +
+      `  (task ${ceiling.taskBytes} B, event ${ceiling.eventBytes} B, window ${window})`,
+    cpuTable(ceiling.cpu),
   ]
-  if (!report.servicesStartedByBench && o.gatewayUrl) {
-    lines.push(`services already running behind ${o.gatewayUrl}: not started here, so no RSS or service CPU`)
-  }
-  if (ceiling) {
-    lines.push(
-      "",
-      `broker ceiling  ${ceiling.messages} tasks in ${fixed(ceiling.seconds, 2)} s = ${perSecond(ceiling.perSecond)}` +
-        `  (task ${ceiling.taskBytes} B, event ${ceiling.eventBytes} B, window ${o.window})`,
-      cpuTable(ceiling.cpu),
-    )
-  }
-  if (throughput) {
-    const t = throughput
-    const rejected =
-      Object.entries(t.rejected)
-        .map(([code, n]) => `${n}×${code}`)
-        .join(", ") || "none"
-    const pollErrors =
-      Object.entries(t.pollErrors)
-        .map(([code, n]) => `${n}×${code}`)
-        .join(", ") || "none"
-    lines.push(
-      "",
-      `throughput      submitted ${t.submitted}  accepted ${t.accepted}  non-202 ${rejected}`,
-      `                succeeded ${t.succeeded}  failed ${t.failed}  lost ${t.lost}`,
-      `                submit ${perSecond(t.submitPerSecond)} (${fixed(t.submitSeconds, 2)} s)` +
-        `  end-to-end ${perSecond(t.endToEndPerSecond)} (${fixed(t.endToEndSeconds, 2)} s)` +
-        `  = ${t.ratioToCeiling === null ? "—" : `${fixed(t.ratioToCeiling * 100)}%`} of the ceiling`,
-      `                polls ${t.polls} (${fixed(t.polls / Math.max(1, t.accepted), 2)} per task), failed polls ${pollErrors}`,
-      cpuTable(t.cpu),
-    )
-  }
-  const latencyRows: (string | number)[][] = [["latency, ms", "p50", "p90", "p99", "max", "samples"]]
-  const latencyRow = (label: string, p: Percentiles) => [
+}
+
+function throughputLines(t: NonNullable<Report["throughput"]>): string[] {
+  const ratio = t.ratioToCeiling === null ? "—" : `${fixed(t.ratioToCeiling * 100)}%`
+  return [
+    `throughput      submitted ${t.submitted}  accepted ${t.accepted}  non-202 ${counts(t.rejected)}`,
+    `                succeeded ${t.succeeded}  failed ${t.failed}  lost ${t.lost}`,
+    `                submit ${perSecond(t.submitPerSecond)} (${fixed(t.submitSeconds, 2)} s)` +
+      `  end-to-end ${perSecond(t.endToEndPerSecond)} (${fixed(t.endToEndSeconds, 2)} s) = ${ratio} of the ceiling`,
+    `                polls ${t.polls} (${fixed(t.polls / Math.max(1, t.accepted), 2)} per task), failed polls ${counts(t.pollErrors)}`,
+    cpuTable(t.cpu),
+  ]
+}
+
+function latencyTable({ latency, throughput }: Report): string {
+  const row = (label: string, p: Percentiles) => [
     label,
     ...[p.p50, p.p90, p.p99, p.max].map((n) => fixed(n, 2)),
     p.samples,
   ]
+  const rows: (string | number)[][] = [["latency, ms", "p50", "p90", "p99", "max", "samples"]]
   if (latency)
-    latencyRows.push(
-      latencyRow("  POST ?wait=10 → 200", latency.wait),
-      latencyRow("  POST, GET every 1 ms", latency.poll),
-    )
-  if (throughput) latencyRows.push(latencyRow("  under load (polled)", throughput.seenFinalMs))
-  if (latencyRows.length > 1) lines.push("", formatTable(latencyRows))
-  if (memory) {
-    const rows = Object.entries(memory).map(([label, m]) => [
-      `  ${label}`,
-      fixed(m.startMb),
-      fixed(m.at10kMb),
-      fixed(m.endMb),
-      m.growthPct === null ? "—" : `${m.growthPct >= 0 ? "+" : ""}${fixed(m.growthPct)}%`,
-    ])
-    lines.push(
-      "",
-      formatTable([["RSS, MB", "start", `at ${RSS_MILESTONE / 1000}k`, "end", "10k→end"], ...rows]),
+    rows.push(row("  POST ?wait=10 → 200", latency.wait), row("  POST, GET every 1 ms", latency.poll))
+  if (throughput) {
+    rows.push(
+      row("  under load: one POST", throughput.submitRequestMs),
+      row("  under load: one GET", throughput.pollRequestMs),
+      row("  under load: submit → seen final", throughput.seenFinalMs),
     )
   }
+  return formatTable(rows)
+}
+
+function memoryLines(memory: Record<string, MemoryRow>): string[] {
+  const rows = Object.entries(memory).map(([label, m]) => [
+    `  ${label}`,
+    fixed(m.startMb),
+    fixed(m.at10kMb),
+    fixed(m.endMb),
+    m.growthPct === null ? "—" : `${m.growthPct >= 0 ? "+" : ""}${fixed(m.growthPct)}%`,
+  ])
+  const lines = [
+    formatTable([["RSS, MB", "start", `at ${RSS_MILESTONE / 1000}k`, "end", "10k→end"], ...rows]),
+  ]
+  for (const [label, m] of Object.entries(memory)) {
+    const trend = m.everyTenKMb.map((mb) => fixed(mb, 0)).join(" ")
+    if (m.everyTenKMb.length > 2) lines.push(`  ${label} every 10k tasks: ${trend}`)
+  }
+  return lines
+}
+
+function formatReport(report: Report): string {
+  const { options: o, host } = report
+  const lines = [
+    `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
+    `tasks ${o.tasks}  concurrency ${o.concurrency}  poll concurrency ${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
+  ]
+  if (!report.servicesStartedByBench && o.gatewayUrl) {
+    lines.push(
+      `services already running behind ${o.gatewayUrl}: not started here, so no RSS or service CPU, and --prefetch applies to the ceiling only`,
+    )
+  }
+  if (report.ceiling) lines.push("", ...ceilingLines(report.ceiling, o.window))
+  if (report.throughput) lines.push("", ...throughputLines(report.throughput))
+  if (report.latency || report.throughput) lines.push("", latencyTable(report))
+  if (report.memory) lines.push("", ...memoryLines(report.memory))
   return lines.join("\n")
 }
 
