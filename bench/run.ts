@@ -270,8 +270,11 @@ function formatTable(rows: (string | number)[][]): string {
     .join("\n")
 }
 
+/** CPU per process, and their sum: near 100% × cores, the machine (shared with others) is the limit. */
 function cpuTable(cpu: CpuUsage): string {
-  const rows = Object.entries(cpu.seconds).map(([label, s]) => [
+  const entries = Object.entries(cpu.seconds)
+  const total = entries.reduce((sum, [, s]) => sum + s, 0)
+  const rows = [...entries, ["total", total] as const].map(([label, s]) => [
     `  ${label}`,
     fixed(s, 2),
     `${fixed((s / cpu.wallSeconds) * 100, 0)}%`,
