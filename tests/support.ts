@@ -3,12 +3,11 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { AMQPClient, type AMQPMessage } from "@cloudamqp/amqp-client"
+import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
 import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
-import { topologyOptions } from "../shared/amqp.ts"
 import {
   FINAL_STATUSES,
   type PolarityResult,
@@ -16,9 +15,10 @@ import {
   TaskEventBatch,
   type TaskRecord,
 } from "../shared/contracts.ts"
-import { allNames, topologyNames } from "../shared/topology.ts"
+import { topologyNames } from "../shared/topology.ts"
+import { AMQP_URL, deleteTopology, rawChannel } from "./broker.ts"
 
-export const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
+export { AMQP_URL, deleteTopology, rawChannel }
 
 type Env = Record<string, string>
 interface Running {
@@ -82,23 +82,6 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
       rmSync(dataDir, { recursive: true, force: true })
     },
   }
-}
-
-/** A plain connection for tests that publish or read raw messages. */
-export async function rawChannel(url = AMQP_URL) {
-  const client = new AMQPClient(url, undefined, null)
-  await client.connect()
-  const channel = await client.channel()
-  return { client, channel, [Symbol.asyncDispose]: () => client.close().catch(() => {}) }
-}
-
-/** Remove every queue and exchange of the env's prefix. */
-export async function deleteTopology(env: Env): Promise<void> {
-  const config = loadStoreConfig(env)
-  const { queues, exchanges } = allNames(topologyOptions(config))
-  await using amqp = await rawChannel(config.AMQP_URL)
-  for (const queue of queues) await amqp.channel.queueDelete(queue)
-  for (const exchange of exchanges) await amqp.channel.exchangeDelete(exchange)
 }
 
 /** Consume `count` messages from a queue the test owns alone, or fail after `timeoutMs`. */

@@ -1,0 +1,270 @@
+// The HTTP side of the benchmark: many tasks submitted over keep-alive connections and followed through
+// the API until final, and single tasks timed from submit to final.
+import { FINAL_STATUSES, type TaskRecord } from "../shared/contracts.ts"
+
+const SENTENCES = [
+  "What a wonderful, lovely little cafe. Great coffee, friendly staff and the cake was simply delicious!",
+  "Absolutely fantastic service; the room was spotless, the bed comfortable and the view amazing.",
+  "I love this phone: the battery lasts for days and the camera takes brilliant, sharp pictures.",
+  "This is terrible, awful and sad. The food was cold, the waiter rude and we waited an hour to pay.",
+  "Broken on arrival, ugly scratches everywhere, and support ignored my emails. A horrible experience.",
+  "The worst hotel I have stayed in: dirty towels, a noisy street and a smell of smoke in the hall.",
+  "The parcel arrived on Tuesday in a brown box, and the manual is printed in four languages.",
+  "We took the train at nine, changed at the central station and reached the museum before noon.",
+  "The table is made of oak, measures two metres by ninety centimetres and seats six people.",
+]
+
+/** A review of 100–130 bytes: a fixed sentence (positive, negative or neutral) and its index. */
+export function reviewText(index: number): string {
+  return `${SENTENCES[index % SENTENCES.length]} #${index}`
+}
+
+/** Run `task(i)` for every i in [0, count), at most `concurrency` at a time. */
+export async function forEachConcurrently(
+  count: number,
+  concurrency: number,
+  task: (index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0
+  const lane = async () => {
+    while (next < count) await task(next++)
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, lane))
+}
+
+export interface Percentiles {
+  samples: number
+  p50: number
+  p90: number
+  p99: number
+  max: number
+}
+
+/** Nearest-rank percentiles, in the unit of the samples. */
+export function percentiles(samples: number[]): Percentiles {
+  const sorted = Float64Array.from(samples).sort()
+  const rank = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN
+  return { samples: sorted.length, p50: rank(50), p90: rank(90), p99: rank(99), max: rank(100) }
+}
+
+function submit(gatewayUrl: string, review: string, query = ""): Promise<Response> {
+  return fetch(`${gatewayUrl}/polarities${query}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ review }),
+  })
+}
+
+/** The task's status as the API shows it, or null when the API did not answer 200. */
+async function fetchStatus(gatewayUrl: string, taskId: string): Promise<TaskRecord["status"] | null> {
+  const res = await fetch(`${gatewayUrl}/polarities/tasks/${taskId}`)
+  if (res.status !== 200) {
+    await res.body?.cancel()
+    return null
+  }
+  return ((await res.json()) as TaskRecord).status
+}
+
+/** A FIFO that forgets what it handed out, so a long run does not keep every id ever queued. */
+class Fifo<T> {
+  private items: T[] = []
+  private head = 0
+
+  push(item: T): void {
+    this.items.push(item)
+  }
+
+  shift(): T | undefined {
+    if (this.head === this.items.length) return undefined
+    const item = this.items[this.head++]
+    if (this.head > 4096 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return item
+  }
+}
+
+export interface ThroughputOptions {
+  gatewayUrl: string
+  tasks: number
+  concurrency: number
+  pollConcurrency: number
+  /** Give up on the remaining tasks once none has become final for this long after the last submit. */
+  settleTimeoutMs: number
+  /** Called each time a task is seen final, with the count so far. */
+  onFinal?: (finals: number) => void
+}
+
+export interface ThroughputResult {
+  submitted: number
+  accepted: number
+  /** Answers other than 202, by status code (0: no answer). */
+  rejected: Record<string, number>
+  succeeded: number
+  failed: number
+  /** Accepted tasks never seen final. */
+  lost: number
+  submitSeconds: number
+  submitPerSecond: number
+  /** First submit to the last task seen final. */
+  endToEndSeconds: number
+  endToEndPerSecond: number
+  polls: number
+  /** GETs that did not answer 200 (a 404 would break read-your-writes; a 503 is a store timeout). */
+  pollErrors: Record<string, number>
+  /** One POST under load: the gateway's two confirmed publishes plus HTTP. */
+  submitRequestMs: Percentiles
+  /** One GET under load: the gateway's RPC to the status store plus HTTP. */
+  pollRequestMs: Percentiles
+  /** Submit to seen final under load; includes the wait in the poll queue, so it is an upper bound. */
+  seenFinalMs: Percentiles
+}
+
+interface Pending {
+  taskId: string
+  submittedAt: number
+  polledAt: number
+}
+
+/** Poll a task again at most this often, so a short queue does not turn into a busy loop against the API. */
+const REPOLL_INTERVAL_MS = 2
+
+/** Submit `tasks` reviews and poll each through the API until it is final (or the settle timeout). */
+export async function runThroughput(options: ThroughputOptions): Promise<ThroughputResult> {
+  const { gatewayUrl, tasks } = options
+  const pending = new Fifo<Pending>()
+  const rejected: Record<string, number> = {}
+  const pollErrors: Record<string, number> = {}
+  const submitRequestMs: number[] = []
+  const pollRequestMs: number[] = []
+  const seenFinalMs: number[] = []
+  let accepted = 0
+  let succeeded = 0
+  let failed = 0
+  let polls = 0
+  let submitting = true
+  const start = performance.now()
+  let lastSubmitAt = start
+  let lastFinalAt = start
+  const count = (table: Record<string, number>, key: number) => {
+    table[key] = (table[key] ?? 0) + 1
+  }
+
+  const submitOne = async (index: number) => {
+    const sentAt = performance.now()
+    const res = await submit(gatewayUrl, reviewText(index)).catch(() => null)
+    lastSubmitAt = performance.now()
+    submitRequestMs.push(lastSubmitAt - sentAt)
+    if (res?.status !== 202) {
+      await res?.body?.cancel()
+      count(rejected, res?.status ?? 0)
+      return
+    }
+    const { task_id } = (await res.json()) as { task_id: string }
+    accepted++
+    pending.push({ taskId: task_id, submittedAt: lastSubmitAt, polledAt: lastSubmitAt })
+  }
+
+  const settled = () => {
+    if (submitting) return false
+    return succeeded + failed === accepted || performance.now() - lastFinalAt > options.settleTimeoutMs
+  }
+
+  const pollLane = async () => {
+    while (!settled()) {
+      const task = pending.shift()
+      if (!task) {
+        await Bun.sleep(1)
+        continue
+      }
+      const wait = task.polledAt + REPOLL_INTERVAL_MS - performance.now()
+      if (wait > 0) await Bun.sleep(wait)
+      polls++
+      const sentAt = performance.now()
+      const status = await fetchStatus(gatewayUrl, task.taskId).catch(() => null)
+      task.polledAt = performance.now()
+      pollRequestMs.push(task.polledAt - sentAt)
+      if (status === null) count(pollErrors, 0)
+      if (status === null || !FINAL_STATUSES.has(status)) {
+        pending.push(task)
+        continue
+      }
+      if (status === "SUCCESS") succeeded++
+      else failed++
+      lastFinalAt = task.polledAt
+      seenFinalMs.push(task.polledAt - task.submittedAt)
+      options.onFinal?.(succeeded + failed)
+    }
+  }
+
+  const polling = Promise.all(Array.from({ length: options.pollConcurrency }, pollLane))
+  await forEachConcurrently(tasks, options.concurrency, submitOne)
+  submitting = false
+  lastFinalAt = Math.max(lastFinalAt, performance.now())
+  await polling
+
+  const submitSeconds = (lastSubmitAt - start) / 1000
+  const endToEndSeconds = (lastFinalAt - start) / 1000
+  return {
+    submitted: tasks,
+    accepted,
+    rejected,
+    succeeded,
+    failed,
+    lost: accepted - succeeded - failed,
+    submitSeconds,
+    submitPerSecond: accepted / submitSeconds,
+    endToEndSeconds,
+    endToEndPerSecond: (succeeded + failed) / endToEndSeconds,
+    polls,
+    pollErrors,
+    submitRequestMs: percentiles(submitRequestMs),
+    pollRequestMs: percentiles(pollRequestMs),
+    seenFinalMs: percentiles(seenFinalMs),
+  }
+}
+
+/** Submit → 200 with the final task, through `?wait=`; milliseconds. */
+async function timeWithWait(gatewayUrl: string, index: number): Promise<number> {
+  const start = performance.now()
+  const res = await submit(gatewayUrl, reviewText(index), "?wait=10")
+  const task = (await res.json()) as TaskRecord
+  if (res.status !== 200 || !FINAL_STATUSES.has(task.status)) {
+    throw new Error(`?wait=10 answered ${res.status} ${task.status}`)
+  }
+  return performance.now() - start
+}
+
+/** Submit (202), then GET about every millisecond until final; milliseconds from submit to the final GET. */
+async function timeWithPolling(gatewayUrl: string, index: number): Promise<number> {
+  const start = performance.now()
+  const res = await submit(gatewayUrl, reviewText(index))
+  if (res.status !== 202) throw new Error(`submit answered ${res.status}`)
+  const { task_id } = (await res.json()) as { task_id: string }
+  for (;;) {
+    const status = await fetchStatus(gatewayUrl, task_id)
+    if (status && FINAL_STATUSES.has(status)) return performance.now() - start
+    if (performance.now() - start > 10_000) throw new Error(`task ${task_id} not final within 10 s`)
+    await Bun.sleep(1)
+  }
+}
+
+export type LatencyMode = "wait" | "poll"
+
+/** `samples` single tasks one after another, after a few untimed ones to warm up both ends. */
+export async function measureLatency(gatewayUrl: string, mode: LatencyMode, samples: number) {
+  const time = mode === "wait" ? timeWithWait : timeWithPolling
+  const warmUp = Math.min(50, samples)
+  for (let i = 0; i < warmUp; i++) await time(gatewayUrl, i)
+  const ms: number[] = []
+  for (let i = 0; i < samples; i++) ms.push(await time(gatewayUrl, i))
+  return percentiles(ms)
+}
+
+/** Tasks through the whole pipeline before anything is measured: JIT, connections, SQLite pages. */
+export async function warmUp(gatewayUrl: string, tasks: number, concurrency: number): Promise<void> {
+  await forEachConcurrently(tasks, concurrency, async (index) => {
+    await timeWithWait(gatewayUrl, index)
+  })
+}

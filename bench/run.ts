@@ -1,0 +1,400 @@
+// `npm run bench`: the broker's ceiling, end-to-end throughput through the API, single-task latency, and the
+// services' memory and CPU, in one run; prints a table, then the same figures as one JSON line.
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus, loadavg } from "node:os"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
+import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
+import { measureLatency, type Percentiles, runThroughput, type ThroughputResult, warmUp } from "./load.ts"
+import { brokerPids, cpuSeconds, rssMb, type ServiceProcess, startStack } from "./stack.ts"
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --tasks N              tasks in the throughput phase, and messages in the ceiling (default 20000)
+  --concurrency N        concurrent HTTP clients submitting (default 64)
+  --poll-concurrency N   concurrent HTTP clients polling task status (default: --concurrency)
+  --prefetch N           WORKER_PREFETCH of each worker, and of the ceiling's relay (default 64)
+  --workers N            polarity-worker processes (default 1)
+  --latency-samples N    sequential single tasks per latency mode (default 500)
+  --warmup N             tasks through the pipeline before measuring (default 200)
+  --window N             ceiling publishes awaiting their confirm at once (default 1000)
+  --settle-timeout S     seconds without a task turning final before the rest count as lost (default 30)
+  --phase P              all | ceiling | throughput | latency (default all)
+  --gateway-url URL      use services already running behind this gateway (no RSS, nothing started)
+  --amqp-url URL         broker (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
+  --help                 this text
+
+The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
+
+const PHASES = ["all", "ceiling", "throughput", "latency"] as const
+type Phase = (typeof PHASES)[number]
+/** Where the "flat memory" figure starts: growth is measured from this many completed tasks to the end. */
+const RSS_MILESTONE = 10_000
+
+function parseOptions(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      tasks: { type: "string", default: "20000" },
+      concurrency: { type: "string", default: "64" },
+      "poll-concurrency": { type: "string" },
+      prefetch: { type: "string", default: "64" },
+      workers: { type: "string", default: "1" },
+      "latency-samples": { type: "string", default: "500" },
+      warmup: { type: "string", default: "200" },
+      window: { type: "string", default: "1000" },
+      "settle-timeout": { type: "string", default: "30" },
+      phase: { type: "string", default: "all" },
+      "gateway-url": { type: "string" },
+      "amqp-url": { type: "string", default: AMQP_URL },
+      help: { type: "boolean", default: false },
+    },
+  })
+  const count = (name: keyof typeof values, min = 1): number => {
+    const n = Number(values[name])
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be a whole number ≥ ${min}`)
+    return n
+  }
+  const phase = values.phase as Phase
+  if (!PHASES.includes(phase)) throw new Error(`--phase must be one of ${PHASES.join(", ")}`)
+  const options = {
+    tasks: count("tasks"),
+    concurrency: count("concurrency"),
+    pollConcurrency: values["poll-concurrency"] ? count("poll-concurrency") : count("concurrency"),
+    prefetch: count("prefetch"),
+    workers: count("workers"),
+    latencySamples: count("latency-samples"),
+    warmup: count("warmup", 0),
+    window: count("window"),
+    settleTimeoutMs: count("settle-timeout") * 1000,
+    phase,
+    gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
+    amqpUrl: values["amqp-url"],
+  }
+  return { help: values.help, options }
+}
+type Options = ReturnType<typeof parseOptions>["options"]
+
+const progress = (message: string) => console.error(`[bench] ${message}`)
+
+// --- CPU and memory, from /proc
+
+const BROKER = "broker (beam.smp)"
+const BENCH = "bench (this process)"
+
+type CpuSample = Map<string, number>
+interface CpuUsage {
+  wallSeconds: number
+  /** CPU seconds per process over the phase; 100% of one core = wallSeconds. */
+  seconds: Record<string, number>
+}
+
+function sampleCpu(processes: ServiceProcess[]): CpuSample {
+  const sample: CpuSample = new Map()
+  const add = (label: string, seconds: number | null) => {
+    if (seconds !== null) sample.set(label, (sample.get(label) ?? 0) + seconds)
+  }
+  for (const { label, pid } of processes) add(label, cpuSeconds(pid))
+  for (const pid of brokerPids()) add(BROKER, cpuSeconds(pid))
+  add(BENCH, cpuSeconds("self"))
+  return sample
+}
+
+/** Run `phase` and report the CPU each process used meanwhile. */
+async function withCpu<T>(processes: ServiceProcess[], phase: () => Promise<T>): Promise<[T, CpuUsage]> {
+  const before = sampleCpu(processes)
+  const start = performance.now()
+  const result = await phase()
+  const wallSeconds = (performance.now() - start) / 1000
+  const after = sampleCpu(processes)
+  const seconds: Record<string, number> = {}
+  for (const [label, used] of after) seconds[label] = used - (before.get(label) ?? used)
+  return [result, { wallSeconds, seconds }]
+}
+
+interface MemoryRow {
+  startMb: number | null
+  at10kMb: number | null
+  endMb: number | null
+  /** From the 10k sample to the end: the "flat memory" figure. */
+  growthPct: number | null
+  /** Every 10k tasks seen final in the throughput phase: the trend behind the growth figure. */
+  everyTenKMb: (number | null)[]
+}
+
+function sampleRss(
+  processes: ServiceProcess[],
+  into: Record<string, MemoryRow>,
+  at: "startMb" | "at10kMb" | "endMb" | "everyTenKMb",
+) {
+  for (const { label, pid } of processes) {
+    into[label] ??= { startMb: null, at10kMb: null, endMb: null, growthPct: null, everyTenKMb: [] }
+    const row = into[label]
+    if (at === "everyTenKMb") row.everyTenKMb.push(rssMb(pid))
+    else row[at] = rssMb(pid)
+    if (row.at10kMb !== null && row.endMb !== null) row.growthPct = (row.endMb / row.at10kMb - 1) * 100
+  }
+}
+
+// --- the run
+
+interface Report {
+  timestamp: string
+  prefix: string
+  options: Options
+  host: { cpus: number; loadavg: number[] }
+  servicesStartedByBench: boolean
+  ceiling?: CeilingResult & { cpu: CpuUsage }
+  throughput?: ThroughputResult & { ratioToCeiling: number | null; cpu: CpuUsage }
+  latency?: { wait: Percentiles; poll: Percentiles }
+  memory?: Record<string, MemoryRow>
+}
+
+/** Clean-ups run last-registered first, each once: from the finally block or from Ctrl-C. */
+const cleanups: (() => Promise<void>)[] = []
+async function cleanUp(): Promise<void> {
+  for (let step = cleanups.pop(); step; step = cleanups.pop()) {
+    await step().catch((err: Error) => progress(`clean-up failed: ${err.message}`))
+  }
+}
+
+/** The services under test: started here (and stopped by the clean-ups), or already running elsewhere. */
+async function servicesUnderTest(options: Options, prefix: string) {
+  if (options.gatewayUrl) return { gatewayUrl: options.gatewayUrl, processes: [] as ServiceProcess[] }
+  cleanups.push(() => deleteTopology({ AMQP_PREFIX: prefix, AMQP_URL: options.amqpUrl }))
+  progress(
+    `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch})`,
+  )
+  const stack = await startStack({ ...options, prefix })
+  cleanups.push(stack.stop)
+  return { gatewayUrl: stack.gatewayUrl, processes: stack.processes }
+}
+
+async function ceilingPhase(options: Options, prefix: string, processes: ServiceProcess[]) {
+  progress(`ceiling: ${options.tasks} messages, prefetch ${options.prefetch}, window ${options.window}`)
+  const [ceiling, cpu] = await withCpu(processes, () =>
+    runCeiling({ ...options, prefix, messages: options.tasks }),
+  )
+  return { ...ceiling, cpu }
+}
+
+async function throughputPhase(
+  options: Options,
+  gatewayUrl: string,
+  processes: ServiceProcess[],
+  memory: Record<string, MemoryRow>,
+) {
+  progress(
+    `throughput: ${options.tasks} tasks, ${options.concurrency} submitting, ${options.pollConcurrency} polling`,
+  )
+  let finals = 0
+  const ticker = setInterval(() => progress(`  ${finals} tasks final`), 5000)
+  const onFinal = (n: number) => {
+    finals = n
+    if (n === RSS_MILESTONE) sampleRss(processes, memory, "at10kMb")
+    if (n % RSS_MILESTONE === 0) sampleRss(processes, memory, "everyTenKMb")
+  }
+  try {
+    const [throughput, cpu] = await withCpu(processes, () =>
+      runThroughput({ ...options, gatewayUrl, onFinal }),
+    )
+    return { ...throughput, cpu }
+  } finally {
+    clearInterval(ticker)
+  }
+}
+
+async function latencyPhase(options: Options, gatewayUrl: string) {
+  progress(`latency: ${options.latencySamples} sequential tasks with ?wait=, then as many polled`)
+  const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples)
+  const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples)
+  return { wait, poll }
+}
+
+async function run(options: Options): Promise<Report> {
+  const prefix = `bench-${Date.now().toString(36)}-${process.pid}.`
+  const report: Report = {
+    timestamp: new Date().toISOString(),
+    prefix,
+    options,
+    host: { cpus: cpus().length, loadavg: loadavg() },
+    servicesStartedByBench: false,
+  }
+  const wants = (phase: Phase) => options.phase === "all" || options.phase === phase
+  cleanups.push(() =>
+    deleteQueuesAndExchanges({ queues: Object.values(ceilingNames(prefix)), exchanges: [] }, options.amqpUrl),
+  )
+
+  const needsServices = wants("throughput") || wants("latency")
+  const { gatewayUrl, processes } = needsServices
+    ? await servicesUnderTest(options, prefix)
+    : { gatewayUrl: undefined, processes: [] }
+  report.servicesStartedByBench = processes.length > 0
+  const memory: Record<string, MemoryRow> = {}
+  if (gatewayUrl) {
+    progress(`warming up with ${options.warmup} tasks`)
+    await warmUp(gatewayUrl, options.warmup, 8)
+    sampleRss(processes, memory, "startMb")
+  }
+
+  if (wants("ceiling")) report.ceiling = await ceilingPhase(options, prefix, processes)
+  if (wants("throughput") && gatewayUrl) {
+    const throughput = await throughputPhase(options, gatewayUrl, processes, memory)
+    const ratioToCeiling = report.ceiling ? throughput.endToEndPerSecond / report.ceiling.perSecond : null
+    report.throughput = { ...throughput, ratioToCeiling }
+  }
+  if (wants("latency") && gatewayUrl) report.latency = await latencyPhase(options, gatewayUrl)
+
+  if (processes.length > 0) {
+    sampleRss(processes, memory, "endMb")
+    report.memory = memory
+  }
+  return report
+}
+
+// --- output
+
+const fixed = (n: number | null | undefined, digits = 1) => (n == null ? "—" : n.toFixed(digits))
+const perSecond = (n: number) => `${Math.round(n).toLocaleString("en")}/s`
+
+function formatTable(rows: (string | number)[][]): string {
+  const cells = rows.map((row) => row.map(String))
+  const widths = cells[0]?.map((_, i) => Math.max(...cells.map((row) => row[i]?.length ?? 0))) ?? []
+  return cells
+    .map((row) =>
+      row
+        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+        .join("  "),
+    )
+    .join("\n")
+}
+
+/** CPU per process, and their sum: near 100% × cores, the machine (shared with others) is the limit. */
+function cpuTable(cpu: CpuUsage): string {
+  const entries = Object.entries(cpu.seconds)
+  const total = entries.reduce((sum, [, s]) => sum + s, 0)
+  const rows = [...entries, ["total", total] as const].map(([label, s]) => [
+    `  ${label}`,
+    fixed(s, 2),
+    `${fixed((s / cpu.wallSeconds) * 100, 0)}%`,
+  ])
+  return formatTable([["  process", "CPU s", "of a core"], ...rows])
+}
+
+const counts = (table: Record<string, number>) =>
+  Object.entries(table)
+    .map(([code, n]) => `${n}×${code}`)
+    .join(", ") || "none"
+
+function ceilingLines(ceiling: NonNullable<Report["ceiling"]>, window: number): string[] {
+  return [
+    `broker ceiling  ${ceiling.messages} tasks in ${fixed(ceiling.seconds, 2)} s = ${perSecond(ceiling.perSecond)}` +
+      `  (task ${ceiling.taskBytes} B, event ${ceiling.eventBytes} B, window ${window})`,
+    cpuTable(ceiling.cpu),
+  ]
+}
+
+function throughputLines(t: NonNullable<Report["throughput"]>): string[] {
+  const ratio = t.ratioToCeiling === null ? "—" : `${fixed(t.ratioToCeiling * 100)}%`
+  return [
+    `throughput      submitted ${t.submitted}  accepted ${t.accepted}  non-202 ${counts(t.rejected)}`,
+    `                succeeded ${t.succeeded}  failed ${t.failed}  lost ${t.lost}`,
+    `                submit ${perSecond(t.submitPerSecond)} (${fixed(t.submitSeconds, 2)} s)` +
+      `  end-to-end ${perSecond(t.endToEndPerSecond)} (${fixed(t.endToEndSeconds, 2)} s) = ${ratio} of the ceiling`,
+    `                polls ${t.polls} (${fixed(t.polls / Math.max(1, t.accepted), 2)} per task), failed polls ${counts(t.pollErrors)}`,
+    cpuTable(t.cpu),
+  ]
+}
+
+function latencyTable({ latency, throughput }: Report): string {
+  const row = (label: string, p: Percentiles) => [
+    label,
+    ...[p.p50, p.p90, p.p99, p.max].map((n) => fixed(n, 2)),
+    p.samples,
+  ]
+  const rows: (string | number)[][] = [["latency, ms", "p50", "p90", "p99", "max", "samples"]]
+  if (latency)
+    rows.push(row("  POST ?wait=10 → 200", latency.wait), row("  POST, GET every 1 ms", latency.poll))
+  if (throughput) {
+    rows.push(
+      row("  under load: one POST", throughput.submitRequestMs),
+      row("  under load: one GET", throughput.pollRequestMs),
+      row("  under load: submit → seen final", throughput.seenFinalMs),
+    )
+  }
+  return formatTable(rows)
+}
+
+function memoryLines(memory: Record<string, MemoryRow>): string[] {
+  const rows = Object.entries(memory).map(([label, m]) => [
+    `  ${label}`,
+    fixed(m.startMb),
+    fixed(m.at10kMb),
+    fixed(m.endMb),
+    m.growthPct === null ? "—" : `${m.growthPct >= 0 ? "+" : ""}${fixed(m.growthPct)}%`,
+  ])
+  const lines = [
+    formatTable([["RSS, MB", "start", `at ${RSS_MILESTONE / 1000}k`, "end", "10k→end"], ...rows]),
+  ]
+  for (const [label, m] of Object.entries(memory)) {
+    const trend = m.everyTenKMb.map((mb) => fixed(mb, 0)).join(" ")
+    if (m.everyTenKMb.length > 2) lines.push(`  ${label} every 10k tasks: ${trend}`)
+  }
+  return lines
+}
+
+function formatReport(report: Report): string {
+  const { options: o, host } = report
+  const lines = [
+    `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
+    `tasks ${o.tasks}  concurrency ${o.concurrency}  poll concurrency ${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
+  ]
+  if (!report.servicesStartedByBench && o.gatewayUrl) {
+    lines.push(
+      `services already running behind ${o.gatewayUrl}: not started here, so no RSS or service CPU, and --prefetch applies to the ceiling only`,
+    )
+  }
+  if (report.ceiling) lines.push("", ...ceilingLines(report.ceiling, o.window))
+  if (report.throughput) lines.push("", ...throughputLines(report.throughput))
+  if (report.latency || report.throughput) lines.push("", latencyTable(report))
+  if (report.memory) lines.push("", ...memoryLines(report.memory))
+  return lines.join("\n")
+}
+
+function saveReport(report: Report): string {
+  const dir = join(import.meta.dir, "results")
+  mkdirSync(dir, { recursive: true })
+  const file = join(dir, `${report.timestamp.replace(/[:.]/g, "-")}.json`)
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
+  return file
+}
+
+async function main(): Promise<void> {
+  const { help, options } = parseOptions(process.argv.slice(2))
+  if (help) {
+    console.log(USAGE)
+    return
+  }
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      progress(`${signal}: stopping the services and deleting the run's queues and exchanges`)
+      cleanUp().finally(() => process.exit(130))
+    })
+  }
+  let report: Report
+  try {
+    report = await run(options)
+  } finally {
+    await cleanUp()
+  }
+  progress(`report written to ${saveReport(report)}`)
+  console.log(formatReport(report))
+  console.log(JSON.stringify(report))
+}
+
+main().catch((err: Error) => {
+  console.error(`[bench] failed: ${err.stack ?? err.message}`)
+  process.exit(1)
+})

@@ -1,0 +1,149 @@
+// The services under test as child processes (`bun services/<name>.ts`) under a prefix of their own, and
+// what /proc tells about them and the broker: resident memory and CPU time.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { Subprocess } from "bun"
+import { deleteTopology } from "../tests/broker.ts"
+
+export interface StackOptions {
+  amqpUrl: string
+  prefix: string
+  prefetch: number
+  workers: number
+}
+
+export interface ServiceProcess {
+  /** `gateway`, `status-store`, `polarity-worker#1`, … */
+  label: string
+  pid: number
+}
+
+export interface Stack {
+  gatewayUrl: string
+  processes: ServiceProcess[]
+  stop(): Promise<void>
+}
+
+const ROOT = join(import.meta.dir, "..")
+const START_TIMEOUT_MS = 30_000
+const STOP_TIMEOUT_MS = 15_000
+
+interface Child extends ServiceProcess {
+  proc: Subprocess
+  healthUrl: string
+}
+
+/** A port nobody listens on right now; the service binds it a moment later. */
+function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } })
+  const { port } = listener
+  listener.stop(true)
+  return port
+}
+
+function spawnService(label: string, file: string, env: Record<string, string>, port: number): Child {
+  const proc = Bun.spawn([process.execPath, join("services", file)], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    // The services log JSON lines on stdout; ours carries the report, so theirs goes to stderr.
+    stdio: ["ignore", 2, 2],
+  })
+  return { label, pid: proc.pid, proc, healthUrl: `http://127.0.0.1:${port}/healthz` }
+}
+
+async function waitHealthy(child: Child): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null) throw new Error(`${child.label} exited with ${child.proc.exitCode}`)
+    const res = await fetch(child.healthUrl).catch(() => null)
+    if (res?.status === 200) return
+    await Bun.sleep(50)
+  }
+  throw new Error(`${child.label} not healthy within ${START_TIMEOUT_MS} ms`)
+}
+
+async function stopChild(child: Child): Promise<void> {
+  if (child.proc.exitCode !== null) return
+  child.proc.kill("SIGTERM")
+  const timer = setTimeout(() => child.proc.kill("SIGKILL"), STOP_TIMEOUT_MS)
+  await child.proc.exited
+  clearTimeout(timer)
+}
+
+/** Start the status store, the workers and the gateway; resolves once every /healthz answers 200. */
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const dataDir = mkdtempSync(join(tmpdir(), "polarity-bench-"))
+  const common = {
+    AMQP_URL: options.amqpUrl,
+    AMQP_PREFIX: options.prefix,
+    LOG_LEVEL: "warn",
+    HOST: "127.0.0.1",
+    WORKER_HOST: "127.0.0.1",
+    STATUS_STORE_HOST: "127.0.0.1",
+  }
+  const storePort = freePort()
+  const gatewayPort = freePort()
+  const children: Child[] = [
+    spawnService(
+      "status-store",
+      "status-store.ts",
+      { ...common, STATUS_STORE_PORT: String(storePort), DATABASE_PATH: join(dataDir, "status.sqlite") },
+      storePort,
+    ),
+  ]
+  for (let n = 1; n <= options.workers; n++) {
+    const port = freePort()
+    const env = { ...common, WORKER_PORT: String(port), WORKER_PREFETCH: String(options.prefetch) }
+    children.push(spawnService(`polarity-worker#${n}`, "polarity-worker.ts", env, port))
+  }
+  children.push(spawnService("gateway", "gateway.ts", { ...common, PORT: String(gatewayPort) }, gatewayPort))
+
+  // The gateway first, so nothing new comes in; the store last, so it commits every outcome.
+  const stop = async () => {
+    for (const child of [...children].reverse()) await stopChild(child)
+    await deleteTopology({ AMQP_PREFIX: options.prefix, AMQP_URL: options.amqpUrl })
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  try {
+    await Promise.all(children.map(waitHealthy))
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return {
+    gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    processes: children.map(({ label, pid }) => ({ label, pid })),
+    stop,
+  }
+}
+
+/** Resident set size in MB, or null once the process is gone. */
+export function rssMb(pid: number): number | null {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    return kb === undefined ? null : Number(kb) / 1024
+  } catch {
+    return null
+  }
+}
+
+const CLOCK_TICKS_PER_SECOND = 100
+
+/** User + system CPU seconds the process has used so far, or null once it is gone. */
+export function cpuSeconds(pid: number | "self"): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // The command name (field 2) may hold spaces; utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND
+  } catch {
+    return null
+  }
+}
+
+/** The broker's Erlang VM, if it runs on this machine. */
+export function brokerPids(): number[] {
+  const { stdout } = Bun.spawnSync(["pgrep", "-f", "beam.smp"])
+  return stdout.toString().split("\n").filter(Boolean).map(Number)
+}
