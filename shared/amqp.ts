@@ -9,7 +9,7 @@ import {
   AMQPSession,
 } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
-import type { BrokerConfig } from "./config.ts"
+import { type BrokerConfig, productionRisks } from "./config.ts"
 import { explainIssues } from "./contracts.ts"
 import type { Logger } from "./log.ts"
 import { DEAD_LETTER_KEYS, declareTopology, type Topology, type TopologyOptions } from "./topology.ts"
@@ -113,6 +113,7 @@ export class Broker {
   /** Connect, retrying until the broker answers (or `signal` aborts), and declare the topology. */
   static async connect(options: BrokerOptions, signal?: AbortSignal): Promise<Broker> {
     const { log } = options
+    for (const risk of productionRisks(options.url)) log.warn("production risk", { risk })
     const returned = new Set<string>()
     let broker: Broker | undefined
     for (let attempt = 1; ; attempt++) {

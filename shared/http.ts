@@ -3,7 +3,7 @@ import { STATUS_CODES } from "node:http"
 import type { Context, Hono } from "hono"
 import { HTTPException } from "hono/http-exception"
 import { BrokerUnavailable } from "./amqp.ts"
-import { createLogger, type Logger } from "./log.ts"
+import { createLogger, type Logger, type LogLevel } from "./log.ts"
 
 /** Thrown by handlers; the error boundary turns it into application/problem+json. */
 export class Problem extends Error {
@@ -83,7 +83,12 @@ export function serveApp(app: Hono, port: number, hostname: string, maxRequestBo
 
 /** The `if (import.meta.main)` body of every service: start it, stop it once on SIGTERM/SIGINT. */
 export function runAsProgram(service: string, start: () => Promise<{ stop(): Promise<void> }>): void {
-  const log = createLogger(service)
+  // Before the config is parsed (it may be what fails), so the level is read leniently here.
+  const level = process.env.LOG_LEVEL as LogLevel | undefined
+  const log = createLogger(
+    service,
+    level && ["debug", "info", "warn", "error"].includes(level) ? level : "info",
+  )
   start().then(
     (running) => stopOnSignals(running.stop, log),
     (err: Error) => {
