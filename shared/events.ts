@@ -37,7 +37,25 @@ export class EventPublisher {
 
   private flush(): void {
     this.flushScheduled = false
+    this.dropSupersededStarts()
     for (const state of [...this.pending.keys()]) this.publish(state)
+  }
+
+  /**
+   * A task that started and ended in the same turn (most do: scoring takes microseconds) needs no STARTED
+   * message: its outcome carries `started_at`. Dropping it halves the events of a busy worker.
+   */
+  private dropSupersededStarts(): void {
+    const started = this.pending.get("STARTED")
+    if (!started) return
+    const moved = new Set<string>()
+    for (const [state, batch] of this.pending) {
+      if (state !== "STARTED") for (const event of batch.events) moved.add(event.task_id)
+    }
+    started.events = started.events.filter((event) => !moved.has(event.task_id))
+    if (started.events.length > 0) return
+    this.pending.delete("STARTED")
+    started.confirmed.resolve()
   }
 
   private publish(state: TaskStatus): void {

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { postReview, reviewResult, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
+import {
+  postReview,
+  reviewResult,
+  type Stack,
+  startStack,
+  taskBody,
+  waitForFinal,
+  watchEvents,
+} from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -92,6 +100,18 @@ describe("POST /polarities then GET the task (the asynchronous path)", () => {
     const res = await fetch(stack.url(`/polarities/tasks/${crypto.randomUUID()}`))
     expect(res.status).toBe(404)
     expect(res.headers.get("content-type")).toBe("application/problem+json")
+  })
+})
+
+describe("events", () => {
+  test("a task that starts and ends in one turn sends no separate STARTED: its outcome carries started_at", async () => {
+    await using watch = await watchEvents(stack)
+    const { task_id } = await taskBody(await postReview(stack, "nice", "?wait=10"))
+    const events = await watch.until((all) => all.some((e) => e.task_id === task_id && e.state === "SUCCESS"))
+    const states = events.filter((e) => e.task_id === task_id).map((e) => e.state)
+    // The PENDING event may arrive after the outcome: the gateway sends it once the task is confirmed.
+    expect(states.sort()).toEqual(["PENDING", "SUCCESS"])
+    expect(events.find((e) => e.state === "SUCCESS")).toMatchObject({ started_at: expect.any(Number) })
   })
 })
 
