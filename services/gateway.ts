@@ -26,7 +26,7 @@ import { routeTask } from "../shared/topology.ts"
 
 const SERVICE = "gateway"
 
-const GatewayEnv = {
+export const GatewayEnv = {
   ...BrokerEnv,
   HOST: stringVar("0.0.0.0"),
   PORT: integerVar(9000, 0, 65535),

@@ -31,7 +31,7 @@ import {
 
 const SERVICE = "polarity-worker"
 
-const WorkerEnv = {
+export const WorkerEnv = {
   ...BrokerEnv,
   WORKER_HOST: stringVar("0.0.0.0"),
   WORKER_PORT: integerVar(9001, 0, 65535),

@@ -24,7 +24,7 @@ import { createLogger } from "../shared/log.ts"
 
 const SERVICE = "status-store"
 
-const StoreEnv = {
+export const StoreEnv = {
   ...BrokerEnv,
   STATUS_STORE_HOST: stringVar("0.0.0.0"),
   STATUS_STORE_PORT: integerVar(9002, 0, 65535),

@@ -1,11 +1,9 @@
 import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { rmSync } from "node:fs"
 import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
 import { eventId, type PolarityResult, type TaskEvent } from "../shared/contracts.ts"
-import { AMQP_URL, deleteTopology, rawChannel, uniquePrefix } from "./support.ts"
+import { deleteTopology, rawChannel, testEnv } from "./support.ts"
 
 const TASKS = 200
 
@@ -99,15 +97,7 @@ function shuffledWithDuplicates(events: TaskEvent[]): TaskEvent[] {
 
 /** Feed the events to a fresh status store through the broker, in batches of random size; return its rows. */
 async function applyThroughStore(events: TaskEvent[]) {
-  const dataDir = mkdtempSync(join(tmpdir(), "polarity-replay-"))
-  const env = {
-    AMQP_URL,
-    AMQP_PREFIX: uniquePrefix("event-replay"),
-    DATABASE_PATH: join(dataDir, "status-store.sqlite"),
-    STATUS_STORE_HOST: "127.0.0.1",
-    STATUS_STORE_PORT: "0",
-    LOG_LEVEL: "error",
-  }
+  const { env, dataDir } = testEnv("event-replay")
   const store = await startStore(loadStoreConfig(env))
   try {
     await using amqp = await rawChannel()
@@ -125,7 +115,7 @@ async function applyThroughStore(events: TaskEvent[]) {
         },
       )
     }
-    const db = new Database(env.DATABASE_PATH, { readonly: true })
+    const db = new Database(env.DATABASE_PATH ?? "", { readonly: true })
     try {
       const applied = () => (db.query("SELECT count(*) AS n FROM inbox").get() as { n: number }).n
       const deadline = Date.now() + 30_000

@@ -42,8 +42,12 @@ export function uniquePrefix(topic: string): string {
   return `test-${topic}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.`
 }
 
-export async function startStack(topic: string, overrides: Env = {}): Promise<Stack> {
-  const dataDir = mkdtempSync(join(tmpdir(), "polarity-test-"))
+/**
+ * The environment of a test's services: its own name prefix and SQLite file (in `dataDir`, which the test
+ * removes), every port chosen by the OS, quiet logs.
+ */
+export function testEnv(topic: string, overrides: Env = {}): { env: Env; dataDir: string } {
+  const dataDir = mkdtempSync(join(tmpdir(), `polarity-${topic}-`))
   const env: Env = {
     AMQP_URL,
     AMQP_PREFIX: uniquePrefix(topic),
@@ -57,6 +61,11 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
     DATABASE_PATH: join(dataDir, "status-store.sqlite"),
     ...overrides,
   }
+  return { env, dataDir }
+}
+
+export async function startStack(topic: string, overrides: Env = {}): Promise<Stack> {
+  const { env, dataDir } = testEnv(topic, overrides)
   let store = await startStore(loadStoreConfig(env))
   const worker = await startWorker(loadWorkerConfig(env))
   const gateway = await startGateway(loadGatewayConfig(env))

@@ -1,11 +1,9 @@
 // The services as real child processes, so that a fault test can kill -9 one and start it again,
 // plus the bookkeeping every fault test reports: accepted, final, lost, doubled, redeliveries, dead-lettered.
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { rmSync } from "node:fs"
 import { AMQPClient } from "@cloudamqp/amqp-client"
 import { eventId, FINAL_STATUSES, type TaskEvent, type TaskRecord } from "../../shared/contracts.ts"
-import { AMQP_URL, deleteTopology, uniquePrefix } from "../support.ts"
+import { AMQP_URL, deleteTopology, testEnv } from "../support.ts"
 
 const BUN = process.execPath
 const SERVICE_FILES = {
@@ -117,22 +115,9 @@ export async function startCluster(
   overrides: Record<string, string> = {},
   { workers = 1, startWorkers = true } = {},
 ): Promise<Cluster> {
-  const dataDir = mkdtempSync(join(tmpdir(), "polarity-fault-"))
-  const databasePath = join(dataDir, "status-store.sqlite")
-  const env: Record<string, string> = {
-    AMQP_URL,
-    AMQP_PREFIX: uniquePrefix(topic),
-    LOG_LEVEL: "info",
-    HOST: "127.0.0.1",
-    PORT: "0",
-    WORKER_HOST: "127.0.0.1",
-    WORKER_PORT: "0",
-    STATUS_STORE_HOST: "127.0.0.1",
-    STATUS_STORE_PORT: "0",
-    DATABASE_PATH: databasePath,
-    ENABLE_TEST_TASKS: "true",
-    ...overrides,
-  }
+  // Info logs: the bookkeeping counts log lines such as "task redelivered".
+  const { env, dataDir } = testEnv(topic, { LOG_LEVEL: "info", ENABLE_TEST_TASKS: "true", ...overrides })
+  const databasePath = env.DATABASE_PATH ?? ""
   const store = await new ServiceProcess("store", env).start()
   const gateway = await new ServiceProcess("gateway", env).start()
   const workerProcesses = Array.from({ length: workers }, () => new ServiceProcess("worker", env))
