@@ -62,6 +62,6 @@ describe("Dockerfile", () => {
     )
     expect(copied.length).toBeGreaterThan(0)
     for (const path of copied) expect({ path, exists: existsSync(path) }).toEqual({ path, exists: true })
-    expect(dockerfile).toContain(["exec bun services/$", "{SERVICE}.ts"].join(""))
+    expect(dockerfile).toMatch(/exec bun services\/\$\{SERVICE\}\.ts/)
   })
 })
