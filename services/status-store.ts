@@ -71,13 +71,29 @@ const SCHEMA = `
 `
 
 // Progress orders events within a task: by run (a replay starts a new one), then by attempt and stage.
-// Within a run the final states absorb everything after them.
+// Within a run the final states absorb everything after them, and REVOKED outranks the others: the store
+// revokes only a task that has not started, so a worker that ran it before it heard of the revoke cannot
+// overwrite it, whatever order the events arrive in.
 const RUN_SPAN = 1_000_000
-const STAGE: Record<TaskStatus, number> = { PENDING: 0, STARTED: 1, RETRY: 2, SUCCESS: 3, FAILURE: 3 }
+const STAGE: Record<TaskStatus, number> = {
+  PENDING: 0,
+  STARTED: 1,
+  RETRY: 2,
+  SUCCESS: RUN_SPAN - 2,
+  FAILURE: RUN_SPAN - 2,
+  EXPIRED: RUN_SPAN - 2,
+  REVOKED: RUN_SPAN - 1,
+}
 
 function progressOf(event: TaskEvent): number {
-  const withinRun = FINAL_STATUSES.has(event.state) ? RUN_SPAN - 1 : event.attempt * 4 + STAGE[event.state]
+  const withinRun = FINAL_STATUSES.has(event.state)
+    ? STAGE[event.state]
+    : event.attempt * 4 + STAGE[event.state]
   return event.run * RUN_SPAN + withinRun
+}
+
+function neverStarted(event: TaskEvent) {
+  return { attempts: event.attempt, result: null, started_at: null, finished_at: event.at }
 }
 
 /** The row after `event`: monotonic, so redelivered and reordered events converge on the same row. */
@@ -131,6 +147,17 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
         finished_at: event.at,
         error: event.error,
       })
+      break
+    // These two say everything about the row themselves, so that a worker's events of the same run, which
+    // they outrank, leave no trace whichever order they come in.
+    case "EXPIRED":
+      Object.assign(next, {
+        ...neverStarted(event),
+        error: `expired at ${new Date(event.expires_at).toISOString()} before attempt ${event.attempt + 1} started`,
+      })
+      break
+    case "REVOKED":
+      Object.assign(next, { ...neverStarted(event), error: "revoked before it started" })
       break
   }
   return next

@@ -11,11 +11,23 @@ export function explainIssues(issues: readonly v.BaseIssue<unknown>[]): string {
     .join("; ")
 }
 
-/** Celery's state names, which our users know. */
-export const TaskStatus = v.picklist(["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE"])
+/** Celery's state names, which our users know; EXPIRED and REVOKED end a task that never ran. */
+export const TASK_STATUSES = [
+  "PENDING",
+  "STARTED",
+  "RETRY",
+  "SUCCESS",
+  "FAILURE",
+  "EXPIRED",
+  "REVOKED",
+] as const
+export const TaskStatus = v.picklist(
+  TASK_STATUSES,
+  (issue) => `status must be one of ${TASK_STATUSES.join(", ")}, not ${issue.received}`,
+)
 export type TaskStatus = v.InferOutput<typeof TaskStatus>
 
-export const FINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["SUCCESS", "FAILURE"])
+export const FINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["SUCCESS", "FAILURE", "EXPIRED", "REVOKED"])
 
 export const MAX_REVIEW_LENGTH = 10_000
 
@@ -137,12 +149,20 @@ export const FailureEvent = v.object({
   error: v.string(),
 })
 
+// EXPIRED and REVOKED end a task between attempts, like PENDING: `attempt` counts the attempts that ran.
+/** A worker took the task after its `expires_at`: it ends without running, is not retried or dead-lettered. */
+export const ExpiredEvent = v.object({ ...EventBase, state: v.literal("EXPIRED"), expires_at: EpochMillis })
+/** The status store revoked a task that had not started (DELETE); workers skip it when it reaches them. */
+export const RevokedEvent = v.object({ ...EventBase, state: v.literal("REVOKED") })
+
 export const TaskEvent = v.variant("state", [
   PendingEvent,
   StartedEvent,
   RetryEvent,
   SuccessEvent,
   FailureEvent,
+  ExpiredEvent,
+  RevokedEvent,
 ])
 export type TaskEvent = v.InferOutput<typeof TaskEvent>
 
