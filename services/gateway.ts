@@ -1,28 +1,34 @@
 // gateway: the REST API. Turns a review into a task on a work queue (confirmed before it answers 202),
 // answers status queries by asking the status store over reply-to RPC, and lets an operator inspect
 // and replay the dead-letter queues.
-import { type Context, Hono } from "hono"
+import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import * as v from "valibot"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
+  DeadLetterListing,
   explainIssues,
   FINAL_STATUSES,
   FlakyTaskInput,
+  Health,
   MAX_WAIT_MS,
   MessageType,
+  ProblemDetails,
+  ReplayResult,
   StatusReply,
   SubmitReview,
   Task,
+  TaskAccepted,
   TaskId,
-  type TaskRecord,
+  TaskRecord,
   type TaskStatus,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
-import { healthRoute, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
+import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { routeTask } from "../shared/topology.ts"
+import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 
 const SERVICE = "gateway"
 
@@ -68,24 +74,53 @@ async function readJson<TSchema extends v.GenericSchema>(
   return result.output
 }
 
-/** `?wait=<seconds>` in milliseconds; absent means do not wait. */
-function parseWait(raw: string | undefined): number {
-  if (raw === undefined) return 0
-  const seconds = Number(raw)
-  if (raw.trim() === "" || !Number.isFinite(seconds) || seconds < 0 || seconds * 1000 > MAX_WAIT_MS) {
-    throw new Problem(422, `wait must be a number of seconds from 0 to ${MAX_WAIT_MS / 1000}, not "${raw}"`)
-  }
-  return Math.round(seconds * 1000)
+/** Parse the query string against its schema: the same schema documents the parameters. */
+function readQuery<TSchema extends v.GenericSchema>(c: Context, schema: TSchema): v.InferOutput<TSchema> {
+  const result = v.safeParse(schema, c.req.query())
+  if (!result.success) throw new Problem(422, explainIssues(result.issues))
+  return result.output
 }
 
-/** `?limit=` for admin listings: 1–1000, default 100. */
-function parseLimit(raw: string | undefined): number {
-  const limit = raw === undefined ? 100 : Number(raw)
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-    throw new Problem(422, `limit must be a whole number from 1 to 1000, not "${raw}"`)
-  }
-  return limit
+const isWaitSeconds = (raw: string) =>
+  raw.trim() !== "" && Number(raw) >= 0 && Number(raw) * 1000 <= MAX_WAIT_MS
+
+/** `?wait=<seconds>`, in milliseconds; absent means do not wait. */
+const WaitQuery = v.object({
+  wait: v.pipe(
+    v.optional(v.string(), "0"),
+    v.check(
+      isWaitSeconds,
+      (issue) => `wait must be a number of seconds from 0 to ${MAX_WAIT_MS / 1000}, not "${issue.input}"`,
+    ),
+    v.transform((raw) => Math.round(Number(raw) * 1000)),
+    v.number(),
+    v.minValue(0),
+    v.maxValue(MAX_WAIT_MS),
+    v.metadata({
+      description: `Seconds (0–${MAX_WAIT_MS / 1000}, fractions allowed) to hold the answer until the work is final. The wait is held by the status store, never by a worker.`,
+      minimum: 0,
+      maximum: MAX_WAIT_MS / 1000,
+    }),
+  ),
+})
+
+/** A whole-number query parameter from 1 to `max`. */
+function limitParam(max: number, fallback: number) {
+  return v.pipe(
+    v.optional(v.string(), String(fallback)),
+    v.regex(/^\d+$/, `limit must be a whole number from 1 to ${max}`),
+    v.transform(Number),
+    v.number(),
+    v.integer(),
+    v.minValue(1, `limit must be a whole number from 1 to ${max}`),
+    v.maxValue(max, `limit must be a whole number from 1 to ${max}`),
+    v.metadata({ description: `How many to return, 1–${max}; ${fallback} by default.`, default: fallback }),
+  )
 }
+
+const AdminLimitQuery = v.object({ limit: limitParam(1000, 100) })
+
+const TaskIdParam = v.pipe(TaskId, v.description("The task id the submission answered (a UUID)."))
 
 function parseTaskId(raw: string): string {
   if (!v.is(TaskId, raw)) throw new Problem(404, `no task "${raw}": task ids are UUIDs`)
@@ -101,6 +136,23 @@ function inputOf(task: Task): Record<string, unknown> {
   const { task_id: _id, kind: _kind, submitted_at: _at, attempt: _attempt, run: _run, ...input } = task
   return input
 }
+
+/** Server-Timing: the time the request spent in the gateway (the seed app's X-Process-Time), errors included. */
+const serverTiming: MiddlewareHandler = async (c, next) => {
+  const startedAt = performance.now()
+  await next()
+  c.res.headers.append("server-timing", `gateway;dur=${(performance.now() - startedAt).toFixed(1)}`)
+}
+
+const API_INFO = {
+  title: "Sentiment polarity API",
+  version: "1.0.0",
+  description:
+    "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
+}
+const REQUEST_SCHEMAS = { SubmitReview, FlakyTaskInput }
+const RESPONSE_SCHEMAS = { TaskRecord, TaskAccepted, ProblemDetails, Health, DeadLetterListing, ReplayResult }
+const LOCATION = { location: "The task's URL: `/polarities/tasks/{task_id}`" }
 
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
@@ -147,7 +199,7 @@ export async function start(config: GatewayConfig) {
   }
 
   async function submit(c: Context, draft: TaskDraft): Promise<Response> {
-    const waitMs = parseWait(c.req.query("wait"))
+    const { wait: waitMs } = readQuery(c, WaitQuery)
     const task = {
       ...draft,
       task_id: Bun.randomUUIDv7(),
@@ -228,8 +280,10 @@ export async function start(config: GatewayConfig) {
   }
 
   const app = new Hono()
+  app.use(serverTiming)
   installErrorBoundary(app, log)
-  healthRoute(app, () => broker.connected)
+  const docs = new ApiDocs(API_INFO, REQUEST_SCHEMAS, RESPONSE_SCHEMAS)
+  const route = docs.route.bind(docs, app)
 
   const limitBody = bodyLimit({
     maxSize: config.MAX_BODY_BYTES,
@@ -238,9 +292,39 @@ export async function start(config: GatewayConfig) {
     },
   })
 
-  app.post("/polarities", limitBody, async (c) => {
-    return submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) })
-  })
+  route(
+    "get",
+    "/healthz",
+    {
+      summary: "Health: is the gateway connected to the broker?",
+      tag: "operations",
+      responses: {
+        200: { description: "Connected", schema: "Health" },
+        503: { description: "Not connected to the broker", schema: "Health" },
+      },
+    },
+    healthHandler(() => broker.connected),
+  )
+
+  route(
+    "post",
+    "/polarities",
+    {
+      summary: "Score a review's polarity",
+      description:
+        "Publishes a `polarity:review` task (routed to the `polarity` queue) and its PENDING event, both confirmed by the broker, before it answers.",
+      tag: "tasks",
+      query: WaitQuery,
+      body: "SubmitReview",
+      responses: {
+        200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+        202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+      },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBody,
+    async (c) => submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) }),
+  )
 
   const getTask = async (c: Context) => {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
@@ -248,36 +332,122 @@ export async function start(config: GatewayConfig) {
     if (!record) throw new Problem(404, `no task with id ${taskId}`)
     return c.json(record)
   }
-  app.get("/polarities/tasks/:taskId", getTask)
+  const getTaskDoc = {
+    summary: "A task's status and result",
+    tag: "tasks",
+    path: { taskId: TaskIdParam },
+    responses: { 200: { description: "The task", schema: "TaskRecord" } },
+    problems: [404, 503],
+  } as const
+  route("get", "/polarities/tasks/:taskId", getTaskDoc, getTask)
   // The seed app's path, kept for its clients.
-  app.get("/polarities/task/:taskId", getTask)
+  route("get", "/polarities/task/:taskId", { ...getTaskDoc, deprecated: true }, getTask)
 
-  const admin = new Hono()
-  admin.use(async (c, next) => {
+  const requireAdmin: MiddlewareHandler = async (c, next) => {
     if (config.ADMIN_TOKEN && c.req.header("authorization") !== `Bearer ${config.ADMIN_TOKEN}`) {
       throw new Problem(401, "admin endpoints need the header Authorization: Bearer <ADMIN_TOKEN>", {
         "www-authenticate": "Bearer",
       })
     }
     await next()
-  })
+  }
   const deadLetterQueues = { failed: names.failedQueue, poison: names.poisonQueue }
-  admin.get("/dead-letters/:queue", async (c) => {
-    const queue = deadLetterQueues[c.req.param("queue") as keyof typeof deadLetterQueues]
-    if (!queue) throw new Problem(404, "dead-letter queues are failed and poison")
-    return c.json({ queue, messages: await peekDeadLetters(queue, parseLimit(c.req.query("limit"))) })
-  })
-  admin.post("/dead-letters/failed/replay", async (c) => {
-    const replayed = await replayFailed(parseLimit(c.req.query("limit")))
-    return c.json({ replayed: replayed.length, task_ids: replayed })
-  })
-  app.route("/admin", admin)
+  route(
+    "get",
+    "/admin/dead-letters/:queue",
+    {
+      summary: "Peek at a dead-letter queue (the messages stay in it)",
+      tag: "admin",
+      path: { queue: v.picklist(["failed", "poison"]) },
+      query: AdminLimitQuery,
+      responses: {
+        200: { description: "The messages at the head of the queue", schema: "DeadLetterListing" },
+      },
+      problems: [401, 404, 422, 503],
+    },
+    requireAdmin,
+    async (c) => {
+      const queue = deadLetterQueues[c.req.param("queue") as keyof typeof deadLetterQueues]
+      if (!queue) throw new Problem(404, "dead-letter queues are failed and poison")
+      const { limit } = readQuery(c, AdminLimitQuery)
+      return c.json({ queue, messages: await peekDeadLetters(queue, limit) })
+    },
+  )
+  route(
+    "post",
+    "/admin/dead-letters/failed/replay",
+    {
+      summary: "Replay failed tasks: each starts a new run",
+      tag: "admin",
+      query: AdminLimitQuery,
+      responses: { 200: { description: "The tasks replayed", schema: "ReplayResult" } },
+      problems: [401, 422, 503],
+    },
+    requireAdmin,
+    async (c) => {
+      const replayed = await replayFailed(readQuery(c, AdminLimitQuery).limit)
+      return c.json({ replayed: replayed.length, task_ids: replayed })
+    },
+  )
 
   if (config.ENABLE_TEST_TASKS) {
-    app.post("/test/flaky", limitBody, async (c) =>
-      submit(c, { kind: "test:flaky", ...(await readJson(c, FlakyTaskInput)) }),
+    route(
+      "post",
+      "/test/flaky",
+      {
+        summary: "Test only: a task that fails, crashes or sleeps as asked",
+        description: "Served only where ENABLE_TEST_TASKS=true. Never in production.",
+        tag: "test",
+        query: WaitQuery,
+        body: "FlakyTaskInput",
+        responses: {
+          200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+          202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+        },
+        problems: [400, 413, 415, 422, 503],
+      },
+      limitBody,
+      async (c) => submit(c, { kind: "test:flaky", ...(await readJson(c, FlakyTaskInput)) }),
     )
   }
+
+  const openApi = docs.document()
+  route(
+    "get",
+    "/openapi.json",
+    {
+      summary: "This API's OpenAPI 3.1 document",
+      tag: "docs",
+      responses: { 200: { description: "The document" } },
+    },
+    (c) => c.json(openApi),
+  )
+  route(
+    "get",
+    "/docs",
+    {
+      summary: "Interactive API docs (Swagger UI)",
+      tag: "docs",
+      responses: { 200: { description: "An HTML page", mediaType: "text/html" } },
+    },
+    docsPage,
+  )
+  route(
+    "get",
+    "/docs/:asset",
+    {
+      summary: "The docs page's scripts, styles and icons",
+      tag: "docs",
+      path: { asset: v.picklist(DOCS_ASSETS) },
+      responses: { 200: { description: "The file" } },
+      problems: [404],
+    },
+    (c) => {
+      const asset = c.req.param("asset") ?? ""
+      if (!v.is(v.picklist(DOCS_ASSETS), asset)) throw new Problem(404, `no docs asset "${asset}"`)
+      return docsAsset(asset)
+    },
+  )
 
   const server = serveApp(app, config.PORT, config.HOST, config.MAX_BODY_BYTES * 2)
   log.info("started", { url: server.url })
@@ -287,7 +457,7 @@ export async function start(config: GatewayConfig) {
     await broker.close()
     log.info("stopped")
   }
-  return { url: server.url, stop }
+  return { url: server.url, stop, app }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadGatewayConfig()))

@@ -42,6 +42,7 @@ export const Review = v.pipe(
   v.trim(),
   v.nonEmpty("review must not be empty"),
   v.maxLength(MAX_REVIEW_LENGTH, `review must be at most ${MAX_REVIEW_LENGTH} characters`),
+  v.description(`The review, 1–${MAX_REVIEW_LENGTH} characters after trimming white space.`),
 )
 
 const LANGUAGES = ["en", "ru"] as const
@@ -56,7 +57,12 @@ export type Language = v.InferOutput<typeof Language>
 
 /** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review, language: v.optional(Language) },
+  {
+    review: Review,
+    language: v.optional(
+      v.pipe(Language, v.description("Score in this language; without it, detected from the review.")),
+    ),
+  },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
@@ -220,3 +226,38 @@ export const MessageType = {
   statusQuery: "status-query",
   statusReply: "status-reply",
 } as const
+
+// --- HTTP-only bodies: what the API answers besides task records.
+
+/** An error as every service answers it: application/problem+json (RFC 9457). */
+export const ProblemDetails = v.object({
+  type: v.string(),
+  title: v.string(),
+  status: v.pipe(v.number(), v.integer()),
+  detail: v.string(),
+})
+export type ProblemDetails = v.InferOutput<typeof ProblemDetails>
+
+/** 202 to a submission: the task is on its queue and the status store knows it. */
+export const TaskAccepted = v.object({ task_id: TaskId, status: TaskStatus })
+export type TaskAccepted = v.InferOutput<typeof TaskAccepted>
+
+export const Health = v.object({
+  status: v.picklist(["ok", "degraded"]),
+  broker: v.picklist(["connected", "disconnected"]),
+})
+
+export const DeadLetterListing = v.object({
+  queue: v.string(),
+  messages: v.array(
+    v.object({
+      message_id: v.nullable(v.string()),
+      reason: v.nullable(v.unknown()),
+      original_queue: v.nullable(v.unknown()),
+      dead_lettered_at: v.nullable(v.unknown()),
+      body: v.pipe(v.string(), v.description("The message body, cut at 2,048 characters.")),
+    }),
+  ),
+})
+
+export const ReplayResult = v.object({ replayed: v.number(), task_ids: v.array(TaskId) })

@@ -29,7 +29,7 @@ interface Running {
 export interface Stack extends AsyncDisposable {
   env: Env
   names: ReturnType<typeof topologyNames>
-  gateway: Running
+  gateway: Awaited<ReturnType<typeof startGateway>>
   worker: Running
   store: Running
   /** Stop the status store, run `whileDown`, and start it again on the same database. */
