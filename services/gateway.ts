@@ -8,6 +8,7 @@ import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/a
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   DeadLetterListing,
+  type Deadlines,
   explainIssues,
   FINAL_STATUSES,
   FlakyTaskInput,
@@ -17,6 +18,7 @@ import {
   ProblemDetails,
   ReplayResult,
   StatusReply,
+  SubmitDocument,
   SubmitReview,
   Task,
   TaskAccepted,
@@ -127,9 +129,27 @@ function parseTaskId(raw: string): string {
   return raw
 }
 
-/** A task as submitted: its kind and its own fields, before the gateway gives it an id and a time. */
-type TaskDraft = DistributiveOmit<Task, "task_id" | "submitted_at" | "attempt" | "run">
+/** A task as submitted: its kind, its own fields and its deadlines, before the gateway gives it an id. */
+type Submission = DistributiveOmit<Task, keyof TaskBaseFields> & Deadlines
+type TaskBaseFields = Pick<
+  Task,
+  "task_id" | "submitted_at" | "attempt" | "run" | "expires_at" | "time_limit_ms"
+>
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
+/** The task of a submission: deadlines in seconds from now become an instant and milliseconds. */
+function newTask({ expires_in, time_limit, ...fields }: Submission): Task {
+  const submittedAt = Date.now()
+  return {
+    ...fields,
+    task_id: Bun.randomUUIDv7(),
+    submitted_at: submittedAt,
+    attempt: 1,
+    run: 1,
+    ...(expires_in !== undefined && { expires_at: submittedAt + Math.round(expires_in * 1000) }),
+    ...(time_limit !== undefined && { time_limit_ms: Math.max(1, Math.round(time_limit * 1000)) }),
+  } as Task
+}
 
 /** What the task was asked to do, as the status store keeps it for display. */
 function inputOf(task: Task): Record<string, unknown> {
@@ -150,7 +170,7 @@ const API_INFO = {
   description:
     "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
 }
-const REQUEST_SCHEMAS = { SubmitReview, FlakyTaskInput }
+const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, FlakyTaskInput }
 const RESPONSE_SCHEMAS = { TaskRecord, TaskAccepted, ProblemDetails, Health, DeadLetterListing, ReplayResult }
 const LOCATION = { location: "The task's URL: `/polarities/tasks/{task_id}`" }
 
@@ -198,15 +218,9 @@ export async function start(config: GatewayConfig) {
     })
   }
 
-  async function submit(c: Context, draft: TaskDraft): Promise<Response> {
+  async function submit(c: Context, submission: Submission): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
-    const task = {
-      ...draft,
-      task_id: Bun.randomUUIDv7(),
-      submitted_at: Date.now(),
-      attempt: 1,
-      run: 1,
-    } as Task
+    const task = newTask(submission)
     await publishTask(task)
     const location = `/polarities/tasks/${task.task_id}`
     let status: TaskStatus = "PENDING"
@@ -324,6 +338,26 @@ export async function start(config: GatewayConfig) {
     },
     limitBody,
     async (c) => submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) }),
+  )
+
+  route(
+    "post",
+    "/polarities/documents",
+    {
+      summary: "Score a document sentence by sentence",
+      description:
+        "Publishes a `document:sentences` task (routed to the `default` queue). The result has each sentence's score and polarity, and their totals. A `time_limit` is checked between sentences.",
+      tag: "tasks",
+      query: WaitQuery,
+      body: "SubmitDocument",
+      responses: {
+        200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+        202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+      },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBody,
+    async (c) => submit(c, { kind: "document:sentences", ...(await readJson(c, SubmitDocument)) }),
   )
 
   const getTask = async (c: Context) => {

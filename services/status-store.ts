@@ -16,6 +16,7 @@ import {
   type StatusReply,
   type TaskEvent,
   TaskEventBatch,
+  type TaskKind,
   type TaskRecord,
   type TaskStatus,
 } from "../shared/contracts.ts"
@@ -168,6 +169,7 @@ const iso = (millis: number | null) => (millis === null ? null : new Date(millis
 function toRecord(row: TaskRow): TaskRecord {
   return {
     task_id: row.task_id,
+    kind: row.kind as TaskKind | null,
     status: row.status,
     result: row.result === null ? null : JSON.parse(row.result),
     error: row.error,

@@ -55,27 +55,76 @@ export const Language = v.picklist(
 )
 export type Language = v.InferOutput<typeof Language>
 
+export const MAX_DOCUMENT_LENGTH = 20_000
+
+export const Document = v.pipe(
+  v.string("document must be a string"),
+  v.trim(),
+  v.nonEmpty("document must not be empty"),
+  v.maxLength(MAX_DOCUMENT_LENGTH, `document must be at most ${MAX_DOCUMENT_LENGTH} characters`),
+  v.description(
+    `Text of one or more sentences, 1–${MAX_DOCUMENT_LENGTH} characters after trimming white space.`,
+  ),
+)
+
+/** Longest `expires_in`: a week. A task that may wait longer has no deadline worth the name. */
+export const MAX_EXPIRES_IN_SECONDS = 7 * 24 * 3600
+/** Longest `time_limit` of one attempt: an hour. */
+export const MAX_TIME_LIMIT_SECONDS = 3600
+
+function seconds(name: string, max: number, description: string) {
+  const message = `${name} must be a number of seconds above 0 and at most ${max}`
+  return v.optional(
+    v.pipe(v.number(message), v.gtValue(0, message), v.maxValue(max, message), v.description(description)),
+  )
+}
+
+/** Deadlines every submission may carry. */
+const Deadlines = {
+  expires_in: seconds(
+    "expires_in",
+    MAX_EXPIRES_IN_SECONDS,
+    "Seconds from submission (fractions allowed): a task that has not started by then ends EXPIRED without running, and so does a retry due after it.",
+  ),
+  time_limit: seconds(
+    "time_limit",
+    MAX_TIME_LIMIT_SECONDS,
+    "Seconds one attempt may run (fractions allowed); an attempt that runs past it fails with TimeLimitExceeded and is retried like any failure.",
+  ),
+}
+export type Deadlines = { expires_in?: number; time_limit?: number }
+
+const languageOf = (what: string) =>
+  v.optional(
+    v.pipe(Language, v.description(`Score in this language; without it, detected from the ${what}.`)),
+  )
+
 /** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  {
-    review: Review,
-    language: v.optional(
-      v.pipe(Language, v.description("Score in this language; without it, detected from the review.")),
-    ),
-  },
+  { review: Review, language: languageOf("review"), ...Deadlines },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
 
+/** POST /polarities/documents body: scored sentence by sentence. */
+export const SubmitDocument = v.object(
+  { document: Document, language: languageOf("document"), ...Deadlines },
+  'the body must be a JSON object with a "document" string',
+)
+export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
+
 // Tasks on the work queues. `attempt` counts from 1 and goes on counting when an operator replays a task
 // that ended FAILURE; `run` is the attempt its current run began with (1, or the first attempt of a replay).
 // Retries are counted within a run, and a replay's events outrank the final state of the run before.
+// `expires_at` and `time_limit_ms` are the submission's deadlines, fixed by the gateway.
 const Run = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 1)
 const TaskBase = {
   task_id: TaskId,
   submitted_at: EpochMillis,
   attempt: v.pipe(Attempt, v.minValue(1)),
   run: Run,
+  expires_at: v.optional(EpochMillis),
+  time_limit_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
 }
 
 export const ReviewTask = v.object({
@@ -86,25 +135,40 @@ export const ReviewTask = v.object({
 })
 export type ReviewTask = v.InferOutput<typeof ReviewTask>
 
+/** A document, scored sentence by sentence; routed to the `default` queue. */
+export const DocumentTask = v.object({
+  ...TaskBase,
+  kind: v.literal("document:sentences"),
+  document: Document,
+  language: v.optional(Language),
+})
+export type DocumentTask = v.InferOutput<typeof DocumentTask>
+
 /**
- * Test-only (accepted where ENABLE_TEST_TASKS=true), to make retries, dead-lettering and crash recovery
- * testable for real: fails its first `fail_times` attempts (with NonRetryableError when `non_retryable`);
- * `crash_worker` kills the worker on every delivery; `crash_before_ack` kills it once, after the outcome
- * is confirmed and before the ack.
+ * Test-only (accepted where ENABLE_TEST_TASKS=true), to make retries, dead-lettering, crash recovery and
+ * deadlines testable for real: sleeps `sleep_ms` (asynchronously, as I/O would), then fails its first
+ * `fail_times` attempts (with NonRetryableError when `non_retryable`); `crash_worker` kills the worker on
+ * every delivery; `crash_before_ack` kills it once, after the outcome is confirmed and before the ack.
  */
-export const FlakyTaskInput = v.object({
+const FlakyEntries = {
   fail_times: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
   non_retryable: v.optional(v.boolean(), false),
   crash_worker: v.optional(v.boolean(), false),
   crash_before_ack: v.optional(v.boolean(), false),
-})
-export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyTaskInput.entries })
+  sleep_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 0),
+}
+export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines })
+export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>
 
-export const Task = v.variant("kind", [ReviewTask, FlakyTask])
+export const Task = v.variant("kind", [ReviewTask, DocumentTask, FlakyTask])
 export type Task = v.InferOutput<typeof Task>
 export type TaskKind = Task["kind"]
-export const TASK_KINDS = ["polarity:review", "test:flaky"] as const satisfies readonly TaskKind[]
+export const TASK_KINDS = [
+  "polarity:review",
+  "document:sentences",
+  "test:flaky",
+] as const satisfies readonly TaskKind[]
 
 export const PolarityResult = v.object({
   score: v.number(),
@@ -117,9 +181,27 @@ export const PolarityResult = v.object({
 })
 export type PolarityResult = v.InferOutput<typeof PolarityResult>
 
+/** One sentence of a document: its text and its score, as a review would have (the language is the document's). */
+export const SentenceResult = v.object({ text: v.string(), ...v.omit(PolarityResult, ["language"]).entries })
+export type SentenceResult = v.InferOutput<typeof SentenceResult>
+
+export const DocumentResult = v.object({
+  /** The sentences' scores added up; its sign gives `polarity`. */
+  score: v.number(),
+  polarity: PolarityResult.entries.polarity,
+  /** How many sentences are positive, negative and neutral. */
+  sentence_counts: v.object({ positive: v.number(), negative: v.number(), neutral: v.number() }),
+  /** The document's language, asked for or detected from the whole text; every sentence is scored in it. */
+  language: Language,
+  sentences: v.array(SentenceResult),
+})
+export type DocumentResult = v.InferOutput<typeof DocumentResult>
+
 export const FlakyResult = v.object({ succeeded_on_attempt: v.number() })
 
-export const TaskResult = v.union([PolarityResult, FlakyResult])
+// Tried in order, and an object keeps only its own keys: a document result is no review result (it has no
+// `positive` word list), so the order cannot turn one into the other.
+export const TaskResult = v.union([PolarityResult, DocumentResult, FlakyResult])
 export type TaskResult = v.InferOutput<typeof TaskResult>
 
 // Task events. `at` is when the state was entered; later events repeat `started_at`
@@ -202,6 +284,8 @@ const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 /** A task as the API shows it. */
 export const TaskRecord = v.object({
   task_id: TaskId,
+  /** Null only for the moment a worker's event is known and the submission's is not yet. */
+  kind: v.nullable(v.picklist(TASK_KINDS)),
   status: TaskStatus,
   result: v.nullable(TaskResult),
   error: v.nullable(v.string()),

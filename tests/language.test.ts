@@ -123,6 +123,7 @@ describe("POST /polarities with a language", () => {
     expect(res.status).toBe(200)
     expect(await taskBody(res)).toEqual({
       task_id: expect.any(String),
+      kind: "polarity:review",
       status: "SUCCESS",
       result: {
         score: -5,

@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { toJsonSchema } from "@valibot/to-json-schema"
 import type * as v from "valibot"
-import { FlakyTaskInput, ProblemDetails, SubmitReview, TaskRecord } from "../shared/contracts.ts"
+import {
+  FlakyTaskInput,
+  ProblemDetails,
+  SubmitDocument,
+  SubmitReview,
+  TaskRecord,
+} from "../shared/contracts.ts"
 import { type Stack, startStack } from "./support.ts"
 
 let stack: Stack
@@ -61,7 +67,7 @@ describe("GET /openapi.json", () => {
 
   test("request bodies are the JSON Schema generated from the valibot schemas that validate them", async () => {
     const doc = await openApi()
-    const validators: Record<string, v.GenericSchema> = { SubmitReview, FlakyTaskInput }
+    const validators: Record<string, v.GenericSchema> = { SubmitReview, SubmitDocument, FlakyTaskInput }
     const bodies = operations(doc).flatMap(({ operation }) =>
       Object.values(operation.requestBody?.content ?? {}).map((media) => media.schema.$ref),
     )

@@ -18,6 +18,7 @@ describe("POST /polarities?wait= (the synchronous path)", () => {
     const task = await taskBody(res)
     expect(task).toEqual({
       task_id: expect.any(String),
+      kind: "polarity:review",
       status: "SUCCESS",
       result: {
         score: -8,

@@ -142,7 +142,7 @@ export async function taskBody(res: Response): Promise<TaskRecord> {
 
 /** The result of a review task (the result union also holds other kinds' results). */
 export function reviewResult(record: TaskRecord): PolarityResult {
-  if (!record.result || !("score" in record.result))
+  if (!record.result || !("positive" in record.result))
     throw new Error(`no review result in ${JSON.stringify(record)}`)
   return record.result
 }
