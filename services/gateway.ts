@@ -13,24 +13,26 @@ import {
   FINAL_STATUSES,
   FlakyTaskInput,
   Health,
+  MAX_PAGE_SIZE,
   MAX_WAIT_MS,
   MessageType,
   ProblemDetails,
   ReplayResult,
-  StatusReply,
   SubmitDocument,
   SubmitReview,
   Task,
   TaskAccepted,
   TaskId,
+  TaskPage,
   TaskRecord,
-  type TaskStatus,
+  TaskStatus,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { routeTask } from "../shared/topology.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
+import { StatusStoreClient } from "./gateway/status-store-client.ts"
 
 const SERVICE = "gateway"
 
@@ -122,6 +124,26 @@ function limitParam(max: number, fallback: number) {
 
 const AdminLimitQuery = v.object({ limit: limitParam(1000, 100) })
 
+const ListQuery = v.object({
+  status: v.optional(v.pipe(TaskStatus, v.description("Only tasks in this status."))),
+  limit: limitParam(MAX_PAGE_SIZE, 20),
+  cursor: v.optional(
+    v.pipe(v.string(), v.description("The `next_cursor` of the page before; none for the first page.")),
+  ),
+})
+
+// Opaque to clients, so that what it holds can change; today the last task id of the page before.
+const encodeCursor = (taskId: string) => Buffer.from(`after:${taskId}`).toString("base64url")
+
+function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined
+  const taskId = Buffer.from(cursor, "base64url")
+    .toString()
+    .replace(/^after:/, "")
+  if (!v.is(TaskId, taskId)) throw new Problem(422, `cursor: "${cursor}" is not a cursor this API gave out`)
+  return taskId
+}
+
 const TaskIdParam = v.pipe(TaskId, v.description("The task id the submission answered (a UUID)."))
 
 function parseTaskId(raw: string): string {
@@ -171,7 +193,15 @@ const API_INFO = {
     "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
 }
 const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, FlakyTaskInput }
-const RESPONSE_SCHEMAS = { TaskRecord, TaskAccepted, ProblemDetails, Health, DeadLetterListing, ReplayResult }
+const RESPONSE_SCHEMAS = {
+  TaskRecord,
+  TaskAccepted,
+  TaskPage,
+  ProblemDetails,
+  Health,
+  DeadLetterListing,
+  ReplayResult,
+}
 const LOCATION = { location: "The task's URL: `/polarities/tasks/{task_id}`" }
 
 export async function start(config: GatewayConfig) {
@@ -184,18 +214,7 @@ export async function start(config: GatewayConfig) {
   const { names } = broker
   if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
 
-  async function queryTask(taskId: string, waitMs = 0): Promise<TaskRecord | null> {
-    const query = JSON.stringify({ op: "get", task_id: taskId, ...(waitMs > 0 && { wait_ms: waitMs }) })
-    const msg = await broker.call(
-      names.statusRpcQueue,
-      query,
-      MessageType.statusQuery,
-      waitMs + config.RPC_TIMEOUT_MS,
-    )
-    const reply = decodeMessage(msg, StatusReply, "StatusReply")
-    if ("error" in reply) throw new Error(`status store: ${reply.error}`)
-    return reply.task
-  }
+  const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
 
   /**
    * Publish the task, then its PENDING event (attempt = run - 1), both confirmed: once this resolves
@@ -226,7 +245,7 @@ export async function start(config: GatewayConfig) {
     let status: TaskStatus = "PENDING"
     if (waitMs > 0) {
       // The task is accepted whatever happens here: a status store that does not answer still means 202.
-      const record = await queryTask(task.task_id, waitMs).catch((err: Error) => {
+      const record = await store.getTask(task.task_id, { waitMs }).catch((err: Error) => {
         log.warn("wait for task failed", { taskId: task.task_id, err: err.message })
         return null
       })
@@ -360,9 +379,30 @@ export async function start(config: GatewayConfig) {
     async (c) => submit(c, { kind: "document:sentences", ...(await readJson(c, SubmitDocument)) }),
   )
 
+  route(
+    "get",
+    "/polarities/tasks",
+    {
+      summary: "List tasks, newest first",
+      description: `Pages through every task (or those of one status), newest first. Follow \`next_cursor\` for the next page; it is null on the last. Lists what was accepted up to the request.`,
+      tag: "tasks",
+      query: ListQuery,
+      responses: { 200: { description: "A page of tasks", schema: "TaskPage" } },
+      problems: [422, 503],
+    },
+    async (c) => {
+      const { status, limit, cursor } = readQuery(c, ListQuery)
+      const page = await store.listTasks(status, limit, decodeCursor(cursor))
+      return c.json({
+        tasks: page.tasks,
+        next_cursor: page.next_after === null ? null : encodeCursor(page.next_after),
+      })
+    },
+  )
+
   const getTask = async (c: Context) => {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
-    const record = await queryTask(taskId)
+    const record = await store.getTask(taskId)
     if (!record) throw new Problem(404, `no task with id ${taskId}`)
     return c.json(record)
   }

@@ -208,12 +208,24 @@ export type TaskResult = v.InferOutput<typeof TaskResult>
 // so that a consumer never needs the STARTED event to fill in the timeline.
 const EventBase = { task_id: TaskId, attempt: Attempt, run: Run, at: EpochMillis }
 
-/** Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1). */
+export const MAX_BATCH_SIZE = 1000
+
+/**
+ * Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1).
+ * A task of a batch carries its group: the group's id, its place in the batch and the batch's size.
+ */
 export const PendingEvent = v.object({
   ...EventBase,
   state: v.literal("PENDING"),
   kind: v.picklist(TASK_KINDS),
   input: v.record(v.string(), v.unknown()),
+  group: v.optional(
+    v.object({
+      group_id: TaskId,
+      index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+      size: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_BATCH_SIZE)),
+    }),
+  ),
 })
 export const StartedEvent = v.object({ ...EventBase, state: v.literal("STARTED"), worker: v.string() })
 /** Attempt `attempt` failed; attempt + 1 runs at `retry_at`. */
@@ -268,16 +280,7 @@ export const Barrier = v.object({ barrier_id: v.string() })
 export type Barrier = v.InferOutput<typeof Barrier>
 
 export const MAX_WAIT_MS = 30_000
-
-/** RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up. */
-export const StatusQuery = v.variant("op", [
-  v.object({
-    op: v.literal("get"),
-    task_id: TaskId,
-    wait_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS))),
-  }),
-])
-export type StatusQuery = v.InferOutput<typeof StatusQuery>
+export const MAX_PAGE_SIZE = 100
 
 const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 
@@ -290,16 +293,40 @@ export const TaskRecord = v.object({
   result: v.nullable(TaskResult),
   error: v.nullable(v.string()),
   attempts: Attempt,
+  /** The batch the task was submitted in, if any. */
+  group_id: v.nullable(TaskId),
   submitted_at: IsoTime,
   started_at: IsoTime,
   finished_at: IsoTime,
 })
 export type TaskRecord = v.InferOutput<typeof TaskRecord>
 
-export const StatusReply = v.union([
-  v.object({ task: v.nullable(TaskRecord) }),
-  v.object({ error: v.string() }),
+/** A page of tasks, newest first; `next_cursor` asks for the page after it, null on the last page. */
+export const TaskPage = v.object({ tasks: v.array(TaskRecord), next_cursor: v.nullable(v.string()) })
+export type TaskPage = v.InferOutput<typeof TaskPage>
+
+const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
+
+/**
+ * RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up;
+ * `catch_up` first reads every event already queued, as a query for an unknown id always does.
+ * `list` pages newest first: `after` is the last task id of the page before.
+ */
+export const StatusQuery = v.variant("op", [
+  v.object({ op: v.literal("get"), task_id: TaskId, wait_ms: WaitMs, catch_up: v.optional(v.boolean()) }),
+  v.object({
+    op: v.literal("list"),
+    status: v.optional(TaskStatus),
+    limit: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_PAGE_SIZE)),
+    after: v.optional(TaskId),
+  }),
 ])
+export type StatusQuery = v.InferOutput<typeof StatusQuery>
+
+export const TaskReply = v.object({ task: v.nullable(TaskRecord) })
+export const TaskPageReply = v.object({ tasks: v.array(TaskRecord), next_after: v.nullable(TaskId) })
+export const ErrorReply = v.object({ error: v.string() })
+export const StatusReply = v.union([TaskReply, TaskPageReply, ErrorReply])
 export type StatusReply = v.InferOutput<typeof StatusReply>
 
 /** AMQP `type` property of each message, so a queue that carries two contracts can tell them apart. */

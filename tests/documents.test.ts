@@ -63,6 +63,7 @@ describe("POST /polarities/documents scores a document sentence by sentence", ()
       },
       error: null,
       attempts: 1,
+      group_id: null,
       submitted_at: isoTime,
       started_at: isoTime,
       finished_at: isoTime,

@@ -135,6 +135,7 @@ describe("POST /polarities with a language", () => {
       },
       error: null,
       attempts: 1,
+      group_id: null,
       submitted_at: isoTime,
       started_at: isoTime,
       finished_at: isoTime,

@@ -30,6 +30,7 @@ describe("POST /polarities?wait= (the synchronous path)", () => {
       },
       error: null,
       attempts: 1,
+      group_id: null,
       submitted_at: isoTime,
       started_at: isoTime,
       finished_at: isoTime,

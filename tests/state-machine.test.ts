@@ -51,6 +51,8 @@ describe("the status store's state machine", () => {
       input: JSON.stringify({ review: "awful" }),
       result: JSON.stringify(success.state === "SUCCESS" && success.result),
       error: null,
+      group_id: null,
+      group_index: null,
       submitted_at: 1000,
       started_at: 1010,
       finished_at: 1020,

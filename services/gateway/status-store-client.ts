@@ -1,0 +1,52 @@
+// The gateway's side of the status store's RPC: one method per query op, each reply checked against its contract.
+import * as v from "valibot"
+import { type Broker, decodeMessage } from "../../shared/amqp.ts"
+import {
+  ErrorReply,
+  MessageType,
+  type StatusQuery,
+  TaskPageReply,
+  type TaskRecord,
+  TaskReply,
+  type TaskStatus,
+} from "../../shared/contracts.ts"
+
+export class StatusStoreClient {
+  constructor(
+    private readonly broker: Broker,
+    /** How long the store may take to answer, on top of any wait the query asks it to hold. */
+    private readonly timeoutMs: number,
+  ) {}
+
+  private async ask<TSchema extends v.GenericSchema>(
+    query: StatusQuery,
+    schema: TSchema,
+    holdMs = 0,
+  ): Promise<v.InferOutput<TSchema>> {
+    const msg = await this.broker.call(
+      this.broker.names.statusRpcQueue,
+      JSON.stringify(query),
+      MessageType.statusQuery,
+      holdMs + this.timeoutMs,
+    )
+    const reply = decodeMessage(msg, v.union([schema, ErrorReply]), "status store reply")
+    if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
+    return reply
+  }
+
+  /** The task, or null when the store has never heard of it (after reading every event queued before). */
+  async getTask(taskId: string, { waitMs = 0, catchUp = false } = {}): Promise<TaskRecord | null> {
+    const query: StatusQuery = {
+      op: "get",
+      task_id: taskId,
+      ...(waitMs > 0 && { wait_ms: waitMs }),
+      ...(catchUp && { catch_up: true }),
+    }
+    return (await this.ask(query, TaskReply, waitMs)).task
+  }
+
+  async listTasks(status: TaskStatus | undefined, limit: number, after: string | undefined) {
+    const query: StatusQuery = { op: "list", limit, ...(status && { status }), ...(after && { after }) }
+    return this.ask(query, TaskPageReply)
+  }
+}
