@@ -414,6 +414,39 @@ export async function start(config: GatewayConfig) {
     problems: [404, 503],
   } as const
   route("get", "/polarities/tasks/:taskId", getTaskDoc, getTask)
+  route(
+    "delete",
+    "/polarities/tasks/:taskId",
+    {
+      summary: "Revoke a task that has not started",
+      description:
+        "A PENDING task, or one waiting for its next attempt (RETRY), becomes REVOKED at once and workers skip it. A worker that took the task just before it heard of the revoke may still run it; the task stays REVOKED whatever that run reports.",
+      tag: "tasks",
+      path: { taskId: TaskIdParam },
+      responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
+      problems: [404, 409, 503],
+    },
+    async (c) => {
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
+      const { revoke, task } = await store.revokeTask(taskId)
+      switch (revoke) {
+        case "revoked":
+          return c.json(task)
+        case "not_found":
+          throw new Problem(404, `no task with id ${taskId}`)
+        case "started":
+          throw new Problem(
+            409,
+            `task ${taskId} is already running; only a task that has not started can be revoked`,
+          )
+        case "final":
+          throw new Problem(
+            409,
+            `task ${taskId} has already finished (${task?.status}); there is nothing to revoke`,
+          )
+      }
+    },
+  )
   // The seed app's path, kept for its clients.
   route("get", "/polarities/task/:taskId", { ...getTaskDoc, deprecated: true }, getTask)
 

@@ -18,12 +18,14 @@ import {
   type SentenceResult,
   Task,
   type TaskEvent,
+  TaskEventBatch,
   type TaskResult,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import {
+  eventRoutingKey,
   type RetryPolicy,
   retryDelayMs,
   retryRoutingKey,
@@ -43,6 +45,8 @@ const WorkerEnv = {
   TRACK_STARTED: booleanVar(true),
   /** A task redelivered this many times without finishing (it crashes or stalls its worker) is dead-lettered. */
   REDELIVERY_LIMIT: integerVar(3, 1, 100),
+  /** Revoked task ids kept in memory to skip them (Celery keeps 50,000 too). */
+  REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }
@@ -117,6 +121,23 @@ export function scoreReview(review: string, language: Language = detectLanguage(
   const { score, comparative, positive, negative } = analysis
   const polarity = score < 0 ? "negative" : score > 0 ? "positive" : "neutral"
   return { score, comparative, polarity, positive, negative, language }
+}
+
+/** The most recent `capacity` ids added, oldest forgotten first: a bounded memory of revoked tasks. */
+class RecentIds {
+  private readonly ids = new Set<string>()
+
+  constructor(private readonly capacity: number) {}
+
+  add(id: string): void {
+    this.ids.delete(id)
+    this.ids.add(id)
+    if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value ?? "")
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id)
+  }
 }
 
 /** An attempt ran past its `time_limit`: a failure like any other, so it goes through the retry policy. */
@@ -253,6 +274,18 @@ export async function start(config: WorkerConfig) {
   let inHand = 0
   let drained: PromiseWithResolvers<void> | undefined
 
+  // Revokes reach this worker only while it is up: one started after a revoke runs that task, and the store
+  // keeps it REVOKED all the same.
+  const revoked = new RecentIds(config.REVOKED_IDS_KEPT)
+  await broker.listen(names.eventsExchange, [eventRoutingKey("REVOKED")], (msg) => {
+    try {
+      for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
+        revoked.add(event.task_id)
+    } catch (err) {
+      log.warn("revoke notice not understood", { err })
+    }
+  })
+
   /** The retry copy waits in the wait queue of its delay tier, then comes back to the work queue. */
   async function publishRetry(task: Task, retry: Extract<TaskEvent, { state: "RETRY" }>): Promise<void> {
     const tierMs = retryDelayMs(policy, task.attempt - task.run + 1)
@@ -297,6 +330,11 @@ export async function start(config: WorkerConfig) {
   }
 
   async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
+    if (revoked.has(task.task_id)) {
+      // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
+      log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
+      return msg.ack()
+    }
     const startedAt = Date.now()
     if (task.expires_at !== undefined && startedAt >= task.expires_at) {
       return expire(msg, task, task.expires_at)

@@ -13,9 +13,10 @@ import {
   type TaskEvent,
   TaskEventBatch,
 } from "../shared/contracts.ts"
+import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
-import { openDatabase, toRecord } from "./status-store/database.ts"
+import { currentRun, openDatabase, toRecord } from "./status-store/database.ts"
 
 export { mergeEvent } from "./status-store/database.ts"
 
@@ -46,6 +47,7 @@ export async function start(config: StoreConfig) {
   const db = openDatabase(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
   const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
   const { statusEventsQueue, statusRpcQueue } = broker.names
+  const events = new EventPublisher(broker)
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
@@ -81,6 +83,10 @@ export async function start(config: StoreConfig) {
       msg.ack().catch(() => {})
       if (barrierId) barriers.get(barrierId)?.()
     }
+    wakeWaiters(events)
+  }
+
+  function wakeWaiters(events: TaskEvent[]): void {
     for (const event of events) {
       if (FINAL_STATUSES.has(event.state)) for (const wake of finalWaiters.get(event.task_id) ?? []) wake()
     }
@@ -153,12 +159,43 @@ export async function start(config: StoreConfig) {
     }
   }
 
+  /**
+   * PENDING or RETRY (waiting for its next attempt) becomes REVOKED, checked and written with nothing in
+   * between. The event then goes out on the events exchange, so that workers skip the task and streams end;
+   * the copy that comes back to our own queue is recognised by the inbox. A worker that took the task before
+   * it heard of the revoke still runs it, but REVOKED outranks whatever it reports for this run.
+   */
+  async function revokeTask(query: Extract<StatusQuery, { op: "revoke" }>): Promise<StatusReply> {
+    let row = db.find(query.task_id)
+    if (!row) await catchUp()
+    // Events already in hand first: a STARTED among them makes this a 409, not a revoke.
+    if (uncommitted.length > 0) commitUncommitted()
+    row = db.find(query.task_id)
+    if (!row) return { revoke: "not_found", task: null }
+    if (row.status === "STARTED") return { revoke: "started", task: toRecord(row) }
+    if (FINAL_STATUSES.has(row.status)) return { revoke: "final", task: toRecord(row) }
+    const event: TaskEvent = {
+      task_id: row.task_id,
+      state: "REVOKED",
+      attempt: row.attempts,
+      run: currentRun(row),
+      at: Date.now(),
+    }
+    db.applyEvents([event])
+    wakeWaiters([event])
+    await events.emit(event)
+    const revoked = db.find(query.task_id)
+    return { revoke: "revoked", task: revoked ? toRecord(revoked) : null }
+  }
+
   function answer(query: StatusQuery): Promise<StatusReply> {
     switch (query.op) {
       case "get":
         return getTask(query)
       case "list":
         return listTasks(query)
+      case "revoke":
+        return revokeTask(query)
     }
   }
 

@@ -320,13 +320,19 @@ export const StatusQuery = v.variant("op", [
     limit: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_PAGE_SIZE)),
     after: v.optional(TaskId),
   }),
+  v.object({ op: v.literal("revoke"), task_id: TaskId }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
 export const TaskReply = v.object({ task: v.nullable(TaskRecord) })
 export const TaskPageReply = v.object({ tasks: v.array(TaskRecord), next_after: v.nullable(TaskId) })
+/** `revoked` (the task is now REVOKED), or why not: `not_found`, `started` (running), `final` (finished). */
+export const RevokeReply = v.object({
+  revoke: v.picklist(["revoked", "not_found", "started", "final"]),
+  task: v.nullable(TaskRecord),
+})
 export const ErrorReply = v.object({ error: v.string() })
-export const StatusReply = v.union([TaskReply, TaskPageReply, ErrorReply])
+export const StatusReply = v.union([TaskReply, TaskPageReply, RevokeReply, ErrorReply])
 export type StatusReply = v.InferOutput<typeof StatusReply>
 
 /** AMQP `type` property of each message, so a queue that carries two contracts can tell them apart. */

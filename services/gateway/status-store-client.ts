@@ -4,6 +4,7 @@ import { type Broker, decodeMessage } from "../../shared/amqp.ts"
 import {
   ErrorReply,
   MessageType,
+  RevokeReply,
   type StatusQuery,
   TaskPageReply,
   type TaskRecord,
@@ -48,5 +49,10 @@ export class StatusStoreClient {
   async listTasks(status: TaskStatus | undefined, limit: number, after: string | undefined) {
     const query: StatusQuery = { op: "list", limit, ...(status && { status }), ...(after && { after }) }
     return this.ask(query, TaskPageReply)
+  }
+
+  /** Revoke a task that has not started; the reply says why not otherwise. */
+  async revokeTask(taskId: string) {
+    return this.ask({ op: "revoke", task_id: taskId }, RevokeReply)
   }
 }

@@ -82,6 +82,11 @@ const STAGE: Record<TaskStatus, number> = {
   REVOKED: RUN_SPAN - 1,
 }
 
+/** The run a row is in: a replay starts a new one. */
+export function currentRun(row: TaskRow): number {
+  return Math.floor(row.progress / RUN_SPAN)
+}
+
 function progressOf(event: TaskEvent): number {
   const withinRun = FINAL_STATUSES.has(event.state)
     ? STAGE[event.state]
