@@ -7,17 +7,22 @@ import * as v from "valibot"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
+  BatchAccepted,
   DeadLetterListing,
   type Deadlines,
   explainIssues,
   FINAL_STATUSES,
   FlakyTaskInput,
+  GroupRecord,
   Health,
+  MAX_BATCH_SIZE,
   MAX_PAGE_SIZE,
   MAX_WAIT_MS,
   MessageType,
+  type PendingEvent,
   ProblemDetails,
   ReplayResult,
+  SubmitBatch,
   SubmitDocument,
   SubmitReview,
   Task,
@@ -41,6 +46,8 @@ const GatewayEnv = {
   HOST: stringVar("0.0.0.0"),
   PORT: integerVar(9000, 0, 65535),
   MAX_BODY_BYTES: integerVar(64 * 1024, 1024, 16 * 1024 * 1024),
+  /** Largest body of POST /polarities/batch; it also bounds the size of a group's results. */
+  MAX_BATCH_BODY_BYTES: integerVar(1024 * 1024, 1024, 16 * 1024 * 1024),
   /** How long a status query may wait for the status store before the API answers 503. */
   RPC_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** How long a submission may wait for the broker's confirm before the API answers 503. */
@@ -158,6 +165,7 @@ type TaskBaseFields = Pick<
   "task_id" | "submitted_at" | "attempt" | "run" | "expires_at" | "time_limit_ms"
 >
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+type PendingGroup = NonNullable<v.InferOutput<typeof PendingEvent>["group"]>
 
 /** The task of a submission: deadlines in seconds from now become an instant and milliseconds. */
 function newTask({ expires_in, time_limit, ...fields }: Submission): Task {
@@ -192,9 +200,11 @@ const API_INFO = {
   description:
     "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
 }
-const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, FlakyTaskInput }
+const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, SubmitBatch, FlakyTaskInput }
 const RESPONSE_SCHEMAS = {
   TaskRecord,
+  GroupRecord,
+  BatchAccepted,
   TaskAccepted,
   TaskPage,
   ProblemDetails,
@@ -203,6 +213,7 @@ const RESPONSE_SCHEMAS = {
   ReplayResult,
 }
 const LOCATION = { location: "The task's URL: `/polarities/tasks/{task_id}`" }
+const GROUP_LOCATION = { location: "The group's URL: `/polarities/groups/{group_id}`" }
 
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
@@ -216,17 +227,16 @@ export async function start(config: GatewayConfig) {
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
 
-  /**
-   * Publish the task, then its PENDING event (attempt = run - 1), both confirmed: once this resolves
-   * the task can't be lost, and the status store knows it. The task goes first so that a work queue
-   * refusing it leaves no PENDING record of a task that will never run.
-   */
-  async function publishTask(task: Task): Promise<void> {
+  async function publishTaskMessage(task: Task): Promise<void> {
     await broker.publish(names.tasksExchange, routeTask(task.kind), JSON.stringify(task), {
       type: MessageType.task,
       messageId: task.task_id,
     })
-    await events.emit({
+  }
+
+  /** The task's PENDING event (attempt = run - 1), confirmed. */
+  function emitPending(task: Task, group?: PendingGroup): Promise<void> {
+    return events.emit({
       state: "PENDING",
       task_id: task.task_id,
       attempt: task.run - 1,
@@ -234,7 +244,29 @@ export async function start(config: GatewayConfig) {
       at: Date.now(),
       kind: task.kind,
       input: inputOf(task),
+      ...(group && { group }),
     })
+  }
+
+  /**
+   * Publish the task, then its PENDING event, both confirmed: once this resolves the task can't be lost,
+   * and the status store knows it. The task goes first so that a work queue refusing it leaves no PENDING
+   * record of a task that will never run.
+   */
+  async function publishTask(task: Task): Promise<void> {
+    await publishTaskMessage(task)
+    await emitPending(task)
+  }
+
+  /**
+   * A batch the same way, pipelined: every task is on the wire before the first confirm comes back, then
+   * every PENDING event, which the publisher packs into as few messages as their size allows.
+   */
+  async function publishBatch(tasks: Task[], groupId: string): Promise<void> {
+    await Promise.all(tasks.map(publishTaskMessage))
+    await Promise.all(
+      tasks.map((task, index) => emitPending(task, { group_id: groupId, index, size: tasks.length })),
+    )
   }
 
   async function submit(c: Context, submission: Submission): Promise<Response> {
@@ -325,6 +357,13 @@ export async function start(config: GatewayConfig) {
     },
   })
 
+  const limitBatchBody = bodyLimit({
+    maxSize: config.MAX_BATCH_BODY_BYTES,
+    onError: () => {
+      throw new Problem(413, `the body is larger than ${config.MAX_BATCH_BODY_BYTES} bytes`)
+    },
+  })
+
   route(
     "get",
     "/healthz",
@@ -357,6 +396,69 @@ export async function start(config: GatewayConfig) {
     },
     limitBody,
     async (c) => submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) }),
+  )
+
+  route(
+    "post",
+    "/polarities/batch",
+    {
+      summary: "Score a batch of reviews as one group",
+      description: `Validates every review first (a bad one is a 422 naming its index, and nothing is published), then publishes one \`polarity:review\` task per review and answers the group's id. Up to ${MAX_BATCH_SIZE} reviews and \`MAX_BATCH_BODY_BYTES\` of body. With \`?wait=\` it answers 200 with every result, in input order, if the group finishes in time.`,
+      tag: "groups",
+      query: WaitQuery,
+      body: "SubmitBatch",
+      responses: {
+        200: {
+          description: "The group finished within `?wait=`",
+          schema: "GroupRecord",
+          headers: GROUP_LOCATION,
+        },
+        202: { description: "Accepted", schema: "BatchAccepted", headers: GROUP_LOCATION },
+      },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBatchBody,
+    async (c) => {
+      const { wait: waitMs } = readQuery(c, WaitQuery)
+      const { reviews, language, ...deadlines } = await readJson(c, SubmitBatch)
+      const groupId = Bun.randomUUIDv7()
+      const tasks = reviews.map((review) =>
+        newTask({ kind: "polarity:review", review, ...(language && { language }), ...deadlines }),
+      )
+      await publishBatch(tasks, groupId)
+      const location = { location: `/polarities/groups/${groupId}` }
+      const group = waitMs > 0 ? await store.group(groupId, waitMs).catch(() => null) : null
+      if (group?.results) return c.json(group, 200, location)
+      const accepted = {
+        group_id: groupId,
+        status: group?.status ?? "PENDING",
+        task_ids: tasks.map((t) => t.task_id),
+      }
+      return c.json(accepted, 202, location)
+    },
+  )
+
+  route(
+    "get",
+    "/polarities/groups/:groupId",
+    {
+      summary: "A batch's progress and, once it is final, its results in input order",
+      description:
+        "`status` is PENDING while every task is PENDING, STARTED once any has moved on and until all are final, then SUCCESS if every task succeeded, else FAILURE. `counts` has every task status. `?wait=` holds the answer until the group is final.",
+      tag: "groups",
+      path: { groupId: v.pipe(TaskId, v.description("The group id the batch answered.")) },
+      query: WaitQuery,
+      responses: { 200: { description: "The group", schema: "GroupRecord" } },
+      problems: [404, 422, 503],
+    },
+    async (c) => {
+      const { wait: waitMs } = readQuery(c, WaitQuery)
+      const groupId = c.req.param("groupId") ?? ""
+      if (!v.is(TaskId, groupId)) throw new Problem(404, `no group "${groupId}": group ids are UUIDs`)
+      const group = await store.group(groupId, waitMs)
+      if (!group) throw new Problem(404, `no group with id ${groupId}`)
+      return c.json(group)
+    },
   )
 
   route(
@@ -556,7 +658,8 @@ export async function start(config: GatewayConfig) {
     },
   )
 
-  const server = serveApp(app, config.PORT, config.HOST, config.MAX_BODY_BYTES * 2)
+  const largestBody = Math.max(config.MAX_BODY_BYTES, config.MAX_BATCH_BODY_BYTES)
+  const server = serveApp(app, config.PORT, config.HOST, largestBody * 2)
   log.info("started", { url: server.url })
 
   async function stop(): Promise<void> {

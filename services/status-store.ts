@@ -16,7 +16,7 @@ import {
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
-import { currentRun, openDatabase, toRecord } from "./status-store/database.ts"
+import { currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
 
 export { mergeEvent } from "./status-store/database.ts"
 
@@ -36,6 +36,36 @@ export type StoreConfig = ReturnType<typeof loadStoreConfig>
 export const loadStoreConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(StoreEnv, env)
 
+/** Queries held until something about a key (a task, a group) changes, or their time is up. */
+class Waiters {
+  private readonly byKey = new Map<string, Set<() => void>>()
+
+  get size(): number {
+    return this.byKey.size
+  }
+
+  wait(key: string, ms: number): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>()
+    const waiters = this.byKey.get(key) ?? new Set()
+    this.byKey.set(key, waiters)
+    const timer = setTimeout(resolve, ms)
+    waiters.add(resolve)
+    return promise.finally(() => {
+      clearTimeout(timer)
+      waiters.delete(resolve)
+      if (waiters.size === 0) this.byKey.delete(key)
+    })
+  }
+
+  wake(key: string): void {
+    for (const wake of this.byKey.get(key) ?? []) wake()
+  }
+
+  wakeAll(): void {
+    for (const key of [...this.byKey.keys()]) this.wake(key)
+  }
+}
+
 interface Delivery {
   msg: AMQPMessage
   events: TaskEvent[]
@@ -51,7 +81,8 @@ export async function start(config: StoreConfig) {
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
-  const finalWaiters = new Map<string, Set<() => void>>()
+  const taskWaiters = new Waiters()
+  const groupWaiters = new Waiters()
   const barriers = new Map<string, () => void>()
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
@@ -86,9 +117,14 @@ export async function start(config: StoreConfig) {
     wakeWaiters(events)
   }
 
+  /** Queries held until a task or a group is final look again when one of its tasks ends. */
   function wakeWaiters(events: TaskEvent[]): void {
     for (const event of events) {
-      if (FINAL_STATUSES.has(event.state)) for (const wake of finalWaiters.get(event.task_id) ?? []) wake()
+      if (!FINAL_STATUSES.has(event.state)) continue
+      taskWaiters.wake(event.task_id)
+      if (groupWaiters.size === 0) continue
+      const groupId = db.find(event.task_id)?.group_id
+      if (groupId) groupWaiters.wake(groupId)
     }
   }
 
@@ -121,17 +157,18 @@ export async function start(config: StoreConfig) {
     return barrier.promise
   }
 
-  function waitUntilFinal(taskId: string, ms: number): Promise<void> {
-    const { promise, resolve } = Promise.withResolvers<void>()
-    const waiters = finalWaiters.get(taskId) ?? new Set()
-    finalWaiters.set(taskId, waiters)
-    const timer = setTimeout(resolve, ms)
-    waiters.add(resolve)
-    return promise.finally(() => {
-      clearTimeout(timer)
-      waiters.delete(resolve)
-      if (waiters.size === 0) finalWaiters.delete(taskId)
-    })
+  async function findGroup(groupId: string, waitMs = 0) {
+    let group = db.findGroup(groupId)
+    if (!group) {
+      await catchUp()
+      group = db.findGroup(groupId)
+    }
+    for (const deadline = Date.now() + waitMs; group && Date.now() < deadline; ) {
+      if (toGroupRecord(group).results) break
+      await groupWaiters.wait(groupId, deadline - Date.now())
+      group = db.findGroup(groupId)
+    }
+    return group ? toGroupRecord(group) : null
   }
 
   async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
@@ -141,7 +178,7 @@ export async function start(config: StoreConfig) {
       row = db.find(query.task_id)
     }
     if (row && query.wait_ms && !FINAL_STATUSES.has(row.status)) {
-      await waitUntilFinal(query.task_id, query.wait_ms)
+      await taskWaiters.wait(query.task_id, query.wait_ms)
       row = db.find(query.task_id)
     }
     return { task: row ? toRecord(row) : null }
@@ -196,6 +233,8 @@ export async function start(config: StoreConfig) {
         return listTasks(query)
       case "revoke":
         return revokeTask(query)
+      case "group":
+        return findGroup(query.group_id, query.wait_ms).then((group) => ({ group }))
     }
   }
 
@@ -237,7 +276,8 @@ export async function start(config: StoreConfig) {
   async function stop(): Promise<void> {
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
     if (uncommitted.length > 0) commitUncommitted()
-    for (const wake of [...finalWaiters.values()].flatMap((set) => [...set])) wake()
+    taskWaiters.wakeAll()
+    groupWaiters.wakeAll()
     await server.stop()
     await broker.close()
     db.close()

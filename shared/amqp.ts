@@ -74,11 +74,12 @@ export function decodeMessage<TSchema extends v.GenericSchema>(
   msg: AMQPMessage,
   schema: TSchema,
   contract: string,
+  maxBytes = MAX_MESSAGE_BYTES,
 ): v.InferOutput<TSchema> {
   const body = msg.body instanceof Uint8Array ? msg.body : new Uint8Array()
   if (body.byteLength === 0) throw new PoisonMessage("empty body")
-  if (body.byteLength > MAX_MESSAGE_BYTES) {
-    throw new PoisonMessage(`body of ${body.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`)
+  if (body.byteLength > maxBytes) {
+    throw new PoisonMessage(`body of ${body.byteLength} bytes exceeds ${maxBytes}`)
   }
   let text: string
   try {

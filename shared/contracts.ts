@@ -30,6 +30,7 @@ export type TaskStatus = v.InferOutput<typeof TaskStatus>
 export const FINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["SUCCESS", "FAILURE", "EXPIRED", "REVOKED"])
 
 export const MAX_REVIEW_LENGTH = 10_000
+export const MAX_BATCH_SIZE = 1000
 
 export const TaskId = v.pipe(v.string(), v.uuid("must be a UUID"))
 
@@ -105,6 +106,27 @@ export const SubmitReview = v.object(
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
+
+/** POST /polarities/batch body: one `polarity:review` task per review, followed as one group. */
+export const SubmitBatch = v.object(
+  {
+    reviews: v.pipe(
+      v.array(Review, "reviews must be an array of review strings"),
+      v.minLength(1, "reviews must hold at least one review"),
+      v.maxLength(MAX_BATCH_SIZE, `reviews must hold at most ${MAX_BATCH_SIZE} reviews`),
+      v.description(`1–${MAX_BATCH_SIZE} reviews; the group keeps their order.`),
+    ),
+    language: v.optional(
+      v.pipe(
+        Language,
+        v.description("Score every review in this language; without it, detected per review."),
+      ),
+    ),
+    ...Deadlines,
+  },
+  'the body must be a JSON object with a "reviews" array',
+)
+export type SubmitBatch = v.InferOutput<typeof SubmitBatch>
 
 /** POST /polarities/documents body: scored sentence by sentence. */
 export const SubmitDocument = v.object(
@@ -208,8 +230,6 @@ export type TaskResult = v.InferOutput<typeof TaskResult>
 // so that a consumer never needs the STARTED event to fill in the timeline.
 const EventBase = { task_id: TaskId, attempt: Attempt, run: Run, at: EpochMillis }
 
-export const MAX_BATCH_SIZE = 1000
-
 /**
  * Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1).
  * A task of a batch carries its group: the group's id, its place in the batch and the batch's size.
@@ -305,6 +325,34 @@ export type TaskRecord = v.InferOutput<typeof TaskRecord>
 export const TaskPage = v.object({ tasks: v.array(TaskRecord), next_cursor: v.nullable(v.string()) })
 export type TaskPage = v.InferOutput<typeof TaskPage>
 
+/**
+ * A batch as the API shows it. `status` sums up its tasks: PENDING while every task is PENDING, STARTED once
+ * any has moved on and until all are final, then SUCCESS if every task succeeded, else FAILURE. `results`
+ * holds the task records in input order once the group is final, null before.
+ */
+export const GroupRecord = v.object({
+  group_id: TaskId,
+  status: v.picklist(["PENDING", "STARTED", "SUCCESS", "FAILURE"]),
+  size: v.pipe(v.number(), v.integer()),
+  counts: v.object(
+    Object.fromEntries(TASK_STATUSES.map((status) => [status, v.number()])) as Record<
+      TaskStatus,
+      v.NumberSchema<undefined>
+    >,
+  ),
+  task_ids: v.array(TaskId),
+  results: v.nullable(v.array(TaskRecord)),
+  submitted_at: IsoTime,
+})
+export type GroupRecord = v.InferOutput<typeof GroupRecord>
+
+/** 202 to a batch: every task is on its queue and the status store knows them. */
+export const BatchAccepted = v.object({
+  group_id: TaskId,
+  status: GroupRecord.entries.status,
+  task_ids: v.array(TaskId),
+})
+
 const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
 
 /**
@@ -321,6 +369,7 @@ export const StatusQuery = v.variant("op", [
     after: v.optional(TaskId),
   }),
   v.object({ op: v.literal("revoke"), task_id: TaskId }),
+  v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
@@ -331,8 +380,9 @@ export const RevokeReply = v.object({
   revoke: v.picklist(["revoked", "not_found", "started", "final"]),
   task: v.nullable(TaskRecord),
 })
+export const GroupReply = v.object({ group: v.nullable(GroupRecord) })
 export const ErrorReply = v.object({ error: v.string() })
-export const StatusReply = v.union([TaskReply, TaskPageReply, RevokeReply, ErrorReply])
+export const StatusReply = v.union([TaskReply, TaskPageReply, RevokeReply, GroupReply, ErrorReply])
 export type StatusReply = v.InferOutput<typeof StatusReply>
 
 /** AMQP `type` property of each message, so a queue that carries two contracts can tell them apart. */

@@ -4,6 +4,7 @@ import type * as v from "valibot"
 import {
   FlakyTaskInput,
   ProblemDetails,
+  SubmitBatch,
   SubmitDocument,
   SubmitReview,
   TaskRecord,
@@ -67,7 +68,12 @@ describe("GET /openapi.json", () => {
 
   test("request bodies are the JSON Schema generated from the valibot schemas that validate them", async () => {
     const doc = await openApi()
-    const validators: Record<string, v.GenericSchema> = { SubmitReview, SubmitDocument, FlakyTaskInput }
+    const validators: Record<string, v.GenericSchema> = {
+      SubmitReview,
+      SubmitDocument,
+      SubmitBatch,
+      FlakyTaskInput,
+    }
     const bodies = operations(doc).flatMap(({ operation }) =>
       Object.values(operation.requestBody?.content ?? {}).map((media) => media.schema.$ref),
     )

@@ -34,6 +34,8 @@ export interface Stack extends AsyncDisposable {
   store: Running
   /** Stop the status store, run `whileDown`, and start it again on the same database. */
   restartStore<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
+  /** Stop the worker, run `whileDown` (tasks then wait in their queues), and start a new worker. */
+  restartWorker<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
   /** The gateway's URL + path. */
   url(path: string): string
 }
@@ -58,16 +60,24 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
     ...overrides,
   }
   let store = await startStore(loadStoreConfig(env))
-  const worker = await startWorker(loadWorkerConfig(env))
+  let worker = await startWorker(loadWorkerConfig(env))
   const gateway = await startGateway(loadGatewayConfig(env))
   const names = topologyNames(env.AMQP_PREFIX ?? "")
   return {
     env,
     names,
     gateway,
-    worker,
+    get worker() {
+      return worker
+    },
     get store() {
       return store
+    },
+    async restartWorker<T>(whileDown?: () => Promise<T>) {
+      await worker.stop()
+      const result = await whileDown?.()
+      worker = await startWorker(loadWorkerConfig(env))
+      return result
     },
     async restartStore<T>(whileDown?: () => Promise<T>) {
       await store.stop()

@@ -3,6 +3,7 @@ import * as v from "valibot"
 import { type Broker, decodeMessage } from "../../shared/amqp.ts"
 import {
   ErrorReply,
+  GroupReply,
   MessageType,
   RevokeReply,
   type StatusQuery,
@@ -11,6 +12,9 @@ import {
   TaskReply,
   type TaskStatus,
 } from "../../shared/contracts.ts"
+
+/** A group's results can be large; the batch body limit bounds them, and the store is trusted. */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 export class StatusStoreClient {
   constructor(
@@ -30,7 +34,7 @@ export class StatusStoreClient {
       MessageType.statusQuery,
       holdMs + this.timeoutMs,
     )
-    const reply = decodeMessage(msg, v.union([schema, ErrorReply]), "status store reply")
+    const reply = decodeMessage(msg, v.union([schema, ErrorReply]), "status store reply", MAX_REPLY_BYTES)
     if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
     return reply
   }
@@ -54,5 +58,11 @@ export class StatusStoreClient {
   /** Revoke a task that has not started; the reply says why not otherwise. */
   async revokeTask(taskId: string) {
     return this.ask({ op: "revoke", task_id: taskId }, RevokeReply)
+  }
+
+  /** The group, held up to `waitMs` until it is final; null when the store has never heard of it. */
+  async group(groupId: string, waitMs = 0) {
+    const query: StatusQuery = { op: "group", group_id: groupId, ...(waitMs > 0 && { wait_ms: waitMs }) }
+    return (await this.ask(query, GroupReply, waitMs)).group
   }
 }

@@ -6,6 +6,8 @@ import { dirname } from "node:path"
 import {
   eventId,
   FINAL_STATUSES,
+  type GroupRecord,
+  TASK_STATUSES,
   type TaskEvent,
   type TaskKind,
   type TaskRecord,
@@ -53,6 +55,9 @@ const MIGRATIONS = [
    ALTER TABLE tasks ADD COLUMN group_index INTEGER;
    CREATE INDEX tasks_by_status ON tasks (status, task_id);
    CREATE INDEX tasks_by_group ON tasks (group_id, group_index) WHERE group_id IS NOT NULL;`,
+  // 2: a batch's size and time, from the first PENDING event of its tasks.
+  `CREATE TABLE groups (group_id TEXT PRIMARY KEY, size INTEGER NOT NULL, submitted_at INTEGER NOT NULL)
+     WITHOUT ROWID;`,
 ]
 
 function migrate(db: Database): void {
@@ -221,14 +226,24 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
          .join(", ")}`,
   )
   const recordInInbox = db.query<void, [string]>("INSERT OR IGNORE INTO inbox VALUES (?)")
+  const recordGroup = db.query<void, [string, number, number]>(
+    "INSERT OR IGNORE INTO groups VALUES (?, ?, ?)",
+  )
   // One transaction per batch: the inbox entry and the state change commit together, or neither does.
   const applyEvents = db.transaction((events: TaskEvent[]) => {
     for (const event of events) {
       if (recordInInbox.run(eventId(event)).changes === 0) continue
       const row = mergeEvent(select.get(event.task_id), event)
       upsert.run(Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, row[c]])))
+      if (event.state === "PENDING" && event.group) {
+        recordGroup.run(event.group.group_id, event.group.size, event.at)
+      }
     }
   })
+  const selectGroup = db.query<GroupRow, [string]>("SELECT * FROM groups WHERE group_id = ?")
+  const groupMembers = db.query<TaskRow, [string]>(
+    "SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index",
+  )
   const newest = db.query<TaskRow, { after: string; limit: number }>(
     "SELECT * FROM tasks WHERE task_id < $after ORDER BY task_id DESC LIMIT $limit",
   )
@@ -242,6 +257,41 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
     list(status: TaskStatus | undefined, limit: number, after = "~"): TaskRow[] {
       return status ? newestOfStatus.all({ status, after, limit }) : newest.all({ after, limit })
     },
+    /** The group and its tasks in input order, or null for a group the store has not heard of. */
+    findGroup(groupId: string): { group: GroupRow; members: TaskRow[] } | null {
+      const group = selectGroup.get(groupId)
+      return group ? { group, members: groupMembers.all(groupId) } : null
+    },
     close: () => db.close(),
+  }
+}
+
+interface GroupRow {
+  group_id: string
+  size: number
+  submitted_at: number
+}
+
+/** What a group's tasks add up to; a task whose PENDING has not arrived yet counts as PENDING. */
+export function toGroupRecord({ group, members }: { group: GroupRow; members: TaskRow[] }): GroupRecord {
+  const counts = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>
+  for (const member of members) counts[member.status]++
+  counts.PENDING += group.size - members.length
+  const final = members.length === group.size && members.every((member) => FINAL_STATUSES.has(member.status))
+  const status = final
+    ? counts.SUCCESS === group.size
+      ? "SUCCESS"
+      : "FAILURE"
+    : counts.PENDING === group.size
+      ? "PENDING"
+      : "STARTED"
+  return {
+    group_id: group.group_id,
+    status,
+    size: group.size,
+    counts,
+    task_ids: members.map((member) => member.task_id),
+    results: final ? members.map(toRecord) : null,
+    submitted_at: iso(group.submitted_at),
   }
 }
