@@ -38,6 +38,7 @@ import { createLogger } from "../shared/log.ts"
 import { routeTask } from "../shared/topology.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
+import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 
 const SERVICE = "gateway"
 
@@ -54,6 +55,8 @@ const GatewayEnv = {
   PUBLISH_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** When set, /admin/* needs `Authorization: Bearer <ADMIN_TOKEN>`. */
   ADMIN_TOKEN: v.optional(v.string()),
+  /** A comment line this often keeps an idle event stream open through proxies. */
+  SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }
@@ -226,6 +229,7 @@ export async function start(config: GatewayConfig) {
   if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
+  const watchers = await listenForTaskEvents(broker, log)
 
   async function publishTaskMessage(task: Task): Promise<void> {
     await broker.publish(names.tasksExchange, routeTask(task.kind), JSON.stringify(task), {
@@ -517,6 +521,31 @@ export async function start(config: GatewayConfig) {
   } as const
   route("get", "/polarities/tasks/:taskId", getTaskDoc, getTask)
   route(
+    "get",
+    "/polarities/tasks/:taskId/events",
+    {
+      summary: "Follow a task live: a Server-Sent Events stream of its states",
+      description:
+        "Each state change is one event: `event:` the status, `data:` the task record (as GET answers it), `id:` attempts and status. The current state comes first; the stream ends after a final state (SUCCESS, FAILURE, EXPIRED, REVOKED), at once for a task that has already finished. A comment line every 15 s keeps the connection alive. A client that reconnects with `Last-Event-ID` set to the final state's id gets 204 (EventSource then stops reconnecting).",
+      tag: "tasks",
+      path: { taskId: TaskIdParam },
+      headers: {
+        "last-event-id": v.optional(
+          v.pipe(v.string(), v.description("The `id` of the last event received, when reconnecting.")),
+        ),
+      },
+      responses: {
+        200: { description: "The event stream", mediaType: "text/event-stream" },
+        204: { description: "The task is final and the client has its final state already" },
+      },
+      problems: [404, 503],
+    },
+    async (c) => {
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
+      return streamTaskEvents(c, taskId, { store, watchers, heartbeatMs: config.SSE_HEARTBEAT_MS, log })
+    },
+  )
+  route(
     "delete",
     "/polarities/tasks/:taskId",
     {
@@ -663,11 +692,12 @@ export async function start(config: GatewayConfig) {
   log.info("started", { url: server.url })
 
   async function stop(): Promise<void> {
+    watchers.close()
     await server.stop()
     await broker.close()
     log.info("stopped")
   }
-  return { url: server.url, stop, app }
+  return { url: server.url, stop, app, openStreams: () => watchers.size }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadGatewayConfig()))
