@@ -260,7 +260,9 @@ async function outcomeOf(
     // Equal jitter: half the tier's delay plus a random half, so retries of a burst spread out.
     const tierMs = retryDelayMs(policy, retry)
     const delayMs = Math.round(tierMs / 2 + (Math.random() * tierMs) / 2)
-    return { ...base, state: "RETRY", at: Date.now(), error, retry_at: Date.now() + delayMs }
+    // One clock reading, so that retry_at - at is exactly the planned delay.
+    const at = Date.now()
+    return { ...base, state: "RETRY", at, error, retry_at: at + delayMs }
   }
 }
 
