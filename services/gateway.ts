@@ -15,6 +15,7 @@ import {
   FlakyTaskInput,
   GroupRecord,
   Health,
+  IdempotencyKey,
   MAX_BATCH_SIZE,
   MAX_PAGE_SIZE,
   MAX_WAIT_MS,
@@ -161,6 +162,13 @@ function parseTaskId(raw: string): string {
   return raw
 }
 
+/** What makes two requests with one Idempotency-Key the same request: the route and the checked body. */
+export function requestFingerprint(routePath: string, body: unknown): string {
+  return new Bun.CryptoHasher("sha256").update(JSON.stringify([routePath, body])).digest("hex")
+}
+
+const REPLAYED = { "idempotent-replayed": "true" }
+
 /** A task as submitted: its kind, its own fields and its deadlines, before the gateway gives it an id. */
 type Submission = DistributiveOmit<Task, keyof TaskBaseFields> & Deadlines
 type TaskBaseFields = Pick<
@@ -215,8 +223,16 @@ const RESPONSE_SCHEMAS = {
   DeadLetterListing,
   ReplayResult,
 }
-const LOCATION = { location: "The task's URL: `/polarities/tasks/{task_id}`" }
-const GROUP_LOCATION = { location: "The group's URL: `/polarities/groups/{group_id}`" }
+const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
+const LOCATION = {
+  location: "The task's URL: `/polarities/tasks/{task_id}`",
+  "idempotent-replayed": REPLAYED_HEADER,
+}
+const GROUP_LOCATION = {
+  location: "The group's URL: `/polarities/groups/{group_id}`",
+  "idempotent-replayed": REPLAYED_HEADER,
+}
+const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
 
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
@@ -229,6 +245,8 @@ export async function start(config: GatewayConfig) {
   if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
+  // Long enough for a request that claimed a key to publish its task and its PENDING event.
+  const claimLeaseMs = 2 * config.PUBLISH_TIMEOUT_MS + 1000
   const watchers = await listenForTaskEvents(broker, log)
 
   async function publishTaskMessage(task: Task): Promise<void> {
@@ -273,22 +291,88 @@ export async function start(config: GatewayConfig) {
     )
   }
 
+  /**
+   * With an Idempotency-Key, claim it for these ids before anything is published. Undefined without a key;
+   * otherwise the store's answer: publish its ids (ours, or a takeover's), or they were published already.
+   */
+  async function claimKey(c: Context, body: unknown, taskIds: string[], groupId?: string) {
+    const key = c.req.header("idempotency-key")
+    if (key === undefined) return undefined
+    const checked = v.safeParse(IdempotencyKey, key)
+    if (!checked.success) throw new Problem(422, explainIssues(checked.issues))
+    const claim = await store.claim({
+      op: "claim",
+      key,
+      fingerprint: requestFingerprint(c.req.routePath, body),
+      task_ids: taskIds,
+      ...(groupId && { group_id: groupId }),
+      lease_ms: claimLeaseMs,
+    })
+    if (claim.claim === "mismatch") {
+      throw new Problem(
+        422,
+        `Idempotency-Key "${key}" was used with another request; use a new key for a new request`,
+      )
+    }
+    return claim
+  }
+
   async function submit(c: Context, submission: Submission): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
     const task = newTask(submission)
-    await publishTask(task)
-    const location = `/polarities/tasks/${task.task_id}`
+    const claim = await claimKey(c, submission, [task.task_id])
+    const taskId = claim?.task_ids[0] ?? task.task_id
+    if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true)
+    await publishTask({ ...task, task_id: taskId })
+    return answerTask(c, taskId, waitMs, false)
+  }
+
+  /** 200 with the task if it is final within the wait, else 202 with its status. */
+  async function answerTask(c: Context, taskId: string, waitMs: number, replayed: boolean) {
+    const headers = { location: `/polarities/tasks/${taskId}`, ...(replayed && REPLAYED) }
     let status: TaskStatus = "PENDING"
-    if (waitMs > 0) {
+    if (waitMs > 0 || replayed) {
       // The task is accepted whatever happens here: a status store that does not answer still means 202.
-      const record = await store.getTask(task.task_id, { waitMs }).catch((err: Error) => {
-        log.warn("wait for task failed", { taskId: task.task_id, err: err.message })
+      const record = await store.getTask(taskId, { waitMs }).catch((err: Error) => {
+        log.warn("wait for task failed", { taskId, err: err.message })
         return null
       })
-      if (record && FINAL_STATUSES.has(record.status)) return c.json(record, 200, { location })
+      if (waitMs > 0 && record && FINAL_STATUSES.has(record.status)) return c.json(record, 200, headers)
       status = record?.status ?? status
     }
-    return c.json({ task_id: task.task_id, status }, 202, { location })
+    return c.json({ task_id: taskId, status }, 202, headers)
+  }
+
+  async function submitBatch(c: Context, batch: SubmitBatch): Promise<Response> {
+    const { wait: waitMs } = readQuery(c, WaitQuery)
+    const { reviews, language, ...deadlines } = batch
+    let groupId = Bun.randomUUIDv7()
+    let tasks = reviews.map((review) =>
+      newTask({ kind: "polarity:review", review, ...(language && { language }), ...deadlines }),
+    )
+    const claim = await claimKey(
+      c,
+      batch,
+      tasks.map((task) => task.task_id),
+      groupId,
+    )
+    if (claim) {
+      groupId = claim.group_id ?? groupId
+      tasks = tasks.map((task, i) => ({ ...task, task_id: claim.task_ids[i] ?? task.task_id }))
+    }
+    if (claim?.claim !== "existing") await publishBatch(tasks, groupId)
+    const headers = {
+      location: `/polarities/groups/${groupId}`,
+      ...(claim?.claim === "existing" && REPLAYED),
+    }
+    const group = waitMs > 0 || claim ? await store.group(groupId, waitMs).catch(() => null) : null
+    if (waitMs > 0 && group?.results) return c.json(group, 200, headers)
+    const accepted = {
+      group_id: groupId,
+      status: group?.status ?? "PENDING",
+      task_ids: tasks.map((t) => t.task_id),
+    }
+    return c.json(accepted, 202, headers)
   }
 
   /** Move up to `limit` tasks out of the failed dead-letter queue into a new run each. */
@@ -391,6 +475,7 @@ export async function start(config: GatewayConfig) {
         "Publishes a `polarity:review` task (routed to the `polarity` queue) and its PENDING event, both confirmed by the broker, before it answers.",
       tag: "tasks",
       query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
       body: "SubmitReview",
       responses: {
         200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
@@ -410,6 +495,7 @@ export async function start(config: GatewayConfig) {
       description: `Validates every review first (a bad one is a 422 naming its index, and nothing is published), then publishes one \`polarity:review\` task per review and answers the group's id. Up to ${MAX_BATCH_SIZE} reviews and \`MAX_BATCH_BODY_BYTES\` of body. With \`?wait=\` it answers 200 with every result, in input order, if the group finishes in time.`,
       tag: "groups",
       query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
       body: "SubmitBatch",
       responses: {
         200: {
@@ -422,24 +508,7 @@ export async function start(config: GatewayConfig) {
       problems: [400, 413, 415, 422, 503],
     },
     limitBatchBody,
-    async (c) => {
-      const { wait: waitMs } = readQuery(c, WaitQuery)
-      const { reviews, language, ...deadlines } = await readJson(c, SubmitBatch)
-      const groupId = Bun.randomUUIDv7()
-      const tasks = reviews.map((review) =>
-        newTask({ kind: "polarity:review", review, ...(language && { language }), ...deadlines }),
-      )
-      await publishBatch(tasks, groupId)
-      const location = { location: `/polarities/groups/${groupId}` }
-      const group = waitMs > 0 ? await store.group(groupId, waitMs).catch(() => null) : null
-      if (group?.results) return c.json(group, 200, location)
-      const accepted = {
-        group_id: groupId,
-        status: group?.status ?? "PENDING",
-        task_ids: tasks.map((t) => t.task_id),
-      }
-      return c.json(accepted, 202, location)
-    },
+    async (c) => submitBatch(c, await readJson(c, SubmitBatch)),
   )
 
   route(
@@ -474,6 +543,7 @@ export async function start(config: GatewayConfig) {
         "Publishes a `document:sentences` task (routed to the `default` queue). The result has each sentence's score and polarity, and their totals. A `time_limit` is checked between sentences.",
       tag: "tasks",
       query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
       body: "SubmitDocument",
       responses: {
         200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },

@@ -31,6 +31,8 @@ const StoreEnv = {
   SQLITE_SYNCHRONOUS: picklistVar(["FULL", "NORMAL"], "FULL"),
   /** Event messages in hand at once; all that arrive in one turn of the event loop commit in one transaction. */
   EVENTS_PREFETCH: integerVar(500, 1, 65535),
+  /** How long an Idempotency-Key is remembered, in seconds. */
+  IDEMPOTENCY_KEY_TTL_SECONDS: integerVar(24 * 3600, 1, 30 * 24 * 3600),
 }
 export type StoreConfig = ReturnType<typeof loadStoreConfig>
 export const loadStoreConfig = (env: Record<string, string | undefined> = process.env) =>
@@ -83,6 +85,7 @@ export async function start(config: StoreConfig) {
   let uncommitted: Delivery[] = []
   const taskWaiters = new Waiters()
   const groupWaiters = new Waiters()
+  const arrivalWaiters = new Waiters()
   const barriers = new Map<string, () => void>()
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
@@ -120,6 +123,7 @@ export async function start(config: StoreConfig) {
   /** Queries held until a task or a group is final look again when one of its tasks ends. */
   function wakeWaiters(events: TaskEvent[]): void {
     for (const event of events) {
+      arrivalWaiters.wake(event.task_id)
       if (!FINAL_STATUSES.has(event.state)) continue
       taskWaiters.wake(event.task_id)
       if (groupWaiters.size === 0) continue
@@ -225,6 +229,48 @@ export async function start(config: StoreConfig) {
     return { revoke: "revoked", task: revoked ? toRecord(revoked) : null }
   }
 
+  /**
+   * The first request with a key records its task ids and publishes them. A repeat with the same fingerprint
+   * gets the same ids: as `existing` once every task is known here, else after waiting for the first request
+   * to publish them. A first request that died before it published holds the key only for its lease: the next
+   * request then takes over and publishes the same ids (should the first one publish after all, the task runs
+   * twice under one id, and the events of both runs converge on one record).
+   */
+  async function claimKey(query: Extract<StatusQuery, { op: "claim" }>): Promise<StatusReply> {
+    const proposed = { task_ids: query.task_ids, group_id: query.group_id ?? null }
+    for (;;) {
+      const now = Date.now()
+      const claim = db.findClaim(query.key, now)
+      if (!claim) {
+        const expiresAt = now + config.IDEMPOTENCY_KEY_TTL_SECONDS * 1000
+        db.putClaim({
+          key: query.key,
+          fingerprint: query.fingerprint,
+          ...proposed,
+          lease_until: now + query.lease_ms,
+          expires_at: expiresAt,
+        })
+        return { claim: "claimed", ...proposed }
+      }
+      const { task_ids, group_id } = claim
+      if (claim.fingerprint !== query.fingerprint) return { claim: "mismatch", task_ids: [], group_id: null }
+      const missing = task_ids.find((taskId) => !db.find(taskId))
+      if (!missing) return { claim: "existing", task_ids, group_id }
+      if (claim.lease_until > now) {
+        await arrivalWaiters.wait(missing, claim.lease_until - now)
+        continue
+      }
+      // The lease is over; the PENDING events may still be queued, unread.
+      await catchUp()
+      const again = db.findClaim(query.key, Date.now())
+      if (again?.lease_until !== claim.lease_until) continue
+      if (task_ids.every((taskId) => db.find(taskId))) return { claim: "existing", task_ids, group_id }
+      db.putClaim({ ...claim, lease_until: Date.now() + query.lease_ms })
+      log.warn("idempotency key taken over after its lease", { key: query.key, taskIds: task_ids.length })
+      return { claim: "claimed", task_ids, group_id }
+    }
+  }
+
   function answer(query: StatusQuery): Promise<StatusReply> {
     switch (query.op) {
       case "get":
@@ -235,6 +281,8 @@ export async function start(config: StoreConfig) {
         return revokeTask(query)
       case "group":
         return findGroup(query.group_id, query.wait_ms).then((group) => ({ group }))
+      case "claim":
+        return claimKey(query)
     }
   }
 
@@ -264,6 +312,9 @@ export async function start(config: StoreConfig) {
     await sendReply(await answer(query).catch((err: Error) => ({ error: err.message })))
   }
 
+  const forgetExpiredKeys = setInterval(() => db.forgetExpiredClaims(Date.now()), 60_000)
+  forgetExpiredKeys.unref()
+
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQuery)
 
@@ -276,8 +327,10 @@ export async function start(config: StoreConfig) {
   async function stop(): Promise<void> {
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
     if (uncommitted.length > 0) commitUncommitted()
+    clearInterval(forgetExpiredKeys)
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
+    arrivalWaiters.wakeAll()
     await server.stop()
     await broker.close()
     db.close()

@@ -353,6 +353,15 @@ export const BatchAccepted = v.object({
   task_ids: v.array(TaskId),
 })
 
+/** The Idempotency-Key header: 1–255 visible ASCII characters, chosen by the client (a UUID is a good one). */
+export const IdempotencyKey = v.pipe(
+  v.string(),
+  v.regex(/^[\x21-\x7e]{1,255}$/, "Idempotency-Key must be 1 to 255 visible ASCII characters"),
+  v.description(
+    "Repeating a request with the same key and body answers the same task (or group) instead of a new one; the same key with another body is a 422. Kept 24 hours.",
+  ),
+)
+
 const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
 
 /**
@@ -370,6 +379,16 @@ export const StatusQuery = v.variant("op", [
   }),
   v.object({ op: v.literal("revoke"), task_id: TaskId }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
+  v.object({
+    op: v.literal("claim"),
+    key: IdempotencyKey,
+    /** A hash of the request: the same key with another request is refused. */
+    fingerprint: v.string(),
+    task_ids: v.pipe(v.array(TaskId), v.minLength(1), v.maxLength(MAX_BATCH_SIZE)),
+    group_id: v.optional(TaskId),
+    /** How long the claimer may take to publish before another request with the key takes over. */
+    lease_ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(600_000)),
+  }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
@@ -381,8 +400,24 @@ export const RevokeReply = v.object({
   task: v.nullable(TaskRecord),
 })
 export const GroupReply = v.object({ group: v.nullable(GroupRecord) })
+/**
+ * `claimed`: publish these ids (new ones, or a takeover's: the same ids again); `existing`: they were
+ * published, answer them; `mismatch`: the key belongs to another request.
+ */
+export const ClaimReply = v.object({
+  claim: v.picklist(["claimed", "existing", "mismatch"]),
+  task_ids: v.array(TaskId),
+  group_id: v.nullable(TaskId),
+})
 export const ErrorReply = v.object({ error: v.string() })
-export const StatusReply = v.union([TaskReply, TaskPageReply, RevokeReply, GroupReply, ErrorReply])
+export const StatusReply = v.union([
+  TaskReply,
+  TaskPageReply,
+  RevokeReply,
+  GroupReply,
+  ClaimReply,
+  ErrorReply,
+])
 export type StatusReply = v.InferOutput<typeof StatusReply>
 
 /** AMQP `type` property of each message, so a queue that carries two contracts can tell them apart. */

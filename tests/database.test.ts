@@ -31,7 +31,7 @@ describe("the status store's database", () => {
         db.close()
       }
       const migrated = new Database(path)
-      expect(migrated.query("PRAGMA user_version").get()).toEqual({ user_version: 2 })
+      expect(migrated.query("PRAGMA user_version").get()).toEqual({ user_version: 3 })
       migrated.close()
     } finally {
       rmSync(dir, { recursive: true, force: true })

@@ -2,6 +2,7 @@
 import * as v from "valibot"
 import { type Broker, decodeMessage } from "../../shared/amqp.ts"
 import {
+  ClaimReply,
   ErrorReply,
   GroupReply,
   MessageType,
@@ -64,5 +65,10 @@ export class StatusStoreClient {
   async group(groupId: string, waitMs = 0) {
     const query: StatusQuery = { op: "group", group_id: groupId, ...(waitMs > 0 && { wait_ms: waitMs }) }
     return (await this.ask(query, GroupReply, waitMs)).group
+  }
+
+  /** Claim an Idempotency-Key; held while another request with the key is still publishing. */
+  async claim(query: Extract<StatusQuery, { op: "claim" }>) {
+    return this.ask(query, ClaimReply, query.lease_ms)
   }
 }

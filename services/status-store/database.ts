@@ -58,6 +58,10 @@ const MIGRATIONS = [
   // 2: a batch's size and time, from the first PENDING event of its tasks.
   `CREATE TABLE groups (group_id TEXT PRIMARY KEY, size INTEGER NOT NULL, submitted_at INTEGER NOT NULL)
      WITHOUT ROWID;`,
+  // 3: Idempotency-Key claims: which request a key belongs to and the task ids it was given.
+  `CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, group_id TEXT,
+     task_ids TEXT NOT NULL, lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);`,
 ]
 
 function migrate(db: Database): void {
@@ -240,6 +244,14 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
       }
     }
   })
+  const selectClaim = db.query<ClaimRow, [string, number]>(
+    "SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?",
+  )
+  const upsertClaim = db.query<void, Record<string, string | number | null>>(
+    `INSERT OR REPLACE INTO idempotency_keys VALUES ($key, $fingerprint, $group_id, $task_ids, $lease_until,
+       $expires_at)`,
+  )
+  const deleteExpiredClaims = db.query<void, [number]>("DELETE FROM idempotency_keys WHERE expires_at <= ?")
   const selectGroup = db.query<GroupRow, [string]>("SELECT * FROM groups WHERE group_id = ?")
   const groupMembers = db.query<TaskRow, [string]>(
     "SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index",
@@ -257,6 +269,16 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
     list(status: TaskStatus | undefined, limit: number, after = "~"): TaskRow[] {
       return status ? newestOfStatus.all({ status, after, limit }) : newest.all({ after, limit })
     },
+    /** The key's claim, unless it has expired. */
+    findClaim(key: string, now: number): Claim | null {
+      const row = selectClaim.get(key, now)
+      return row ? { ...row, task_ids: JSON.parse(row.task_ids) as string[] } : null
+    },
+    /** Record a claim, replacing an expired one. */
+    putClaim(claim: Claim): void {
+      upsertClaim.run({ ...claim, task_ids: JSON.stringify(claim.task_ids) })
+    },
+    forgetExpiredClaims: (now: number) => deleteExpiredClaims.run(now).changes,
     /** The group and its tasks in input order, or null for a group the store has not heard of. */
     findGroup(groupId: string): { group: GroupRow; members: TaskRow[] } | null {
       const group = selectGroup.get(groupId)
@@ -265,6 +287,16 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
     close: () => db.close(),
   }
 }
+
+interface ClaimRow {
+  key: string
+  fingerprint: string
+  group_id: string | null
+  task_ids: string
+  lease_until: number
+  expires_at: number
+}
+export type Claim = Omit<ClaimRow, "task_ids"> & { task_ids: string[] }
 
 interface GroupRow {
   group_id: string
