@@ -177,7 +177,8 @@ export async function start(config: StoreConfig) {
 
   async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
     let row = query.catch_up ? undefined : db.find(query.task_id)
-    if (!row) {
+    // No kind yet: a worker's events came in before the submission's PENDING, which is queued behind them.
+    if (!row?.kind) {
       await catchUp()
       row = db.find(query.task_id)
     }
