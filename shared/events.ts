@@ -7,8 +7,8 @@ import { MessageType, type TaskEvent, type TaskStatus } from "./contracts.ts"
 import { eventRoutingKey } from "./topology.ts"
 
 interface PendingBatch {
-  /** The events, each already JSON. */
-  events: string[]
+  events: TaskEvent[]
+  /** Characters of the events as JSON, to cut the batch before its message grows too large. */
   chars: number
   confirmed: PromiseWithResolvers<void>
 }
@@ -28,9 +28,9 @@ export class EventPublisher {
   ) {}
 
   emit(event: TaskEvent): Promise<void> {
-    const json = JSON.stringify(event)
+    const chars = JSON.stringify(event).length + 1
     let batch = this.pending.get(event.state)
-    if (batch && batch.chars + json.length > this.maxChars) {
+    if (batch && batch.chars + chars > this.maxChars) {
       this.publish(event.state)
       batch = undefined
     }
@@ -38,8 +38,8 @@ export class EventPublisher {
       batch = { events: [], chars: 0, confirmed: Promise.withResolvers() }
       this.pending.set(event.state, batch)
     }
-    batch.events.push(json)
-    batch.chars += json.length + 1
+    batch.events.push(event)
+    batch.chars += chars
     if (batch.events.length >= this.maxBatch) {
       this.publish(event.state)
     } else if (!this.flushScheduled) {
@@ -58,7 +58,7 @@ export class EventPublisher {
     const batch = this.pending.get(state)
     if (!batch) return
     this.pending.delete(state)
-    const body = `{"events":[${batch.events.join(",")}]}`
+    const body = JSON.stringify({ events: batch.events })
     this.broker
       .publish(this.broker.names.eventsExchange, eventRoutingKey(state), body, {
         type: MessageType.taskEvents,
