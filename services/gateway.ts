@@ -1,28 +1,45 @@
 // gateway: the REST API. Turns a review into a task on a work queue (confirmed before it answers 202),
 // answers status queries by asking the status store over reply-to RPC, and lets an operator inspect
 // and replay the dead-letter queues.
-import { type Context, Hono } from "hono"
+import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import * as v from "valibot"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
+  BatchAccepted,
+  DeadLetterListing,
+  type Deadlines,
   explainIssues,
   FINAL_STATUSES,
   FlakyTaskInput,
+  GroupRecord,
+  Health,
+  IdempotencyKey,
+  MAX_BATCH_SIZE,
+  MAX_PAGE_SIZE,
   MAX_WAIT_MS,
   MessageType,
-  StatusReply,
+  type PendingEvent,
+  ProblemDetails,
+  ReplayResult,
+  SubmitBatch,
+  SubmitDocument,
   SubmitReview,
   Task,
+  TaskAccepted,
   TaskId,
-  type TaskRecord,
-  type TaskStatus,
+  TaskPage,
+  TaskRecord,
+  TaskStatus,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
-import { healthRoute, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
+import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { routeTask } from "../shared/topology.ts"
+import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
+import { StatusStoreClient } from "./gateway/status-store-client.ts"
+import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 
 const SERVICE = "gateway"
 
@@ -31,12 +48,16 @@ export const GatewayEnv = {
   HOST: stringVar("0.0.0.0"),
   PORT: integerVar(9000, 0, 65535),
   MAX_BODY_BYTES: integerVar(64 * 1024, 1024, 16 * 1024 * 1024),
+  /** Largest body of POST /polarities/batch; it also bounds the size of a group's results. */
+  MAX_BATCH_BODY_BYTES: integerVar(1024 * 1024, 1024, 16 * 1024 * 1024),
   /** How long a status query may wait for the status store before the API answers 503. */
   RPC_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** How long a submission may wait for the broker's confirm before the API answers 503. */
   PUBLISH_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** When set, /admin/* needs `Authorization: Bearer <ADMIN_TOKEN>`. */
   ADMIN_TOKEN: v.optional(v.string()),
+  /** A comment line this often keeps an idle event stream open through proxies. */
+  SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }
@@ -68,39 +89,150 @@ async function readJson<TSchema extends v.GenericSchema>(
   return result.output
 }
 
-/** `?wait=<seconds>` in milliseconds; absent means do not wait. */
-function parseWait(raw: string | undefined): number {
-  if (raw === undefined) return 0
-  const seconds = Number(raw)
-  if (raw.trim() === "" || !Number.isFinite(seconds) || seconds < 0 || seconds * 1000 > MAX_WAIT_MS) {
-    throw new Problem(422, `wait must be a number of seconds from 0 to ${MAX_WAIT_MS / 1000}, not "${raw}"`)
-  }
-  return Math.round(seconds * 1000)
+/** Parse the query string against its schema: the same schema documents the parameters. */
+function readQuery<TSchema extends v.GenericSchema>(c: Context, schema: TSchema): v.InferOutput<TSchema> {
+  const result = v.safeParse(schema, c.req.query())
+  if (!result.success) throw new Problem(422, explainIssues(result.issues))
+  return result.output
 }
 
-/** `?limit=` for admin listings: 1–1000, default 100. */
-function parseLimit(raw: string | undefined): number {
-  const limit = raw === undefined ? 100 : Number(raw)
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-    throw new Problem(422, `limit must be a whole number from 1 to 1000, not "${raw}"`)
-  }
-  return limit
+const isWaitSeconds = (raw: string) =>
+  raw.trim() !== "" && Number(raw) >= 0 && Number(raw) * 1000 <= MAX_WAIT_MS
+
+/** `?wait=<seconds>`, in milliseconds; absent means do not wait. */
+const WaitQuery = v.object({
+  wait: v.pipe(
+    v.optional(v.string(), "0"),
+    v.check(
+      isWaitSeconds,
+      (issue) => `wait must be a number of seconds from 0 to ${MAX_WAIT_MS / 1000}, not "${issue.input}"`,
+    ),
+    v.transform((raw) => Math.round(Number(raw) * 1000)),
+    v.number(),
+    v.minValue(0),
+    v.maxValue(MAX_WAIT_MS),
+    v.metadata({
+      description: `Seconds (0–${MAX_WAIT_MS / 1000}, fractions allowed) to hold the answer until the work is final. The wait is held by the status store, never by a worker.`,
+      minimum: 0,
+      maximum: MAX_WAIT_MS / 1000,
+    }),
+  ),
+})
+
+/** A whole-number query parameter from 1 to `max`. */
+function limitParam(max: number, fallback: number) {
+  return v.pipe(
+    v.optional(v.string(), String(fallback)),
+    v.regex(/^\d+$/, `limit must be a whole number from 1 to ${max}`),
+    v.transform(Number),
+    v.number(),
+    v.integer(),
+    v.minValue(1, `limit must be a whole number from 1 to ${max}`),
+    v.maxValue(max, `limit must be a whole number from 1 to ${max}`),
+    v.metadata({ description: `How many to return, 1–${max}; ${fallback} by default.`, default: fallback }),
+  )
 }
+
+const AdminLimitQuery = v.object({ limit: limitParam(1000, 100) })
+
+const ListQuery = v.object({
+  status: v.optional(v.pipe(TaskStatus, v.description("Only tasks in this status."))),
+  limit: limitParam(MAX_PAGE_SIZE, 20),
+  cursor: v.optional(
+    v.pipe(v.string(), v.description("The `next_cursor` of the page before; none for the first page.")),
+  ),
+})
+
+// Opaque to clients, so that what it holds can change; today the last task id of the page before.
+const encodeCursor = (taskId: string) => Buffer.from(`after:${taskId}`).toString("base64url")
+
+function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined
+  const taskId = Buffer.from(cursor, "base64url")
+    .toString()
+    .replace(/^after:/, "")
+  if (!v.is(TaskId, taskId)) throw new Problem(422, `cursor: "${cursor}" is not a cursor this API gave out`)
+  return taskId
+}
+
+const TaskIdParam = v.pipe(TaskId, v.description("The task id the submission answered (a UUID)."))
 
 function parseTaskId(raw: string): string {
   if (!v.is(TaskId, raw)) throw new Problem(404, `no task "${raw}": task ids are UUIDs`)
   return raw
 }
 
-/** A task as submitted: its kind and its own fields, before the gateway gives it an id and a time. */
-type TaskDraft = DistributiveOmit<Task, "task_id" | "submitted_at" | "attempt" | "run">
+/** What makes two requests with one Idempotency-Key the same request: the route and the checked body. */
+export function requestFingerprint(routePath: string, body: unknown): string {
+  return new Bun.CryptoHasher("sha256").update(JSON.stringify([routePath, body])).digest("hex")
+}
+
+const REPLAYED = { "idempotent-replayed": "true" }
+
+/** A task as submitted: its kind, its own fields and its deadlines, before the gateway gives it an id. */
+type Submission = DistributiveOmit<Task, keyof TaskBaseFields> & Deadlines
+type TaskBaseFields = Pick<
+  Task,
+  "task_id" | "submitted_at" | "attempt" | "run" | "expires_at" | "time_limit_ms"
+>
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+type PendingGroup = NonNullable<v.InferOutput<typeof PendingEvent>["group"]>
+
+/** The task of a submission: deadlines in seconds from now become an instant and milliseconds. */
+function newTask({ expires_in, time_limit, ...fields }: Submission): Task {
+  const submittedAt = Date.now()
+  return {
+    ...fields,
+    task_id: Bun.randomUUIDv7(),
+    submitted_at: submittedAt,
+    attempt: 1,
+    run: 1,
+    ...(expires_in !== undefined && { expires_at: submittedAt + Math.round(expires_in * 1000) }),
+    ...(time_limit !== undefined && { time_limit_ms: Math.max(1, Math.round(time_limit * 1000)) }),
+  } as Task
+}
 
 /** What the task was asked to do, as the status store keeps it for display. */
 function inputOf(task: Task): Record<string, unknown> {
   const { task_id: _id, kind: _kind, submitted_at: _at, attempt: _attempt, run: _run, ...input } = task
   return input
 }
+
+/** Server-Timing: the time the request spent in the gateway (the seed app's X-Process-Time), errors included. */
+const serverTiming: MiddlewareHandler = async (c, next) => {
+  const startedAt = performance.now()
+  await next()
+  c.res.headers.append("server-timing", `gateway;dur=${(performance.now() - startedAt).toFixed(1)}`)
+}
+
+const API_INFO = {
+  title: "Sentiment polarity API",
+  version: "1.0.0",
+  description:
+    "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
+}
+const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, SubmitBatch, FlakyTaskInput }
+const RESPONSE_SCHEMAS = {
+  TaskRecord,
+  GroupRecord,
+  BatchAccepted,
+  TaskAccepted,
+  TaskPage,
+  ProblemDetails,
+  Health,
+  DeadLetterListing,
+  ReplayResult,
+}
+const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
+const LOCATION = {
+  location: "The task's URL: `/polarities/tasks/{task_id}`",
+  "idempotent-replayed": REPLAYED_HEADER,
+}
+const GROUP_LOCATION = {
+  location: "The group's URL: `/polarities/groups/{group_id}`",
+  "idempotent-replayed": REPLAYED_HEADER,
+}
+const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
 
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
@@ -112,30 +244,21 @@ export async function start(config: GatewayConfig) {
   const { names } = broker
   if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
 
-  async function queryTask(taskId: string, waitMs = 0): Promise<TaskRecord | null> {
-    const query = JSON.stringify({ op: "get", task_id: taskId, ...(waitMs > 0 && { wait_ms: waitMs }) })
-    const msg = await broker.call(
-      names.statusRpcQueue,
-      query,
-      MessageType.statusQuery,
-      waitMs + config.RPC_TIMEOUT_MS,
-    )
-    const reply = decodeMessage(msg, StatusReply, "StatusReply")
-    if ("error" in reply) throw new Error(`status store: ${reply.error}`)
-    return reply.task
-  }
+  const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
+  // Long enough for a request that claimed a key to publish its task and its PENDING event.
+  const claimLeaseMs = 2 * config.PUBLISH_TIMEOUT_MS + 1000
+  const watchers = await listenForTaskEvents(broker, log)
 
-  /**
-   * Publish the task, then its PENDING event (attempt = run - 1), both confirmed: once this resolves
-   * the task can't be lost, and the status store knows it. The task goes first so that a work queue
-   * refusing it leaves no PENDING record of a task that will never run.
-   */
-  async function publishTask(task: Task): Promise<void> {
+  async function publishTaskMessage(task: Task): Promise<void> {
     await broker.publish(names.tasksExchange, routeTask(task.kind), JSON.stringify(task), {
       type: MessageType.task,
       messageId: task.task_id,
     })
-    await events.emit({
+  }
+
+  /** The task's PENDING event (attempt = run - 1), confirmed. */
+  function emitPending(task: Task, group?: PendingGroup): Promise<void> {
+    return events.emit({
       state: "PENDING",
       task_id: task.task_id,
       attempt: task.run - 1,
@@ -143,31 +266,113 @@ export async function start(config: GatewayConfig) {
       at: Date.now(),
       kind: task.kind,
       input: inputOf(task),
+      ...(group && { group }),
     })
   }
 
-  async function submit(c: Context, draft: TaskDraft): Promise<Response> {
-    const waitMs = parseWait(c.req.query("wait"))
-    const task = {
-      ...draft,
-      task_id: Bun.randomUUIDv7(),
-      submitted_at: Date.now(),
-      attempt: 1,
-      run: 1,
-    } as Task
-    await publishTask(task)
-    const location = `/polarities/tasks/${task.task_id}`
+  /**
+   * Publish the task, then its PENDING event, both confirmed: once this resolves the task can't be lost,
+   * and the status store knows it. The task goes first so that a work queue refusing it leaves no PENDING
+   * record of a task that will never run.
+   */
+  async function publishTask(task: Task): Promise<void> {
+    await publishTaskMessage(task)
+    await emitPending(task)
+  }
+
+  /**
+   * A batch the same way, pipelined: every task is on the wire before the first confirm comes back, then
+   * every PENDING event, which the publisher packs into as few messages as their size allows.
+   */
+  async function publishBatch(tasks: Task[], groupId: string): Promise<void> {
+    await Promise.all(tasks.map(publishTaskMessage))
+    await Promise.all(
+      tasks.map((task, index) => emitPending(task, { group_id: groupId, index, size: tasks.length })),
+    )
+  }
+
+  /**
+   * With an Idempotency-Key, claim it for these ids before anything is published. Undefined without a key;
+   * otherwise the store's answer: publish its ids (ours, or a takeover's), or they were published already.
+   */
+  async function claimKey(c: Context, body: unknown, taskIds: string[], groupId?: string) {
+    const key = c.req.header("idempotency-key")
+    if (key === undefined) return undefined
+    const checked = v.safeParse(IdempotencyKey, key)
+    if (!checked.success) throw new Problem(422, explainIssues(checked.issues))
+    const claim = await store.claim({
+      op: "claim",
+      key,
+      fingerprint: requestFingerprint(c.req.routePath, body),
+      task_ids: taskIds,
+      ...(groupId && { group_id: groupId }),
+      lease_ms: claimLeaseMs,
+    })
+    if (claim.claim === "mismatch") {
+      throw new Problem(
+        422,
+        `Idempotency-Key "${key}" was used with another request; use a new key for a new request`,
+      )
+    }
+    return claim
+  }
+
+  async function submit(c: Context, submission: Submission): Promise<Response> {
+    const { wait: waitMs } = readQuery(c, WaitQuery)
+    const task = newTask(submission)
+    const claim = await claimKey(c, submission, [task.task_id])
+    const taskId = claim?.task_ids[0] ?? task.task_id
+    if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true)
+    await publishTask({ ...task, task_id: taskId })
+    return answerTask(c, taskId, waitMs, false)
+  }
+
+  /** 200 with the task if it is final within the wait, else 202 with its status. */
+  async function answerTask(c: Context, taskId: string, waitMs: number, replayed: boolean) {
+    const headers = { location: `/polarities/tasks/${taskId}`, ...(replayed && REPLAYED) }
     let status: TaskStatus = "PENDING"
-    if (waitMs > 0) {
+    if (waitMs > 0 || replayed) {
       // The task is accepted whatever happens here: a status store that does not answer still means 202.
-      const record = await queryTask(task.task_id, waitMs).catch((err: Error) => {
-        log.warn("wait for task failed", { taskId: task.task_id, err: err.message })
+      const record = await store.getTask(taskId, { waitMs }).catch((err: Error) => {
+        log.warn("wait for task failed", { taskId, err: err.message })
         return null
       })
-      if (record && FINAL_STATUSES.has(record.status)) return c.json(record, 200, { location })
+      if (waitMs > 0 && record && FINAL_STATUSES.has(record.status)) return c.json(record, 200, headers)
       status = record?.status ?? status
     }
-    return c.json({ task_id: task.task_id, status }, 202, { location })
+    return c.json({ task_id: taskId, status }, 202, headers)
+  }
+
+  async function submitBatch(c: Context, batch: SubmitBatch): Promise<Response> {
+    const { wait: waitMs } = readQuery(c, WaitQuery)
+    const { reviews, language, ...deadlines } = batch
+    let groupId = Bun.randomUUIDv7()
+    let tasks = reviews.map((review) =>
+      newTask({ kind: "polarity:review", review, ...(language && { language }), ...deadlines }),
+    )
+    const claim = await claimKey(
+      c,
+      batch,
+      tasks.map((task) => task.task_id),
+      groupId,
+    )
+    if (claim) {
+      groupId = claim.group_id ?? groupId
+      tasks = tasks.map((task, i) => ({ ...task, task_id: claim.task_ids[i] ?? task.task_id }))
+    }
+    if (claim?.claim !== "existing") await publishBatch(tasks, groupId)
+    const headers = {
+      location: `/polarities/groups/${groupId}`,
+      ...(claim?.claim === "existing" && REPLAYED),
+    }
+    const group = waitMs > 0 || claim ? await store.group(groupId, waitMs).catch(() => null) : null
+    if (waitMs > 0 && group?.results) return c.json(group, 200, headers)
+    const accepted = {
+      group_id: groupId,
+      status: group?.status ?? "PENDING",
+      task_ids: tasks.map((t) => t.task_id),
+    }
+    return c.json(accepted, 202, headers)
   }
 
   /** Move up to `limit` tasks out of the failed dead-letter queue into a new run each. */
@@ -228,8 +433,10 @@ export async function start(config: GatewayConfig) {
   }
 
   const app = new Hono()
+  app.use(serverTiming)
   installErrorBoundary(app, log)
-  healthRoute(app, () => broker.connected)
+  const docs = new ApiDocs(API_INFO, REQUEST_SCHEMAS, RESPONSE_SCHEMAS)
+  const route = docs.route.bind(docs, app)
 
   const limitBody = bodyLimit({
     maxSize: config.MAX_BODY_BYTES,
@@ -238,56 +445,329 @@ export async function start(config: GatewayConfig) {
     },
   })
 
-  app.post("/polarities", limitBody, async (c) => {
-    return submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) })
+  const limitBatchBody = bodyLimit({
+    maxSize: config.MAX_BATCH_BODY_BYTES,
+    onError: () => {
+      throw new Problem(413, `the body is larger than ${config.MAX_BATCH_BODY_BYTES} bytes`)
+    },
   })
+
+  route(
+    "get",
+    "/healthz",
+    {
+      summary: "Health: is the gateway connected to the broker?",
+      tag: "operations",
+      responses: {
+        200: { description: "Connected", schema: "Health" },
+        503: { description: "Not connected to the broker", schema: "Health" },
+      },
+    },
+    healthHandler(() => broker.connected),
+  )
+
+  route(
+    "post",
+    "/polarities",
+    {
+      summary: "Score a review's polarity",
+      description:
+        "Publishes a `polarity:review` task (routed to the `polarity` queue) and its PENDING event, both confirmed by the broker, before it answers.",
+      tag: "tasks",
+      query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
+      body: "SubmitReview",
+      responses: {
+        200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+        202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+      },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBody,
+    async (c) => submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) }),
+  )
+
+  route(
+    "post",
+    "/polarities/batch",
+    {
+      summary: "Score a batch of reviews as one group",
+      description: `Validates every review first (a bad one is a 422 naming its index, and nothing is published), then publishes one \`polarity:review\` task per review and answers the group's id. Up to ${MAX_BATCH_SIZE} reviews and \`MAX_BATCH_BODY_BYTES\` of body. With \`?wait=\` it answers 200 with every result, in input order, if the group finishes in time.`,
+      tag: "groups",
+      query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
+      body: "SubmitBatch",
+      responses: {
+        200: {
+          description: "The group finished within `?wait=`",
+          schema: "GroupRecord",
+          headers: GROUP_LOCATION,
+        },
+        202: { description: "Accepted", schema: "BatchAccepted", headers: GROUP_LOCATION },
+      },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBatchBody,
+    async (c) => submitBatch(c, await readJson(c, SubmitBatch)),
+  )
+
+  route(
+    "get",
+    "/polarities/groups/:groupId",
+    {
+      summary: "A batch's progress and, once it is final, its results in input order",
+      description:
+        "`status` is PENDING while every task is PENDING, STARTED once any has moved on and until all are final, then SUCCESS if every task succeeded, else FAILURE. `counts` has every task status. `?wait=` holds the answer until the group is final.",
+      tag: "groups",
+      path: { groupId: v.pipe(TaskId, v.description("The group id the batch answered.")) },
+      query: WaitQuery,
+      responses: { 200: { description: "The group", schema: "GroupRecord" } },
+      problems: [404, 422, 503],
+    },
+    async (c) => {
+      const { wait: waitMs } = readQuery(c, WaitQuery)
+      const groupId = c.req.param("groupId") ?? ""
+      if (!v.is(TaskId, groupId)) throw new Problem(404, `no group "${groupId}": group ids are UUIDs`)
+      const group = await store.group(groupId, waitMs)
+      if (!group) throw new Problem(404, `no group with id ${groupId}`)
+      return c.json(group)
+    },
+  )
+
+  route(
+    "post",
+    "/polarities/documents",
+    {
+      summary: "Score a document sentence by sentence",
+      description:
+        "Publishes a `document:sentences` task (routed to the `default` queue). The result has each sentence's score and polarity, and their totals. A `time_limit` is checked between sentences.",
+      tag: "tasks",
+      query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
+      body: "SubmitDocument",
+      responses: {
+        200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+        202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+      },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBody,
+    async (c) => submit(c, { kind: "document:sentences", ...(await readJson(c, SubmitDocument)) }),
+  )
+
+  route(
+    "get",
+    "/polarities/tasks",
+    {
+      summary: "List tasks, newest first",
+      description: `Pages through every task (or those of one status), newest first. Follow \`next_cursor\` for the next page; it is null on the last. Lists what was accepted up to the request.`,
+      tag: "tasks",
+      query: ListQuery,
+      responses: { 200: { description: "A page of tasks", schema: "TaskPage" } },
+      problems: [422, 503],
+    },
+    async (c) => {
+      const { status, limit, cursor } = readQuery(c, ListQuery)
+      const page = await store.listTasks(status, limit, decodeCursor(cursor))
+      return c.json({
+        tasks: page.tasks,
+        next_cursor: page.next_after === null ? null : encodeCursor(page.next_after),
+      })
+    },
+  )
 
   const getTask = async (c: Context) => {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
-    const record = await queryTask(taskId)
+    const record = await store.getTask(taskId)
     if (!record) throw new Problem(404, `no task with id ${taskId}`)
     return c.json(record)
   }
-  app.get("/polarities/tasks/:taskId", getTask)
+  const getTaskDoc = {
+    summary: "A task's status and result",
+    tag: "tasks",
+    path: { taskId: TaskIdParam },
+    responses: { 200: { description: "The task", schema: "TaskRecord" } },
+    problems: [404, 503],
+  } as const
+  route("get", "/polarities/tasks/:taskId", getTaskDoc, getTask)
+  route(
+    "get",
+    "/polarities/tasks/:taskId/events",
+    {
+      summary: "Follow a task live: a Server-Sent Events stream of its states",
+      description:
+        "Each state change is one event: `event:` the status, `data:` the task record (as GET answers it), `id:` attempts and status. The current state comes first; the stream ends after a final state (SUCCESS, FAILURE, EXPIRED, REVOKED), at once for a task that has already finished. A comment line every 15 s keeps the connection alive. A client that reconnects with `Last-Event-ID` set to the final state's id gets 204 (EventSource then stops reconnecting).",
+      tag: "tasks",
+      path: { taskId: TaskIdParam },
+      headers: {
+        "last-event-id": v.optional(
+          v.pipe(v.string(), v.description("The `id` of the last event received, when reconnecting.")),
+        ),
+      },
+      responses: {
+        200: { description: "The event stream", mediaType: "text/event-stream" },
+        204: { description: "The task is final and the client has its final state already" },
+      },
+      problems: [404, 503],
+    },
+    async (c) => {
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
+      return streamTaskEvents(c, taskId, { store, watchers, heartbeatMs: config.SSE_HEARTBEAT_MS, log })
+    },
+  )
+  route(
+    "delete",
+    "/polarities/tasks/:taskId",
+    {
+      summary: "Revoke a task that has not started",
+      description:
+        "A PENDING task, or one waiting for its next attempt (RETRY), becomes REVOKED at once and workers skip it. A worker that took the task just before it heard of the revoke may still run it; the task stays REVOKED whatever that run reports.",
+      tag: "tasks",
+      path: { taskId: TaskIdParam },
+      responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
+      problems: [404, 409, 503],
+    },
+    async (c) => {
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
+      const { revoke, task } = await store.revokeTask(taskId)
+      switch (revoke) {
+        case "revoked":
+          return c.json(task)
+        case "not_found":
+          throw new Problem(404, `no task with id ${taskId}`)
+        case "started":
+          throw new Problem(
+            409,
+            `task ${taskId} is already running; only a task that has not started can be revoked`,
+          )
+        case "final":
+          throw new Problem(
+            409,
+            `task ${taskId} has already finished (${task?.status}); there is nothing to revoke`,
+          )
+      }
+    },
+  )
   // The seed app's path, kept for its clients.
-  app.get("/polarities/task/:taskId", getTask)
+  route("get", "/polarities/task/:taskId", { ...getTaskDoc, deprecated: true }, getTask)
 
-  const admin = new Hono()
-  admin.use(async (c, next) => {
+  const requireAdmin: MiddlewareHandler = async (c, next) => {
     if (config.ADMIN_TOKEN && c.req.header("authorization") !== `Bearer ${config.ADMIN_TOKEN}`) {
       throw new Problem(401, "admin endpoints need the header Authorization: Bearer <ADMIN_TOKEN>", {
         "www-authenticate": "Bearer",
       })
     }
     await next()
-  })
+  }
   const deadLetterQueues = { failed: names.failedQueue, poison: names.poisonQueue }
-  admin.get("/dead-letters/:queue", async (c) => {
-    const queue = deadLetterQueues[c.req.param("queue") as keyof typeof deadLetterQueues]
-    if (!queue) throw new Problem(404, "dead-letter queues are failed and poison")
-    return c.json({ queue, messages: await peekDeadLetters(queue, parseLimit(c.req.query("limit"))) })
-  })
-  admin.post("/dead-letters/failed/replay", async (c) => {
-    const replayed = await replayFailed(parseLimit(c.req.query("limit")))
-    return c.json({ replayed: replayed.length, task_ids: replayed })
-  })
-  app.route("/admin", admin)
+  route(
+    "get",
+    "/admin/dead-letters/:queue",
+    {
+      summary: "Peek at a dead-letter queue (the messages stay in it)",
+      tag: "admin",
+      path: { queue: v.picklist(["failed", "poison"]) },
+      query: AdminLimitQuery,
+      responses: {
+        200: { description: "The messages at the head of the queue", schema: "DeadLetterListing" },
+      },
+      problems: [401, 404, 422, 503],
+    },
+    requireAdmin,
+    async (c) => {
+      const queue = deadLetterQueues[c.req.param("queue") as keyof typeof deadLetterQueues]
+      if (!queue) throw new Problem(404, "dead-letter queues are failed and poison")
+      const { limit } = readQuery(c, AdminLimitQuery)
+      return c.json({ queue, messages: await peekDeadLetters(queue, limit) })
+    },
+  )
+  route(
+    "post",
+    "/admin/dead-letters/failed/replay",
+    {
+      summary: "Replay failed tasks: each starts a new run",
+      tag: "admin",
+      query: AdminLimitQuery,
+      responses: { 200: { description: "The tasks replayed", schema: "ReplayResult" } },
+      problems: [401, 422, 503],
+    },
+    requireAdmin,
+    async (c) => {
+      const replayed = await replayFailed(readQuery(c, AdminLimitQuery).limit)
+      return c.json({ replayed: replayed.length, task_ids: replayed })
+    },
+  )
 
   if (config.ENABLE_TEST_TASKS) {
-    app.post("/test/flaky", limitBody, async (c) =>
-      submit(c, { kind: "test:flaky", ...(await readJson(c, FlakyTaskInput)) }),
+    route(
+      "post",
+      "/test/flaky",
+      {
+        summary: "Test only: a task that fails, crashes or sleeps as asked",
+        description: "Served only where ENABLE_TEST_TASKS=true. Never in production.",
+        tag: "test",
+        query: WaitQuery,
+        body: "FlakyTaskInput",
+        responses: {
+          200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+          202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+        },
+        problems: [400, 413, 415, 422, 503],
+      },
+      limitBody,
+      async (c) => submit(c, { kind: "test:flaky", ...(await readJson(c, FlakyTaskInput)) }),
     )
   }
 
-  const server = serveApp(app, config.PORT, config.HOST, config.MAX_BODY_BYTES * 2)
+  const openApi = docs.document()
+  route(
+    "get",
+    "/openapi.json",
+    {
+      summary: "This API's OpenAPI 3.1 document",
+      tag: "docs",
+      responses: { 200: { description: "The document" } },
+    },
+    (c) => c.json(openApi),
+  )
+  route(
+    "get",
+    "/docs",
+    {
+      summary: "Interactive API docs (Swagger UI)",
+      tag: "docs",
+      responses: { 200: { description: "An HTML page", mediaType: "text/html" } },
+    },
+    docsPage,
+  )
+  route(
+    "get",
+    "/docs/:asset",
+    {
+      summary: "The docs page's scripts, styles and icons",
+      tag: "docs",
+      path: { asset: v.picklist(DOCS_ASSETS) },
+      responses: { 200: { description: "The file" } },
+      problems: [404],
+    },
+    (c) => {
+      const asset = c.req.param("asset") ?? ""
+      if (!v.is(v.picklist(DOCS_ASSETS), asset)) throw new Problem(404, `no docs asset "${asset}"`)
+      return docsAsset(asset)
+    },
+  )
+
+  const largestBody = Math.max(config.MAX_BODY_BYTES, config.MAX_BATCH_BODY_BYTES)
+  const server = serveApp(app, config.PORT, config.HOST, largestBody * 2)
   log.info("started", { url: server.url })
 
   async function stop(): Promise<void> {
+    watchers.close()
     await server.stop()
     await broker.close()
     log.info("stopped")
   }
-  return { url: server.url, stop }
+  return { url: server.url, stop, app, openStreams: () => watchers.size }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadGatewayConfig()))

@@ -10,18 +10,22 @@ import Sentiment from "sentiment"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
+  type DocumentResult,
   type FlakyTask,
   type Language,
   MessageType,
   type PolarityResult,
+  type SentenceResult,
   Task,
   type TaskEvent,
+  TaskEventBatch,
   type TaskResult,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import {
+  eventRoutingKey,
   type RetryPolicy,
   retryDelayMs,
   retryRoutingKey,
@@ -41,6 +45,8 @@ export const WorkerEnv = {
   TRACK_STARTED: booleanVar(true),
   /** A task redelivered this many times without finishing (it crashes or stalls its worker) is dead-lettered. */
   REDELIVERY_LIMIT: integerVar(3, 1, 100),
+  /** Revoked task ids kept in memory to skip them (Celery keeps 50,000 too). */
+  REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }
@@ -117,10 +123,99 @@ export function scoreReview(review: string, language: Language = detectLanguage(
   return { score, comparative, polarity, positive, negative, language }
 }
 
-function runFlakyTask(task: FlakyTask, enabled: boolean): TaskResult {
+/** The most recent `capacity` ids added, oldest forgotten first: a bounded memory of revoked tasks. */
+class RecentIds {
+  private readonly ids = new Set<string>()
+
+  constructor(private readonly capacity: number) {}
+
+  add(id: string): void {
+    this.ids.delete(id)
+    this.ids.add(id)
+    if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value ?? "")
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id)
+  }
+}
+
+/** An attempt ran past its `time_limit`: a failure like any other, so it goes through the retry policy. */
+export class TimeLimitExceeded extends Error {
+  override name = "TimeLimitExceeded"
+}
+
+/**
+ * An attempt's time limit. JavaScript cannot stop a function from outside, so the limit is enforced where the
+ * task lets it be: `race` abandons an asynchronous wait at the limit, `check` is called by a task between steps
+ * of its work, and `finish` fails an attempt that came back after the limit with nothing in between.
+ */
+class AttemptLimit {
+  private readonly deadline: number
+
+  constructor(
+    private readonly limitMs: number | undefined,
+    startedAt: number,
+  ) {
+    this.deadline = limitMs === undefined ? Number.POSITIVE_INFINITY : startedAt + limitMs
+  }
+
+  private exceeded(): TimeLimitExceeded {
+    return new TimeLimitExceeded(`the attempt ran past its time limit of ${this.limitMs} ms`)
+  }
+
+  check(): void {
+    if (Date.now() > this.deadline) throw this.exceeded()
+  }
+
+  async race<T>(work: Promise<T>): Promise<T> {
+    if (this.deadline === Number.POSITIVE_INFINITY) return work
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.exceeded()), Math.max(0, this.deadline - Date.now()))
+    })
+    return Promise.race([work, limit]).finally(() => clearTimeout(timer))
+  }
+
+  finish<T>(result: T): T {
+    this.check()
+    return result
+  }
+}
+
+/** Each sentence scored in the document's language (detected once, from the whole text), with totals. */
+export function scoreDocument(
+  document: string,
+  language: Language = detectLanguage(document),
+  limit?: AttemptLimit,
+): DocumentResult {
+  const segmenter = new Intl.Segmenter(language, { granularity: "sentence" })
+  const sentences: SentenceResult[] = []
+  for (const { segment } of segmenter.segment(document)) {
+    const text = segment.trim()
+    if (!text) continue
+    // A sentence is scored in one go; between two is where an overrunning attempt can stop.
+    limit?.check()
+    const { language: _, ...score } = scoreReview(text, language)
+    sentences.push({ text, ...score })
+  }
+  const score = sentences.reduce((sum, sentence) => sum + sentence.score, 0)
+  const count = (polarity: PolarityResult["polarity"]) =>
+    sentences.filter((sentence) => sentence.polarity === polarity).length
+  return {
+    score,
+    polarity: score < 0 ? "negative" : score > 0 ? "positive" : "neutral",
+    sentence_counts: { positive: count("positive"), negative: count("negative"), neutral: count("neutral") },
+    language,
+    sentences,
+  }
+}
+
+async function runFlakyTask(task: FlakyTask, enabled: boolean, limit: AttemptLimit): Promise<TaskResult> {
   if (!enabled)
     throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
   if (task.crash_worker) crash()
+  if (task.sleep_ms > 0) await limit.race(Bun.sleep(task.sleep_ms))
   if (task.attempt <= task.fail_times) {
     const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
     throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
@@ -134,20 +229,28 @@ function crash(): never {
   throw new Error("unreachable: SIGKILL was sent")
 }
 
-function execute(task: Task, testTasks: boolean): TaskResult {
+async function execute(task: Task, testTasks: boolean, limit: AttemptLimit): Promise<TaskResult> {
   switch (task.kind) {
     case "polarity:review":
-      return scoreReview(task.review, task.language)
+      return limit.finish(scoreReview(task.review, task.language))
+    case "document:sentences":
+      return limit.finish(scoreDocument(task.document, task.language, limit))
     case "test:flaky":
-      return runFlakyTask(task, testTasks)
+      return limit.finish(await runFlakyTask(task, testTasks, limit))
   }
 }
 
 /** SUCCESS, or after a failure: RETRY while the run has retries left and the error allows it, else FAILURE. */
-function outcomeOf(task: Task, startedAt: number, run: () => TaskResult, policy: RetryPolicy): TaskEvent {
+async function outcomeOf(
+  task: Task,
+  startedAt: number,
+  run: () => Promise<TaskResult>,
+  policy: RetryPolicy,
+): Promise<TaskEvent> {
   const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, started_at: startedAt }
   try {
-    return { ...base, state: "SUCCESS", at: Date.now(), result: run() }
+    const result = await run()
+    return { ...base, state: "SUCCESS", at: Date.now(), result }
   } catch (err) {
     const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
     const retry = task.attempt - task.run + 1
@@ -157,7 +260,9 @@ function outcomeOf(task: Task, startedAt: number, run: () => TaskResult, policy:
     // Equal jitter: half the tier's delay plus a random half, so retries of a burst spread out.
     const tierMs = retryDelayMs(policy, retry)
     const delayMs = Math.round(tierMs / 2 + (Math.random() * tierMs) / 2)
-    return { ...base, state: "RETRY", at: Date.now(), error, retry_at: Date.now() + delayMs }
+    // One clock reading, so that retry_at - at is exactly the planned delay.
+    const at = Date.now()
+    return { ...base, state: "RETRY", at, error, retry_at: at + delayMs }
   }
 }
 
@@ -170,6 +275,18 @@ export async function start(config: WorkerConfig) {
   const { names } = broker
   let inHand = 0
   let drained: PromiseWithResolvers<void> | undefined
+
+  // Revokes reach this worker only while it is up: one started after a revoke runs that task, and the store
+  // keeps it REVOKED all the same.
+  const revoked = new RecentIds(config.REVOKED_IDS_KEPT)
+  await broker.listen(names.eventsExchange, [eventRoutingKey("REVOKED")], (msg) => {
+    try {
+      for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
+        revoked.add(event.task_id)
+    } catch (err) {
+      log.warn("revoke notice not understood", { err })
+    }
+  })
 
   /** The retry copy waits in the wait queue of its delay tier, then comes back to the work queue. */
   async function publishRetry(task: Task, retry: Extract<TaskEvent, { state: "RETRY" }>): Promise<void> {
@@ -206,14 +323,36 @@ export async function start(config: WorkerConfig) {
     await msg.ack()
   }
 
+  /** A task taken after its deadline ends EXPIRED without running: final, not retried, not dead-lettered. */
+  async function expire(msg: AMQPMessage, task: Task, expiresAt: number): Promise<void> {
+    const at = Date.now()
+    const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at }
+    await events.emit({ ...base, state: "EXPIRED", expires_at: expiresAt })
+    await msg.ack()
+  }
+
   async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
+    if (revoked.has(task.task_id)) {
+      // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
+      log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
+      return msg.ack()
+    }
     const startedAt = Date.now()
+    if (task.expires_at !== undefined && startedAt >= task.expires_at) {
+      return expire(msg, task, task.expires_at)
+    }
     if (config.TRACK_STARTED) {
       const started = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: startedAt }
       // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
       events.emit({ ...started, state: "STARTED", worker: workerName }).catch(() => {})
     }
-    const outcome = outcomeOf(task, startedAt, () => execute(task, config.ENABLE_TEST_TASKS), policy)
+    const limit = new AttemptLimit(task.time_limit_ms, startedAt)
+    const outcome = await outcomeOf(
+      task,
+      startedAt,
+      () => execute(task, config.ENABLE_TEST_TASKS, limit),
+      policy,
+    )
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
     if (outcome.state === "FAILURE") return broker.deadLetter(msg, queue, outcome.error, "failed")

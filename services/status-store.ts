@@ -1,26 +1,24 @@
 // status-store: consumes the task events into SQLite as a monotonic state machine, and answers
 // status queries over reply-to RPC (optionally holding the reply until the task is final).
-import { Database } from "bun:sqlite"
-import { mkdirSync } from "node:fs"
-import { dirname } from "node:path"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
 import {
   Barrier,
-  eventId,
   FINAL_STATUSES,
   MessageType,
   StatusQuery,
   type StatusReply,
   type TaskEvent,
   TaskEventBatch,
-  type TaskRecord,
-  type TaskStatus,
 } from "../shared/contracts.ts"
+import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
+
+export { mergeEvent } from "./status-store/database.ts"
 
 const SERVICE = "status-store"
 
@@ -33,149 +31,40 @@ export const StoreEnv = {
   SQLITE_SYNCHRONOUS: picklistVar(["FULL", "NORMAL"], "FULL"),
   /** Event messages in hand at once; all that arrive in one turn of the event loop commit in one transaction. */
   EVENTS_PREFETCH: integerVar(500, 1, 65535),
+  /** How long an Idempotency-Key is remembered, in seconds. */
+  IDEMPOTENCY_KEY_TTL_SECONDS: integerVar(24 * 3600, 1, 30 * 24 * 3600),
 }
 export type StoreConfig = ReturnType<typeof loadStoreConfig>
 export const loadStoreConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(StoreEnv, env)
 
-interface TaskRow {
-  task_id: string
-  kind: string | null
-  status: TaskStatus
-  progress: number
-  attempts: number
-  input: string | null
-  result: string | null
-  error: string | null
-  submitted_at: number | null
-  started_at: number | null
-  finished_at: number | null
-}
+/** Queries held until something about a key (a task, a group) changes, or their time is up. */
+class Waiters {
+  private readonly byKey = new Map<string, Set<() => void>>()
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS tasks (
-    task_id      TEXT PRIMARY KEY,
-    kind         TEXT,
-    status       TEXT NOT NULL,
-    progress     INTEGER NOT NULL,
-    attempts     INTEGER NOT NULL,
-    input        TEXT,
-    result       TEXT,
-    error        TEXT,
-    submitted_at INTEGER,
-    started_at   INTEGER,
-    finished_at  INTEGER
-  );
-  -- Every event applied, by its deterministic id: a redelivered event is recognised and skipped.
-  CREATE TABLE IF NOT EXISTS inbox (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
-`
-
-// Progress orders events within a task: by run (a replay starts a new one), then by attempt and stage.
-// Within a run the final states absorb everything after them.
-const RUN_SPAN = 1_000_000
-const STAGE: Record<TaskStatus, number> = { PENDING: 0, STARTED: 1, RETRY: 2, SUCCESS: 3, FAILURE: 3 }
-
-function progressOf(event: TaskEvent): number {
-  const withinRun = FINAL_STATUSES.has(event.state) ? RUN_SPAN - 1 : event.attempt * 4 + STAGE[event.state]
-  return event.run * RUN_SPAN + withinRun
-}
-
-/** The row after `event`: monotonic, so redelivered and reordered events converge on the same row. */
-export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
-  const current: TaskRow = row ?? {
-    task_id: event.task_id,
-    kind: null,
-    status: "PENDING",
-    progress: -1,
-    attempts: 0,
-    input: null,
-    result: null,
-    error: null,
-    submitted_at: null,
-    started_at: null,
-    finished_at: null,
+  get size(): number {
+    return this.byKey.size
   }
-  const next = { ...current }
-  if (event.state === "PENDING") {
-    // The submission may arrive after the worker's events; it only fills in what it knows.
-    next.kind ??= event.kind
-    next.input ??= JSON.stringify(event.input)
-    if (event.run === 1) next.submitted_at = event.at
-  }
-  const progress = progressOf(event)
-  if (progress <= current.progress) return next
-  if (Math.floor(progress / RUN_SPAN) > Math.floor(current.progress / RUN_SPAN)) {
-    Object.assign(next, { result: null, error: null, started_at: null, finished_at: null })
-  }
-  next.status = event.state
-  next.progress = progress
-  next.attempts = Math.max(current.attempts, event.attempt)
-  switch (event.state) {
-    case "STARTED":
-      next.started_at = event.at
-      break
-    case "RETRY":
-      Object.assign(next, { started_at: event.started_at, error: event.error })
-      break
-    case "SUCCESS":
-      Object.assign(next, {
-        started_at: event.started_at,
-        finished_at: event.at,
-        result: JSON.stringify(event.result),
-        error: null,
-      })
-      break
-    case "FAILURE":
-      // From the final event alone (null when no attempt started), so that any order gives the same row.
-      Object.assign(next, { started_at: event.started_at, finished_at: event.at, error: event.error })
-      break
-  }
-  return next
-}
 
-const iso = (millis: number | null) => (millis === null ? null : new Date(millis).toISOString())
-
-function toRecord(row: TaskRow): TaskRecord {
-  return {
-    task_id: row.task_id,
-    status: row.status,
-    result: row.result === null ? null : JSON.parse(row.result),
-    error: row.error,
-    attempts: row.attempts,
-    submitted_at: iso(row.submitted_at),
-    started_at: iso(row.started_at),
-    finished_at: iso(row.finished_at),
+  wait(key: string, ms: number): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>()
+    const waiters = this.byKey.get(key) ?? new Set()
+    this.byKey.set(key, waiters)
+    const timer = setTimeout(resolve, ms)
+    waiters.add(resolve)
+    return promise.finally(() => {
+      clearTimeout(timer)
+      waiters.delete(resolve)
+      if (waiters.size === 0) this.byKey.delete(key)
+    })
   }
-}
 
-function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true })
-  const db = new Database(path, { create: true, strict: true })
-  db.run("PRAGMA journal_mode = WAL")
-  db.run(`PRAGMA synchronous = ${synchronous}`)
-  db.run("PRAGMA busy_timeout = 5000")
-  db.run(SCHEMA)
-  const select = db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE task_id = ?")
-  const upsert = db.query<void, Record<string, string | number | null>>(
-    `INSERT INTO tasks VALUES ($task_id, $kind, $status, $progress, $attempts, $input, $result, $error,
-       $submitted_at, $started_at, $finished_at)
-     ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
-       progress = excluded.progress, attempts = excluded.attempts, input = excluded.input,
-       result = excluded.result, error = excluded.error, submitted_at = excluded.submitted_at,
-       started_at = excluded.started_at, finished_at = excluded.finished_at`,
-  )
-  const recordInInbox = db.query<void, [string]>("INSERT OR IGNORE INTO inbox VALUES (?)")
-  // One transaction per batch: the inbox entry and the state change commit together, or neither does.
-  const applyEvents = db.transaction((events: TaskEvent[]) => {
-    for (const event of events) {
-      if (recordInInbox.run(eventId(event)).changes === 0) continue
-      upsert.run({ ...mergeEvent(select.get(event.task_id), event) })
-    }
-  })
-  return {
-    applyEvents: (events: TaskEvent[]) => applyEvents(events),
-    find: (taskId: string) => select.get(taskId),
-    close: () => db.close(),
+  wake(key: string): void {
+    for (const wake of this.byKey.get(key) ?? []) wake()
+  }
+
+  wakeAll(): void {
+    for (const key of [...this.byKey.keys()]) this.wake(key)
   }
 }
 
@@ -190,10 +79,13 @@ export async function start(config: StoreConfig) {
   const db = openDatabase(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
   const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
   const { statusEventsQueue, statusRpcQueue } = broker.names
+  const events = new EventPublisher(broker)
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
-  const finalWaiters = new Map<string, Set<() => void>>()
+  const taskWaiters = new Waiters()
+  const groupWaiters = new Waiters()
+  const arrivalWaiters = new Waiters()
   const barriers = new Map<string, () => void>()
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
@@ -225,8 +117,18 @@ export async function start(config: StoreConfig) {
       msg.ack().catch(() => {})
       if (barrierId) barriers.get(barrierId)?.()
     }
+    wakeWaiters(events)
+  }
+
+  /** Queries held until a task or a group is final look again when one of its tasks ends. */
+  function wakeWaiters(events: TaskEvent[]): void {
     for (const event of events) {
-      if (FINAL_STATUSES.has(event.state)) for (const wake of finalWaiters.get(event.task_id) ?? []) wake()
+      arrivalWaiters.wake(event.task_id)
+      if (!FINAL_STATUSES.has(event.state)) continue
+      taskWaiters.wake(event.task_id)
+      if (groupWaiters.size === 0) continue
+      const groupId = db.find(event.task_id)?.group_id
+      if (groupId) groupWaiters.wake(groupId)
     }
   }
 
@@ -259,30 +161,130 @@ export async function start(config: StoreConfig) {
     return barrier.promise
   }
 
-  function waitUntilFinal(taskId: string, ms: number): Promise<void> {
-    const { promise, resolve } = Promise.withResolvers<void>()
-    const waiters = finalWaiters.get(taskId) ?? new Set()
-    finalWaiters.set(taskId, waiters)
-    const timer = setTimeout(resolve, ms)
-    waiters.add(resolve)
-    return promise.finally(() => {
-      clearTimeout(timer)
-      waiters.delete(resolve)
-      if (waiters.size === 0) finalWaiters.delete(taskId)
-    })
+  async function findGroup(groupId: string, waitMs = 0) {
+    let group = db.findGroup(groupId)
+    if (!group) {
+      await catchUp()
+      group = db.findGroup(groupId)
+    }
+    for (const deadline = Date.now() + waitMs; group && Date.now() < deadline; ) {
+      if (toGroupRecord(group).results) break
+      await groupWaiters.wait(groupId, deadline - Date.now())
+      group = db.findGroup(groupId)
+    }
+    return group ? toGroupRecord(group) : null
   }
 
-  async function answer(query: StatusQuery): Promise<StatusReply> {
-    let row = db.find(query.task_id)
-    if (!row) {
+  async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
+    let row = query.catch_up ? undefined : db.find(query.task_id)
+    // No kind yet: a worker's events came in before the submission's PENDING, which is queued behind them.
+    if (!row?.kind) {
       await catchUp()
       row = db.find(query.task_id)
     }
     if (row && query.wait_ms && !FINAL_STATUSES.has(row.status)) {
-      await waitUntilFinal(query.task_id, query.wait_ms)
+      await taskWaiters.wait(query.task_id, query.wait_ms)
       row = db.find(query.task_id)
     }
     return { task: row ? toRecord(row) : null }
+  }
+
+  /** A page of tasks, newest first. It first reads what is queued, so that an accepted task is listed. */
+  async function listTasks(query: Extract<StatusQuery, { op: "list" }>): Promise<StatusReply> {
+    await catchUp()
+    // One more than asked tells whether a next page exists.
+    const rows = db.list(query.status, query.limit + 1, query.after)
+    const page = rows.slice(0, query.limit)
+    return {
+      tasks: page.map(toRecord),
+      next_after: rows.length > query.limit ? (page.at(-1)?.task_id ?? null) : null,
+    }
+  }
+
+  /**
+   * PENDING or RETRY (waiting for its next attempt) becomes REVOKED, checked and written with nothing in
+   * between. The event then goes out on the events exchange, so that workers skip the task and streams end;
+   * the copy that comes back to our own queue is recognised by the inbox. A worker that took the task before
+   * it heard of the revoke still runs it, but REVOKED outranks whatever it reports for this run.
+   */
+  async function revokeTask(query: Extract<StatusQuery, { op: "revoke" }>): Promise<StatusReply> {
+    let row = db.find(query.task_id)
+    if (!row) await catchUp()
+    // Events already in hand first: a STARTED among them makes this a 409, not a revoke.
+    if (uncommitted.length > 0) commitUncommitted()
+    row = db.find(query.task_id)
+    if (!row) return { revoke: "not_found", task: null }
+    if (row.status === "STARTED") return { revoke: "started", task: toRecord(row) }
+    if (FINAL_STATUSES.has(row.status)) return { revoke: "final", task: toRecord(row) }
+    const event: TaskEvent = {
+      task_id: row.task_id,
+      state: "REVOKED",
+      attempt: row.attempts,
+      run: currentRun(row),
+      at: Date.now(),
+    }
+    db.applyEvents([event])
+    wakeWaiters([event])
+    await events.emit(event)
+    const revoked = db.find(query.task_id)
+    return { revoke: "revoked", task: revoked ? toRecord(revoked) : null }
+  }
+
+  /**
+   * The first request with a key records its task ids and publishes them. A repeat with the same fingerprint
+   * gets the same ids: as `existing` once every task is known here, else after waiting for the first request
+   * to publish them. A first request that died before it published holds the key only for its lease: the next
+   * request then takes over and publishes the same ids (should the first one publish after all, the task runs
+   * twice under one id, and the events of both runs converge on one record).
+   */
+  async function claimKey(query: Extract<StatusQuery, { op: "claim" }>): Promise<StatusReply> {
+    const proposed = { task_ids: query.task_ids, group_id: query.group_id ?? null }
+    for (;;) {
+      const now = Date.now()
+      const claim = db.findClaim(query.key, now)
+      if (!claim) {
+        const expiresAt = now + config.IDEMPOTENCY_KEY_TTL_SECONDS * 1000
+        db.putClaim({
+          key: query.key,
+          fingerprint: query.fingerprint,
+          ...proposed,
+          lease_until: now + query.lease_ms,
+          expires_at: expiresAt,
+        })
+        return { claim: "claimed", ...proposed }
+      }
+      const { task_ids, group_id } = claim
+      if (claim.fingerprint !== query.fingerprint) return { claim: "mismatch", task_ids: [], group_id: null }
+      const missing = task_ids.find((taskId) => !db.find(taskId))
+      if (!missing) return { claim: "existing", task_ids, group_id }
+      if (claim.lease_until > now) {
+        await arrivalWaiters.wait(missing, claim.lease_until - now)
+        continue
+      }
+      // The lease is over; the PENDING events may still be queued, unread.
+      await catchUp()
+      const again = db.findClaim(query.key, Date.now())
+      if (again?.lease_until !== claim.lease_until) continue
+      if (task_ids.every((taskId) => db.find(taskId))) return { claim: "existing", task_ids, group_id }
+      db.putClaim({ ...claim, lease_until: Date.now() + query.lease_ms })
+      log.warn("idempotency key taken over after its lease", { key: query.key, taskIds: task_ids.length })
+      return { claim: "claimed", task_ids, group_id }
+    }
+  }
+
+  function answer(query: StatusQuery): Promise<StatusReply> {
+    switch (query.op) {
+      case "get":
+        return getTask(query)
+      case "list":
+        return listTasks(query)
+      case "revoke":
+        return revokeTask(query)
+      case "group":
+        return findGroup(query.group_id, query.wait_ms).then((group) => ({ group }))
+      case "claim":
+        return claimKey(query)
+    }
   }
 
   // --- RPC: ack on receipt (a lost query costs its caller a timeout, nothing more), reply when answered
@@ -311,6 +313,9 @@ export async function start(config: StoreConfig) {
     await sendReply(await answer(query).catch((err: Error) => ({ error: err.message })))
   }
 
+  const forgetExpiredKeys = setInterval(() => db.forgetExpiredClaims(Date.now()), 60_000)
+  forgetExpiredKeys.unref()
+
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQuery)
 
@@ -323,7 +328,10 @@ export async function start(config: StoreConfig) {
   async function stop(): Promise<void> {
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
     if (uncommitted.length > 0) commitUncommitted()
-    for (const wake of [...finalWaiters.values()].flatMap((set) => [...set])) wake()
+    clearInterval(forgetExpiredKeys)
+    taskWaiters.wakeAll()
+    groupWaiters.wakeAll()
+    arrivalWaiters.wakeAll()
     await server.stop()
     await broker.close()
     db.close()

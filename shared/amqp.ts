@@ -74,11 +74,12 @@ export function decodeMessage<TSchema extends v.GenericSchema>(
   msg: AMQPMessage,
   schema: TSchema,
   contract: string,
+  maxBytes = MAX_MESSAGE_BYTES,
 ): v.InferOutput<TSchema> {
   const body = msg.body instanceof Uint8Array ? msg.body : new Uint8Array()
   if (body.byteLength === 0) throw new PoisonMessage("empty body")
-  if (body.byteLength > MAX_MESSAGE_BYTES) {
-    throw new PoisonMessage(`body of ${body.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`)
+  if (body.byteLength > maxBytes) {
+    throw new PoisonMessage(`body of ${body.byteLength} bytes exceeds ${maxBytes}`)
   }
   let text: string
   try {
@@ -99,6 +100,7 @@ export function decodeMessage<TSchema extends v.GenericSchema>(
 
 export class Broker {
   private readonly exchanges = new Map<string, Promise<AMQPExchange>>()
+  private readonly listeners: (() => Promise<void>)[] = []
   private publishCount = 0
   private rpc: AMQPRPCClient | undefined
 
@@ -131,7 +133,7 @@ export class Broker {
           },
           ondisconnect: (err) => log.warn("broker disconnected", { err: err?.message }),
           // Also fires on the first connect, before `broker` exists; the topology was declared just above.
-          onconnect: () => void broker?.redeclare(),
+          onconnect: () => void broker?.reconnected(),
         })
         broker = new Broker(session, options, names, returned)
         log.info("broker connected", { attempt })
@@ -155,6 +157,39 @@ export class Broker {
     } catch (err) {
       this.options.log.error("topology redeclare failed", { err })
     }
+  }
+
+  private async reconnected(): Promise<void> {
+    await this.redeclare()
+    for (const listener of this.listeners) await listener()
+  }
+
+  /**
+   * Consume what `exchange` routes by `keys` while this process is up, on an exclusive, auto-delete,
+   * server-named queue of its own and without acks: a listener wants the news, not a backlog. The session does
+   * not recover server-named queues, so after each reconnect the queue is declared and bound again, then
+   * `onResubscribed` runs: whatever was published in between is lost, and the caller may need to catch up.
+   */
+  async listen(
+    exchange: string,
+    keys: string[],
+    handler: (msg: AMQPMessage) => void,
+    onResubscribed: () => void = () => {},
+  ): Promise<void> {
+    const subscribe = async () => {
+      const queue = await this.session.queue("", { exclusive: true, autoDelete: true, durable: false })
+      for (const key of keys) await queue.bind(exchange, key)
+      await queue.subscribe({ noAck: true }, handler)
+    }
+    await subscribe()
+    this.listeners.push(async () => {
+      try {
+        await subscribe()
+        onResubscribed()
+      } catch (err) {
+        this.options.log.error("listener not subscribed again after a reconnect", { exchange, keys, err })
+      }
+    })
   }
 
   /**

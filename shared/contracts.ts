@@ -11,13 +11,26 @@ export function explainIssues(issues: readonly v.BaseIssue<unknown>[]): string {
     .join("; ")
 }
 
-/** Celery's state names, which our users know. */
-export const TaskStatus = v.picklist(["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE"])
+/** Celery's state names, which our users know; EXPIRED and REVOKED end a task that never ran. */
+export const TASK_STATUSES = [
+  "PENDING",
+  "STARTED",
+  "RETRY",
+  "SUCCESS",
+  "FAILURE",
+  "EXPIRED",
+  "REVOKED",
+] as const
+export const TaskStatus = v.picklist(
+  TASK_STATUSES,
+  (issue) => `status must be one of ${TASK_STATUSES.join(", ")}, not ${issue.received}`,
+)
 export type TaskStatus = v.InferOutput<typeof TaskStatus>
 
-export const FINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["SUCCESS", "FAILURE"])
+export const FINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["SUCCESS", "FAILURE", "EXPIRED", "REVOKED"])
 
 export const MAX_REVIEW_LENGTH = 10_000
+export const MAX_BATCH_SIZE = 1000
 
 export const TaskId = v.pipe(v.string(), v.uuid("must be a UUID"))
 
@@ -30,6 +43,7 @@ export const Review = v.pipe(
   v.trim(),
   v.nonEmpty("review must not be empty"),
   v.maxLength(MAX_REVIEW_LENGTH, `review must be at most ${MAX_REVIEW_LENGTH} characters`),
+  v.description(`The review, 1–${MAX_REVIEW_LENGTH} characters after trimming white space.`),
 )
 
 const LANGUAGES = ["en", "ru"] as const
@@ -42,22 +56,97 @@ export const Language = v.picklist(
 )
 export type Language = v.InferOutput<typeof Language>
 
+export const MAX_DOCUMENT_LENGTH = 20_000
+
+export const Document = v.pipe(
+  v.string("document must be a string"),
+  v.trim(),
+  v.nonEmpty("document must not be empty"),
+  v.maxLength(MAX_DOCUMENT_LENGTH, `document must be at most ${MAX_DOCUMENT_LENGTH} characters`),
+  v.description(
+    `Text of one or more sentences, 1–${MAX_DOCUMENT_LENGTH} characters after trimming white space.`,
+  ),
+)
+
+/** Longest `expires_in`: a week. A task that may wait longer has no deadline worth the name. */
+export const MAX_EXPIRES_IN_SECONDS = 7 * 24 * 3600
+/** Longest `time_limit` of one attempt: an hour. */
+export const MAX_TIME_LIMIT_SECONDS = 3600
+
+function seconds(name: string, max: number, description: string) {
+  const message = `${name} must be a number of seconds above 0 and at most ${max}`
+  return v.optional(
+    v.pipe(v.number(message), v.gtValue(0, message), v.maxValue(max, message), v.description(description)),
+  )
+}
+
+/** Deadlines every submission may carry. */
+const Deadlines = {
+  expires_in: seconds(
+    "expires_in",
+    MAX_EXPIRES_IN_SECONDS,
+    "Seconds from submission (fractions allowed): a task that has not started by then ends EXPIRED without running, and so does a retry due after it.",
+  ),
+  time_limit: seconds(
+    "time_limit",
+    MAX_TIME_LIMIT_SECONDS,
+    "Seconds one attempt may run (fractions allowed); an attempt that runs past it fails with TimeLimitExceeded and is retried like any failure.",
+  ),
+}
+export type Deadlines = { expires_in?: number; time_limit?: number }
+
+const languageOf = (what: string) =>
+  v.optional(
+    v.pipe(Language, v.description(`Score in this language; without it, detected from the ${what}.`)),
+  )
+
 /** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review, language: v.optional(Language) },
+  { review: Review, language: languageOf("review"), ...Deadlines },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
 
+/** POST /polarities/batch body: one `polarity:review` task per review, followed as one group. */
+export const SubmitBatch = v.object(
+  {
+    reviews: v.pipe(
+      v.array(Review, "reviews must be an array of review strings"),
+      v.minLength(1, "reviews must hold at least one review"),
+      v.maxLength(MAX_BATCH_SIZE, `reviews must hold at most ${MAX_BATCH_SIZE} reviews`),
+      v.description(`1–${MAX_BATCH_SIZE} reviews; the group keeps their order.`),
+    ),
+    language: v.optional(
+      v.pipe(
+        Language,
+        v.description("Score every review in this language; without it, detected per review."),
+      ),
+    ),
+    ...Deadlines,
+  },
+  'the body must be a JSON object with a "reviews" array',
+)
+export type SubmitBatch = v.InferOutput<typeof SubmitBatch>
+
+/** POST /polarities/documents body: scored sentence by sentence. */
+export const SubmitDocument = v.object(
+  { document: Document, language: languageOf("document"), ...Deadlines },
+  'the body must be a JSON object with a "document" string',
+)
+export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
+
 // Tasks on the work queues. `attempt` counts from 1 and goes on counting when an operator replays a task
 // that ended FAILURE; `run` is the attempt its current run began with (1, or the first attempt of a replay).
 // Retries are counted within a run, and a replay's events outrank the final state of the run before.
+// `expires_at` and `time_limit_ms` are the submission's deadlines, fixed by the gateway.
 const Run = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 1)
 const TaskBase = {
   task_id: TaskId,
   submitted_at: EpochMillis,
   attempt: v.pipe(Attempt, v.minValue(1)),
   run: Run,
+  expires_at: v.optional(EpochMillis),
+  time_limit_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
 }
 
 export const ReviewTask = v.object({
@@ -68,25 +157,40 @@ export const ReviewTask = v.object({
 })
 export type ReviewTask = v.InferOutput<typeof ReviewTask>
 
+/** A document, scored sentence by sentence; routed to the `default` queue. */
+export const DocumentTask = v.object({
+  ...TaskBase,
+  kind: v.literal("document:sentences"),
+  document: Document,
+  language: v.optional(Language),
+})
+export type DocumentTask = v.InferOutput<typeof DocumentTask>
+
 /**
- * Test-only (accepted where ENABLE_TEST_TASKS=true), to make retries, dead-lettering and crash recovery
- * testable for real: fails its first `fail_times` attempts (with NonRetryableError when `non_retryable`);
- * `crash_worker` kills the worker on every delivery; `crash_before_ack` kills it once, after the outcome
- * is confirmed and before the ack.
+ * Test-only (accepted where ENABLE_TEST_TASKS=true), to make retries, dead-lettering, crash recovery and
+ * deadlines testable for real: sleeps `sleep_ms` (asynchronously, as I/O would), then fails its first
+ * `fail_times` attempts (with NonRetryableError when `non_retryable`); `crash_worker` kills the worker on
+ * every delivery; `crash_before_ack` kills it once, after the outcome is confirmed and before the ack.
  */
-export const FlakyTaskInput = v.object({
+const FlakyEntries = {
   fail_times: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
   non_retryable: v.optional(v.boolean(), false),
   crash_worker: v.optional(v.boolean(), false),
   crash_before_ack: v.optional(v.boolean(), false),
-})
-export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyTaskInput.entries })
+  sleep_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 0),
+}
+export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines })
+export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>
 
-export const Task = v.variant("kind", [ReviewTask, FlakyTask])
+export const Task = v.variant("kind", [ReviewTask, DocumentTask, FlakyTask])
 export type Task = v.InferOutput<typeof Task>
 export type TaskKind = Task["kind"]
-export const TASK_KINDS = ["polarity:review", "test:flaky"] as const satisfies readonly TaskKind[]
+export const TASK_KINDS = [
+  "polarity:review",
+  "document:sentences",
+  "test:flaky",
+] as const satisfies readonly TaskKind[]
 
 export const PolarityResult = v.object({
   score: v.number(),
@@ -99,21 +203,49 @@ export const PolarityResult = v.object({
 })
 export type PolarityResult = v.InferOutput<typeof PolarityResult>
 
+/** One sentence of a document: its text and its score, as a review would have (the language is the document's). */
+export const SentenceResult = v.object({ text: v.string(), ...v.omit(PolarityResult, ["language"]).entries })
+export type SentenceResult = v.InferOutput<typeof SentenceResult>
+
+export const DocumentResult = v.object({
+  /** The sentences' scores added up; its sign gives `polarity`. */
+  score: v.number(),
+  polarity: PolarityResult.entries.polarity,
+  /** How many sentences are positive, negative and neutral. */
+  sentence_counts: v.object({ positive: v.number(), negative: v.number(), neutral: v.number() }),
+  /** The document's language, asked for or detected from the whole text; every sentence is scored in it. */
+  language: Language,
+  sentences: v.array(SentenceResult),
+})
+export type DocumentResult = v.InferOutput<typeof DocumentResult>
+
 export const FlakyResult = v.object({ succeeded_on_attempt: v.number() })
 
-export const TaskResult = v.union([PolarityResult, FlakyResult])
+// Tried in order, and an object keeps only its own keys: a document result is no review result (it has no
+// `positive` word list), so the order cannot turn one into the other.
+export const TaskResult = v.union([PolarityResult, DocumentResult, FlakyResult])
 export type TaskResult = v.InferOutput<typeof TaskResult>
 
 // Task events. `at` is when the state was entered; later events repeat `started_at`
 // so that a consumer never needs the STARTED event to fill in the timeline.
 const EventBase = { task_id: TaskId, attempt: Attempt, run: Run, at: EpochMillis }
 
-/** Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1). */
+/**
+ * Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1).
+ * A task of a batch carries its group: the group's id, its place in the batch and the batch's size.
+ */
 export const PendingEvent = v.object({
   ...EventBase,
   state: v.literal("PENDING"),
   kind: v.picklist(TASK_KINDS),
   input: v.record(v.string(), v.unknown()),
+  group: v.optional(
+    v.object({
+      group_id: TaskId,
+      index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+      size: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_BATCH_SIZE)),
+    }),
+  ),
 })
 export const StartedEvent = v.object({ ...EventBase, state: v.literal("STARTED"), worker: v.string() })
 /** Attempt `attempt` failed; attempt + 1 runs at `retry_at`. */
@@ -137,12 +269,20 @@ export const FailureEvent = v.object({
   error: v.string(),
 })
 
+// EXPIRED and REVOKED end a task between attempts, like PENDING: `attempt` counts the attempts that ran.
+/** A worker took the task after its `expires_at`: it ends without running, is not retried or dead-lettered. */
+export const ExpiredEvent = v.object({ ...EventBase, state: v.literal("EXPIRED"), expires_at: EpochMillis })
+/** The status store revoked a task that had not started (DELETE); workers skip it when it reaches them. */
+export const RevokedEvent = v.object({ ...EventBase, state: v.literal("REVOKED") })
+
 export const TaskEvent = v.variant("state", [
   PendingEvent,
   StartedEvent,
   RetryEvent,
   SuccessEvent,
   FailureEvent,
+  ExpiredEvent,
+  RevokedEvent,
 ])
 export type TaskEvent = v.InferOutput<typeof TaskEvent>
 
@@ -160,35 +300,123 @@ export const Barrier = v.object({ barrier_id: v.string() })
 export type Barrier = v.InferOutput<typeof Barrier>
 
 export const MAX_WAIT_MS = 30_000
-
-/** RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up. */
-export const StatusQuery = v.variant("op", [
-  v.object({
-    op: v.literal("get"),
-    task_id: TaskId,
-    wait_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS))),
-  }),
-])
-export type StatusQuery = v.InferOutput<typeof StatusQuery>
+export const MAX_PAGE_SIZE = 100
 
 const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 
 /** A task as the API shows it. */
 export const TaskRecord = v.object({
   task_id: TaskId,
+  /** Null only for the moment a worker's event is known and the submission's is not yet. */
+  kind: v.nullable(v.picklist(TASK_KINDS)),
   status: TaskStatus,
   result: v.nullable(TaskResult),
   error: v.nullable(v.string()),
   attempts: Attempt,
+  /** The batch the task was submitted in, if any. */
+  group_id: v.nullable(TaskId),
   submitted_at: IsoTime,
   started_at: IsoTime,
   finished_at: IsoTime,
 })
 export type TaskRecord = v.InferOutput<typeof TaskRecord>
 
+/** A page of tasks, newest first; `next_cursor` asks for the page after it, null on the last page. */
+export const TaskPage = v.object({ tasks: v.array(TaskRecord), next_cursor: v.nullable(v.string()) })
+export type TaskPage = v.InferOutput<typeof TaskPage>
+
+/**
+ * A batch as the API shows it. `status` sums up its tasks: PENDING while every task is PENDING, STARTED once
+ * any has moved on and until all are final, then SUCCESS if every task succeeded, else FAILURE. `results`
+ * holds the task records in input order once the group is final, null before.
+ */
+export const GroupRecord = v.object({
+  group_id: TaskId,
+  status: v.picklist(["PENDING", "STARTED", "SUCCESS", "FAILURE"]),
+  size: v.pipe(v.number(), v.integer()),
+  counts: v.object(
+    Object.fromEntries(TASK_STATUSES.map((status) => [status, v.number()])) as Record<
+      TaskStatus,
+      v.NumberSchema<undefined>
+    >,
+  ),
+  task_ids: v.array(TaskId),
+  results: v.nullable(v.array(TaskRecord)),
+  submitted_at: IsoTime,
+})
+export type GroupRecord = v.InferOutput<typeof GroupRecord>
+
+/** 202 to a batch: every task is on its queue and the status store knows them. */
+export const BatchAccepted = v.object({
+  group_id: TaskId,
+  status: GroupRecord.entries.status,
+  task_ids: v.array(TaskId),
+})
+
+/** The Idempotency-Key header: 1–255 visible ASCII characters, chosen by the client (a UUID is a good one). */
+export const IdempotencyKey = v.pipe(
+  v.string(),
+  v.regex(/^[\x21-\x7e]{1,255}$/, "Idempotency-Key must be 1 to 255 visible ASCII characters"),
+  v.description(
+    "Repeating a request with the same key and body answers the same task (or group) instead of a new one; the same key with another body is a 422. Kept 24 hours.",
+  ),
+)
+
+const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
+
+/**
+ * RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up;
+ * `catch_up` first reads every event already queued, as a query for an unknown id always does.
+ * `list` pages newest first: `after` is the last task id of the page before.
+ */
+export const StatusQuery = v.variant("op", [
+  v.object({ op: v.literal("get"), task_id: TaskId, wait_ms: WaitMs, catch_up: v.optional(v.boolean()) }),
+  v.object({
+    op: v.literal("list"),
+    status: v.optional(TaskStatus),
+    limit: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_PAGE_SIZE)),
+    after: v.optional(TaskId),
+  }),
+  v.object({ op: v.literal("revoke"), task_id: TaskId }),
+  v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
+  v.object({
+    op: v.literal("claim"),
+    key: IdempotencyKey,
+    /** A hash of the request: the same key with another request is refused. */
+    fingerprint: v.string(),
+    task_ids: v.pipe(v.array(TaskId), v.minLength(1), v.maxLength(MAX_BATCH_SIZE)),
+    group_id: v.optional(TaskId),
+    /** How long the claimer may take to publish before another request with the key takes over. */
+    lease_ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(600_000)),
+  }),
+])
+export type StatusQuery = v.InferOutput<typeof StatusQuery>
+
+export const TaskReply = v.object({ task: v.nullable(TaskRecord) })
+export const TaskPageReply = v.object({ tasks: v.array(TaskRecord), next_after: v.nullable(TaskId) })
+/** `revoked` (the task is now REVOKED), or why not: `not_found`, `started` (running), `final` (finished). */
+export const RevokeReply = v.object({
+  revoke: v.picklist(["revoked", "not_found", "started", "final"]),
+  task: v.nullable(TaskRecord),
+})
+export const GroupReply = v.object({ group: v.nullable(GroupRecord) })
+/**
+ * `claimed`: publish these ids (new ones, or a takeover's: the same ids again); `existing`: they were
+ * published, answer them; `mismatch`: the key belongs to another request.
+ */
+export const ClaimReply = v.object({
+  claim: v.picklist(["claimed", "existing", "mismatch"]),
+  task_ids: v.array(TaskId),
+  group_id: v.nullable(TaskId),
+})
+export const ErrorReply = v.object({ error: v.string() })
 export const StatusReply = v.union([
-  v.object({ task: v.nullable(TaskRecord) }),
-  v.object({ error: v.string() }),
+  TaskReply,
+  TaskPageReply,
+  RevokeReply,
+  GroupReply,
+  ClaimReply,
+  ErrorReply,
 ])
 export type StatusReply = v.InferOutput<typeof StatusReply>
 
@@ -200,3 +428,38 @@ export const MessageType = {
   statusQuery: "status-query",
   statusReply: "status-reply",
 } as const
+
+// --- HTTP-only bodies: what the API answers besides task records.
+
+/** An error as every service answers it: application/problem+json (RFC 9457). */
+export const ProblemDetails = v.object({
+  type: v.string(),
+  title: v.string(),
+  status: v.pipe(v.number(), v.integer()),
+  detail: v.string(),
+})
+export type ProblemDetails = v.InferOutput<typeof ProblemDetails>
+
+/** 202 to a submission: the task is on its queue and the status store knows it. */
+export const TaskAccepted = v.object({ task_id: TaskId, status: TaskStatus })
+export type TaskAccepted = v.InferOutput<typeof TaskAccepted>
+
+export const Health = v.object({
+  status: v.picklist(["ok", "degraded"]),
+  broker: v.picklist(["connected", "disconnected"]),
+})
+
+export const DeadLetterListing = v.object({
+  queue: v.string(),
+  messages: v.array(
+    v.object({
+      message_id: v.nullable(v.string()),
+      reason: v.nullable(v.unknown()),
+      original_queue: v.nullable(v.unknown()),
+      dead_lettered_at: v.nullable(v.unknown()),
+      body: v.pipe(v.string(), v.description("The message body, cut at 2,048 characters.")),
+    }),
+  ),
+})
+
+export const ReplayResult = v.object({ replayed: v.number(), task_ids: v.array(TaskId) })

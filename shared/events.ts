@@ -1,12 +1,15 @@
 // Task events leave a service in batches: every event emitted in one turn of the event loop, per state,
 // goes out as one confirmed message. One message per batch instead of per task is what lets the broker
-// keep up; `emit` still resolves only once the broker has confirmed the batch holding that event.
+// keep up; `emit` still resolves only once the broker has confirmed the batch holding that event. A batch is
+// also cut by size, so that many long reviews never make a message too large for its consumer.
 import type { Broker } from "./amqp.ts"
 import { MessageType, type TaskEvent, type TaskStatus } from "./contracts.ts"
 import { eventRoutingKey } from "./topology.ts"
 
 interface PendingBatch {
   events: TaskEvent[]
+  /** Characters of the events as JSON, to cut the batch before its message grows too large. */
+  chars: number
   confirmed: PromiseWithResolvers<void>
 }
 
@@ -17,15 +20,26 @@ export class EventPublisher {
   constructor(
     private readonly broker: Broker,
     private readonly maxBatch = 1000,
+    /**
+     * Characters of JSON per message: consumers refuse messages over MAX_MESSAGE_BYTES (1 MiB), and a
+     * character is at most 3 bytes of UTF-8, so a batch of long reviews is split before it gets there.
+     */
+    private readonly maxChars = 256 * 1024,
   ) {}
 
   emit(event: TaskEvent): Promise<void> {
+    const chars = JSON.stringify(event).length + 1
     let batch = this.pending.get(event.state)
+    if (batch && batch.chars + chars > this.maxChars) {
+      this.publish(event.state)
+      batch = undefined
+    }
     if (!batch) {
-      batch = { events: [], confirmed: Promise.withResolvers() }
+      batch = { events: [], chars: 0, confirmed: Promise.withResolvers() }
       this.pending.set(event.state, batch)
     }
     batch.events.push(event)
+    batch.chars += chars
     if (batch.events.length >= this.maxBatch) {
       this.publish(event.state)
     } else if (!this.flushScheduled) {

@@ -53,13 +53,17 @@ export function installErrorBoundary(app: Hono, log: Logger): void {
 }
 
 export function healthRoute(app: Hono, brokerConnected: () => boolean): void {
-  app.get("/healthz", (c: Context) => {
+  app.get("/healthz", healthHandler(brokerConnected))
+}
+
+export function healthHandler(brokerConnected: () => boolean) {
+  return (c: Context) => {
     const connected = brokerConnected()
     return c.json(
       { status: connected ? "ok" : "degraded", broker: connected ? "connected" : "disconnected" },
       connected ? 200 : 503,
     )
-  })
+  }
 }
 
 export interface HttpServer {

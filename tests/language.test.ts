@@ -123,6 +123,7 @@ describe("POST /polarities with a language", () => {
     expect(res.status).toBe(200)
     expect(await taskBody(res)).toEqual({
       task_id: expect.any(String),
+      kind: "polarity:review",
       status: "SUCCESS",
       result: {
         score: -5,
@@ -134,6 +135,7 @@ describe("POST /polarities with a language", () => {
       },
       error: null,
       attempts: 1,
+      group_id: null,
       submitted_at: isoTime,
       started_at: isoTime,
       finished_at: isoTime,

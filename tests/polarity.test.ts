@@ -26,6 +26,7 @@ describe("POST /polarities?wait= (the synchronous path)", () => {
     const task = await taskBody(res)
     expect(task).toEqual({
       task_id: expect.any(String),
+      kind: "polarity:review",
       status: "SUCCESS",
       result: {
         score: -8,
@@ -37,6 +38,7 @@ describe("POST /polarities?wait= (the synchronous path)", () => {
       },
       error: null,
       attempts: 1,
+      group_id: null,
       submitted_at: isoTime,
       started_at: isoTime,
       finished_at: isoTime,

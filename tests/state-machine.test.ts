@@ -51,6 +51,8 @@ describe("the status store's state machine", () => {
       input: JSON.stringify({ review: "awful" }),
       result: JSON.stringify(success.state === "SUCCESS" && success.result),
       error: null,
+      group_id: null,
+      group_index: null,
       submitted_at: 1000,
       started_at: 1010,
       finished_at: 1020,
@@ -80,5 +82,76 @@ describe("the status store's state machine", () => {
       error: "boom",
     }
     expect(replay([pending, started, success, failure])).toEqual(replay([pending, started, success]))
+  })
+})
+
+describe("EXPIRED and REVOKED", () => {
+  const expired: TaskEvent = {
+    task_id: taskId,
+    state: "EXPIRED",
+    attempt: 0,
+    run: 1,
+    at: 5000,
+    expires_at: 4000,
+  }
+  const revoked: TaskEvent = { task_id: taskId, state: "REVOKED", attempt: 0, run: 1, at: 3000 }
+
+  test("a task that expired before it started ends EXPIRED with the reason", () => {
+    expect(replay([pending, expired])).toMatchObject({
+      status: "EXPIRED",
+      attempts: 0,
+      result: null,
+      error: "expired at 1970-01-01T00:00:04.000Z before attempt 1 started",
+      started_at: null,
+      finished_at: 5000,
+    })
+  })
+
+  test("a revoked task ends REVOKED, and a worker's later events of that run change nothing", () => {
+    const revokedRow = replay([pending, revoked])
+    expect(revokedRow).toMatchObject({
+      status: "REVOKED",
+      error: "revoked before it started",
+      finished_at: 3000,
+    })
+    expect(replay([pending, revoked, started, success])).toEqual(revokedRow)
+  })
+
+  test("every order of a revoked task's events, with duplicates, converges on REVOKED", () => {
+    const expected = replay([pending, revoked])
+    for (const order of permutations([pending, started, success, revoked, started])) {
+      expect(replay(order)).toEqual(expected)
+    }
+  })
+
+  test("every order of an expired task's events, with duplicates, converges on the same row", () => {
+    const expected = replay([pending, expired])
+    for (const order of permutations([pending, expired, pending, expired])) {
+      expect(replay(order)).toEqual(expected)
+    }
+  })
+
+  test("a retry that expires counts the attempts that ran, in any order", () => {
+    const retry: TaskEvent = {
+      task_id: taskId,
+      state: "RETRY",
+      attempt: 1,
+      run: 1,
+      at: 1020,
+      started_at: 1010,
+      error: "Error: boom",
+      retry_at: 6000,
+    }
+    const late: TaskEvent = { ...expired, attempt: 1 }
+    for (const order of permutations([pending, started, retry, late])) {
+      expect(replay(order)).toMatchObject({
+        status: "EXPIRED",
+        attempts: 1,
+        result: null,
+        started_at: null,
+        finished_at: 5000,
+        error: "expired at 1970-01-01T00:00:04.000Z before attempt 2 started",
+      })
+    }
   })
 })

@@ -29,11 +29,13 @@ interface Running {
 export interface Stack extends AsyncDisposable {
   env: Env
   names: ReturnType<typeof topologyNames>
-  gateway: Running
+  gateway: Awaited<ReturnType<typeof startGateway>>
   worker: Running
   store: Running
   /** Stop the status store, run `whileDown`, and start it again on the same database. */
   restartStore<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
+  /** Stop the worker, run `whileDown` (tasks then wait in their queues), and start a new worker. */
+  restartWorker<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
   /** The gateway's URL + path. */
   url(path: string): string
 }
@@ -67,16 +69,24 @@ export function testEnv(topic: string, overrides: Env = {}): { env: Env; dataDir
 export async function startStack(topic: string, overrides: Env = {}): Promise<Stack> {
   const { env, dataDir } = testEnv(topic, overrides)
   let store = await startStore(loadStoreConfig(env))
-  const worker = await startWorker(loadWorkerConfig(env))
+  let worker = await startWorker(loadWorkerConfig(env))
   const gateway = await startGateway(loadGatewayConfig(env))
   const names = topologyNames(env.AMQP_PREFIX ?? "")
   return {
     env,
     names,
     gateway,
-    worker,
+    get worker() {
+      return worker
+    },
     get store() {
       return store
+    },
+    async restartWorker<T>(whileDown?: () => Promise<T>) {
+      await worker.stop()
+      const result = await whileDown?.()
+      worker = await startWorker(loadWorkerConfig(env))
+      return result
     },
     async restartStore<T>(whileDown?: () => Promise<T>) {
       await store.stop()
@@ -134,7 +144,7 @@ export async function taskBody(res: Response): Promise<TaskRecord> {
 
 /** The result of a review task (the result union also holds other kinds' results). */
 export function reviewResult(record: TaskRecord): PolarityResult {
-  if (!record.result || !("score" in record.result))
+  if (!record.result || !("positive" in record.result))
     throw new Error(`no review result in ${JSON.stringify(record)}`)
   return record.result
 }

@@ -20,7 +20,15 @@ afterAll(async () => {
 })
 
 const gatewayUrl = () => cluster.gateway.url
-const RANK: Record<TaskStatus, number> = { PENDING: 0, STARTED: 1, RETRY: 1, SUCCESS: 2, FAILURE: 2 }
+const RANK: Record<TaskStatus, number> = {
+  PENDING: 0,
+  STARTED: 1,
+  RETRY: 1,
+  SUCCESS: 2,
+  FAILURE: 2,
+  EXPIRED: 2,
+  REVOKED: 2,
+}
 
 /** Reads statuses of a sample of tasks over and over, and counts any that went backwards. */
 function sampleStatuses(taskIds: () => string[]) {

@@ -1,0 +1,156 @@
+// Live task progress over Server-Sent Events. The gateway listens once to the events exchange and fans the
+// events out in process to the streams watching each task id. An event only says "look again": each stream
+// reads the task from the status store, so what it sends is exactly what GET answers.
+import type { Context } from "hono"
+import { streamSSE } from "hono/streaming"
+import { type Broker, decodeMessage } from "../../shared/amqp.ts"
+import { FINAL_STATUSES, TaskEventBatch, type TaskRecord } from "../../shared/contracts.ts"
+import { Problem } from "../../shared/http.ts"
+import type { Logger } from "../../shared/log.ts"
+import type { StatusStoreClient } from "./status-store-client.ts"
+
+/** A flag a stream waits on: raised by every event of its task, so nothing is missed while it reads. */
+class Signal {
+  private raised = false
+  private waiter: PromiseWithResolvers<void> | undefined
+
+  raise(): void {
+    this.raised = true
+    this.waiter?.resolve()
+  }
+
+  async next(): Promise<void> {
+    if (!this.raised) {
+      this.waiter = Promise.withResolvers()
+      await this.waiter.promise
+    }
+    this.raised = false
+  }
+}
+
+export class TaskWatchers {
+  private readonly byTask = new Map<string, Set<Signal>>()
+  private closing = false
+
+  /** Streams open now. */
+  get size(): number {
+    let open = 0
+    for (const signals of this.byTask.values()) open += signals.size
+    return open
+  }
+
+  get closed(): boolean {
+    return this.closing
+  }
+
+  watch(taskId: string, signal: Signal): () => void {
+    const signals = this.byTask.get(taskId) ?? new Set()
+    this.byTask.set(taskId, signals)
+    signals.add(signal)
+    return () => {
+      signals.delete(signal)
+      if (signals.size === 0) this.byTask.delete(taskId)
+    }
+  }
+
+  notify(taskId: string): void {
+    for (const signal of this.byTask.get(taskId) ?? []) signal.raise()
+  }
+
+  /** After a reconnect events may have been missed: every stream reads its task again. */
+  notifyAll(): void {
+    for (const taskId of this.byTask.keys()) this.notify(taskId)
+  }
+
+  /** End every stream, so that the server can stop. */
+  close(): void {
+    this.closing = true
+    this.notifyAll()
+  }
+}
+
+/** Subscribe once, for every stream this gateway will serve. */
+export async function listenForTaskEvents(broker: Broker, log: Logger): Promise<TaskWatchers> {
+  const watchers = new TaskWatchers()
+  await broker.listen(
+    broker.names.eventsExchange,
+    ["task.#"],
+    (msg) => {
+      if (watchers.size === 0) return
+      try {
+        for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events) {
+          watchers.notify(event.task_id)
+        }
+      } catch (err) {
+        log.warn("task event not understood", { err })
+      }
+    },
+    () => watchers.notifyAll(),
+  )
+  return watchers
+}
+
+/** The SSE `id` of a record: a reconnecting client sends it back as Last-Event-ID. */
+const eventIdOf = (record: TaskRecord) => `${record.attempts}-${record.status}`
+
+interface StreamOptions {
+  store: StatusStoreClient
+  watchers: TaskWatchers
+  heartbeatMs: number
+  log: Logger
+}
+
+/**
+ * The task's states as they change: `event:` the status, `data:` the task record, `id:` attempts and status;
+ * the current state first, and the stream ends after a final one. A comment every `heartbeatMs` keeps proxies
+ * from closing a quiet stream. A client that reconnects with the id of the final state gets 204, which tells
+ * a browser's EventSource to stop reconnecting.
+ */
+export async function streamTaskEvents(
+  c: Context,
+  taskId: string,
+  options: StreamOptions,
+): Promise<Response> {
+  const { store, watchers, heartbeatMs, log } = options
+  // Watch first, then read: an event that lands in between raises the signal, and the stream reads again.
+  const signal = new Signal()
+  const unwatch = watchers.watch(taskId, signal)
+  let record: TaskRecord | null
+  try {
+    record = await store.getTask(taskId)
+  } catch (err) {
+    unwatch()
+    throw err
+  }
+  if (!record) {
+    unwatch()
+    throw new Problem(404, `no task with id ${taskId}`)
+  }
+  if (FINAL_STATUSES.has(record.status) && c.req.header("last-event-id") === eventIdOf(record)) {
+    unwatch()
+    return c.body(null, 204)
+  }
+  let current = record
+  return streamSSE(c, async (stream) => {
+    stream.onAbort(() => signal.raise())
+    const heartbeat = setInterval(() => void stream.write(": heartbeat\n\n"), heartbeatMs)
+    try {
+      let sent = ""
+      while (!stream.aborted && !watchers.closed) {
+        if (eventIdOf(current) !== sent) {
+          sent = eventIdOf(current)
+          await stream.writeSSE({ event: current.status, data: JSON.stringify(current), id: sent })
+        }
+        if (FINAL_STATUSES.has(current.status)) break
+        await signal.next()
+        // The event is on the store's queue too; catching up makes sure the store has applied it.
+        current = (await store.getTask(taskId, { catchUp: true })) ?? current
+      }
+    } catch (err) {
+      log.warn("task stream ended early", { taskId, err })
+    } finally {
+      clearInterval(heartbeat)
+      unwatch()
+    }
+  })
+}

@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import type { TaskRecord } from "../shared/contracts.ts"
+import { postReview, type Stack, startStack, taskBody } from "./support.ts"
+
+let stack: Stack
+beforeAll(async () => {
+  stack = await startStack("task-events", {
+    ENABLE_TEST_TASKS: "true",
+    SSE_HEARTBEAT_MS: "100",
+    MAX_RETRIES: "1",
+    RETRY_BASE_DELAY_MS: "200",
+  })
+})
+afterAll(async () => {
+  await stack?.[Symbol.asyncDispose]()
+})
+
+interface SseEvent {
+  event: string
+  id: string
+  data: TaskRecord
+}
+
+/** Read an event stream to its end as a browser would parse it: events, and comment lines apart. */
+async function readStream(res: Response, timeoutMs = 15_000) {
+  const events: SseEvent[] = []
+  let comments = 0
+  let buffered = ""
+  const decoder = new TextDecoder()
+  const timer = setTimeout(() => void res.body?.cancel(), timeoutMs)
+  try {
+    for await (const chunk of res.body ?? []) {
+      buffered += decoder.decode(chunk, { stream: true })
+      let end = buffered.indexOf("\n\n")
+      for (; end >= 0; end = buffered.indexOf("\n\n")) {
+        const block = buffered.slice(0, end)
+        buffered = buffered.slice(end + 2)
+        const fields = new Map<string, string>()
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) comments++
+          else fields.set(line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1).trimStart())
+        }
+        if (fields.has("data")) {
+          events.push({
+            event: fields.get("event") ?? "message",
+            id: fields.get("id") ?? "",
+            data: JSON.parse(fields.get("data") ?? "") as TaskRecord,
+          })
+        }
+      }
+    }
+  } finally {
+    clearTimeout(timer)
+  }
+  return { events, comments }
+}
+
+const streamOf = (taskId: string, headers: Record<string, string> = {}) =>
+  fetch(stack.url(`/polarities/tasks/${taskId}/events`), { headers })
+
+async function submitFlaky(body: Record<string, unknown>): Promise<string> {
+  const res = await fetch(stack.url("/test/flaky"), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  })
+  expect(res.status).toBe(202)
+  return (await taskBody(res)).task_id
+}
+
+const STAGE = { PENDING: 0, STARTED: 1, RETRY: 2 } as Record<string, number>
+const progressOf = ({ data }: SseEvent) => data.attempts * 10 + (STAGE[data.status] ?? 9)
+
+describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
+  test("a finished task: its final state at once, then the stream ends", async () => {
+    const done = await taskBody(await postReview(stack, "lovely", "?wait=10"))
+    const res = await streamOf(done.task_id)
+    expect(res.status).toBe(200)
+    expect(res.headers.get("content-type")).toBe("text/event-stream")
+    expect(res.headers.get("cache-control")).toBe("no-cache")
+    const { events } = await readStream(res)
+    expect(events).toEqual([{ event: "SUCCESS", id: "1-SUCCESS", data: done }])
+  })
+
+  test("a running task: each state as it changes, ending with the final one", async () => {
+    const taskId = await submitFlaky({ fail_times: 1, sleep_ms: 300 })
+    const { events, comments } = await readStream(await streamOf(taskId))
+    const statuses = events.map((e) => e.event)
+    expect(statuses.at(-1)).toBe("SUCCESS")
+    expect(statuses).toContain("RETRY")
+    expect(statuses.filter((s) => s === "STARTED").length).toBeGreaterThanOrEqual(1)
+    expect(
+      events.every((e) => e.event === e.data.status && e.id === `${e.data.attempts}-${e.data.status}`),
+    ).toBe(true)
+    // In order, each one a step further than the one before.
+    const progress = events.map(progressOf)
+    expect(progress).toEqual(progress.toSorted((a, b) => a - b))
+    expect(new Set(progress).size).toBe(progress.length)
+    expect(events.at(-1)?.data).toEqual(await fetch(stack.url(`/polarities/tasks/${taskId}`)).then(taskBody))
+    expect(comments).toBeGreaterThanOrEqual(1)
+  })
+
+  test("a queued task that is revoked: the stream sends REVOKED and ends", async () => {
+    const { events } =
+      (await stack.restartWorker(async () => {
+        const taskId = await taskBody(await postReview(stack, "fine")).then((t) => t.task_id)
+        const res = await streamOf(taskId)
+        const reading = readStream(res)
+        const revoked = await fetch(stack.url(`/polarities/tasks/${taskId}`), { method: "DELETE" })
+        expect(revoked.status).toBe(200)
+        return reading
+      })) ?? {}
+    expect(events?.map((e) => e.event)).toEqual(["PENDING", "REVOKED"])
+  })
+
+  test("a client that reconnects with the final state's id gets 204, and one with an older id the final state", async () => {
+    const done = await taskBody(await postReview(stack, "lovely", "?wait=10"))
+    const again = await streamOf(done.task_id, { "last-event-id": "1-SUCCESS" })
+    expect(again.status).toBe(204)
+    const older = await readStream(await streamOf(done.task_id, { "last-event-id": "0-PENDING" }))
+    expect(older.events.map((e) => e.event)).toEqual(["SUCCESS"])
+  })
+
+  test("a client that goes away leaves no stream behind", async () => {
+    const taskId = await submitFlaky({ sleep_ms: 1000 })
+    const controller = new AbortController()
+    const res = await fetch(stack.url(`/polarities/tasks/${taskId}/events`), { signal: controller.signal })
+    const reader = res.body?.getReader()
+    await reader?.read()
+    expect(stack.gateway.openStreams()).toBe(1)
+    controller.abort()
+    for (const deadline = Date.now() + 5000; stack.gateway.openStreams() > 0 && Date.now() < deadline; ) {
+      await Bun.sleep(10)
+    }
+    expect(stack.gateway.openStreams()).toBe(0)
+  })
+
+  test("an unknown task is a 404 problem, and so is an id that is not a UUID", async () => {
+    const unknown = crypto.randomUUID()
+    const res = await streamOf(unknown)
+    expect(res.status).toBe(404)
+    expect(res.headers.get("content-type")).toBe("application/problem+json")
+    expect(await res.json()).toMatchObject({ status: 404, detail: `no task with id ${unknown}` })
+    const bad = await streamOf("nope")
+    expect(bad.status).toBe(404)
+    expect(stack.gateway.openStreams()).toBe(0)
+  })
+})
