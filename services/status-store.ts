@@ -8,7 +8,8 @@ import {
   Barrier,
   FINAL_STATUSES,
   MessageType,
-  StatusQuery,
+  type StatusQuery,
+  StatusQueryBatch,
   type StatusReply,
   type TaskEvent,
   TaskEventBatch,
@@ -288,36 +289,41 @@ export async function start(config: StoreConfig) {
   }
 
   // --- RPC: ack on receipt (a lost query costs its caller a timeout, nothing more), reply when answered
-  async function handleQuery(msg: AMQPMessage): Promise<void> {
+  async function handleQueries(msg: AMQPMessage): Promise<void> {
     const { replyTo, correlationId } = msg.properties
     const properties = {
       type: MessageType.statusReply,
       deliveryMode: 1,
       ...(correlationId !== undefined && { correlationId }),
     }
-    const sendReply = (reply: StatusReply) =>
+    const sendReplies = (replies: StatusReply[]) =>
       broker
-        .publish("", replyTo ?? "", JSON.stringify(reply), properties, { mandatory: false })
+        .publish("", replyTo ?? "", JSON.stringify({ replies }), properties, { mandatory: false })
         .catch((err) => log.warn("status reply not delivered", { err: err.message }))
-    let query: StatusQuery
+    let queries: StatusQuery[]
     try {
       if (!replyTo) throw new PoisonMessage("status query without reply-to")
-      query = decodeMessage(msg, StatusQuery, "StatusQuery")
+      queries = decodeMessage(msg, StatusQueryBatch, "StatusQueryBatch").queries
     } catch (err) {
       if (!(err instanceof PoisonMessage)) throw err
       await broker.deadLetter(msg, statusRpcQueue, err.message)
-      if (replyTo) await sendReply({ error: err.message })
+      // The caller cannot be told which of its queries was wrong, so it gets one error for the request.
+      if (replyTo) await sendReplies([{ error: err.message }])
       return
     }
     await msg.ack()
-    await sendReply(await answer(query).catch((err: Error) => ({ error: err.message })))
+    await sendReplies(
+      await Promise.all(
+        queries.map((query) => answer(query).catch((err: Error) => ({ error: err.message }))),
+      ),
+    )
   }
 
   const forgetExpiredKeys = setInterval(() => db.forgetExpiredClaims(Date.now()), 60_000)
   forgetExpiredKeys.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
-  const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQuery)
+  const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQueries)
 
   const app = new Hono()
   installErrorBoundary(app, log)

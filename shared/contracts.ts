@@ -420,6 +420,14 @@ export const StatusReply = v.union([
 ])
 export type StatusReply = v.InferOutput<typeof StatusReply>
 
+/**
+ * What travels on the RPC queue: a gateway sends every quick query of one event-loop turn as one request,
+ * and the store answers them in one reply, in the same order. Queries that hold their reply travel alone.
+ */
+export const StatusQueryBatch = v.object({ queries: v.pipe(v.array(StatusQuery), v.minLength(1)) })
+export type StatusQueryBatch = v.InferOutput<typeof StatusQueryBatch>
+export const StatusReplyBatch = v.object({ replies: v.array(v.unknown()) })
+
 /** AMQP `type` property of each message, so a queue that carries two contracts can tell them apart. */
 export const MessageType = {
   task: "task",

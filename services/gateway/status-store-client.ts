@@ -8,6 +8,8 @@ import {
   MessageType,
   RevokeReply,
   type StatusQuery,
+  type StatusQueryBatch,
+  StatusReplyBatch,
   TaskPageReply,
   type TaskRecord,
   TaskReply,
@@ -17,27 +19,70 @@ import {
 /** A group's results can be large; the batch body limit bounds them, and the store is trusted. */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024
 
+interface PendingQuery {
+  query: StatusQuery
+  answered: PromiseWithResolvers<unknown>
+}
+
 export class StatusStoreClient {
+  private pending: PendingQuery[] = []
+
   constructor(
     private readonly broker: Broker,
     /** How long the store may take to answer, on top of any wait the query asks it to hold. */
     private readonly timeoutMs: number,
   ) {}
 
+  /**
+   * Quick queries of the same turn share one request and one reply: under load that turns a round trip per
+   * GET into one per turn, which is most of what the broker saves. A query that holds its reply goes alone,
+   * so that it never holds up the others.
+   */
   private async ask<TSchema extends v.GenericSchema>(
     query: StatusQuery,
     schema: TSchema,
     holdMs = 0,
   ): Promise<v.InferOutput<TSchema>> {
+    let answer: unknown
+    if (holdMs > 0) {
+      ;[answer] = await this.send([query], holdMs)
+    } else {
+      const answered = Promise.withResolvers<unknown>()
+      this.pending.push({ query, answered })
+      if (this.pending.length === 1) setImmediate(() => this.flush())
+      answer = await answered.promise
+    }
+    const reply = v.parse(v.union([schema, ErrorReply]), answer)
+    if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
+    return reply
+  }
+
+  private flush(): void {
+    const batch = this.pending
+    this.pending = []
+    this.send(batch.map((p) => p.query)).then(
+      (replies) => {
+        batch.forEach((p, i) => {
+          p.answered.resolve(replies[i])
+        })
+      },
+      (err) => {
+        for (const p of batch) p.answered.reject(err)
+      },
+    )
+  }
+
+  private async send(queries: StatusQuery[], holdMs = 0): Promise<unknown[]> {
     const msg = await this.broker.call(
       this.broker.names.statusRpcQueue,
-      JSON.stringify(query),
+      JSON.stringify({ queries } satisfies StatusQueryBatch),
       MessageType.statusQuery,
       holdMs + this.timeoutMs,
     )
-    const reply = decodeMessage(msg, v.union([schema, ErrorReply]), "status store reply", MAX_REPLY_BYTES)
-    if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
-    return reply
+    const { replies } = decodeMessage(msg, StatusReplyBatch, "status store reply", MAX_REPLY_BYTES)
+    if (replies.length !== queries.length)
+      throw new Error(`status store: ${replies.length} replies to ${queries.length}`)
+    return replies
   }
 
   /** The task, or null when the store has never heard of it (after reading every event queued before). */
