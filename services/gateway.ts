@@ -36,6 +36,7 @@ import {
 import { EventPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { ServiceMetrics } from "../shared/metrics.ts"
 import { routeTask } from "../shared/topology.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
@@ -236,9 +237,11 @@ const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
 
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
+  const metrics = new ServiceMetrics(SERVICE)
   const broker = await Broker.connect({
     ...brokerOptions(SERVICE, config, log),
     publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
+    onReconnected: () => metrics.brokerReconnects.inc(),
   })
   const events = new EventPublisher(broker)
   const { names } = broker
@@ -434,6 +437,7 @@ export async function start(config: GatewayConfig) {
 
   const app = new Hono()
   app.use(serverTiming)
+  app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
   const docs = new ApiDocs(API_INFO, REQUEST_SCHEMAS, RESPONSE_SCHEMAS)
   const route = docs.route.bind(docs, app)
@@ -464,6 +468,16 @@ export async function start(config: GatewayConfig) {
       },
     },
     healthHandler(() => broker.connected),
+  )
+  route(
+    "get",
+    "/metrics",
+    {
+      summary: "Prometheus metrics of this gateway",
+      tag: "operations",
+      responses: { 200: { description: "The Prometheus text format", mediaType: "text/plain" } },
+    },
+    metrics.handler,
   )
 
   route(

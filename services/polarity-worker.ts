@@ -24,6 +24,7 @@ import {
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { ServiceMetrics } from "../shared/metrics.ts"
 import {
   eventRoutingKey,
   type RetryPolicy,
@@ -268,7 +269,11 @@ async function outcomeOf(
 
 export async function start(config: WorkerConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
-  const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
+  const metrics = new ServiceMetrics(SERVICE)
+  const broker = await Broker.connect({
+    ...brokerOptions(SERVICE, config, log),
+    onReconnected: () => metrics.brokerReconnects.inc(),
+  })
   const policy = topologyOptions(config).retry
   const events = new EventPublisher(broker)
   const workerName = `${hostname()}:${process.pid}`
@@ -390,8 +395,10 @@ export async function start(config: WorkerConfig) {
   ])
 
   const app = new Hono()
+  app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
   healthRoute(app, () => broker.connected)
+  app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.WORKER_PORT, config.WORKER_HOST)
   log.info("started", { url: server.url, prefetch: config.WORKER_PREFETCH, worker: workerName })
 

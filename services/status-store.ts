@@ -17,6 +17,7 @@ import {
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { ServiceMetrics } from "../shared/metrics.ts"
 import { currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
 
 export { mergeEvent } from "./status-store/database.ts"
@@ -77,8 +78,12 @@ interface Delivery {
 
 export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
+  const metrics = new ServiceMetrics(SERVICE)
   const db = openDatabase(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
-  const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
+  const broker = await Broker.connect({
+    ...brokerOptions(SERVICE, config, log),
+    onReconnected: () => metrics.brokerReconnects.inc(),
+  })
   const { statusEventsQueue, statusRpcQueue } = broker.names
   const events = new EventPublisher(broker)
 
@@ -326,8 +331,10 @@ export async function start(config: StoreConfig) {
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQueries)
 
   const app = new Hono()
+  app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
   healthRoute(app, () => broker.connected)
+  app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.STATUS_STORE_PORT, config.STATUS_STORE_HOST)
   log.info("started", { url: server.url, database: config.DATABASE_PATH })
 

@@ -23,6 +23,8 @@ export interface BrokerOptions {
   log: Logger
   /** Bound on how long a publish may wait for its confirm before it counts as failed. */
   publishTimeoutMs?: number
+  /** Called after each reconnect (not the first connect), e.g. to count them. */
+  onReconnected?: () => void
 }
 
 export function topologyOptions(config: BrokerConfig): TopologyOptions {
@@ -160,6 +162,7 @@ export class Broker {
   }
 
   private async reconnected(): Promise<void> {
+    this.options.onReconnected?.()
     await this.redeclare()
     for (const listener of this.listeners) await listener()
   }
