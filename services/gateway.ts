@@ -40,6 +40,7 @@ import { ServiceMetrics } from "../shared/metrics.ts"
 import { routeTask } from "../shared/topology.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
+import { TaskMetrics } from "./gateway/task-metrics.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 
 const SERVICE = "gateway"
@@ -244,6 +245,7 @@ export async function start(config: GatewayConfig) {
     onReconnected: () => metrics.brokerReconnects.inc(),
   })
   const events = new EventPublisher(broker)
+  const taskMetrics = new TaskMetrics(metrics)
   const { names } = broker
   if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
 
@@ -261,6 +263,7 @@ export async function start(config: GatewayConfig) {
 
   /** The task's PENDING event (attempt = run - 1), confirmed. */
   function emitPending(task: Task, group?: PendingGroup): Promise<void> {
+    taskMetrics.published(task)
     return events.emit({
       state: "PENDING",
       task_id: task.task_id,

@@ -33,6 +33,7 @@ import {
   routeTask,
   TASK_ROUTES,
 } from "../shared/topology.ts"
+import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 
 const SERVICE = "polarity-worker"
 
@@ -279,6 +280,7 @@ export async function start(config: WorkerConfig) {
   const workerName = `${hostname()}:${process.pid}`
   const { names } = broker
   let inHand = 0
+  const taskMetrics = new WorkerMetrics(metrics, () => inHand)
   let drained: PromiseWithResolvers<void> | undefined
 
   // Revokes reach this worker only while it is up: one started after a revoke runs that task, and the store
@@ -320,7 +322,9 @@ export async function start(config: WorkerConfig) {
     if (redeliveries >= config.REDELIVERY_LIMIT) {
       const error = `redelivered ${redeliveries} times without finishing: it crashes or stalls its worker`
       const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: Date.now() }
-      await events.emit({ ...base, state: "FAILURE", started_at: null, error })
+      const failure = { ...base, state: "FAILURE", started_at: null, error } as const
+      await events.emit(failure)
+      taskMetrics.taskEnded(task.kind, failure)
       return broker.deadLetter(msg, queue, error, "failed")
     }
     const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
@@ -332,7 +336,9 @@ export async function start(config: WorkerConfig) {
   async function expire(msg: AMQPMessage, task: Task, expiresAt: number): Promise<void> {
     const at = Date.now()
     const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at }
-    await events.emit({ ...base, state: "EXPIRED", expires_at: expiresAt })
+    const expired = { ...base, state: "EXPIRED", expires_at: expiresAt } as const
+    await events.emit(expired)
+    taskMetrics.taskEnded(task.kind, expired)
     await msg.ack()
   }
 
@@ -340,6 +346,7 @@ export async function start(config: WorkerConfig) {
     if (revoked.has(task.task_id)) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
+      taskMetrics.taskSkipped(task.kind)
       return msg.ack()
     }
     const startedAt = Date.now()
@@ -351,6 +358,7 @@ export async function start(config: WorkerConfig) {
       // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
       events.emit({ ...started, state: "STARTED", worker: workerName }).catch(() => {})
     }
+    taskMetrics.taskStarted(task.kind)
     const limit = new AttemptLimit(task.time_limit_ms, startedAt)
     const outcome = await outcomeOf(
       task,
@@ -360,6 +368,7 @@ export async function start(config: WorkerConfig) {
     )
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
+    taskMetrics.taskEnded(task.kind, outcome)
     if (outcome.state === "FAILURE") return broker.deadLetter(msg, queue, outcome.error, "failed")
     if (task.kind === "test:flaky" && task.crash_before_ack && !msg.properties.headers?.["x-redeliveries"])
       crash()

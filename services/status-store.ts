@@ -18,7 +18,8 @@ import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
-import { currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
+import { type Applied, currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
+import { StoreMetrics } from "./status-store/metrics.ts"
 
 export { mergeEvent } from "./status-store/database.ts"
 
@@ -86,6 +87,7 @@ export async function start(config: StoreConfig) {
   })
   const { statusEventsQueue, statusRpcQueue } = broker.names
   const events = new EventPublisher(broker)
+  const storeMetrics = new StoreMetrics(metrics)
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
@@ -113,7 +115,7 @@ export async function start(config: StoreConfig) {
     uncommitted = []
     const events = deliveries.flatMap((d) => d.events)
     try {
-      db.applyEvents(events)
+      applyEvents(events)
     } catch (err) {
       log.error("event commit failed, requeueing", { events: events.length, err })
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
@@ -124,6 +126,14 @@ export async function start(config: StoreConfig) {
       if (barrierId) barriers.get(barrierId)?.()
     }
     wakeWaiters(events)
+  }
+
+  function applyEvents(events: TaskEvent[]): Applied[] {
+    const endTimer = storeMetrics.commitSeconds.startTimer()
+    const applied = db.applyEvents(events)
+    endTimer()
+    storeMetrics.eventsCommitted(events.length, applied)
+    return applied
   }
 
   /** Queries held until a task or a group is final look again when one of its tasks ends. */
@@ -229,7 +239,7 @@ export async function start(config: StoreConfig) {
       run: currentRun(row),
       at: Date.now(),
     }
-    db.applyEvents([event])
+    applyEvents([event])
     wakeWaiters([event])
     await events.emit(event)
     const revoked = db.find(query.task_id)
@@ -279,6 +289,7 @@ export async function start(config: StoreConfig) {
   }
 
   function answer(query: StatusQuery): Promise<StatusReply> {
+    storeMetrics.queryAnswered(query.op)
     switch (query.op) {
       case "get":
         return getTask(query)

@@ -175,6 +175,43 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
   return next
 }
 
+/** An event new to the inbox, with the task's row before and after it. */
+export interface Applied {
+  event: TaskEvent
+  before: TaskRow | null
+  after: TaskRow
+}
+
+/** The status a task entered through this event, or null when the event changed nothing (late, outranked). */
+export function enteredStatus({ before, after }: Applied): TaskStatus | null {
+  return after.progress !== (before?.progress ?? -1) ? after.status : null
+}
+
+/** Latency phases of a task that ended: submitted → started (wait), started → finished (run), and in all. */
+export type LatencyPhase = "wait" | "run" | "total"
+
+const hasLatency = (row: TaskRow) =>
+  (row.status === "SUCCESS" || row.status === "FAILURE") && row.submitted_at !== null
+
+/**
+ * The phases, in milliseconds (never below 0), of a task whose record this event completed: it ended SUCCESS
+ * or FAILURE, or it had ended and its submission time arrived now (a fast worker's outcome often reaches the
+ * store before the gateway's PENDING). Each run of a task is measured once; a replay's, from the first submission.
+ */
+export function latencyOf({ before, after }: Applied): Partial<Record<LatencyPhase, number>> {
+  if (!hasLatency(after) || (before && hasLatency(before) && before.progress === after.progress)) return {}
+  const { submitted_at: submitted, started_at: started, finished_at: finished } = after
+  const spans: [LatencyPhase, number | null, number | null][] = [
+    ["wait", submitted, started],
+    ["run", started, finished],
+    ["total", submitted, finished],
+  ]
+  const phases: Partial<Record<LatencyPhase, number>> = {}
+  for (const [phase, from, to] of spans)
+    if (from !== null && to !== null) phases[phase] = Math.max(0, to - from)
+  return phases
+}
+
 const iso = (millis: number | null) => (millis === null ? null : new Date(millis).toISOString())
 
 export function toRecord(row: TaskRow): TaskRecord {
@@ -231,15 +268,19 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
     "INSERT OR IGNORE INTO groups VALUES (?, ?, ?)",
   )
   // One transaction per batch: the inbox entry and the state change commit together, or neither does.
-  const applyEvents = db.transaction((events: TaskEvent[]) => {
+  const applyEvents = db.transaction((events: TaskEvent[]): Applied[] => {
+    const applied: Applied[] = []
     for (const event of events) {
       if (recordInInbox.run(eventId(event)).changes === 0) continue
-      const row = mergeEvent(select.get(event.task_id), event)
+      const before = select.get(event.task_id)
+      const row = mergeEvent(before, event)
       upsert.run(Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, row[c]])))
       if (event.state === "PENDING" && event.group) {
         recordGroup.run(event.group.group_id, event.group.size, event.at)
       }
+      applied.push({ event, before, after: row })
     }
+    return applied
   })
   const selectClaim = db.query<ClaimRow, [string, number]>(
     "SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?",
