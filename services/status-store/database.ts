@@ -8,11 +8,14 @@ import {
   FINAL_STATUSES,
   type GroupRecord,
   TASK_STATUSES,
+  type TaskDetail,
   type TaskEvent,
   type TaskKind,
   type TaskRecord,
   type TaskStatus,
+  type WorkerHeartbeat,
 } from "../../shared/contracts.ts"
+import { type Applied, dashboardTables } from "./dashboard.ts"
 
 export interface TaskRow {
   task_id: string
@@ -62,6 +65,21 @@ const MIGRATIONS = [
   `CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, group_id TEXT,
      task_ids TEXT NOT NULL, lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);`,
+  // 4: the dashboard. Counts per status, per-second throughput and per-minute latency histograms, kept up to date
+  // by the events that change them, so that no figure needs a scan of the tasks; each task's history; listing
+  // by kind; the workers' last heartbeats.
+  `CREATE TABLE status_counts (status TEXT PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;
+   INSERT INTO status_counts SELECT status, count(*) FROM tasks GROUP BY status;
+   CREATE TABLE throughput (second INTEGER PRIMARY KEY, submitted INTEGER NOT NULL, succeeded INTEGER NOT NULL,
+     failed INTEGER NOT NULL, retried INTEGER NOT NULL);
+   CREATE TABLE latency_buckets (minute INTEGER NOT NULL, phase TEXT NOT NULL, bucket INTEGER NOT NULL,
+     tasks INTEGER NOT NULL, PRIMARY KEY (minute, phase, bucket)) WITHOUT ROWID;
+   CREATE TABLE task_events (task_id TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
+     run INTEGER NOT NULL, at INTEGER NOT NULL, detail TEXT, PRIMARY KEY (task_id, state, attempt)) WITHOUT ROWID;
+   CREATE INDEX tasks_by_kind ON tasks (kind, task_id);
+   CREATE INDEX tasks_by_status_kind ON tasks (status, kind, task_id);
+   CREATE TABLE workers (worker TEXT PRIMARY KEY, heartbeat TEXT NOT NULL, seen_at INTEGER NOT NULL)
+     WITHOUT ROWID;`,
 ]
 
 function migrate(db: Database): void {
@@ -175,43 +193,6 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
   return next
 }
 
-/** An event new to the inbox, with the task's row before and after it. */
-export interface Applied {
-  event: TaskEvent
-  before: TaskRow | null
-  after: TaskRow
-}
-
-/** The status a task entered through this event, or null when the event changed nothing (late, outranked). */
-export function enteredStatus({ before, after }: Applied): TaskStatus | null {
-  return after.progress !== (before?.progress ?? -1) ? after.status : null
-}
-
-/** Latency phases of a task that ended: submitted → started (wait), started → finished (run), and in all. */
-export type LatencyPhase = "wait" | "run" | "total"
-
-const hasLatency = (row: TaskRow) =>
-  (row.status === "SUCCESS" || row.status === "FAILURE") && row.submitted_at !== null
-
-/**
- * The phases, in milliseconds (never below 0), of a task whose record this event completed: it ended SUCCESS
- * or FAILURE, or it had ended and its submission time arrived now (a fast worker's outcome often reaches the
- * store before the gateway's PENDING). Each run of a task is measured once; a replay's, from the first submission.
- */
-export function latencyOf({ before, after }: Applied): Partial<Record<LatencyPhase, number>> {
-  if (!hasLatency(after) || (before && hasLatency(before) && before.progress === after.progress)) return {}
-  const { submitted_at: submitted, started_at: started, finished_at: finished } = after
-  const spans: [LatencyPhase, number | null, number | null][] = [
-    ["wait", submitted, started],
-    ["run", started, finished],
-    ["total", submitted, finished],
-  ]
-  const phases: Partial<Record<LatencyPhase, number>> = {}
-  for (const [phase, from, to] of spans)
-    if (from !== null && to !== null) phases[phase] = Math.max(0, to - from)
-  return phases
-}
-
 const iso = (millis: number | null) => (millis === null ? null : new Date(millis).toISOString())
 
 export function toRecord(row: TaskRow): TaskRecord {
@@ -256,6 +237,7 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   db.run(SCHEMA)
   migrate(db)
   const select = db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE task_id = ?")
+  const figures = dashboardTables(db)
   const upsert = db.query<void, Record<string, string | number | null>>(
     `INSERT INTO tasks (${UPSERT_COLUMNS.join(", ")}) VALUES (${UPSERT_COLUMNS.map((c) => `$${c}`).join(", ")})
      ON CONFLICT (task_id) DO UPDATE SET
@@ -280,6 +262,7 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
       }
       applied.push({ event, before, after: row })
     }
+    figures.record(applied)
     return applied
   })
   const selectClaim = db.query<ClaimRow, [string, number]>(
@@ -294,19 +277,45 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   const groupMembers = db.query<TaskRow, [string]>(
     "SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index",
   )
-  const newest = db.query<TaskRow, { after: string; limit: number }>(
-    "SELECT * FROM tasks WHERE task_id < $after ORDER BY task_id DESC LIMIT $limit",
-  )
-  const newestOfStatus = db.query<TaskRow, { status: string; after: string; limit: number }>(
-    "SELECT * FROM tasks WHERE status = $status AND task_id < $after ORDER BY task_id DESC LIMIT $limit",
-  )
   return {
     applyEvents: (events: TaskEvent[]) => applyEvents(events),
     find: (taskId: string) => select.get(taskId),
-    /** Up to `limit` tasks before `after` (all when absent), newest first: UUIDv7 ids sort by creation. */
-    list(status: TaskStatus | undefined, limit: number, after = "~"): TaskRow[] {
-      return status ? newestOfStatus.all({ status, after, limit }) : newest.all({ after, limit })
+    /**
+     * Up to `limit` tasks before `after` (all when absent), newest first: UUIDv7 ids sort by creation. Each
+     * filter has an index that holds the tasks in id order, so a page reads its own rows and no others.
+     */
+    list(filter: ListFilter, limit: number, after = "~"): TaskRow[] {
+      const where = ["task_id < $after"]
+      if (filter.status) where.push("status = $status")
+      if (filter.kind) where.push("kind = $kind")
+      // "~" sorts after every hex digit and dash: the ids that start with the prefix, and only they.
+      if (filter.idPrefix) where.push("task_id >= $prefix AND task_id < $prefix || '~'")
+      const sql = `SELECT * FROM tasks WHERE ${where.join(" AND ")} ORDER BY task_id DESC LIMIT $limit`
+      return db.query<TaskRow, Record<string, string | number>>(sql).all({
+        after,
+        limit,
+        ...(filter.status && { status: filter.status }),
+        ...(filter.kind && { kind: filter.kind }),
+        ...(filter.idPrefix && { prefix: filter.idPrefix }),
+      })
     },
+    /** The task with its input and timeline, or null for a task the store has not heard of. */
+    detail(taskId: string): TaskDetail | null {
+      const row = select.get(taskId)
+      if (!row) return null
+      const input = row.input === null ? null : (JSON.parse(row.input) as Record<string, unknown>)
+      return {
+        task: toRecord(row),
+        input,
+        run: Math.max(1, currentRun(row)),
+        timeline: figures.timeline(taskId),
+      }
+    },
+    stats: figures.stats,
+    recordHeartbeats: (heartbeats: WorkerHeartbeat[], seenAt: number) =>
+      figures.recordHeartbeats(heartbeats, seenAt),
+    workers: figures.workers,
+    prune: figures.prune,
     /** The key's claim, unless it has expired. */
     findClaim(key: string, now: number): Claim | null {
       const row = selectClaim.get(key, now)
@@ -324,6 +333,12 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
     },
     close: () => db.close(),
   }
+}
+
+export interface ListFilter {
+  status?: TaskStatus | undefined
+  kind?: TaskKind | undefined
+  idPrefix?: string | undefined
 }
 
 interface ClaimRow {

@@ -1,9 +1,9 @@
 // The status store's own metrics: events applied and skipped, the states tasks entered, the time tasks spent
 // waiting, running and in all, commit durations and queries answered.
-import { Counter, Histogram } from "prom-client"
-import type { StatusQuery } from "../../shared/contracts.ts"
+import { Counter, Gauge, Histogram } from "prom-client"
+import type { StatusQuery, TaskStatus } from "../../shared/contracts.ts"
 import type { ServiceMetrics } from "../../shared/metrics.ts"
-import { type Applied, enteredStatus, latencyOf } from "./database.ts"
+import { type Applied, enteredStatus, latencyOf } from "./dashboard.ts"
 
 const LATENCY_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
@@ -18,8 +18,17 @@ export class StoreMetrics {
   readonly commitSeconds: Histogram
   private readonly queries: Counter<"op">
 
-  constructor({ registry }: ServiceMetrics) {
+  constructor({ registry }: ServiceMetrics, statusCounts: () => Record<TaskStatus, number>) {
     const registers = [registry]
+    new Gauge({
+      name: "polarity_tasks",
+      help: "Tasks in the store, by status.",
+      labelNames: ["status"],
+      registers,
+      collect() {
+        for (const [status, tasks] of Object.entries(statusCounts())) this.set({ status }, tasks)
+      },
+    })
     this.applied = new Counter({
       name: "polarity_events_applied_total",
       help: "Task events applied to the database, by the state they report.",
