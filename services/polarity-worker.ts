@@ -33,6 +33,7 @@ import {
   routeTask,
   TASK_ROUTES,
 } from "../shared/topology.ts"
+import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 
 const SERVICE = "polarity-worker"
@@ -49,6 +50,8 @@ export const WorkerEnv = {
   REDELIVERY_LIMIT: integerVar(3, 1, 100),
   /** Revoked task ids kept in memory to skip them (Celery keeps 50,000 too). */
   REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
+  /** How often the worker publishes its heartbeat (the dashboard's worker list). */
+  WORKER_HEARTBEAT_MS: integerVar(5000, 50, 600_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }
@@ -403,6 +406,15 @@ export async function start(config: WorkerConfig) {
     broker.consume(names.quarantineQueue, 1, handleTask(names.quarantineQueue)),
   ])
 
+  const heartbeats = startHeartbeats(broker, {
+    worker: workerName,
+    prefetch: config.WORKER_PREFETCH,
+    intervalMs: config.WORKER_HEARTBEAT_MS,
+    inHand: () => inHand,
+    totals: taskMetrics.totals,
+    log,
+  })
+
   const app = new Hono()
   app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
@@ -417,6 +429,7 @@ export async function start(config: WorkerConfig) {
       drained = Promise.withResolvers()
       await drained.promise
     }
+    await heartbeats.stop()
     await server.stop()
     await broker.close()
     log.info("stopped")

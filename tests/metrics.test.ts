@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
+import { eventually, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -100,17 +100,6 @@ describe("GET /metrics on every service", () => {
     ).toBe(1)
   })
 })
-
-/** Retry `check` until it passes: a worker counts an outcome once the broker confirmed it, a moment after. */
-async function eventually(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; ; await Bun.sleep(20)) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() > deadline) throw err
-    }
-  }
-}
 
 async function post(path: string, body: unknown): Promise<string> {
   const res = await fetch(stack.url(path), {
