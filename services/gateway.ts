@@ -41,6 +41,7 @@ import { routeTask } from "../shared/topology.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
+import { retryRoute } from "./gateway/task-retry.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 
 const SERVICE = "gateway"
@@ -665,6 +666,7 @@ export async function start(config: GatewayConfig) {
       }
     },
   )
+  retryRoute(route, store, publishTask)
   // The seed app's path, kept for its clients.
   route("get", "/polarities/task/:taskId", { ...getTaskDoc, deprecated: true }, getTask)
 

@@ -287,12 +287,12 @@ export async function start(config: WorkerConfig) {
   let drained: PromiseWithResolvers<void> | undefined
 
   // Revokes reach this worker only while it is up: one started after a revoke runs that task, and the store
-  // keeps it REVOKED all the same.
+  // keeps it REVOKED all the same. A revoke ends one run: a retry of the task is a new run, and runs.
   const revoked = new RecentIds(config.REVOKED_IDS_KEPT)
   await broker.listen(names.eventsExchange, [eventRoutingKey("REVOKED")], (msg) => {
     try {
       for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
-        revoked.add(event.task_id)
+        revoked.add(`${event.task_id}:${event.run}`)
     } catch (err) {
       log.warn("revoke notice not understood", { err })
     }
@@ -346,7 +346,7 @@ export async function start(config: WorkerConfig) {
   }
 
   async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
-    if (revoked.has(task.task_id)) {
+    if (revoked.has(`${task.task_id}:${task.run}`)) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
       taskMetrics.taskSkipped(task.kind)
