@@ -4,7 +4,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import * as v from "valibot"
-import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
+import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   BatchAccepted,
@@ -38,6 +38,7 @@ import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } 
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { routeTask } from "../shared/topology.ts"
+import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
@@ -63,10 +64,11 @@ export const GatewayEnv = {
   SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
+  ...DashboardEnv,
 }
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>
 export const loadGatewayConfig = (env: Record<string, string | undefined> = process.env) =>
-  loadConfig(GatewayEnv, env)
+  checkDashboardConfig(loadConfig(GatewayEnv, env))
 
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
 
@@ -225,6 +227,7 @@ const RESPONSE_SCHEMAS = {
   Health,
   DeadLetterListing,
   ReplayResult,
+  ...DASHBOARD_SCHEMAS,
 }
 const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
 const LOCATION = {
@@ -738,6 +741,16 @@ export async function start(config: GatewayConfig) {
     )
   }
 
+  const dashboard = mountDashboard(app, route, {
+    config,
+    topology: topologyOptions(config),
+    broker,
+    store,
+    watchers,
+    metrics,
+    log,
+  })
+
   const openApi = docs.document()
   route(
     "get",
@@ -782,11 +795,12 @@ export async function start(config: GatewayConfig) {
 
   async function stop(): Promise<void> {
     watchers.close()
+    await dashboard.close()
     await server.stop()
     await broker.close()
     log.info("stopped")
   }
-  return { url: server.url, stop, app, openStreams: () => watchers.size }
+  return { url: server.url, stop, app, openStreams: () => watchers.size, dashboardStreams: dashboard.streams }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadGatewayConfig()))

@@ -592,3 +592,35 @@ export const DeadLetterListing = v.object({
 })
 
 export const ReplayResult = v.object({ replayed: v.number(), task_ids: v.array(TaskId) })
+
+/**
+ * Every queue of the prefix as the broker reports it. Depth and consumers come from passive declares. The rates
+ * (messages per second) come from the management API when RABBITMQ_MANAGEMENT_URL is set (`source:
+ * "management"`: `publish_rate` in, `deliver_rate` out); otherwise only `net_rate`, the change in depth per
+ * second between two samples (`source: "depth"`). A queue that does not exist (yet) is left out.
+ */
+export const QueueReport = v.object({
+  at: v.pipe(v.string(), v.isoTimestamp()),
+  source: v.picklist(["management", "depth"]),
+  queues: v.array(
+    v.object({
+      name: v.string(),
+      messages: Count,
+      consumers: Count,
+      /** A dead-letter queue: its depth is work that needs a person. */
+      dead_letter: v.boolean(),
+      publish_rate: v.nullable(v.number()),
+      deliver_rate: v.nullable(v.number()),
+      net_rate: v.nullable(v.number()),
+    }),
+  ),
+})
+export type QueueReport = v.InferOutput<typeof QueueReport>
+
+/** Everything the dashboard shows beside the task table, at once. */
+export const DashboardOverview = v.object({
+  stats: DashboardStats,
+  workers: v.array(WorkerRecord),
+  queues: QueueReport,
+})
+export type DashboardOverview = v.InferOutput<typeof DashboardOverview>

@@ -105,6 +105,17 @@ function timelineDetail(event: TaskEvent): string | null {
   }
 }
 
+/** Within an attempt: queued, started, then how it ended; REVOKED last, as it outranks the rest. */
+const TIMELINE_STAGE: Record<TaskStatus, number> = {
+  PENDING: 0,
+  STARTED: 1,
+  RETRY: 2,
+  SUCCESS: 3,
+  FAILURE: 3,
+  EXPIRED: 3,
+  REVOKED: 4,
+}
+
 interface TimelineRow {
   state: TaskStatus
   attempt: number
@@ -147,7 +158,7 @@ export function dashboardTables(db: Database) {
      GROUP BY phase, bucket ORDER BY bucket`,
   )
   const timeline = db.query<TimelineRow, [string]>(
-    "SELECT state, attempt, run, at, detail FROM task_events WHERE task_id = ? ORDER BY at, run, attempt",
+    "SELECT state, attempt, run, at, detail FROM task_events WHERE task_id = ?",
   )
   const putWorker = db.query<void, [string, string, number]>(
     "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
@@ -253,20 +264,26 @@ export function dashboardTables(db: Database) {
       }
     },
 
+    /** In the order the state machine ranks the events (run, attempt, stage), not by their clocks. */
     timeline(taskId: string) {
-      return timeline.all(taskId).map(({ state, attempt, run, at, detail }) => {
-        const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>
-        return {
-          at: iso(at),
-          state,
-          attempt,
-          run,
-          worker: typeof extra.worker === "string" ? extra.worker : null,
-          error: typeof extra.error === "string" ? extra.error : null,
-          started_at: isoOrNull(extra.started_at),
-          retry_at: isoOrNull(extra.retry_at),
-        }
-      })
+      const order = (a: TimelineRow, b: TimelineRow) =>
+        a.run - b.run || a.attempt - b.attempt || TIMELINE_STAGE[a.state] - TIMELINE_STAGE[b.state]
+      return timeline
+        .all(taskId)
+        .toSorted(order)
+        .map(({ state, attempt, run, at, detail }) => {
+          const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>
+          return {
+            at: iso(at),
+            state,
+            attempt,
+            run,
+            worker: typeof extra.worker === "string" ? extra.worker : null,
+            error: typeof extra.error === "string" ? extra.error : null,
+            started_at: isoOrNull(extra.started_at),
+            retry_at: isoOrNull(extra.retry_at),
+          }
+        })
     },
 
     recordHeartbeats: db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number) => {
