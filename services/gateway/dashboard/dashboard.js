@@ -5,6 +5,7 @@
 const STATUSES = ["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "EXPIRED", "REVOKED"]
 const CANCELLABLE = new Set(["PENDING", "RETRY"])
 const RETRYABLE = new Set(["FAILURE", "EXPIRED", "REVOKED"])
+/** What the stream sends; the chart shows the last minute, 5 or 10 minutes of it. */
 const SERIES_SECONDS = 600
 const PAGE_SIZE = 25
 
@@ -63,10 +64,13 @@ function mergeSeries({ t, submitted, succeeded, failed, retried }) {
   })
 }
 
+let lastDrawn = Date.now()
+
 function chartData(now) {
   const last = Math.floor(now / 1000)
+  const span = Number($("#chart-window").value)
   const columns = [[], [], [], [], []]
-  for (let second = last - SERIES_SECONDS + 1; second <= last; second++) {
+  for (let second = last - span + 1; second <= last; second++) {
     const values = series.get(second) ?? [0, 0, 0, 0]
     columns[0].push(second)
     values.forEach((value, i) => {
@@ -78,6 +82,7 @@ function chartData(now) {
 }
 
 function drawChart(now) {
+  lastDrawn = now
   const data = chartData(now)
   const target = $("#chart")
   if (!chart) {
@@ -100,6 +105,7 @@ function drawChart(now) {
       target,
     )
     window.addEventListener("resize", () => chart.setSize({ width: target.clientWidth, height: 200 }))
+    $("#chart-window").addEventListener("change", () => drawChart(lastDrawn))
   } else {
     chart.setData(data)
   }
@@ -135,15 +141,17 @@ function renderWorkers(workers) {
       element(
         "tr",
         { dataset: { worker: w.worker, status: w.status } },
-        element("td", { className: "id" }, w.worker),
+        element(
+          "td",
+          { className: "id", title: `host ${w.host}, pid ${w.pid}, up since ${w.started_at}` },
+          w.worker,
+        ),
         element("td", {}, element("span", { className: `badge ${w.status}` }, w.status)),
-        element("td", { className: "number" }, String(w.pid)),
         element("td", { className: "number" }, String(w.prefetch)),
         element("td", { className: "number" }, number.format(w.in_hand)),
         element("td", { className: "number" }, number.format(w.succeeded)),
         element("td", { className: "number" }, number.format(w.failed)),
         element("td", { className: "number" }, number.format(w.retried)),
-        element("td", {}, time(w.started_at)),
         element("td", {}, time(w.last_heartbeat_at)),
       ),
     ),
