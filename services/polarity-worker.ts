@@ -51,7 +51,7 @@ export const WorkerEnv = {
   /** Revoked task ids kept in memory to skip them (Celery keeps 50,000 too). */
   REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
   /** How often the worker publishes its heartbeat (the dashboard's worker list). */
-  WORKER_HEARTBEAT_MS: integerVar(5000, 50, 600_000),
+  WORKER_HEARTBEAT_MS: integerVar(2000, 50, 600_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }

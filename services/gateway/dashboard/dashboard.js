@@ -98,7 +98,7 @@ function drawChart(now) {
           line("submitted/s", "#2563eb"),
           line("retried/s", "#d97706"),
         ],
-        axes: [{}, { size: 44 }],
+        axes: [{}, { size: 60 }],
         scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
       },
       data,
