@@ -9,6 +9,7 @@ import type { Broker } from "../../shared/amqp.ts"
 import { ConfigError, integerVar } from "../../shared/config.ts"
 import {
   DashboardOverview,
+  explainIssues,
   MAX_PAGE_SIZE,
   TASK_KINDS,
   TaskDetail,
@@ -86,8 +87,7 @@ const TasksQuery = v.object({
 
 function parseQuery<TSchema extends v.GenericSchema>(schema: TSchema, query: Record<string, string>) {
   const result = v.safeParse(schema, query)
-  if (!result.success)
-    throw new Problem(422, result.issues.map((i) => `${v.getDotPath(i)}: ${i.message}`).join("; "))
+  if (!result.success) throw new Problem(422, explainIssues(result.issues))
   return result.output as v.InferOutput<TSchema>
 }
 
@@ -212,7 +212,7 @@ export function mountDashboard(
     "/dashboard/api/stream",
     {
       summary: "The dashboard's live feed as Server-Sent Events",
-      description: `\`overview\` (a DashboardOverview) at once, then every DASHBOARD_REFRESH_MS with only the last ${15} seconds of the series; \`tasks\` (\`{"changed": n}\`) at most twice a second while tasks change; \`problem\` (\`{"detail"}\`) when a refresh failed. A comment line keeps the connection alive.`,
+      description: `\`overview\` (a DashboardOverview) at once, then every DASHBOARD_REFRESH_MS with only the last 15 seconds of the series; \`tasks\` (\`{"changed": n}\`) at most twice a second while tasks change; \`problem\` (\`{"detail"}\`) when a refresh failed. A comment line keeps the connection alive.`,
       tag: "dashboard",
       responses: { 200: { description: "The event stream", mediaType: "text/event-stream" } },
       problems: [401],
