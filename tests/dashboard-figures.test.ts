@@ -135,7 +135,7 @@ describe("counts per status", () => {
       old.close()
       // As a version-3 database would be: the figures' tables not there yet.
       const raw = new Database(path)
-      raw.run(`DROP TABLE status_counts; DROP TABLE throughput; DROP TABLE latency_buckets; DROP TABLE task_events;
+      raw.run(`DROP TABLE status_counts; DROP TABLE throughput; DROP TABLE latency_buckets; ALTER TABLE inbox DROP COLUMN detail; ALTER TABLE inbox DROP COLUMN at; ALTER TABLE inbox DROP COLUMN run;
         DROP TABLE workers; DROP INDEX tasks_by_kind; DROP INDEX tasks_by_status_kind; PRAGMA user_version = 3`)
       raw.close()
       const db = openDatabase(path, "NORMAL")

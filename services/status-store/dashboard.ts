@@ -89,8 +89,8 @@ const SERIES_OF: Partial<Record<TaskStatus, Series>> = {
 /** Rates are per second over this many whole seconds before the current one. */
 const RATE_SECONDS = 10
 
-/** What one event adds to its task's timeline beyond its state, attempt, run and time. */
-function timelineDetail(event: TaskEvent): string | null {
+/** What one event adds to its task's timeline beyond its state, attempt, run and time (kept in the inbox). */
+export function timelineDetail(event: TaskEvent): string | null {
   switch (event.state) {
     case "STARTED":
       return JSON.stringify({ worker: event.worker })
@@ -124,6 +124,13 @@ interface TimelineRow {
   detail: string | null
 }
 
+interface InboxRow {
+  event_id: string
+  run: number
+  at: number
+  detail: string | null
+}
+
 const iso = (millis: number) => new Date(millis).toISOString()
 const isoOrNull = (millis: unknown) => (typeof millis === "number" ? iso(millis) : null)
 
@@ -140,9 +147,6 @@ export function dashboardTables(db: Database) {
     `INSERT INTO latency_buckets VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT (minute, phase, bucket) DO UPDATE SET tasks = tasks + ?4`,
   )
-  const addTimeline = db.query<void, [string, string, number, number, number, string | null]>(
-    "INSERT OR IGNORE INTO task_events VALUES (?, ?, ?, ?, ?, ?)",
-  )
   const counts = db.query<{ status: TaskStatus; tasks: number }, []>(
     "SELECT status, tasks FROM status_counts",
   )
@@ -157,9 +161,16 @@ export function dashboardTables(db: Database) {
     `SELECT phase, bucket, sum(tasks) AS tasks FROM latency_buckets WHERE minute >= ?
      GROUP BY phase, bucket ORDER BY bucket`,
   )
-  const timeline = db.query<TimelineRow, [string]>(
-    "SELECT state, attempt, run, at, detail FROM task_events WHERE task_id = ?",
+  // Event ids are `<task id>:<state>:<attempt>`, and ";" sorts right after ":". Events recorded before the
+  // timeline existed have no time and are left out.
+  const inboxOfTask = db.query<InboxRow, [string, string]>(
+    "SELECT event_id, run, at, detail FROM inbox WHERE event_id > ? AND event_id < ? AND at IS NOT NULL",
   )
+  const timelineRows = (taskId: string): TimelineRow[] =>
+    inboxOfTask.all(`${taskId}:`, `${taskId};`).map(({ event_id, run, at, detail }) => {
+      const [, state, attempt] = event_id.split(":")
+      return { state: state as TaskStatus, attempt: Number(attempt), run, at, detail }
+    })
   const putWorker = db.query<void, [string, string, number]>(
     "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
   )
@@ -185,7 +196,6 @@ export function dashboardTables(db: Database) {
       }
       for (const change of applied) {
         const { event, before, after } = change
-        addTimeline.run(event.task_id, event.state, event.attempt, event.run, event.at, timelineDetail(event))
         if (before?.status !== after.status) {
           if (before) add(statusDeltas, before.status, -1)
           add(statusDeltas, after.status, 1)
@@ -268,8 +278,7 @@ export function dashboardTables(db: Database) {
     timeline(taskId: string) {
       const order = (a: TimelineRow, b: TimelineRow) =>
         a.run - b.run || a.attempt - b.attempt || TIMELINE_STAGE[a.state] - TIMELINE_STAGE[b.state]
-      return timeline
-        .all(taskId)
+      return timelineRows(taskId)
         .toSorted(order)
         .map(({ state, attempt, run, at, detail }) => {
           const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>

@@ -15,7 +15,7 @@ import {
   type TaskStatus,
   type WorkerHeartbeat,
 } from "../../shared/contracts.ts"
-import { type Applied, dashboardTables } from "./dashboard.ts"
+import { type Applied, dashboardTables, timelineDetail } from "./dashboard.ts"
 
 export interface TaskRow {
   task_id: string
@@ -66,16 +66,18 @@ const MIGRATIONS = [
      task_ids TEXT NOT NULL, lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);`,
   // 4: the dashboard. Counts per status, per-second throughput and per-minute latency histograms, kept up to date
-  // by the events that change them, so that no figure needs a scan of the tasks; each task's history; listing
-  // by kind; the workers' last heartbeats.
+  // by the events that change them, so that no figure needs a scan of the tasks; each task's history, in the inbox
+  // (an event's id starts with its task's, so a task's events are one range of it); listing by kind; the workers'
+  // last heartbeats.
   `CREATE TABLE status_counts (status TEXT PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;
    INSERT INTO status_counts SELECT status, count(*) FROM tasks GROUP BY status;
    CREATE TABLE throughput (second INTEGER PRIMARY KEY, submitted INTEGER NOT NULL, succeeded INTEGER NOT NULL,
      failed INTEGER NOT NULL, retried INTEGER NOT NULL);
    CREATE TABLE latency_buckets (minute INTEGER NOT NULL, phase TEXT NOT NULL, bucket INTEGER NOT NULL,
      tasks INTEGER NOT NULL, PRIMARY KEY (minute, phase, bucket)) WITHOUT ROWID;
-   CREATE TABLE task_events (task_id TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
-     run INTEGER NOT NULL, at INTEGER NOT NULL, detail TEXT, PRIMARY KEY (task_id, state, attempt)) WITHOUT ROWID;
+   ALTER TABLE inbox ADD COLUMN run INTEGER;
+   ALTER TABLE inbox ADD COLUMN at INTEGER;
+   ALTER TABLE inbox ADD COLUMN detail TEXT;
    CREATE INDEX tasks_by_kind ON tasks (kind, task_id);
    CREATE INDEX tasks_by_status_kind ON tasks (status, kind, task_id);
    CREATE TABLE workers (worker TEXT PRIMARY KEY, heartbeat TEXT NOT NULL, seen_at INTEGER NOT NULL)
@@ -245,7 +247,9 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
          .map((c) => `${c} = excluded.${c}`)
          .join(", ")}`,
   )
-  const recordInInbox = db.query<void, [string]>("INSERT OR IGNORE INTO inbox VALUES (?)")
+  const recordInInbox = db.query<void, [string, number, number, string | null]>(
+    "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
+  )
   const recordGroup = db.query<void, [string, number, number]>(
     "INSERT OR IGNORE INTO groups VALUES (?, ?, ?)",
   )
@@ -253,7 +257,8 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   const applyEvents = db.transaction((events: TaskEvent[]): Applied[] => {
     const applied: Applied[] = []
     for (const event of events) {
-      if (recordInInbox.run(eventId(event)).changes === 0) continue
+      if (recordInInbox.run(eventId(event), event.run, event.at, timelineDetail(event)).changes === 0)
+        continue
       const before = select.get(event.task_id)
       const row = mergeEvent(before, event)
       upsert.run(Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, row[c]])))
