@@ -5,14 +5,22 @@
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
+import * as v from "valibot"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
-import { MessageType, Task, type TaskEvent, TaskEventBatch } from "../shared/contracts.ts"
+import {
+  explainIssues,
+  MessageType,
+  Task,
+  TaskBatch,
+  type TaskEvent,
+  TaskEventBatch,
+} from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { eventRoutingKey, retryDelayMs, retryRoutingKey, routeTask, TASK_ROUTES } from "../shared/topology.ts"
-import { AttemptLimit, crash, execute, outcomeOf } from "./polarity-worker/execution.ts"
+import { AttemptLimit, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
 
 const SERVICE = "polarity-worker"
 
@@ -74,26 +82,29 @@ export async function start(config: WorkerConfig) {
     }
   })
 
+  /** One task as a work-queue message of its own (retries, quarantine and dead letters travel one by one). */
+  const alone = (task: unknown) => JSON.stringify({ tasks: [task] } satisfies TaskBatch)
+
   /** The retry copy waits in the wait queue of its delay tier, then comes back to the work queue. */
   async function publishRetry(task: Task, retry: Extract<TaskEvent, { state: "RETRY" }>): Promise<void> {
     const tierMs = retryDelayMs(policy, task.attempt - task.run + 1)
-    const next: Task = { ...task, attempt: task.attempt + 1 }
-    await broker.publish(
-      names.retryExchange,
-      retryRoutingKey(tierMs, routeTask(task.kind)),
-      JSON.stringify(next),
-      {
-        type: MessageType.task,
-        messageId: task.task_id,
-        expiration: String(Math.max(0, retry.retry_at - retry.at)),
-      },
-    )
+    const routingKey = retryRoutingKey(tierMs, routeTask(task.kind))
+    await broker.publish(names.retryExchange, routingKey, alone({ ...task, attempt: task.attempt + 1 }), {
+      type: MessageType.task,
+      messageId: task.task_id,
+      expiration: String(Math.max(0, retry.retry_at - retry.at)),
+    })
+  }
+
+  /** Out of attempts, or a crasher: FAILURE, and the task goes to the failed dead-letter queue for a replay. */
+  async function fail(task: Task, error: string, queue: string, msg: AMQPMessage): Promise<void> {
+    await broker.publishDeadLetter(alone(task), queue, error, "failed", msg)
   }
 
   /**
-   * A redelivered task was in hand when a consumer died or lost its channel. It goes to the quarantine queue,
-   * consumed one at a time, so a task that crashes its worker every time is caught alone and dead-lettered
-   * after REDELIVERY_LIMIT deliveries instead of taking innocent tasks with it or looping forever.
+   * A redelivered message was in hand when a consumer died or lost its channel. Its tasks go to the quarantine
+   * queue one by one, consumed one at a time, so a task that crashes its worker every time is caught alone and
+   * dead-lettered after REDELIVERY_LIMIT deliveries instead of taking innocent tasks with it or looping forever.
    */
   async function quarantine(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
     const redeliveries = Number(msg.properties.headers?.["x-redeliveries"] ?? 0) + 1
@@ -102,31 +113,27 @@ export async function start(config: WorkerConfig) {
       const error = `redelivered ${redeliveries} times without finishing: it crashes or stalls its worker`
       const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: Date.now() }
       await events.emit({ ...base, state: "FAILURE", started_at: null, error })
-      return broker.deadLetter(msg, queue, error, "failed")
+      return fail(task, error, queue, msg)
     }
     const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
-    await broker.publish("", names.quarantineQueue, msg.body ?? "", { ...msg.properties, headers })
-    await msg.ack()
+    await broker.publish("", names.quarantineQueue, alone(task), { type: MessageType.task, headers })
   }
 
   /** A task taken after its deadline ends EXPIRED without running: final, not retried, not dead-lettered. */
-  async function expire(msg: AMQPMessage, task: Task, expiresAt: number): Promise<void> {
-    const at = Date.now()
-    const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at }
+  async function expire(task: Task, expiresAt: number): Promise<void> {
+    const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at: Date.now() }
     await events.emit({ ...base, state: "EXPIRED", expires_at: expiresAt })
-    await msg.ack()
   }
 
+  /** Resolves once everything the task's outcome needs (events, retry copy, dead letter) is confirmed. */
   async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
     if (revoked.has(task.task_id)) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
-      return msg.ack()
+      return
     }
     const startedAt = Date.now()
-    if (task.expires_at !== undefined && startedAt >= task.expires_at) {
-      return expire(msg, task, task.expires_at)
-    }
+    if (task.expires_at !== undefined && startedAt >= task.expires_at) return expire(task, task.expires_at)
     if (config.TRACK_STARTED) {
       const started = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: startedAt }
       // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
@@ -141,38 +148,49 @@ export async function start(config: WorkerConfig) {
     )
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
-    if (outcome.state === "FAILURE") return broker.deadLetter(msg, queue, outcome.error, "failed")
-    if (task.kind === "test:flaky" && task.crash_before_ack && !msg.properties.headers?.["x-redeliveries"])
-      crash()
-    await msg.ack()
+    if (outcome.state === "FAILURE") await fail(task, outcome.error, queue, msg)
   }
 
-  const handleTask = (queue: string) => async (msg: AMQPMessage) => {
-    let task: Task
+  /** Each task of the message on its own; a malformed one is dead-lettered alone. */
+  async function handleTask(msg: AMQPMessage, raw: unknown, queue: string): Promise<void> {
+    const parsed = v.safeParse(Task, raw)
+    if (!parsed.success) {
+      const reason = `not a valid Task: ${explainIssues(parsed.issues)}`
+      return broker.publishDeadLetter(alone(raw), queue, reason, "poison", msg)
+    }
+    return msg.redelivered ? quarantine(msg, parsed.output, queue) : run(msg, parsed.output, queue)
+  }
+
+  /** The message is acked once every one of its tasks has its outcome confirmed. */
+  const handleMessage = (queue: string) => async (msg: AMQPMessage) => {
+    let tasks: unknown[]
     try {
-      task = decodeMessage(msg, Task, "Task")
+      tasks = decodeMessage(msg, TaskBatch, "TaskBatch").tasks
     } catch (err) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.deadLetter(msg, queue, err.message)
     }
-    inHand++
+    inHand += tasks.length
     try {
-      await (msg.redelivered ? quarantine(msg, task, queue) : run(msg, task, queue))
+      await Promise.all(tasks.map((task) => handleTask(msg, task, queue)))
+      const firstDelivery = !msg.redelivered && !msg.properties.headers?.["x-redeliveries"]
+      if (config.ENABLE_TEST_TASKS && firstDelivery && tasks.some(crashesBeforeAck)) crash()
+      await msg.ack()
     } catch (err) {
-      // What the outcome needed was not confirmed, so the task must run again: hand it back.
-      log.error("task outcome not confirmed, requeueing", { taskId: task.task_id, err })
+      // What an outcome needed was not confirmed, so the tasks must run again: hand the message back.
+      log.error("task outcome not confirmed, requeueing", { tasks: tasks.length, err })
       await msg.nack(true).catch(() => {})
     } finally {
-      inHand--
+      inHand -= tasks.length
       if (inHand === 0) drained?.resolve()
     }
   }
 
   const consumers = await Promise.all([
     ...TASK_ROUTES.map((route) =>
-      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleTask(names.taskQueues[route])),
+      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleMessage(names.taskQueues[route])),
     ),
-    broker.consume(names.quarantineQueue, 1, handleTask(names.quarantineQueue)),
+    broker.consume(names.quarantineQueue, 1, handleMessage(names.quarantineQueue)),
   ])
 
   const app = new Hono()

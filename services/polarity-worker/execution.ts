@@ -64,6 +64,14 @@ async function runFlakyTask(task: FlakyTask, enabled: boolean, limit: AttemptLim
   return { succeeded_on_attempt: task.attempt }
 }
 
+/** The test task that kills its worker once, after its outcome is confirmed and before the ack. */
+export function crashesBeforeAck(task: unknown): boolean {
+  return (
+    (task as Partial<FlakyTask>).kind === "test:flaky" &&
+    (task as Partial<FlakyTask>).crash_before_ack === true
+  )
+}
+
 /** A real crash, not an exception: nothing is cleaned up and the tasks in hand stay unacked. */
 export function crash(): never {
   process.kill(process.pid, "SIGKILL")
