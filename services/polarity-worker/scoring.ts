@@ -7,6 +7,8 @@ import type { DocumentResult, Language, PolarityResult, SentenceResult } from ".
 
 /** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
 export function detectLanguage(review: string): Language {
+  // Most reviews have no Cyrillic at all: one search answers them without counting every letter.
+  if (!/\p{Script=Cyrillic}/u.test(review)) return "en"
   const letters = review.match(/\p{L}/gu)?.length ?? 0
   const cyrillic = review.match(/\p{Script=Cyrillic}/gu)?.length ?? 0
   return cyrillic * 2 > letters ? "ru" : "en"
