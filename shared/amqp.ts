@@ -309,8 +309,35 @@ export class Broker {
   }
 
   /**
-   * Move a message to a dead-letter queue with its reason, then ack it: `poison` for what cannot be decoded,
-   * `failed` for a task out of attempts. If that publish fails, reject it to the queue's own dead-letter exchange.
+   * Publish a body to a dead-letter queue with its reason: `poison` for what cannot be decoded, `failed` for a
+   * task out of attempts. `from` is the delivery it came from, whose properties and headers it keeps.
+   */
+  async publishDeadLetter(
+    body: string | Uint8Array,
+    queueName: string,
+    reason: string,
+    kind: keyof typeof DEAD_LETTER_KEYS,
+    from?: AMQPMessage,
+  ): Promise<void> {
+    this.options.log.warn("message dead-lettered", { queue: queueName, kind, reason })
+    const { headers, type, messageId, contentType } = from?.properties ?? {}
+    await this.publish(this.names.deadLetterExchange, DEAD_LETTER_KEYS[kind], body, {
+      headers: {
+        ...headers,
+        "x-dead-letter-reason": reason,
+        "x-original-queue": queueName,
+        "x-original-routing-key": from?.routingKey,
+        "x-dead-lettered-at": Date.now(),
+      },
+      ...(type !== undefined && { type }),
+      ...(messageId !== undefined && { messageId }),
+      ...(contentType !== undefined && { contentType }),
+    })
+  }
+
+  /**
+   * Move a whole message to a dead-letter queue with its reason, then ack it. If that publish fails, reject it
+   * to the queue's own dead-letter exchange.
    */
   async deadLetter(
     msg: AMQPMessage,
@@ -318,26 +345,8 @@ export class Broker {
     reason: string,
     kind: keyof typeof DEAD_LETTER_KEYS = "poison",
   ): Promise<void> {
-    this.options.log.warn("message dead-lettered", { queue: queueName, kind, reason })
-    const { headers, type, messageId, contentType } = msg.properties
     try {
-      await this.publish(
-        this.names.deadLetterExchange,
-        DEAD_LETTER_KEYS[kind],
-        msg.body ?? new Uint8Array(),
-        {
-          headers: {
-            ...headers,
-            "x-dead-letter-reason": reason,
-            "x-original-queue": queueName,
-            "x-original-routing-key": msg.routingKey,
-            "x-dead-lettered-at": Date.now(),
-          },
-          ...(type !== undefined && { type }),
-          ...(messageId !== undefined && { messageId }),
-          ...(contentType !== undefined && { contentType }),
-        },
-      )
+      await this.publishDeadLetter(msg.body ?? new Uint8Array(), queueName, reason, kind, msg)
       await msg.ack()
     } catch (err) {
       this.options.log.error("dead-letter publish failed, rejecting to the queue's dead-letter exchange", {

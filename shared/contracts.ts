@@ -186,6 +186,13 @@ export type FlakyTask = v.InferOutput<typeof FlakyTask>
 export const Task = v.variant("kind", [ReviewTask, DocumentTask, FlakyTask])
 export type Task = v.InferOutput<typeof Task>
 export type TaskKind = Task["kind"]
+
+/**
+ * A work-queue message: the tasks a gateway accepted in one turn for that queue (one, when it is not busy).
+ * Each task is checked on its own, so that one malformed task is dead-lettered without the others.
+ */
+export const TaskBatch = v.object({ tasks: v.pipe(v.array(v.unknown()), v.minLength(1)) })
+export type TaskBatch = v.InferOutput<typeof TaskBatch>
 export const TASK_KINDS = [
   "polarity:review",
   "document:sentences",

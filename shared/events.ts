@@ -1,47 +1,58 @@
-// Task events leave a service in batches: every event emitted in one turn of the event loop, per state,
-// goes out as one confirmed message. One message per batch instead of per task is what lets the broker
-// keep up; `emit` still resolves only once the broker has confirmed the batch holding that event. A batch is
-// also cut by size, so that many long reviews never make a message too large for its consumer.
+// Messages leave a service in batches: what is published to one routing key in one turn of the event loop
+// goes out as one confirmed message. One message per batch instead of per task is what lets the broker keep
+// up; each publish still resolves only once the broker has confirmed the message holding it. A batch is also
+// cut by count and by size, so that many long reviews never make a message too large for its consumer.
 import type { Broker } from "./amqp.ts"
-import { MessageType, type TaskEvent, type TaskStatus } from "./contracts.ts"
-import { eventRoutingKey } from "./topology.ts"
+import { MessageType, type Task, type TaskEvent } from "./contracts.ts"
+import { eventRoutingKey, routeTask } from "./topology.ts"
 
-interface PendingBatch {
-  events: TaskEvent[]
-  /** Characters of the events as JSON, to cut the batch before its message grows too large. */
+interface Batch<T> {
+  items: T[]
+  /** Characters of the items as JSON, to cut the batch before its message grows too large. */
   chars: number
   confirmed: PromiseWithResolvers<void>
 }
 
-export class EventPublisher {
-  private readonly pending = new Map<TaskStatus, PendingBatch>()
+interface CoalescingOptions<T> {
+  exchange: string
+  type: string
+  /** The message body of a batch. */
+  body: (items: T[]) => object
+  maxItems?: number
+  /**
+   * Characters of JSON per message: consumers refuse messages over MAX_MESSAGE_BYTES (1 MiB), and a
+   * character is at most 3 bytes of UTF-8, so a batch of long reviews is split before it gets there.
+   */
+  maxChars?: number
+  /** Last look at the batches of a turn before they go out. */
+  beforeFlush?: (pending: Map<string, Batch<T>>) => void
+}
+
+export class CoalescingPublisher<T> {
+  private readonly pending = new Map<string, Batch<T>>()
   private flushScheduled = false
 
   constructor(
     private readonly broker: Broker,
-    private readonly maxBatch = 1000,
-    /**
-     * Characters of JSON per message: consumers refuse messages over MAX_MESSAGE_BYTES (1 MiB), and a
-     * character is at most 3 bytes of UTF-8, so a batch of long reviews is split before it gets there.
-     */
-    private readonly maxChars = 256 * 1024,
+    private readonly options: CoalescingOptions<T>,
   ) {}
 
-  emit(event: TaskEvent): Promise<void> {
-    const chars = JSON.stringify(event).length + 1
-    let batch = this.pending.get(event.state)
-    if (batch && batch.chars + chars > this.maxChars) {
-      this.publish(event.state)
+  publish(routingKey: string, item: T): Promise<void> {
+    const { maxItems = 1000, maxChars = 256 * 1024 } = this.options
+    const chars = JSON.stringify(item).length + 1
+    let batch = this.pending.get(routingKey)
+    if (batch && batch.chars + chars > maxChars) {
+      this.send(routingKey)
       batch = undefined
     }
     if (!batch) {
-      batch = { events: [], chars: 0, confirmed: Promise.withResolvers() }
-      this.pending.set(event.state, batch)
+      batch = { items: [], chars: 0, confirmed: Promise.withResolvers() }
+      this.pending.set(routingKey, batch)
     }
-    batch.events.push(event)
+    batch.items.push(item)
     batch.chars += chars
-    if (batch.events.length >= this.maxBatch) {
-      this.publish(event.state)
+    if (batch.items.length >= maxItems) {
+      this.send(routingKey)
     } else if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(() => this.flush())
@@ -51,36 +62,72 @@ export class EventPublisher {
 
   private flush(): void {
     this.flushScheduled = false
-    this.dropSupersededStarts()
-    for (const state of [...this.pending.keys()]) this.publish(state)
+    this.options.beforeFlush?.(this.pending)
+    for (const routingKey of [...this.pending.keys()]) this.send(routingKey)
   }
 
-  /**
-   * A task that started and ended in the same turn (most do: scoring takes microseconds) needs no STARTED
-   * message: its outcome carries `started_at`. Dropping it halves the events of a busy worker.
-   */
-  private dropSupersededStarts(): void {
-    const started = this.pending.get("STARTED")
-    if (!started) return
-    const moved = new Set<string>()
-    for (const [state, batch] of this.pending) {
-      if (state !== "STARTED") for (const event of batch.events) moved.add(event.task_id)
-    }
-    started.events = started.events.filter((event) => !moved.has(event.task_id))
-    if (started.events.length > 0) return
-    this.pending.delete("STARTED")
-    started.confirmed.resolve()
-  }
-
-  private publish(state: TaskStatus): void {
-    const batch = this.pending.get(state)
+  private send(routingKey: string): void {
+    const batch = this.pending.get(routingKey)
     if (!batch) return
-    this.pending.delete(state)
-    const body = JSON.stringify({ events: batch.events })
+    this.pending.delete(routingKey)
+    const body = JSON.stringify(this.options.body(batch.items))
     this.broker
-      .publish(this.broker.names.eventsExchange, eventRoutingKey(state), body, {
-        type: MessageType.taskEvents,
-      })
+      .publish(this.options.exchange, routingKey, body, { type: this.options.type })
       .then(batch.confirmed.resolve, batch.confirmed.reject)
+  }
+}
+
+/** Task events, batched per state (routing key `task.<state>`). */
+export class EventPublisher {
+  private readonly batches: CoalescingPublisher<TaskEvent>
+
+  constructor(broker: Broker) {
+    this.batches = new CoalescingPublisher(broker, {
+      exchange: broker.names.eventsExchange,
+      type: MessageType.taskEvents,
+      body: (events) => ({ events }),
+      beforeFlush: dropSupersededStarts,
+    })
+  }
+
+  emit(event: TaskEvent): Promise<void> {
+    return this.batches.publish(eventRoutingKey(event.state), event)
+  }
+}
+
+/**
+ * A task that started and ended in the same turn (most do: scoring takes microseconds) needs no STARTED
+ * message: its outcome carries `started_at`. Dropping it halves the events of a busy worker.
+ */
+function dropSupersededStarts(pending: Map<string, Batch<TaskEvent>>): void {
+  const startedKey = eventRoutingKey("STARTED")
+  const started = pending.get(startedKey)
+  if (!started) return
+  const moved = new Set<string>()
+  for (const [key, batch] of pending) {
+    if (key !== startedKey) for (const event of batch.items) moved.add(event.task_id)
+  }
+  started.items = started.items.filter((event) => !moved.has(event.task_id))
+  if (started.items.length > 0) return
+  pending.delete(startedKey)
+  started.confirmed.resolve()
+}
+
+/** New tasks, batched per work queue: a work-queue message carries every task of a turn for that queue. */
+export class TaskPublisher {
+  private readonly batches: CoalescingPublisher<Task>
+
+  constructor(broker: Broker) {
+    this.batches = new CoalescingPublisher(broker, {
+      exchange: broker.names.tasksExchange,
+      type: MessageType.task,
+      body: (tasks) => ({ tasks }),
+      // A batch is one delivery and one ack: small enough to spread over several workers.
+      maxItems: 100,
+    })
+  }
+
+  publish(task: Task): Promise<void> {
+    return this.batches.publish(routeTask(task.kind), task)
   }
 }

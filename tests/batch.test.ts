@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { type GroupRecord, MAX_BATCH_SIZE, TASK_STATUSES, type TaskStatus } from "../shared/contracts.ts"
-import { type Stack, startStack, taskBody } from "./support.ts"
+import { expectProblem, type Stack, startStack, taskBody } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -24,16 +24,6 @@ function counts(of: Partial<Record<TaskStatus, number>>): Record<TaskStatus, num
     TaskStatus,
     number
   >
-}
-
-async function expectProblem(res: Response, status: number, detail: string | RegExp) {
-  expect(res.headers.get("content-type")).toBe("application/problem+json")
-  expect(await res.json()).toEqual({
-    type: "about:blank",
-    title: expect.any(String),
-    status,
-    detail: typeof detail === "string" ? detail : expect.stringMatching(detail),
-  })
 }
 
 describe("POST /polarities/batch?wait= answers with every result, in input order", () => {

@@ -101,9 +101,11 @@ describe("the task name's prefix picks the queue", () => {
     for (const route of ["polarity", "default"])
       await amqp.channel.queueBind(name, stack.names.tasksExchange, route)
     const copies: { routingKey: string; task: Task }[] = []
+    // Each work-queue message carries the tasks of one turn; these two are sent one after the other.
     const got = Promise.withResolvers<void>()
     await amqp.channel.basicConsume(name, { noAck: true }, (msg) => {
-      copies.push({ routingKey: msg.routingKey, task: JSON.parse(msg.bodyString() ?? "") as Task })
+      const { tasks } = JSON.parse(msg.bodyString() ?? "") as { tasks: Task[] }
+      for (const task of tasks) copies.push({ routingKey: msg.routingKey, task })
       if (copies.length === 2) got.resolve()
     })
     await fetch(stack.url("/polarities"), {

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { afterAll, beforeAll, describe, test } from "bun:test"
 import { MAX_REVIEW_LENGTH } from "../shared/contracts.ts"
-import { type Stack, startStack } from "./support.ts"
+import { expectProblem, type Stack, startStack } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -9,17 +9,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
-
-async function expectProblem(res: Response, status: number, detail: RegExp) {
-  expect(res.headers.get("content-type")).toBe("application/problem+json")
-  expect(await res.json()).toEqual({
-    type: "about:blank",
-    title: expect.any(String),
-    status,
-    detail: expect.stringMatching(detail),
-  })
-  expect(res.status).toBe(status)
-}
 
 const post = (body: string | Uint8Array, contentType = "application/json", query = "") =>
   fetch(stack.url(`/polarities${query}`), { method: "POST", headers: { "content-type": contentType }, body })

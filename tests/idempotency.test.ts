@@ -5,7 +5,7 @@ import { Broker, brokerOptions } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
 import type { GroupRecord, TaskAccepted } from "../shared/contracts.ts"
 import { createLogger } from "../shared/log.ts"
-import { type Stack, startStack, taskBody, waitForFinal, watchEvents } from "./support.ts"
+import { expectProblem, type Stack, startStack, taskBody, waitForFinal, watchEvents } from "./support.ts"
 
 const KEY_TTL_SECONDS = 2
 
@@ -25,11 +25,6 @@ const post = (path: string, body: unknown, key?: string) =>
   })
 
 const newKey = () => `key-${crypto.randomUUID()}`
-
-async function expectProblem(res: Response, status: number, detail: string) {
-  expect(res.headers.get("content-type")).toBe("application/problem+json")
-  expect(await res.json()).toEqual({ type: "about:blank", title: expect.any(String), status, detail })
-}
 
 describe("Idempotency-Key: repeating a submission answers the same task", () => {
   test("the same key and body twice: one task, the repeat marked as replayed", async () => {

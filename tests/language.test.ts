@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import Sentiment from "sentiment"
-import { detectLanguage, scoreReview } from "../services/polarity-worker.ts"
+import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import type { Language } from "../shared/contracts.ts"
 import { ENGLISH_REVIEWS, RUSSIAN_REVIEWS } from "./reviews.ts"
 import { postBody, type Stack, startStack, taskBody } from "./support.ts"

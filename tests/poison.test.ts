@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { Topology } from "../shared/topology.ts"
-import { postReview, rawChannel, type Stack, startStack, takeMessages, taskBody } from "./support.ts"
+import {
+  postReview,
+  rawChannel,
+  type Stack,
+  startStack,
+  takeMessages,
+  taskBody,
+  waitForFinal,
+} from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -23,6 +31,32 @@ const malformed: [string, Uint8Array][] = [
   ["empty", new Uint8Array()],
   ["over 1 MiB", new TextEncoder().encode(JSON.stringify({ review: "x".repeat(2 * 1024 * 1024) }))],
 ]
+
+describe("a work-queue message of several tasks", () => {
+  test("dead-letters a malformed task alone and runs the others", async () => {
+    const good = (i: number) => ({
+      task_id: Bun.randomUUIDv7(),
+      kind: "polarity:review",
+      review: `good ${i}`,
+      submitted_at: Date.now(),
+      attempt: 1,
+    })
+    const tasks = [good(1), { kind: "polarity:review", review: 42 }, good(2)]
+    {
+      await using amqp = await rawChannel()
+      await amqp.channel.basicPublish(stack.names.tasksExchange, "polarity", JSON.stringify({ tasks }), {
+        deliveryMode: 2,
+      })
+    }
+    const [letter] = await takeMessages(stack.names.poisonQueue, 1)
+    expect(String(letter?.properties.headers?.["x-dead-letter-reason"])).toMatch(/^not a valid Task: /)
+    expect(JSON.parse(letter?.bodyString() ?? "")).toEqual({ tasks: [tasks[1]] })
+    for (const task of [tasks[0], tasks[2]]) {
+      const final = await waitForFinal(stack, (task as { task_id: string }).task_id)
+      expect(final.status).toBe("SUCCESS")
+    }
+  })
+})
 
 describe("a malformed message on any queue is dead-lettered with its reason, and the consumer goes on", () => {
   const consumedQueues: [string, (names: Topology) => string][] = [

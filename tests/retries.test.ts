@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { TaskEvent } from "../shared/contracts.ts"
-import { type Stack, startStack, taskBody, waitForFinal, watchEvents } from "./support.ts"
+import { type Stack, startStack, submitFlaky, waitForFinal, watchEvents } from "./support.ts"
 
 // Retries 100, 200, 400 ms: short enough for a test, long enough to see them grow.
 const RETRY_BASE_DELAY_MS = 100
@@ -21,23 +21,13 @@ afterAll(async () => {
 
 const admin = { authorization: "Bearer s3cret" }
 
-async function submitFlaky(body: Record<string, unknown>): Promise<string> {
-  const res = await fetch(stack.url("/test/flaky"), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  })
-  expect(res.status).toBe(202)
-  return (await taskBody(res)).task_id
-}
-
 const ofTask = (taskId: string, state: TaskEvent["state"]) => (events: TaskEvent[]) =>
   events.filter((e) => e.task_id === taskId && e.state === state)
 
 describe("a failing task is retried with growing delays held by the broker", () => {
   test("failing twice, then succeeding, ends SUCCESS with attempts = 3 and growing delays", async () => {
     await using watch = await watchEvents(stack)
-    const taskId = await submitFlaky({ fail_times: 2 })
+    const taskId = await submitFlaky(stack, { fail_times: 2 })
     const final = await waitForFinal(stack, taskId)
     expect(final).toMatchObject({
       status: "SUCCESS",
@@ -72,7 +62,7 @@ describe("a failing task is retried with growing delays held by the broker", () 
   })
 
   test("a NonRetryableError skips the retries and dead-letters the task", async () => {
-    const taskId = await submitFlaky({ fail_times: 5, non_retryable: true })
+    const taskId = await submitFlaky(stack, { fail_times: 5, non_retryable: true })
     const final = await waitForFinal(stack, taskId)
     expect(final).toMatchObject({
       status: "FAILURE",
@@ -87,7 +77,7 @@ describe("a failing task is retried with growing delays held by the broker", () 
 describe("a task out of retries ends FAILURE in the failed dead-letter queue, and a replay brings it back", () => {
   test("fails every attempt, is listed with its reason, and a replay runs it again to SUCCESS", async () => {
     // Attempts 1–4 fail (one try plus MAX_RETRIES); the replay's attempt 5 fails, attempt 6 succeeds.
-    const taskId = await submitFlaky({ fail_times: 5 })
+    const taskId = await submitFlaky(stack, { fail_times: 5 })
     const failed = await waitForFinal(stack, taskId)
     expect(failed).toMatchObject({ status: "FAILURE", attempts: MAX_RETRIES + 1, result: null })
     expect(failed.error).toBe("Error: planned failure on attempt 4 of the first 5")

@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { TaskEvent, TaskPage, TaskRecord } from "../shared/contracts.ts"
-import { rawChannel, type Stack, startStack, taskBody, waitForFinal, watchEvents } from "./support.ts"
+import {
+  expectProblem,
+  rawChannel,
+  type Stack,
+  startStack,
+  submitFlaky,
+  taskBody,
+  waitForFinal,
+  watchEvents,
+} from "./support.ts"
 
 // One task at a time per queue, so that a sleeping task holds the ones behind it in the broker.
 let stack: Stack
@@ -16,16 +25,6 @@ afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
 
-async function submitFlaky(body: Record<string, unknown> = {}): Promise<string> {
-  const res = await fetch(stack.url("/test/flaky"), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  })
-  expect(res.status).toBe(202)
-  return (await taskBody(res)).task_id
-}
-
 const revoke = (taskId: string) => fetch(stack.url(`/polarities/tasks/${taskId}`), { method: "DELETE" })
 
 /** Poll the API until the task shows `status` (the store's view, which a revoke is judged by). */
@@ -37,25 +36,15 @@ async function untilStatus(taskId: string, status: TaskRecord["status"]): Promis
   throw new Error(`task ${taskId} never showed ${status}`)
 }
 
-async function expectProblem(res: Response, status: number, detail: string | RegExp) {
-  expect(res.headers.get("content-type")).toBe("application/problem+json")
-  expect(await res.json()).toEqual({
-    type: "about:blank",
-    title: expect.any(String),
-    status,
-    detail: typeof detail === "string" ? detail : expect.stringMatching(detail),
-  })
-}
-
 const statesOf = (events: TaskEvent[], taskId: string) =>
   events.filter((event) => event.task_id === taskId).map((event) => `${event.state}:${event.attempt}`)
 
 describe("DELETE /polarities/tasks/{id} revokes a task that has not started", () => {
   test("a queued task ends REVOKED at once, and the worker skips it", async () => {
     await using watch = await watchEvents(stack)
-    const blocker = await submitFlaky({ sleep_ms: 500 })
+    const blocker = await submitFlaky(stack, { sleep_ms: 500 })
     await untilStatus(blocker, "STARTED")
-    const target = await submitFlaky()
+    const target = await submitFlaky(stack)
 
     const res = await revoke(target)
     expect(res.status).toBe(200)
@@ -74,7 +63,7 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
     } satisfies TaskRecord)
 
     // Queued behind the revoked task: once it has run, the worker has had the revoked one in hand.
-    const after = await submitFlaky()
+    const after = await submitFlaky(stack)
     expect((await waitForFinal(stack, after)).status).toBe("SUCCESS")
     expect(statesOf(watch.events, target).toSorted()).toEqual(["PENDING:0", "REVOKED:0"])
     expect(await fetch(stack.url(`/polarities/tasks/${target}`)).then(taskBody)).toEqual(revoked)
@@ -82,7 +71,7 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
 
   test("a task waiting for its retry ends REVOKED, and the retry never runs", async () => {
     await using watch = await watchEvents(stack)
-    const target = await submitFlaky({ fail_times: 1 })
+    const target = await submitFlaky(stack, { fail_times: 1 })
     await untilStatus(target, "RETRY")
     const res = await revoke(target)
     expect(res.status).toBe(200)
@@ -93,7 +82,7 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
     const retryAt = retry?.state === "RETRY" ? retry.retry_at : Number.POSITIVE_INFINITY
     // Once the retry is due it is back in the work queue, and a task queued after it runs after it.
     while (Date.now() < retryAt + 50) await Bun.sleep(10)
-    const after = await submitFlaky()
+    const after = await submitFlaky(stack)
     expect((await waitForFinal(stack, after)).status).toBe("SUCCESS")
     expect(statesOf(watch.events, target).toSorted()).toEqual([
       "PENDING:0",
@@ -104,9 +93,9 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
   })
 
   test("a worker's report of a run it started before the revoke does not undo REVOKED", async () => {
-    const blocker = await submitFlaky({ sleep_ms: 300 })
+    const blocker = await submitFlaky(stack, { sleep_ms: 300 })
     await untilStatus(blocker, "STARTED")
-    const target = await submitFlaky()
+    const target = await submitFlaky(stack)
     expect((await revoke(target)).status).toBe(200)
 
     await using amqp = await rawChannel()
@@ -142,7 +131,7 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
 
 describe("DELETE /polarities/tasks/{id} refuses what cannot be revoked", () => {
   test("a running task is a 409 problem, and it goes on to finish", async () => {
-    const taskId = await submitFlaky({ sleep_ms: 300 })
+    const taskId = await submitFlaky(stack, { sleep_ms: 300 })
     await untilStatus(taskId, "STARTED")
     const res = await revoke(taskId)
     expect(res.status).toBe(409)
@@ -170,9 +159,9 @@ describe("DELETE /polarities/tasks/{id} refuses what cannot be revoked", () => {
   })
 
   test("revoking twice: the second is a 409, the task stays REVOKED", async () => {
-    const blocker = await submitFlaky({ sleep_ms: 300 })
+    const blocker = await submitFlaky(stack, { sleep_ms: 300 })
     await untilStatus(blocker, "STARTED")
-    const target = await submitFlaky()
+    const target = await submitFlaky(stack)
     expect((await revoke(target)).status).toBe(200)
     await expectProblem(await revoke(target), 409, /already finished \(REVOKED\)/)
     await waitForFinal(stack, blocker)

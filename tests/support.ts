@@ -1,5 +1,6 @@
 // Starts the three services in process against the real broker, under a name prefix of their own,
 // and removes every queue and exchange of that prefix afterwards.
+import { expect } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -135,6 +136,29 @@ export async function postBody(stack: Stack, body: unknown, query = ""): Promise
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
   })
+}
+
+/** An RFC 9457 problem: its content type, status and a `detail` equal to or matching `detail`. */
+export async function expectProblem(res: Response, status: number, detail: string | RegExp): Promise<void> {
+  expect(res.headers.get("content-type")).toBe("application/problem+json")
+  expect(await res.json()).toEqual({
+    type: "about:blank",
+    title: expect.any(String),
+    status,
+    detail: typeof detail === "string" ? detail : expect.stringMatching(detail),
+  })
+  expect(res.status).toBe(status)
+}
+
+/** Submit the test-only flaky task (the stack needs ENABLE_TEST_TASKS) and return its id. */
+export async function submitFlaky(stack: Stack, body: Record<string, unknown> = {}): Promise<string> {
+  const res = await fetch(stack.url("/test/flaky"), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  })
+  expect(res.status).toBe(202)
+  return (await taskBody(res)).task_id
 }
 
 /** The body of a task response, typed as the API documents it. */

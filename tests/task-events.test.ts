@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { TaskRecord } from "../shared/contracts.ts"
-import { postReview, type Stack, startStack, taskBody } from "./support.ts"
+import { postReview, type Stack, startStack, submitFlaky, taskBody } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -58,16 +58,6 @@ async function readStream(res: Response, timeoutMs = 15_000) {
 const streamOf = (taskId: string, headers: Record<string, string> = {}) =>
   fetch(stack.url(`/polarities/tasks/${taskId}/events`), { headers })
 
-async function submitFlaky(body: Record<string, unknown>): Promise<string> {
-  const res = await fetch(stack.url("/test/flaky"), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  })
-  expect(res.status).toBe(202)
-  return (await taskBody(res)).task_id
-}
-
 const STAGE = { PENDING: 0, STARTED: 1, RETRY: 2 } as Record<string, number>
 const progressOf = ({ data }: SseEvent) => data.attempts * 10 + (STAGE[data.status] ?? 9)
 
@@ -83,7 +73,7 @@ describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
   })
 
   test("a running task: each state as it changes, ending with the final one", async () => {
-    const taskId = await submitFlaky({ fail_times: 1, sleep_ms: 300 })
+    const taskId = await submitFlaky(stack, { fail_times: 1, sleep_ms: 300 })
     const { events, comments } = await readStream(await streamOf(taskId))
     const statuses = events.map((e) => e.event)
     expect(statuses.at(-1)).toBe("SUCCESS")
@@ -122,7 +112,7 @@ describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
   })
 
   test("a client that goes away leaves no stream behind", async () => {
-    const taskId = await submitFlaky({ sleep_ms: 1000 })
+    const taskId = await submitFlaky(stack, { sleep_ms: 1000 })
     const controller = new AbortController()
     const res = await fetch(stack.url(`/polarities/tasks/${taskId}/events`), { signal: controller.signal })
     const reader = res.body?.getReader()

@@ -34,7 +34,7 @@ describe("workers killed with -9", () => {
     })
     let kills = 0
     while (submitting) {
-      await Bun.sleep(250)
+      await Bun.sleep(150)
       const victim = cluster.workers[kills % cluster.workers.length]
       await victim?.kill()
       kills++
