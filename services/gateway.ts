@@ -4,7 +4,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import * as v from "valibot"
-import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
+import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   BatchAccepted,
@@ -36,8 +36,12 @@ import {
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { ServiceMetrics } from "../shared/metrics.ts"
+import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
+import { TaskMetrics } from "./gateway/task-metrics.ts"
+import { retryRoute } from "./gateway/task-retry.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 
 const SERVICE = "gateway"
@@ -59,10 +63,11 @@ export const GatewayEnv = {
   SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
+  ...DashboardEnv,
 }
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>
 export const loadGatewayConfig = (env: Record<string, string | undefined> = process.env) =>
-  loadConfig(GatewayEnv, env)
+  checkDashboardConfig(loadConfig(GatewayEnv, env))
 
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
 
@@ -221,6 +226,7 @@ const RESPONSE_SCHEMAS = {
   Health,
   DeadLetterListing,
   ReplayResult,
+  ...DASHBOARD_SCHEMAS,
 }
 const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
 const LOCATION = {
@@ -235,11 +241,14 @@ const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
 
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
+  const metrics = new ServiceMetrics(SERVICE)
   const broker = await Broker.connect({
     ...brokerOptions(SERVICE, config, log),
     publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
+    onReconnected: () => metrics.brokerReconnects.inc(),
   })
   const events = new EventPublisher(broker)
+  const taskMetrics = new TaskMetrics(metrics)
   const { names } = broker
   if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
 
@@ -252,6 +261,7 @@ export async function start(config: GatewayConfig) {
 
   /** The task's PENDING event (attempt = run - 1), confirmed. */
   function emitPending(task: Task, group?: PendingGroup): Promise<void> {
+    taskMetrics.published(task)
     return events.emit({
       state: "PENDING",
       task_id: task.task_id,
@@ -432,6 +442,7 @@ export async function start(config: GatewayConfig) {
 
   const app = new Hono()
   app.use(serverTiming)
+  app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
   const docs = new ApiDocs(API_INFO, REQUEST_SCHEMAS, RESPONSE_SCHEMAS)
   const route = docs.route.bind(docs, app)
@@ -462,6 +473,16 @@ export async function start(config: GatewayConfig) {
       },
     },
     healthHandler(() => broker.connected),
+  )
+  route(
+    "get",
+    "/metrics",
+    {
+      summary: "Prometheus metrics of this gateway",
+      tag: "operations",
+      responses: { 200: { description: "The Prometheus text format", mediaType: "text/plain" } },
+    },
+    metrics.handler,
   )
 
   route(
@@ -646,6 +667,7 @@ export async function start(config: GatewayConfig) {
       }
     },
   )
+  retryRoute(route, store, publishTask)
   // The seed app's path, kept for its clients.
   route("get", "/polarities/task/:taskId", { ...getTaskDoc, deprecated: true }, getTask)
 
@@ -717,6 +739,16 @@ export async function start(config: GatewayConfig) {
     )
   }
 
+  const dashboard = mountDashboard(app, route, {
+    config,
+    topology: topologyOptions(config),
+    broker,
+    store,
+    watchers,
+    metrics,
+    log,
+  })
+
   const openApi = docs.document()
   route(
     "get",
@@ -761,11 +793,12 @@ export async function start(config: GatewayConfig) {
 
   async function stop(): Promise<void> {
     watchers.close()
+    await dashboard.close()
     await server.stop()
     await broker.close()
     log.info("stopped")
   }
-  return { url: server.url, stop, app, openStreams: () => watchers.size }
+  return { url: server.url, stop, app, openStreams: () => watchers.size, dashboardStreams: dashboard.streams }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadGatewayConfig()))

@@ -19,8 +19,11 @@ import {
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { ServiceMetrics } from "../shared/metrics.ts"
 import { eventRoutingKey, retryDelayMs, retryRoutingKey, routeTask, TASK_ROUTES } from "../shared/topology.ts"
 import { AttemptLimit, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
+import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
+import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 
 const SERVICE = "polarity-worker"
 
@@ -36,6 +39,8 @@ export const WorkerEnv = {
   REDELIVERY_LIMIT: integerVar(3, 1, 100),
   /** Revoked task ids kept in memory to skip them (Celery keeps 50,000 too). */
   REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
+  /** How often the worker publishes its heartbeat (the dashboard's worker list). */
+  WORKER_HEARTBEAT_MS: integerVar(2000, 50, 600_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
 }
@@ -62,21 +67,26 @@ class RecentIds {
 
 export async function start(config: WorkerConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
-  const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
+  const metrics = new ServiceMetrics(SERVICE)
+  const broker = await Broker.connect({
+    ...brokerOptions(SERVICE, config, log),
+    onReconnected: () => metrics.brokerReconnects.inc(),
+  })
   const policy = topologyOptions(config).retry
   const events = new EventPublisher(broker)
   const workerName = `${hostname()}:${process.pid}`
   const { names } = broker
   let inHand = 0
+  const taskMetrics = new WorkerMetrics(metrics, () => inHand)
   let drained: PromiseWithResolvers<void> | undefined
 
   // Revokes reach this worker only while it is up: one started after a revoke runs that task, and the store
-  // keeps it REVOKED all the same.
+  // keeps it REVOKED all the same. A revoke ends one run: a retry of the task is a new run, and runs.
   const revoked = new RecentIds(config.REVOKED_IDS_KEPT)
   await broker.listen(names.eventsExchange, [eventRoutingKey("REVOKED")], (msg) => {
     try {
       for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
-        revoked.add(event.task_id)
+        revoked.add(`${event.task_id}:${event.run}`)
     } catch (err) {
       log.warn("revoke notice not understood", { err })
     }
@@ -112,7 +122,9 @@ export async function start(config: WorkerConfig) {
     if (redeliveries >= config.REDELIVERY_LIMIT) {
       const error = `redelivered ${redeliveries} times without finishing: it crashes or stalls its worker`
       const base = { task_id: task.task_id, attempt: task.attempt, run: task.run, at: Date.now() }
-      await events.emit({ ...base, state: "FAILURE", started_at: null, error })
+      const failure = { ...base, state: "FAILURE", started_at: null, error } as const
+      await events.emit(failure)
+      taskMetrics.taskEnded(task.kind, failure)
       return fail(task, error, queue, msg)
     }
     const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
@@ -122,14 +134,17 @@ export async function start(config: WorkerConfig) {
   /** A task taken after its deadline ends EXPIRED without running: final, not retried, not dead-lettered. */
   async function expire(task: Task, expiresAt: number): Promise<void> {
     const base = { task_id: task.task_id, attempt: task.attempt - 1, run: task.run, at: Date.now() }
-    await events.emit({ ...base, state: "EXPIRED", expires_at: expiresAt })
+    const expired = { ...base, state: "EXPIRED", expires_at: expiresAt } as const
+    await events.emit(expired)
+    taskMetrics.taskEnded(task.kind, expired)
   }
 
   /** Resolves once everything the task's outcome needs (events, retry copy, dead letter) is confirmed. */
   async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
-    if (revoked.has(task.task_id)) {
+    if (revoked.has(`${task.task_id}:${task.run}`)) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
+      taskMetrics.taskSkipped(task.kind)
       return
     }
     const startedAt = Date.now()
@@ -139,6 +154,7 @@ export async function start(config: WorkerConfig) {
       // Not awaited: the outcome goes out after it on the same channel, and its confirm is what gates the ack.
       events.emit({ ...started, state: "STARTED", worker: workerName }).catch(() => {})
     }
+    taskMetrics.taskStarted(task.kind)
     const limit = new AttemptLimit(task.time_limit_ms, startedAt)
     const outcome = await outcomeOf(
       task,
@@ -148,6 +164,7 @@ export async function start(config: WorkerConfig) {
     )
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
+    taskMetrics.taskEnded(task.kind, outcome)
     if (outcome.state === "FAILURE") await fail(task, outcome.error, queue, msg)
   }
 
@@ -193,9 +210,20 @@ export async function start(config: WorkerConfig) {
     broker.consume(names.quarantineQueue, 1, handleMessage(names.quarantineQueue)),
   ])
 
+  const heartbeats = startHeartbeats(broker, {
+    worker: workerName,
+    prefetch: config.WORKER_PREFETCH,
+    intervalMs: config.WORKER_HEARTBEAT_MS,
+    inHand: () => inHand,
+    totals: taskMetrics.totals,
+    log,
+  })
+
   const app = new Hono()
+  app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
   healthRoute(app, () => broker.connected)
+  app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.WORKER_PORT, config.WORKER_HOST)
   log.info("started", { url: server.url, prefetch: config.WORKER_PREFETCH, worker: workerName })
 
@@ -205,6 +233,7 @@ export async function start(config: WorkerConfig) {
       drained = Promise.withResolvers()
       await drained.promise
     }
+    await heartbeats.stop()
     await server.stop()
     await broker.close()
     log.info("stopped")

@@ -13,11 +13,15 @@ import {
   type StatusReply,
   type TaskEvent,
   TaskEventBatch,
+  WorkerHeartbeat,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
+import { ServiceMetrics } from "../shared/metrics.ts"
+import type { Applied } from "./status-store/dashboard.ts"
 import { currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
+import { StoreMetrics } from "./status-store/metrics.ts"
 
 export { mergeEvent } from "./status-store/database.ts"
 
@@ -34,6 +38,12 @@ export const StoreEnv = {
   EVENTS_PREFETCH: integerVar(500, 1, 65535),
   /** How long an Idempotency-Key is remembered, in seconds. */
   IDEMPOTENCY_KEY_TTL_SECONDS: integerVar(24 * 3600, 1, 30 * 24 * 3600),
+  /** How long the dashboard's per-second throughput and latency histograms are kept, in hours. */
+  STATS_RETENTION_HOURS: integerVar(24, 1, 24 * 366),
+  /** A worker whose heartbeats stopped is shown as lost after this many intervals without one. */
+  WORKER_LOST_AFTER_MISSED: integerVar(3, 1, 1000),
+  /** A worker not heard from for this long (lost, or stopped) is no longer listed, in seconds. */
+  WORKER_FORGET_AFTER_SECONDS: integerVar(3600, 60, 30 * 24 * 3600),
 }
 export type StoreConfig = ReturnType<typeof loadStoreConfig>
 export const loadStoreConfig = (env: Record<string, string | undefined> = process.env) =>
@@ -73,14 +83,20 @@ interface Delivery {
   msg: AMQPMessage
   events: TaskEvent[]
   barrierId?: string
+  heartbeat?: WorkerHeartbeat
 }
 
 export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
+  const metrics = new ServiceMetrics(SERVICE)
   const db = openDatabase(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
-  const broker = await Broker.connect(brokerOptions(SERVICE, config, log))
+  const broker = await Broker.connect({
+    ...brokerOptions(SERVICE, config, log),
+    onReconnected: () => metrics.brokerReconnects.inc(),
+  })
   const { statusEventsQueue, statusRpcQueue } = broker.names
   const events = new EventPublisher(broker)
+  const storeMetrics = new StoreMetrics(metrics, () => db.stats(Date.now(), 1, 60).counts)
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
@@ -93,6 +109,12 @@ export async function start(config: StoreConfig) {
     try {
       if (msg.properties.type === MessageType.barrier) {
         uncommitted.push({ msg, events: [], barrierId: decodeMessage(msg, Barrier, "Barrier").barrier_id })
+      } else if (msg.properties.type === MessageType.workerHeartbeat) {
+        uncommitted.push({
+          msg,
+          events: [],
+          heartbeat: decodeMessage(msg, WorkerHeartbeat, "WorkerHeartbeat"),
+        })
       } else {
         uncommitted.push({ msg, events: decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events })
       }
@@ -107,8 +129,10 @@ export async function start(config: StoreConfig) {
     const deliveries = uncommitted
     uncommitted = []
     const events = deliveries.flatMap((d) => d.events)
+    const heartbeats = deliveries.flatMap((d) => (d.heartbeat ? [d.heartbeat] : []))
     try {
-      db.applyEvents(events)
+      applyEvents(events)
+      if (heartbeats.length > 0) db.recordHeartbeats(heartbeats, Date.now())
     } catch (err) {
       log.error("event commit failed, requeueing", { events: events.length, err })
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
@@ -119,6 +143,14 @@ export async function start(config: StoreConfig) {
       if (barrierId) barriers.get(barrierId)?.()
     }
     wakeWaiters(events)
+  }
+
+  function applyEvents(events: TaskEvent[]): Applied[] {
+    const endTimer = storeMetrics.commitSeconds.startTimer()
+    const applied = db.applyEvents(events)
+    endTimer()
+    storeMetrics.eventsCommitted(events.length, applied)
+    return applied
   }
 
   /** Queries held until a task or a group is final look again when one of its tasks ends. */
@@ -194,7 +226,8 @@ export async function start(config: StoreConfig) {
   async function listTasks(query: Extract<StatusQuery, { op: "list" }>): Promise<StatusReply> {
     await catchUp()
     // One more than asked tells whether a next page exists.
-    const rows = db.list(query.status, query.limit + 1, query.after)
+    const filter = { status: query.status, kind: query.kind, idPrefix: query.id_prefix }
+    const rows = db.list(filter, query.limit + 1, query.after)
     const page = rows.slice(0, query.limit)
     return {
       tasks: page.map(toRecord),
@@ -224,7 +257,7 @@ export async function start(config: StoreConfig) {
       run: currentRun(row),
       at: Date.now(),
     }
-    db.applyEvents([event])
+    applyEvents([event])
     wakeWaiters([event])
     await events.emit(event)
     const revoked = db.find(query.task_id)
@@ -273,8 +306,25 @@ export async function start(config: StoreConfig) {
     }
   }
 
-  function answer(query: StatusQuery): Promise<StatusReply> {
+  /** A task with its input and timeline; like `get`, an id the store has not seen first reads what is queued. */
+  async function taskDetail(taskId: string): Promise<StatusReply> {
+    let detail = db.detail(taskId)
+    if (!detail?.task.kind) {
+      await catchUp()
+      detail = db.detail(taskId)
+    }
+    return { detail }
+  }
+
+  async function answer(query: StatusQuery): Promise<StatusReply> {
+    storeMetrics.queryAnswered(query.op)
     switch (query.op) {
+      case "stats":
+        return { stats: db.stats(Date.now(), query.series_s, query.window_s) }
+      case "workers":
+        return { workers: db.workers(Date.now(), config.WORKER_LOST_AFTER_MISSED) }
+      case "detail":
+        return taskDetail(query.task_id)
       case "get":
         return getTask(query)
       case "list":
@@ -319,22 +369,28 @@ export async function start(config: StoreConfig) {
     )
   }
 
-  const forgetExpiredKeys = setInterval(() => db.forgetExpiredClaims(Date.now()), 60_000)
-  forgetExpiredKeys.unref()
+  const housekeeping = setInterval(() => {
+    const now = Date.now()
+    db.forgetExpiredClaims(now)
+    db.prune(now - config.STATS_RETENTION_HOURS * 3_600_000, now - config.WORKER_FORGET_AFTER_SECONDS * 1000)
+  }, 60_000)
+  housekeeping.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQueries)
 
   const app = new Hono()
+  app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
   healthRoute(app, () => broker.connected)
+  app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.STATUS_STORE_PORT, config.STATUS_STORE_HOST)
   log.info("started", { url: server.url, database: config.DATABASE_PATH })
 
   async function stop(): Promise<void> {
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
     if (uncommitted.length > 0) commitUncommitted()
-    clearInterval(forgetExpiredKeys)
+    clearInterval(housekeeping)
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
     arrivalWaiters.wakeAll()

@@ -2,6 +2,7 @@
 // confirmed + mandatory publishes, validated consumption, and dead-lettering with a reason.
 import {
   AMQPClient,
+  AMQPError,
   type AMQPExchange,
   type AMQPMessage,
   type AMQPProperties,
@@ -23,6 +24,8 @@ export interface BrokerOptions {
   log: Logger
   /** Bound on how long a publish may wait for its confirm before it counts as failed. */
   publishTimeoutMs?: number
+  /** Called after each reconnect (not the first connect), e.g. to count them. */
+  onReconnected?: () => void
 }
 
 export function topologyOptions(config: BrokerConfig): TopologyOptions {
@@ -115,6 +118,7 @@ export class Broker {
   /** Connect, retrying until the broker answers (or `signal` aborts), and declare the topology. */
   static async connect(options: BrokerOptions, signal?: AbortSignal): Promise<Broker> {
     const { log } = options
+    ignoreStrayConfirmRejections(log)
     for (const risk of productionRisks(options.url)) log.warn("production risk", { risk })
     const returned = new Set<string>()
     let broker: Broker | undefined
@@ -160,6 +164,7 @@ export class Broker {
   }
 
   private async reconnected(): Promise<void> {
+    this.options.onReconnected?.()
     await this.redeclare()
     for (const listener of this.listeners) await listener()
   }
@@ -389,6 +394,28 @@ async function declareOnce(options: BrokerOptions): Promise<Topology> {
   } finally {
     await client.close().catch(() => {})
   }
+}
+
+let strayRejectionsIgnored = false
+
+/**
+ * amqp-client 4.1.1 leaves a promise unhandled when a confirmed publish is written to a socket that is dying:
+ * `basicPublish` returns `send().then(() => confirmed)`, so when the write fails the caller gets that failure,
+ * and `confirmed` is rejected a moment later by the channel's close, with nobody listening. That rejection
+ * would end the process (a gateway under load died this way when the broker was killed). The publish has
+ * already failed to its caller, so such a rejection (an AMQPError of a closed connection) is only logged;
+ * any other unhandled rejection still ends the process, as it would without this.
+ */
+function ignoreStrayConfirmRejections(log: Logger): void {
+  if (strayRejectionsIgnored) return
+  strayRejectionsIgnored = true
+  process.on("unhandledRejection", (reason) => {
+    if (reason instanceof AMQPError && reason.connection.closed) {
+      log.debug("stray publish rejection after the connection closed", { err: reason.message })
+      return
+    }
+    throw reason
+  })
 }
 
 function amqpLogger(log: Logger) {

@@ -302,6 +302,29 @@ export function eventId(event: TaskEvent): string {
 export const TaskEventBatch = v.object({ events: v.pipe(v.array(TaskEvent), v.minLength(1)) })
 export type TaskEventBatch = v.InferOutput<typeof TaskEventBatch>
 
+/**
+ * What a worker publishes every few seconds on the events exchange (routing key `worker.heartbeat`), and once
+ * more as `offline` when it stops. Counts are since the worker process started.
+ */
+export const WorkerHeartbeat = v.object({
+  /** `host:pid`, as in STARTED events. */
+  worker: v.pipe(v.string(), v.nonEmpty(), v.maxLength(300)),
+  host: v.pipe(v.string(), v.maxLength(255)),
+  pid: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  state: v.picklist(["online", "offline"]),
+  /** Tasks per work queue delivered before any is acked. */
+  prefetch: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  in_hand: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  succeeded: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  failed: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  retried: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  started_at: EpochMillis,
+  sent_at: EpochMillis,
+  /** How often this worker sends one: the store calls it lost after a few missed. */
+  interval_ms: v.pipe(v.number(), v.integer(), v.minValue(1)),
+})
+export type WorkerHeartbeat = v.InferOutput<typeof WorkerHeartbeat>
+
 /** A marker the status store sends through its own event queue to know it has read everything before it. */
 export const Barrier = v.object({ barrier_id: v.string() })
 export type Barrier = v.InferOutput<typeof Barrier>
@@ -353,6 +376,77 @@ export const GroupRecord = v.object({
 })
 export type GroupRecord = v.InferOutput<typeof GroupRecord>
 
+const Count = v.pipe(v.number(), v.integer(), v.minValue(0))
+const StatusCounts = v.object(
+  Object.fromEntries(TASK_STATUSES.map((status) => [status, Count])) as Record<TaskStatus, typeof Count>,
+)
+
+export const LATENCY_PHASES = ["wait", "run", "total"] as const
+
+/** Milliseconds, estimated from a histogram whose buckets are 19 % wide; null when no task ended in the window. */
+const Percentiles = v.nullable(v.object({ count: Count, p50: v.number(), p90: v.number(), p99: v.number() }))
+
+/**
+ * The dashboard's figures, kept by the store as events arrive (nothing is counted by scanning tasks).
+ * `rates` are per second over the last `window_s` whole seconds; `latency` is of the tasks that ended SUCCESS
+ * or FAILURE in the last `window_s` seconds: submitted → started (wait), started → finished (run), and in all.
+ * `series` has one entry per second that saw any of it (seconds since the epoch, oldest first).
+ */
+export const DashboardStats = v.object({
+  at: v.pipe(v.string(), v.isoTimestamp()),
+  counts: StatusCounts,
+  rates: v.object({
+    window_s: Count,
+    submitted: v.number(),
+    succeeded: v.number(),
+    failed: v.number(),
+    retried: v.number(),
+  }),
+  latency: v.object({ window_s: Count, wait: Percentiles, run: Percentiles, total: Percentiles }),
+  series: v.object({
+    t: v.array(Count),
+    submitted: v.array(Count),
+    succeeded: v.array(Count),
+    failed: v.array(Count),
+    retried: v.array(Count),
+  }),
+})
+export type DashboardStats = v.InferOutput<typeof DashboardStats>
+
+/**
+ * A worker as its last heartbeat described it. `status`: `online`; `lost` after WORKER_LOST_AFTER_MISSED
+ * heartbeats did not come; `offline` when it said it was stopping.
+ */
+export const WorkerRecord = v.object({
+  ...v.omit(WorkerHeartbeat, ["state", "started_at", "sent_at"]).entries,
+  status: v.picklist(["online", "lost", "offline"]),
+  started_at: v.pipe(v.string(), v.isoTimestamp()),
+  last_heartbeat_at: v.pipe(v.string(), v.isoTimestamp()),
+})
+export type WorkerRecord = v.InferOutput<typeof WorkerRecord>
+
+/** One event of a task's history as the store applied it. */
+export const TimelineEntry = v.object({
+  at: v.pipe(v.string(), v.isoTimestamp()),
+  state: TaskStatus,
+  attempt: Count,
+  run: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  worker: v.nullable(v.string()),
+  error: v.nullable(v.string()),
+  started_at: IsoTime,
+  retry_at: IsoTime,
+})
+
+/** A task with what it was asked to do (`input`: the review or document and its options) and its history. */
+export const TaskDetail = v.object({
+  task: TaskRecord,
+  input: v.nullable(v.record(v.string(), v.unknown())),
+  /** The run the task is in: 1, or the first attempt of its latest replay or retry. */
+  run: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  timeline: v.array(TimelineEntry),
+})
+export type TaskDetail = v.InferOutput<typeof TaskDetail>
+
 /** 202 to a batch: every task is on its queue and the status store knows them. */
 export const BatchAccepted = v.object({
   group_id: TaskId,
@@ -369,6 +463,14 @@ export const IdempotencyKey = v.pipe(
   ),
 )
 
+/** The longest history the dashboard's series and percentiles cover: an hour. */
+export const MAX_SERIES_SECONDS = 3600
+
+export const TaskIdPrefix = v.pipe(
+  v.string(),
+  v.regex(/^[0-9a-f-]{1,36}$/, "an id prefix is 1 to 36 lower-case hex digits and dashes"),
+)
+
 const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
 
 /**
@@ -381,9 +483,21 @@ export const StatusQuery = v.variant("op", [
   v.object({
     op: v.literal("list"),
     status: v.optional(TaskStatus),
+    kind: v.optional(v.picklist(TASK_KINDS)),
+    /** Task ids that start with this (lower-case hex and dashes). */
+    id_prefix: v.optional(TaskIdPrefix),
     limit: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_PAGE_SIZE)),
     after: v.optional(TaskId),
   }),
+  v.object({
+    op: v.literal("stats"),
+    /** Seconds of `series`, up to now. */
+    series_s: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_SERIES_SECONDS)),
+    /** Seconds the latency percentiles cover. */
+    window_s: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_SERIES_SECONDS)),
+  }),
+  v.object({ op: v.literal("workers") }),
+  v.object({ op: v.literal("detail"), task_id: TaskId }),
   v.object({ op: v.literal("revoke"), task_id: TaskId }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
   v.object({
@@ -416,8 +530,14 @@ export const ClaimReply = v.object({
   task_ids: v.array(TaskId),
   group_id: v.nullable(TaskId),
 })
+export const StatsReply = v.object({ stats: DashboardStats })
+export const WorkersReply = v.object({ workers: v.array(WorkerRecord) })
+export const DetailReply = v.object({ detail: v.nullable(TaskDetail) })
 export const ErrorReply = v.object({ error: v.string() })
 export const StatusReply = v.union([
+  StatsReply,
+  WorkersReply,
+  DetailReply,
   TaskReply,
   TaskPageReply,
   RevokeReply,
@@ -442,6 +562,7 @@ export const MessageType = {
   barrier: "barrier",
   statusQuery: "status-query",
   statusReply: "status-reply",
+  workerHeartbeat: "worker-heartbeat",
 } as const
 
 // --- HTTP-only bodies: what the API answers besides task records.
@@ -478,3 +599,35 @@ export const DeadLetterListing = v.object({
 })
 
 export const ReplayResult = v.object({ replayed: v.number(), task_ids: v.array(TaskId) })
+
+/**
+ * Every queue of the prefix as the broker reports it. Depth and consumers come from passive declares. The rates
+ * (messages per second) come from the management API when RABBITMQ_MANAGEMENT_URL is set (`source:
+ * "management"`: `publish_rate` in, `deliver_rate` out); otherwise only `net_rate`, the change in depth per
+ * second between two samples (`source: "depth"`). A queue that does not exist (yet) is left out.
+ */
+export const QueueReport = v.object({
+  at: v.pipe(v.string(), v.isoTimestamp()),
+  source: v.picklist(["management", "depth"]),
+  queues: v.array(
+    v.object({
+      name: v.string(),
+      messages: Count,
+      consumers: Count,
+      /** A dead-letter queue: its depth is work that needs a person. */
+      dead_letter: v.boolean(),
+      publish_rate: v.nullable(v.number()),
+      deliver_rate: v.nullable(v.number()),
+      net_rate: v.nullable(v.number()),
+    }),
+  ),
+})
+export type QueueReport = v.InferOutput<typeof QueueReport>
+
+/** Everything the dashboard shows beside the task table, at once. */
+export const DashboardOverview = v.object({
+  stats: DashboardStats,
+  workers: v.array(WorkerRecord),
+  queues: QueueReport,
+})
+export type DashboardOverview = v.InferOutput<typeof DashboardOverview>

@@ -30,7 +30,7 @@ export function topologyNames(prefix: string) {
     tasksExchange: `${prefix}tasks`,
     /** topic; routing key `retry.<delayMs>.<route>` picks the wait queue of that delay */
     retryExchange: `${prefix}retry`,
-    /** topic; routing key `task.<state>` */
+    /** topic; routing key `task.<state>` for task events, `worker.heartbeat` for workers' heartbeats */
     eventsExchange: `${prefix}events`,
     /** direct; routing key `poison` or `failed` */
     deadLetterExchange: `${prefix}dead-letter`,
@@ -75,6 +75,9 @@ export function routeTask(kind: TaskKind): TaskRoute {
 export function eventRoutingKey(state: TaskStatus): string {
   return `task.${state.toLowerCase()}`
 }
+
+/** Workers' heartbeats travel on the events exchange beside the task events, bound apart by this key. */
+export const WORKER_HEARTBEAT_KEY = "worker.heartbeat"
 
 export function retryRoutingKey(delayMs: number, route: TaskRoute): string {
   return `retry.${delayMs}.${route}`
@@ -141,6 +144,7 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
 
   await channel.queueDeclare(names.statusEventsQueue, durable, queueArgs())
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "task.#")
+  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "worker.#")
   await channel.queueDeclare(names.statusRpcQueue, durable, queueArgs())
 
   for (const [key, queue] of [

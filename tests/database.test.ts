@@ -25,13 +25,13 @@ describe("the status store's database", () => {
           group_id: null,
           group_index: null,
         })
-        expect(db.list("PENDING", 10).map((row) => row.task_id)).toEqual([
+        expect(db.list({ status: "PENDING" }, 10).map((row) => row.task_id)).toEqual([
           "01a2124d-1111-7000-8000-000000000001",
         ])
         db.close()
       }
       const migrated = new Database(path)
-      expect(migrated.query("PRAGMA user_version").get()).toEqual({ user_version: 3 })
+      expect(migrated.query("PRAGMA user_version").get()).toEqual({ user_version: 4 })
       migrated.close()
     } finally {
       rmSync(dir, { recursive: true, force: true })

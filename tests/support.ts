@@ -212,3 +212,29 @@ export async function watchEvents(stack: Stack) {
     [Symbol.asyncDispose]: () => amqp[Symbol.asyncDispose](),
   }
 }
+
+/** One query on the stack's status-store RPC queue, straight over the broker, and its answer. */
+export async function askStore(stack: Stack, query: unknown): Promise<unknown> {
+  await using amqp = await rawChannel()
+  const reply = Promise.withResolvers<unknown>()
+  await amqp.channel.basicConsume("amq.rabbitmq.reply-to", { noAck: true }, (msg) => {
+    reply.resolve((JSON.parse(msg.bodyString() ?? "") as { replies: unknown[] }).replies[0])
+  })
+  await amqp.channel.basicPublish("", stack.names.statusRpcQueue, JSON.stringify({ queries: [query] }), {
+    replyTo: "amq.rabbitmq.reply-to",
+    correlationId: "1",
+    type: "status-query",
+  })
+  return await reply.promise
+}
+
+/** Retry `check` until it passes or `timeoutMs` is up, for what settles a moment after the API answers. */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 5000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; ; await Bun.sleep(20)) {
+    try {
+      return await check()
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+    }
+  }
+}

@@ -76,6 +76,14 @@ function parameter(name: string, where: "path" | "query" | "header", schema: v.G
   }
 }
 
+/** `ApiDocs.route` bound to an app, as a module that registers routes of its own sees it. */
+export type Route<TResponse extends string> = (
+  method: Method,
+  path: string,
+  doc: OperationDoc<never, TResponse>,
+  ...handlers: [H, ...H[]]
+) => void
+
 export class ApiDocs<TRequests extends Schemas, TResponses extends Schemas> {
   private readonly paths: Record<string, Record<string, unknown>> = {}
 

@@ -3,17 +3,21 @@ import * as v from "valibot"
 import { type Broker, decodeMessage } from "../../shared/amqp.ts"
 import {
   ClaimReply,
+  DetailReply,
   ErrorReply,
   GroupReply,
   MessageType,
   RevokeReply,
+  StatsReply,
   type StatusQuery,
   type StatusQueryBatch,
   StatusReplyBatch,
+  type TaskKind,
   TaskPageReply,
   type TaskRecord,
   TaskReply,
   type TaskStatus,
+  WorkersReply,
 } from "../../shared/contracts.ts"
 
 /** A group's results can be large; the batch body limit bounds them, and the store is trusted. */
@@ -96,9 +100,36 @@ export class StatusStoreClient {
     return (await this.ask(query, TaskReply, waitMs)).task
   }
 
-  async listTasks(status: TaskStatus | undefined, limit: number, after: string | undefined) {
-    const query: StatusQuery = { op: "list", limit, ...(status && { status }), ...(after && { after }) }
+  async listTasks(
+    status: TaskStatus | undefined,
+    limit: number,
+    after: string | undefined,
+    { kind, idPrefix }: { kind?: TaskKind | undefined; idPrefix?: string | undefined } = {},
+  ) {
+    const query: StatusQuery = {
+      op: "list",
+      limit,
+      ...(status && { status }),
+      ...(kind && { kind }),
+      ...(idPrefix && { id_prefix: idPrefix }),
+      ...(after && { after }),
+    }
     return this.ask(query, TaskPageReply)
+  }
+
+  /** The task with its input and timeline, or null when the store has never heard of it. */
+  async taskDetail(taskId: string) {
+    return (await this.ask({ op: "detail", task_id: taskId }, DetailReply)).detail
+  }
+
+  /** Counts, rates, latency percentiles over `windowS` and throughput per second over `seriesS`. */
+  async stats(seriesS: number, windowS: number) {
+    return (await this.ask({ op: "stats", series_s: seriesS, window_s: windowS }, StatsReply)).stats
+  }
+
+  /** Every worker heard from lately, with its last heartbeat and whether it is online, lost or offline. */
+  async workers() {
+    return (await this.ask({ op: "workers" }, WorkersReply)).workers
   }
 
   /** Revoke a task that has not started; the reply says why not otherwise. */

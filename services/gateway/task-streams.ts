@@ -4,7 +4,7 @@
 import type { Context } from "hono"
 import { streamSSE } from "hono/streaming"
 import { type Broker, decodeMessage } from "../../shared/amqp.ts"
-import { FINAL_STATUSES, TaskEventBatch, type TaskRecord } from "../../shared/contracts.ts"
+import { FINAL_STATUSES, type TaskEvent, TaskEventBatch, type TaskRecord } from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
@@ -31,6 +31,8 @@ class Signal {
 export class TaskWatchers {
   private readonly byTask = new Map<string, Set<Signal>>()
   private closing = false
+  /** Told of every task event, e.g. the dashboard's live view; the listener skips decoding when nobody is. */
+  readonly subscribers = new Set<(events: TaskEvent[]) => void>()
 
   /** Streams open now. */
   get size(): number {
@@ -76,11 +78,11 @@ export async function listenForTaskEvents(broker: Broker, log: Logger): Promise<
     broker.names.eventsExchange,
     ["task.#"],
     (msg) => {
-      if (watchers.size === 0) return
+      if (watchers.size === 0 && watchers.subscribers.size === 0) return
       try {
-        for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events) {
-          watchers.notify(event.task_id)
-        }
+        const { events } = decodeMessage(msg, TaskEventBatch, "TaskEventBatch")
+        for (const event of events) watchers.notify(event.task_id)
+        for (const subscriber of watchers.subscribers) subscriber(events)
       } catch (err) {
         log.warn("task event not understood", { err })
       }

@@ -8,11 +8,14 @@ import {
   FINAL_STATUSES,
   type GroupRecord,
   TASK_STATUSES,
+  type TaskDetail,
   type TaskEvent,
   type TaskKind,
   type TaskRecord,
   type TaskStatus,
+  type WorkerHeartbeat,
 } from "../../shared/contracts.ts"
+import { type Applied, dashboardTables, timelineDetail } from "./dashboard.ts"
 
 export interface TaskRow {
   task_id: string
@@ -62,6 +65,23 @@ const MIGRATIONS = [
   `CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, group_id TEXT,
      task_ids TEXT NOT NULL, lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);`,
+  // 4: the dashboard. Counts per status, per-second throughput and per-minute latency histograms, kept up to date
+  // by the events that change them, so that no figure needs a scan of the tasks; each task's history, in the inbox
+  // (an event's id starts with its task's, so a task's events are one range of it); listing by kind; the workers'
+  // last heartbeats.
+  `CREATE TABLE status_counts (status TEXT PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;
+   INSERT INTO status_counts SELECT status, count(*) FROM tasks GROUP BY status;
+   CREATE TABLE throughput (second INTEGER PRIMARY KEY, submitted INTEGER NOT NULL, succeeded INTEGER NOT NULL,
+     failed INTEGER NOT NULL, retried INTEGER NOT NULL);
+   CREATE TABLE latency_buckets (minute INTEGER NOT NULL, phase TEXT NOT NULL, bucket INTEGER NOT NULL,
+     tasks INTEGER NOT NULL, PRIMARY KEY (minute, phase, bucket)) WITHOUT ROWID;
+   ALTER TABLE inbox ADD COLUMN run INTEGER;
+   ALTER TABLE inbox ADD COLUMN at INTEGER;
+   ALTER TABLE inbox ADD COLUMN detail TEXT;
+   CREATE INDEX tasks_by_kind ON tasks (kind, task_id);
+   CREATE INDEX tasks_by_status_kind ON tasks (status, kind, task_id);
+   CREATE TABLE workers (worker TEXT PRIMARY KEY, heartbeat TEXT NOT NULL, seen_at INTEGER NOT NULL)
+     WITHOUT ROWID;`,
 ]
 
 function migrate(db: Database): void {
@@ -219,6 +239,7 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   db.run(SCHEMA)
   migrate(db)
   const select = db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE task_id = ?")
+  const figures = dashboardTables(db)
   const upsert = db.query<void, Record<string, string | number | null>>(
     `INSERT INTO tasks (${UPSERT_COLUMNS.join(", ")}) VALUES (${UPSERT_COLUMNS.map((c) => `$${c}`).join(", ")})
      ON CONFLICT (task_id) DO UPDATE SET
@@ -226,20 +247,28 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
          .map((c) => `${c} = excluded.${c}`)
          .join(", ")}`,
   )
-  const recordInInbox = db.query<void, [string]>("INSERT OR IGNORE INTO inbox VALUES (?)")
+  const recordInInbox = db.query<void, [string, number, number, string | null]>(
+    "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
+  )
   const recordGroup = db.query<void, [string, number, number]>(
     "INSERT OR IGNORE INTO groups VALUES (?, ?, ?)",
   )
   // One transaction per batch: the inbox entry and the state change commit together, or neither does.
-  const applyEvents = db.transaction((events: TaskEvent[]) => {
+  const applyEvents = db.transaction((events: TaskEvent[]): Applied[] => {
+    const applied: Applied[] = []
     for (const event of events) {
-      if (recordInInbox.run(eventId(event)).changes === 0) continue
-      const row = mergeEvent(select.get(event.task_id), event)
+      if (recordInInbox.run(eventId(event), event.run, event.at, timelineDetail(event)).changes === 0)
+        continue
+      const before = select.get(event.task_id)
+      const row = mergeEvent(before, event)
       upsert.run(Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, row[c]])))
       if (event.state === "PENDING" && event.group) {
         recordGroup.run(event.group.group_id, event.group.size, event.at)
       }
+      applied.push({ event, before, after: row })
     }
+    figures.record(applied)
+    return applied
   })
   const selectClaim = db.query<ClaimRow, [string, number]>(
     "SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?",
@@ -253,19 +282,45 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   const groupMembers = db.query<TaskRow, [string]>(
     "SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index",
   )
-  const newest = db.query<TaskRow, { after: string; limit: number }>(
-    "SELECT * FROM tasks WHERE task_id < $after ORDER BY task_id DESC LIMIT $limit",
-  )
-  const newestOfStatus = db.query<TaskRow, { status: string; after: string; limit: number }>(
-    "SELECT * FROM tasks WHERE status = $status AND task_id < $after ORDER BY task_id DESC LIMIT $limit",
-  )
   return {
     applyEvents: (events: TaskEvent[]) => applyEvents(events),
     find: (taskId: string) => select.get(taskId),
-    /** Up to `limit` tasks before `after` (all when absent), newest first: UUIDv7 ids sort by creation. */
-    list(status: TaskStatus | undefined, limit: number, after = "~"): TaskRow[] {
-      return status ? newestOfStatus.all({ status, after, limit }) : newest.all({ after, limit })
+    /**
+     * Up to `limit` tasks before `after` (all when absent), newest first: UUIDv7 ids sort by creation. Each
+     * filter has an index that holds the tasks in id order, so a page reads its own rows and no others.
+     */
+    list(filter: ListFilter, limit: number, after = "~"): TaskRow[] {
+      const where = ["task_id < $after"]
+      if (filter.status) where.push("status = $status")
+      if (filter.kind) where.push("kind = $kind")
+      // "~" sorts after every hex digit and dash: the ids that start with the prefix, and only they.
+      if (filter.idPrefix) where.push("task_id >= $prefix AND task_id < $prefix || '~'")
+      const sql = `SELECT * FROM tasks WHERE ${where.join(" AND ")} ORDER BY task_id DESC LIMIT $limit`
+      return db.query<TaskRow, Record<string, string | number>>(sql).all({
+        after,
+        limit,
+        ...(filter.status && { status: filter.status }),
+        ...(filter.kind && { kind: filter.kind }),
+        ...(filter.idPrefix && { prefix: filter.idPrefix }),
+      })
     },
+    /** The task with its input and timeline, or null for a task the store has not heard of. */
+    detail(taskId: string): TaskDetail | null {
+      const row = select.get(taskId)
+      if (!row) return null
+      const input = row.input === null ? null : (JSON.parse(row.input) as Record<string, unknown>)
+      return {
+        task: toRecord(row),
+        input,
+        run: Math.max(1, currentRun(row)),
+        timeline: figures.timeline(taskId),
+      }
+    },
+    stats: figures.stats,
+    recordHeartbeats: (heartbeats: WorkerHeartbeat[], seenAt: number) =>
+      figures.recordHeartbeats(heartbeats, seenAt),
+    workers: figures.workers,
+    prune: figures.prune,
     /** The key's claim, unless it has expired. */
     findClaim(key: string, now: number): Claim | null {
       const row = selectClaim.get(key, now)
@@ -283,6 +338,12 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
     },
     close: () => db.close(),
   }
+}
+
+export interface ListFilter {
+  status?: TaskStatus | undefined
+  kind?: TaskKind | undefined
+  idPrefix?: string | undefined
 }
 
 interface ClaimRow {

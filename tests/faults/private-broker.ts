@@ -7,12 +7,14 @@ import { join } from "node:path"
 
 export class PrivateBroker {
   readonly url: string
+  /** The management API's URL, with credentials, when the node was made with `{ management: true }`. */
+  readonly managementUrl: string | undefined
   private readonly node: string
   private readonly dir: string
   private readonly port: number
   private readonly env: Record<string, string>
 
-  constructor() {
+  constructor({ management = false } = {}) {
     this.port = 5700 + Math.floor(Math.random() * 200)
     this.dir = mkdtempSync(join(tmpdir(), "rmq-test-"))
     this.node = `faulttest-${process.pid}-${this.port}@${hostname().split(".")[0]}`
@@ -29,8 +31,16 @@ export class PrivateBroker {
       RABBITMQ_CONFIG_FILE: join(this.dir, "rabbitmq.conf"),
       RABBITMQ_PID_FILE: join(this.dir, "node.pid"),
     }
-    writeFileSync(join(this.dir, "enabled_plugins"), "[].")
-    writeFileSync(join(this.dir, "rabbitmq.conf"), `listeners.tcp.local = 127.0.0.1:${this.port}\n`)
+    const managementPort = this.port + 1000
+    this.managementUrl = management ? `http://guest:guest@127.0.0.1:${managementPort}/` : undefined
+    writeFileSync(join(this.dir, "enabled_plugins"), management ? "[rabbitmq_management]." : "[].")
+    const conf = [`listeners.tcp.local = 127.0.0.1:${this.port}`]
+    // Rates are sampled every half second rather than every 5 s, so that a test sees them soon.
+    if (management) {
+      conf.push(`management.tcp.ip = 127.0.0.1`, `management.tcp.port = ${managementPort}`)
+      conf.push("collect_statistics_interval = 500")
+    }
+    writeFileSync(join(this.dir, "rabbitmq.conf"), `${conf.join("\n")}\n`)
     const { uid, gid } = rabbitmqUser()
     for (const file of ["", "enabled_plugins", "rabbitmq.conf"]) chownSync(join(this.dir, file), uid, gid)
   }

@@ -1,0 +1,268 @@
+// The live dashboard, served by the gateway at /dashboard: a plain page with a small script and uPlot (served from
+// node_modules, so it works offline), its data under /dashboard/api (an overview, a live stream, the task table
+// and a task's detail), all behind the optional dashboard credentials. Its actions use the task API itself
+// (DELETE and retry) and the admin endpoint for dead-letter replays.
+import { dirname, join } from "node:path"
+import type { Hono } from "hono"
+import * as v from "valibot"
+import type { Broker } from "../../shared/amqp.ts"
+import { ConfigError, integerVar } from "../../shared/config.ts"
+import {
+  DashboardOverview,
+  explainIssues,
+  MAX_PAGE_SIZE,
+  TASK_KINDS,
+  TaskDetail,
+  TaskId,
+  TaskIdPrefix,
+  TaskStatus,
+} from "../../shared/contracts.ts"
+import { Problem } from "../../shared/http.ts"
+import type { Logger } from "../../shared/log.ts"
+import type { ServiceMetrics } from "../../shared/metrics.ts"
+import type { TopologyOptions } from "../../shared/topology.ts"
+import { dashboardAuth } from "./dashboard-auth.ts"
+import { DashboardFeed } from "./dashboard-live.ts"
+import type { Route } from "./openapi.ts"
+import { QueueStats } from "./queue-stats.ts"
+import type { StatusStoreClient } from "./status-store-client.ts"
+import type { TaskWatchers } from "./task-streams.ts"
+
+export const DashboardEnv = {
+  /** When set, /dashboard and its data need it: `Authorization: Bearer`, or `?token=` once (then a cookie). */
+  DASHBOARD_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "must be at least 16 characters"))),
+  /** Basic-auth credentials for the dashboard, both or neither; with a token too, either will do. */
+  DASHBOARD_USER: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
+  DASHBOARD_PASSWORD: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
+  /** How often an open dashboard gets new figures. */
+  DASHBOARD_REFRESH_MS: integerVar(1000, 100, 60_000),
+  /** RabbitMQ's management API, e.g. http://guest:guest@127.0.0.1:15672, for publish and deliver rates. */
+  RABBITMQ_MANAGEMENT_URL: v.optional(v.pipe(v.string(), v.url("must be an http:// or https:// URL"))),
+}
+type DashboardConfig = v.InferOutput<v.ObjectSchema<typeof DashboardEnv, undefined>>
+
+export const DASHBOARD_SCHEMAS = { DashboardOverview, TaskDetail }
+
+const DASHBOARD_DIR = join(import.meta.dir, "dashboard")
+const UPLOT_DIR = dirname(Bun.fileURLToPath(import.meta.resolve("uplot/package.json")))
+const ASSETS = {
+  "dashboard.js": join(DASHBOARD_DIR, "dashboard.js"),
+  "dashboard.css": join(DASHBOARD_DIR, "dashboard.css"),
+  "uPlot.iife.min.js": join(UPLOT_DIR, "dist", "uPlot.iife.min.js"),
+  "uPlot.min.css": join(UPLOT_DIR, "dist", "uPlot.min.css"),
+} as const
+const ASSET_NAMES = Object.keys(ASSETS) as [keyof typeof ASSETS, ...(keyof typeof ASSETS)[]]
+const ASSET_TYPES: Record<string, string> = {
+  js: "text/javascript; charset=utf-8",
+  css: "text/css; charset=utf-8",
+}
+
+// Styles: uPlot positions its elements with inline styles.
+const PAGE_CSP =
+  "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
+
+const TasksQuery = v.object({
+  status: v.optional(v.pipe(TaskStatus, v.description("Only tasks in this status."))),
+  kind: v.optional(v.pipe(v.picklist(TASK_KINDS), v.description("Only tasks of this kind."))),
+  q: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.toLowerCase(),
+      TaskIdPrefix,
+      v.description("Only tasks whose id starts with this (1–36 hex digits and dashes)."),
+    ),
+  ),
+  limit: v.pipe(
+    v.optional(v.string(), "25"),
+    v.regex(/^\d+$/, `limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`),
+    v.transform(Number),
+    v.number(),
+    v.minValue(1, `limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`),
+    v.maxValue(MAX_PAGE_SIZE, `limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`),
+    v.metadata({ description: `Tasks per page, 1–${MAX_PAGE_SIZE}; 25 by default.`, default: 25 }),
+  ),
+  cursor: v.optional(v.pipe(v.string(), v.description("The `next_cursor` of the page before."))),
+})
+
+function parseQuery<TSchema extends v.GenericSchema>(schema: TSchema, query: Record<string, string>) {
+  const result = v.safeParse(schema, query)
+  if (!result.success) throw new Problem(422, explainIssues(result.issues))
+  return result.output as v.InferOutput<TSchema>
+}
+
+// As the task listing's: opaque, today the last task id of the page before.
+const encodeCursor = (taskId: string) => Buffer.from(`after:${taskId}`).toString("base64url")
+function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined
+  const taskId = Buffer.from(cursor, "base64url")
+    .toString()
+    .replace(/^after:/, "")
+  if (!v.is(TaskId, taskId)) throw new Problem(422, `cursor: "${cursor}" is not a cursor this API gave out`)
+  return taskId
+}
+
+interface DashboardDeps {
+  config: DashboardConfig & { AMQP_URL: string; SSE_HEARTBEAT_MS: number }
+  topology: Pick<TopologyOptions, "prefix" | "retry">
+  broker: Broker
+  store: StatusStoreClient
+  watchers: TaskWatchers
+  metrics: ServiceMetrics
+  log: Logger
+}
+
+/** Settings that are wrong only together: refused at start-up, before anything connects. */
+export function checkDashboardConfig<TConfig extends DashboardConfig>(config: TConfig): TConfig {
+  if (Boolean(config.DASHBOARD_USER) !== Boolean(config.DASHBOARD_PASSWORD)) {
+    throw new ConfigError(
+      "invalid configuration: set DASHBOARD_USER and DASHBOARD_PASSWORD together, or neither",
+    )
+  }
+  return config
+}
+
+export function mountDashboard(
+  app: Hono,
+  route: Route<"DashboardOverview" | "TaskDetail" | "TaskPage">,
+  { config, topology, broker, store, watchers, metrics, log }: DashboardDeps,
+) {
+  const credentials = {
+    token: config.DASHBOARD_TOKEN,
+    user: config.DASHBOARD_USER,
+    password: config.DASHBOARD_PASSWORD,
+  }
+  if (!credentials.token && !credentials.user) {
+    log.warn("production risk", {
+      risk: "dashboard without DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD",
+    })
+  }
+  const auth = dashboardAuth(credentials)
+  app.use("/dashboard", auth)
+  app.use("/dashboard/*", auth)
+
+  const queues = new QueueStats({
+    amqpUrl: config.AMQP_URL,
+    topology,
+    managementUrl: config.RABBITMQ_MANAGEMENT_URL,
+    deadLetterQueues: [broker.names.failedQueue, broker.names.poisonQueue],
+    metrics,
+    log,
+  })
+  const feed = new DashboardFeed({
+    store,
+    queues,
+    watchers,
+    refreshMs: config.DASHBOARD_REFRESH_MS,
+    heartbeatMs: config.SSE_HEARTBEAT_MS,
+    log,
+  })
+  const problems = [401, 503]
+
+  route(
+    "get",
+    "/dashboard",
+    {
+      summary: "The live dashboard: counts, rates, latency, throughput, workers, queues and tasks",
+      tag: "dashboard",
+      responses: { 200: { description: "An HTML page", mediaType: "text/html" } },
+      problems: [401],
+    },
+    () =>
+      new Response(Bun.file(join(DASHBOARD_DIR, "index.html")), {
+        headers: {
+          "content-type": "text/html; charset=utf-8",
+          "content-security-policy": PAGE_CSP,
+          "cache-control": "no-cache",
+        },
+      }),
+  )
+  route(
+    "get",
+    "/dashboard/assets/:asset",
+    {
+      summary: "The dashboard's script and styles, and uPlot's",
+      tag: "dashboard",
+      path: { asset: v.picklist(ASSET_NAMES) },
+      responses: { 200: { description: "The file" } },
+      problems: [401, 404],
+    },
+    (c) => {
+      const asset = c.req.param("asset") ?? ""
+      if (!v.is(v.picklist(ASSET_NAMES), asset)) throw new Problem(404, `no dashboard asset "${asset}"`)
+      const type = ASSET_TYPES[asset.split(".").at(-1) ?? ""] ?? "application/octet-stream"
+      return new Response(Bun.file(ASSETS[asset]), {
+        headers: { "content-type": type, "cache-control": "no-cache" },
+      })
+    },
+  )
+  route(
+    "get",
+    "/dashboard/api/overview",
+    {
+      summary: "Counts, rates, latency percentiles, throughput, workers and queues, now",
+      tag: "dashboard",
+      responses: { 200: { description: "The overview", schema: "DashboardOverview" } },
+      problems,
+    },
+    async (c) => c.json(await feed.overview()),
+  )
+  route(
+    "get",
+    "/dashboard/api/stream",
+    {
+      summary: "The dashboard's live feed as Server-Sent Events",
+      description: `\`overview\` (a DashboardOverview) at once, then every DASHBOARD_REFRESH_MS with only the last 15 seconds of the series; \`tasks\` (\`{"changed": n}\`) at most twice a second while tasks change; \`problem\` (\`{"detail"}\`) when a refresh failed. A comment line keeps the connection alive.`,
+      tag: "dashboard",
+      responses: { 200: { description: "The event stream", mediaType: "text/event-stream" } },
+      problems: [401],
+    },
+    (c) => feed.stream(c),
+  )
+  route(
+    "get",
+    "/dashboard/api/tasks",
+    {
+      summary: "The task table: newest first, by status, kind and id prefix, a page at a time",
+      tag: "dashboard",
+      query: TasksQuery,
+      responses: { 200: { description: "A page of tasks", schema: "TaskPage" } },
+      problems: [401, 422, 503],
+    },
+    async (c) => {
+      const { status, kind, q, limit, cursor } = parseQuery(TasksQuery, c.req.query())
+      const page = await store.listTasks(status, limit, decodeCursor(cursor), { kind, idPrefix: q })
+      return c.json({
+        tasks: page.tasks,
+        next_cursor: page.next_after === null ? null : encodeCursor(page.next_after),
+      })
+    },
+  )
+  route(
+    "get",
+    "/dashboard/api/tasks/:taskId",
+    {
+      summary: "A task with its input (the review or document) and its timeline",
+      tag: "dashboard",
+      path: { taskId: v.pipe(TaskId, v.description("The task id.")) },
+      responses: { 200: { description: "The task's detail", schema: "TaskDetail" } },
+      problems: [401, 404, 503],
+    },
+    async (c) => {
+      const taskId = c.req.param("taskId") ?? ""
+      if (!v.is(TaskId, taskId)) throw new Problem(404, `no task "${taskId}": task ids are UUIDs`)
+      const detail = await store.taskDetail(taskId)
+      if (!detail) throw new Problem(404, `no task with id ${taskId}`)
+      return c.json(detail)
+    },
+  )
+
+  return {
+    /** Dashboard streams open now. */
+    streams: () => feed.size,
+    async close(): Promise<void> {
+      feed.close()
+      await queues.close()
+    },
+  }
+}

@@ -1,0 +1,521 @@
+// The dashboard's script: one live stream (Server-Sent Events) for the figures, workers and queues; the task table
+// and a task's detail read on demand. Every text from a task goes in with textContent, never as HTML.
+/* global uPlot */
+
+const STATUSES = ["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "EXPIRED", "REVOKED"]
+const CANCELLABLE = new Set(["PENDING", "RETRY"])
+const RETRYABLE = new Set(["FAILURE", "EXPIRED", "REVOKED"])
+/** What the stream sends; the chart shows the last minute, 5 or 10 minutes of it. */
+const SERIES_SECONDS = 600
+const PAGE_SIZE = 25
+
+const $ = (selector) => document.querySelector(selector)
+const url = (path) => new URL(path, document.baseURI)
+
+function element(tag, props = {}, ...children) {
+  const node = document.createElement(tag)
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset") Object.assign(node.dataset, value)
+    else if (key === "className") node.className = value
+    else node.setAttribute(key, value)
+  }
+  for (const child of children) node.append(child ?? "")
+  return node
+}
+
+const number = new Intl.NumberFormat("en")
+const decimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 })
+
+function duration(ms) {
+  if (ms === null || ms === undefined) return "–"
+  if (ms < 1) return "<1 ms"
+  if (ms < 1000) return `${decimal.format(ms)} ms`
+  if (ms < 60_000) return `${decimal.format(ms / 1000)} s`
+  return `${decimal.format(ms / 60_000)} min`
+}
+
+function ago(iso) {
+  if (!iso) return "–"
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))
+  if (seconds < 60) return `${seconds} s ago`
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`
+  return new Date(iso).toLocaleString()
+}
+
+const time = (iso) => (iso ? element("time", { datetime: iso, title: iso }, ago(iso)) : "–")
+const badge = (status) => element("span", { className: `badge status-${status}` }, status)
+
+async function fetchJson(path, init) {
+  const res = await fetch(url(path), init)
+  const body = res.headers.get("content-type")?.includes("json") ? await res.json() : null
+  if (!res.ok)
+    throw Object.assign(new Error(body?.detail ?? `${res.status} ${res.statusText}`), { status: res.status })
+  return body
+}
+
+// --- figures, workers and queues, from the live stream
+
+const series = new Map()
+let chart
+
+function mergeSeries({ t, submitted, succeeded, failed, retried }) {
+  t.forEach((second, i) => {
+    series.set(second, [succeeded[i], failed[i], submitted[i], retried[i]])
+  })
+}
+
+let lastDrawn = Date.now()
+
+function chartData(now) {
+  const last = Math.floor(now / 1000)
+  const span = Number($("#chart-window").value)
+  const columns = [[], [], [], [], []]
+  for (let second = last - span + 1; second <= last; second++) {
+    const values = series.get(second) ?? [0, 0, 0, 0]
+    columns[0].push(second)
+    values.forEach((value, i) => {
+      columns[i + 1].push(value)
+    })
+  }
+  for (const second of series.keys()) if (second <= last - SERIES_SECONDS) series.delete(second)
+  return columns
+}
+
+function drawChart(now) {
+  lastDrawn = now
+  const data = chartData(now)
+  const target = $("#chart")
+  if (!chart) {
+    const line = (label, stroke) => ({ label, stroke, width: 1.5, points: { show: false } })
+    chart = new uPlot(
+      {
+        width: target.clientWidth || 600,
+        height: 200,
+        series: [
+          {},
+          line("completed/s", "#15803d"),
+          line("failed/s", "#b91c1c"),
+          line("submitted/s", "#2563eb"),
+          line("retried/s", "#d97706"),
+        ],
+        axes: [{}, { size: 60 }],
+        scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+      },
+      data,
+      target,
+    )
+    window.addEventListener("resize", () => chart.setSize({ width: target.clientWidth, height: 200 }))
+    $("#chart-window").addEventListener("change", () => drawChart(lastDrawn))
+  } else {
+    chart.setData(data)
+  }
+}
+
+function renderStats(stats) {
+  for (const status of STATUSES) $(`#count-${status}`).textContent = number.format(stats.counts[status])
+  for (const name of ["succeeded", "failed", "submitted", "retried"]) {
+    $(`#rate-${name}`).textContent = decimal.format(stats.rates[name])
+  }
+  $("#rate-window").textContent = `over the last ${stats.rates.window_s} s`
+  $("#latency-window").textContent = `of tasks ended in the last ${stats.latency.window_s / 60} min`
+  for (const phase of ["wait", "run", "total"]) {
+    const figures = stats.latency[phase]
+    const cells = document.querySelectorAll(`#latency tr[data-phase="${phase}"] td`)
+    const values = figures ? [figures.p50, figures.p90, figures.p99].map(duration) : ["–", "–", "–"]
+    values.push(figures ? number.format(figures.count) : "0")
+    values.forEach((value, i) => {
+      cells[i].textContent = value
+    })
+  }
+  mergeSeries(stats.series)
+  drawChart(Date.parse(stats.at))
+}
+
+function renderWorkers(workers) {
+  const body = $("#workers tbody")
+  const online = workers.filter((w) => w.status === "online").length
+  $("#workers-summary").textContent = `${online} online of ${workers.length}`
+  if (workers.length === 0) return
+  body.replaceChildren(
+    ...workers.map((w) =>
+      element(
+        "tr",
+        { dataset: { worker: w.worker, status: w.status } },
+        element(
+          "td",
+          { className: "id", title: `host ${w.host}, pid ${w.pid}, up since ${w.started_at}` },
+          w.worker,
+        ),
+        element("td", {}, element("span", { className: `badge ${w.status}` }, w.status)),
+        element("td", { className: "number" }, String(w.prefetch)),
+        element("td", { className: "number" }, number.format(w.in_hand)),
+        element("td", { className: "number" }, number.format(w.succeeded)),
+        element("td", { className: "number" }, number.format(w.failed)),
+        element("td", { className: "number" }, number.format(w.retried)),
+        element("td", {}, time(w.last_heartbeat_at)),
+      ),
+    ),
+  )
+}
+
+/** The part of the names that every queue shares (the deployment's AMQP_PREFIX), shown once in the title. */
+function commonPrefix(names) {
+  if (names.length === 0) return ""
+  let prefix = names[0]
+  for (const name of names) while (!name.startsWith(prefix)) prefix = prefix.slice(0, -1)
+  return prefix.slice(0, prefix.lastIndexOf(".") + 1)
+}
+
+function renderQueues(report) {
+  const management = report.source === "management"
+  const prefix = commonPrefix(report.queues.map((q) => q.name))
+  $("#queue-source").textContent = management
+    ? "rates from the RabbitMQ management API"
+    : "rates: change in depth per second (set RABBITMQ_MANAGEMENT_URL for publish and deliver rates)"
+  $("#queue-prefix").textContent = prefix ? `prefix ${prefix}` : ""
+  $("#rate-head-1").textContent = management ? "in/s" : "net/s"
+  $("#rate-head-2").textContent = management ? "out/s" : ""
+  const rate = (value) => (value === null ? "–" : decimal.format(value))
+  $("#queues tbody").replaceChildren(
+    ...report.queues.map((q) =>
+      element(
+        "tr",
+        {
+          dataset: { queue: q.name },
+          className: `${q.dead_letter ? "dead-letter" : ""} ${q.messages > 0 ? "has-messages" : ""}`,
+        },
+        element("td", { className: "id", title: q.name }, q.name.slice(prefix.length)),
+        element("td", { className: "number" }, number.format(q.messages)),
+        element("td", { className: "number" }, String(q.consumers)),
+        element("td", { className: "number" }, rate(management ? q.publish_rate : q.net_rate)),
+        element("td", { className: "number" }, management ? rate(q.deliver_rate) : ""),
+      ),
+    ),
+  )
+}
+
+function setLive(state, text) {
+  $("#live").dataset.state = state
+  $("#live").textContent = text
+}
+
+function connect() {
+  const source = new EventSource(url("dashboard/api/stream"))
+  source.addEventListener("open", () => setLive("live", "live"))
+  source.addEventListener("error", () => setLive("down", "reconnecting…"))
+  source.addEventListener("overview", (e) => {
+    const { stats, workers, queues } = JSON.parse(e.data)
+    renderStats(stats)
+    renderWorkers(workers)
+    renderQueues(queues)
+    $("#problem").hidden = true
+    $("#updated").textContent = `updated ${new Date(stats.at).toLocaleTimeString()}`
+  })
+  source.addEventListener("problem", (e) => {
+    $("#problem").hidden = false
+    $("#problem").textContent = JSON.parse(e.data).detail
+  })
+  source.addEventListener("tasks", () => scheduleTableRefresh())
+}
+
+// --- the task table: filters, pages by cursor, refreshed when tasks change
+
+const table = { cursors: [], cursor: null, next: null, refreshTimer: undefined }
+
+function filterParams() {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) })
+  const status = $("#filter-status").value
+  const kind = $("#filter-kind").value
+  const q = $("#filter-id").value.trim().toLowerCase()
+  if (status) params.set("status", status)
+  if (kind) params.set("kind", kind)
+  if (q) params.set("q", q)
+  if (table.cursor) params.set("cursor", table.cursor)
+  return params
+}
+
+function tookMs(task) {
+  const from = task.submitted_at ?? task.started_at
+  return from && task.finished_at ? Date.parse(task.finished_at) - Date.parse(from) : null
+}
+
+function taskRow(task) {
+  const row = element(
+    "tr",
+    { dataset: { taskId: task.task_id, status: task.status } },
+    element("td", { className: "id", title: task.task_id }, task.task_id),
+    element("td", {}, task.kind ?? "–"),
+    element("td", {}, badge(task.status)),
+    element("td", { className: "number" }, String(task.attempts)),
+    element("td", {}, time(task.submitted_at)),
+    element("td", { className: "number" }, duration(tookMs(task))),
+    element("td", { className: "error", title: task.error ?? "" }, task.error ?? ""),
+  )
+  row.addEventListener("click", () => openDetail(task.task_id))
+  return row
+}
+
+async function loadTasks() {
+  const problem = $("#filter-problem")
+  try {
+    const page = await fetchJson(`dashboard/api/tasks?${filterParams()}`)
+    problem.hidden = true
+    table.next = page.next_cursor
+    const rows = page.tasks.map(taskRow)
+    if (rows.length === 0)
+      rows.push(element("tr", { className: "empty" }, element("td", { colspan: "7" }, "no tasks")))
+    $("#tasks tbody").replaceChildren(...rows)
+  } catch (err) {
+    problem.hidden = false
+    problem.textContent = err.message
+  }
+  $("#older").disabled = !table.next
+  $("#newer").disabled = table.cursors.length === 0
+  $("#newest").disabled = table.cursors.length === 0
+}
+
+function scheduleTableRefresh() {
+  table.refreshTimer ??= setTimeout(() => {
+    table.refreshTimer = undefined
+    loadTasks()
+    if ($("#detail").open) showDetail($("#detail").dataset.taskId)
+  }, 300)
+}
+
+function restartTable() {
+  table.cursors = []
+  table.cursor = null
+  loadTasks()
+}
+
+function setUpTable() {
+  $("#filter-status").addEventListener("change", restartTable)
+  $("#filter-kind").addEventListener("change", restartTable)
+  let typing
+  $("#filter-id").addEventListener("input", () => {
+    clearTimeout(typing)
+    typing = setTimeout(restartTable, 250)
+  })
+  $("#filters").addEventListener("submit", (e) => e.preventDefault())
+  $("#older").addEventListener("click", () => {
+    table.cursors.push(table.cursor)
+    table.cursor = table.next
+    loadTasks()
+  })
+  $("#newer").addEventListener("click", () => {
+    table.cursor = table.cursors.pop() ?? null
+    loadTasks()
+  })
+  $("#newest").addEventListener("click", restartTable)
+}
+
+// --- a task's detail, and the actions on it
+
+function definitions(pairs) {
+  return element(
+    "dl",
+    {},
+    ...pairs.flatMap(([term, value]) => [element("dt", {}, term), element("dd", {}, value)]),
+  )
+}
+
+function words(list) {
+  return list.length > 0 ? list.join(", ") : "–"
+}
+
+function resultView(result) {
+  if (!result) return null
+  if ("sentences" in result) {
+    return element(
+      "div",
+      {},
+      definitions([
+        ["polarity", result.polarity],
+        ["score", String(result.score)],
+        ["language", result.language],
+        [
+          "sentences",
+          `${result.sentence_counts.positive} positive, ${result.sentence_counts.negative} negative, ${result.sentence_counts.neutral} neutral`,
+        ],
+      ]),
+      element(
+        "table",
+        {},
+        element(
+          "thead",
+          {},
+          element(
+            "tr",
+            {},
+            element("th", {}, "sentence"),
+            element("th", {}, "polarity"),
+            element("th", {}, "score"),
+          ),
+        ),
+        element(
+          "tbody",
+          {},
+          ...result.sentences.map((s) =>
+            element(
+              "tr",
+              {},
+              element("td", {}, s.text),
+              element("td", {}, s.polarity),
+              element("td", {}, String(s.score)),
+            ),
+          ),
+        ),
+      ),
+    )
+  }
+  if ("positive" in result) {
+    return definitions([
+      ["polarity", result.polarity],
+      ["score", `${result.score} (comparative ${decimal.format(result.comparative)})`],
+      ["language", result.language],
+      ["positive words", words(result.positive)],
+      ["negative words", words(result.negative)],
+    ])
+  }
+  return element("pre", { className: "text" }, JSON.stringify(result, null, 2))
+}
+
+function inputView(input) {
+  if (!input) return null
+  const { review, document: text, ...options } = input
+  const shown = review ?? text
+  return element(
+    "div",
+    {},
+    shown === undefined ? "" : element("div", { className: "text", id: "detail-text" }, shown),
+    Object.keys(options).length > 0
+      ? definitions(Object.entries(options).map(([k, v]) => [k, JSON.stringify(v)]))
+      : "",
+  )
+}
+
+function timelineView(timeline) {
+  return element(
+    "ol",
+    { id: "detail-timeline" },
+    ...timeline.map((entry) => {
+      const parts = [
+        `${new Date(entry.at).toLocaleTimeString()} `,
+        badge(entry.state),
+        ` attempt ${entry.attempt}`,
+      ]
+      if (entry.run > 1) parts.push(`, run ${entry.run}`)
+      if (entry.worker) parts.push(` on ${entry.worker}`)
+      if (entry.started_at && entry.state !== "STARTED")
+        parts.push(`, started ${new Date(entry.started_at).toLocaleTimeString()}`)
+      if (entry.retry_at) parts.push(`, next attempt ${new Date(entry.retry_at).toLocaleTimeString()}`)
+      if (entry.error) parts.push(element("div", { className: "error-text" }, entry.error))
+      return element("li", { dataset: { state: entry.state } }, ...parts)
+    }),
+  )
+}
+
+async function showDetail(taskId) {
+  const dialog = $("#detail")
+  dialog.dataset.taskId = taskId
+  let detail
+  try {
+    detail = await fetchJson(`dashboard/api/tasks/${encodeURIComponent(taskId)}`)
+  } catch (err) {
+    $("#detail-body").replaceChildren(element("p", { className: "problem" }, err.message))
+    return
+  }
+  const { task, input, timeline } = detail
+  dialog.dataset.status = task.status
+  $("#detail-title").replaceChildren("Task ", badge(task.status))
+  const section = (title, content) => (content ? [element("h3", {}, title), content] : [])
+  $("#detail-body").replaceChildren(
+    definitions([
+      ["id", element("code", { id: "detail-id" }, task.task_id)],
+      ["kind", task.kind ?? "–"],
+      ["attempts", String(task.attempts)],
+      ["group", task.group_id ?? "–"],
+      ["submitted", task.submitted_at ?? "–"],
+      ["started", task.started_at ?? "–"],
+      ["finished", task.finished_at ?? "–"],
+    ]),
+    ...section(input && "review" in input ? "Review" : "Input", inputView(input)),
+    ...section("Result", resultView(task.result)),
+    ...section(
+      "Error",
+      task.error ? element("div", { className: "error-text", id: "detail-error" }, task.error) : null,
+    ),
+    ...section("Timeline", timelineView(timeline)),
+  )
+  dialog.querySelector('[data-action="cancel"]').hidden = !CANCELLABLE.has(task.status)
+  dialog.querySelector('[data-action="retry"]').hidden = !RETRYABLE.has(task.status)
+}
+
+async function openDetail(taskId) {
+  $("#detail-message").textContent = ""
+  history.replaceState(null, "", `#task=${taskId}`)
+  await showDetail(taskId)
+  if (!$("#detail").open) $("#detail").showModal()
+}
+
+async function act(action) {
+  const taskId = $("#detail").dataset.taskId
+  const message = $("#detail-message")
+  const request =
+    action === "cancel"
+      ? { path: `polarities/tasks/${taskId}`, method: "DELETE", done: "cancelled" }
+      : { path: `polarities/tasks/${taskId}/retry`, method: "POST", done: "queued again as a new run" }
+  try {
+    await fetchJson(request.path, { method: request.method })
+    message.textContent = `Task ${request.done}.`
+  } catch (err) {
+    message.textContent = err.message
+  }
+  await showDetail(taskId)
+  loadTasks()
+}
+
+function setUpDetail() {
+  const dialog = $("#detail")
+  $("#detail-close").addEventListener("click", () => dialog.close())
+  dialog.addEventListener("close", () => history.replaceState(null, "", location.pathname + location.search))
+  for (const button of dialog.querySelectorAll("[data-action]")) {
+    button.addEventListener("click", () => act(button.dataset.action))
+  }
+  const linked = location.hash.match(/^#task=([0-9a-f-]{36})$/)
+  if (linked) openDetail(linked[1])
+}
+
+// --- replaying the failed dead letters (the admin endpoint: it may need ADMIN_TOKEN)
+
+async function replay() {
+  const result = $("#replay-result")
+  const send = (token) =>
+    fetchJson("admin/dead-letters/failed/replay", {
+      method: "POST",
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    })
+  try {
+    let token = sessionStorage.getItem("adminToken")
+    let body
+    try {
+      body = await send(token)
+    } catch (err) {
+      if (err.status !== 401) throw err
+      token = prompt("The admin token (ADMIN_TOKEN) to replay dead letters:")
+      if (!token) return
+      body = await send(token)
+      sessionStorage.setItem("adminToken", token)
+    }
+    result.textContent = `replayed ${body.replayed} task${body.replayed === 1 ? "" : "s"}`
+    loadTasks()
+  } catch (err) {
+    result.textContent = err.message
+  }
+}
+
+$("#replay").addEventListener("click", replay)
+setUpTable()
+setUpDetail()
+connect()
+loadTasks()

@@ -1,0 +1,73 @@
+// POST /polarities/tasks/{id}/retry: a task that ended without succeeding (FAILURE, EXPIRED, REVOKED) runs again
+// as a new run, as a dead-letter replay would start one, from the input the status store kept.
+import * as v from "valibot"
+import { Task, TaskId, type TaskStatus } from "../../shared/contracts.ts"
+import { Problem } from "../../shared/http.ts"
+import type { Route } from "./openapi.ts"
+import type { StatusStoreClient } from "./status-store-client.ts"
+
+export const RETRYABLE_STATUSES: ReadonlySet<TaskStatus> = new Set(["FAILURE", "EXPIRED", "REVOKED"])
+
+/**
+ * The task of the new run. Its number follows every attempt and run so far, so that its events outrank the old
+ * run's final state. The old `expires_at` is dropped: the deadline was the submission's, and a retry is an
+ * operator's new decision; `time_limit` is kept.
+ */
+export async function taskToRetry(store: StatusStoreClient, taskId: string): Promise<Task> {
+  const detail = await store.taskDetail(taskId)
+  if (!detail) throw new Problem(404, `no task with id ${taskId}`)
+  const { task, input, run } = detail
+  if (!RETRYABLE_STATUSES.has(task.status)) {
+    throw new Problem(
+      409,
+      `task ${taskId} is ${task.status}; only a task that ended FAILURE, EXPIRED or REVOKED can be retried`,
+    )
+  }
+  const nextRun = Math.max(task.attempts, run) + 1
+  const { expires_at: _deadline, ...fields } = input ?? {}
+  const submittedAt = task.submitted_at ? Date.parse(task.submitted_at) : Date.now()
+  const candidate = {
+    ...fields,
+    kind: task.kind,
+    task_id: taskId,
+    submitted_at: submittedAt,
+    attempt: nextRun,
+    run: nextRun,
+  }
+  const parsed = v.safeParse(Task, candidate)
+  if (!parsed.success)
+    throw new Problem(409, `task ${taskId} cannot be retried: the store does not hold its input`)
+  return parsed.output
+}
+
+export function retryRoute(
+  route: Route<"TaskAccepted">,
+  store: StatusStoreClient,
+  publishTask: (task: Task) => Promise<void>,
+): void {
+  route(
+    "post",
+    "/polarities/tasks/:taskId/retry",
+    {
+      summary: "Run a task that ended FAILURE, EXPIRED or REVOKED again, as a new run",
+      description:
+        "Publishes the task again from the input the status store kept, as a new run (as a dead-letter replay does): its attempts go on counting, it gets MAX_RETRIES retries again, and its events outrank the old run's final state. A deadline (`expires_in`) is dropped, a `time_limit` kept. Two retries at the same moment may both publish; the task then runs twice and its record converges.",
+      tag: "tasks",
+      path: { taskId: v.pipe(TaskId, v.description("The task id the submission answered (a UUID).")) },
+      responses: {
+        202: {
+          description: "Published again; the task is PENDING",
+          schema: "TaskAccepted",
+          headers: { location: "The task's URL: `/polarities/tasks/{task_id}`" },
+        },
+      },
+      problems: [404, 409, 503],
+    },
+    async (c) => {
+      const taskId = c.req.param("taskId") ?? ""
+      if (!v.is(TaskId, taskId)) throw new Problem(404, `no task "${taskId}": task ids are UUIDs`)
+      await publishTask(await taskToRetry(store, taskId))
+      return c.json({ task_id: taskId, status: "PENDING" }, 202, { location: `/polarities/tasks/${taskId}` })
+    },
+  )
+}

@@ -1,0 +1,323 @@
+// The status store's figures for the dashboard, kept up to date inside the transaction that applies the events,
+// so that reading them never scans the tasks: counts per status, per-second throughput, per-minute latency
+// histograms, each task's timeline, and the workers' last heartbeats.
+import type { Database } from "bun:sqlite"
+import {
+  type DashboardStats,
+  LATENCY_PHASES,
+  TASK_STATUSES,
+  type TaskEvent,
+  type TaskStatus,
+  type WorkerHeartbeat,
+  type WorkerRecord,
+} from "../../shared/contracts.ts"
+import type { TaskRow } from "./database.ts"
+
+/** An event new to the inbox, with the task's row before and after it. */
+export interface Applied {
+  event: TaskEvent
+  before: TaskRow | null
+  after: TaskRow
+}
+
+/** The status a task entered through this event, or null when the event changed nothing (late, outranked). */
+export function enteredStatus({ before, after }: Applied): TaskStatus | null {
+  return after.progress !== (before?.progress ?? -1) ? after.status : null
+}
+
+/** Latency phases of a task that ended: submitted → started (wait), started → finished (run), and in all. */
+export type LatencyPhase = "wait" | "run" | "total"
+
+const hasLatency = (row: TaskRow) =>
+  (row.status === "SUCCESS" || row.status === "FAILURE") && row.submitted_at !== null
+
+/**
+ * The phases, in milliseconds (never below 0), of a task whose record this event completed: it ended SUCCESS
+ * or FAILURE, or it had ended and its submission time arrived now (a fast worker's outcome often reaches the
+ * store before the gateway's PENDING). Each run of a task is measured once; a replay's, from the first submission.
+ */
+export function latencyOf({ before, after }: Applied): Partial<Record<LatencyPhase, number>> {
+  if (!hasLatency(after) || (before && hasLatency(before) && before.progress === after.progress)) return {}
+  const { submitted_at: submitted, started_at: started, finished_at: finished } = after
+  const spans: [LatencyPhase, number | null, number | null][] = [
+    ["wait", submitted, started],
+    ["run", started, finished],
+    ["total", submitted, finished],
+  ]
+  const phases: Partial<Record<LatencyPhase, number>> = {}
+  for (const [phase, from, to] of spans)
+    if (from !== null && to !== null) phases[phase] = Math.max(0, to - from)
+  return phases
+}
+
+// Latency histograms: bucket 0 holds [0, 1) ms, bucket b ≥ 1 holds [2^((b-1)/4), 2^(b/4)) ms, so each bucket is
+// 19 % wider than the one before: a percentile is within 19 % whatever the scale, from 1 ms to hours.
+const BUCKETS_PER_DOUBLING = 4
+
+export function latencyBucket(ms: number): number {
+  return ms < 1 ? 0 : 1 + Math.floor(BUCKETS_PER_DOUBLING * Math.log2(ms))
+}
+
+function bucketBounds(bucket: number): [number, number] {
+  return bucket === 0
+    ? [0, 1]
+    : [2 ** ((bucket - 1) / BUCKETS_PER_DOUBLING), 2 ** (bucket / BUCKETS_PER_DOUBLING)]
+}
+
+/** Like Prometheus' histogram_quantile: the bucket that holds the rank, and a straight line within it. */
+export function percentile(buckets: [bucket: number, tasks: number][], q: number): number {
+  const total = buckets.reduce((sum, [, tasks]) => sum + tasks, 0)
+  const rank = q * total
+  let below = 0
+  for (const [bucket, tasks] of buckets) {
+    if (below + tasks >= rank) {
+      const [low, high] = bucketBounds(bucket)
+      return Math.round((low + ((high - low) * (rank - below)) / tasks) * 10) / 10
+    }
+    below += tasks
+  }
+  return 0
+}
+
+const SERIES = ["submitted", "succeeded", "failed", "retried"] as const
+type Series = (typeof SERIES)[number]
+const SERIES_OF: Partial<Record<TaskStatus, Series>> = {
+  SUCCESS: "succeeded",
+  FAILURE: "failed",
+  RETRY: "retried",
+}
+/** Rates are per second over this many whole seconds before the current one. */
+const RATE_SECONDS = 10
+
+/** What one event adds to its task's timeline beyond its state, attempt, run and time (kept in the inbox). */
+export function timelineDetail(event: TaskEvent): string | null {
+  switch (event.state) {
+    case "STARTED":
+      return JSON.stringify({ worker: event.worker })
+    case "RETRY":
+      return JSON.stringify({ error: event.error, started_at: event.started_at, retry_at: event.retry_at })
+    case "SUCCESS":
+      return JSON.stringify({ started_at: event.started_at })
+    case "FAILURE":
+      return JSON.stringify({ error: event.error, started_at: event.started_at })
+    default:
+      return null
+  }
+}
+
+/** Within an attempt: queued, started, then how it ended; REVOKED last, as it outranks the rest. */
+const TIMELINE_STAGE: Record<TaskStatus, number> = {
+  PENDING: 0,
+  STARTED: 1,
+  RETRY: 2,
+  SUCCESS: 3,
+  FAILURE: 3,
+  EXPIRED: 3,
+  REVOKED: 4,
+}
+
+interface TimelineRow {
+  state: TaskStatus
+  attempt: number
+  run: number
+  at: number
+  detail: string | null
+}
+
+interface InboxRow {
+  event_id: string
+  run: number
+  at: number
+  detail: string | null
+}
+
+const iso = (millis: number) => new Date(millis).toISOString()
+const isoOrNull = (millis: unknown) => (typeof millis === "number" ? iso(millis) : null)
+
+export function dashboardTables(db: Database) {
+  const addToCount = db.query<void, [string, number]>(
+    "INSERT INTO status_counts VALUES (?1, ?2) ON CONFLICT (status) DO UPDATE SET tasks = tasks + ?2",
+  )
+  const addThroughput = db.query<void, Record<string, number>>(
+    `INSERT INTO throughput VALUES ($second, $submitted, $succeeded, $failed, $retried)
+     ON CONFLICT (second) DO UPDATE SET submitted = submitted + $submitted, succeeded = succeeded + $succeeded,
+       failed = failed + $failed, retried = retried + $retried`,
+  )
+  const addLatency = db.query<void, [number, string, number, number]>(
+    `INSERT INTO latency_buckets VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (minute, phase, bucket) DO UPDATE SET tasks = tasks + ?4`,
+  )
+  const counts = db.query<{ status: TaskStatus; tasks: number }, []>(
+    "SELECT status, tasks FROM status_counts",
+  )
+  const seriesSince = db.query<Record<Series, number> & { second: number }, [number]>(
+    "SELECT * FROM throughput WHERE second >= ? ORDER BY second",
+  )
+  const sums = db.query<Record<Series, number | null>, [number, number]>(
+    `SELECT sum(submitted) AS submitted, sum(succeeded) AS succeeded, sum(failed) AS failed,
+       sum(retried) AS retried FROM throughput WHERE second >= ? AND second < ?`,
+  )
+  const latencySince = db.query<{ phase: string; bucket: number; tasks: number }, [number]>(
+    `SELECT phase, bucket, sum(tasks) AS tasks FROM latency_buckets WHERE minute >= ?
+     GROUP BY phase, bucket ORDER BY bucket`,
+  )
+  // Event ids are `<task id>:<state>:<attempt>`, and ";" sorts right after ":". Events recorded before the
+  // timeline existed have no time and are left out.
+  const inboxOfTask = db.query<InboxRow, [string, string]>(
+    "SELECT event_id, run, at, detail FROM inbox WHERE event_id > ? AND event_id < ? AND at IS NOT NULL",
+  )
+  const timelineRows = (taskId: string): TimelineRow[] =>
+    inboxOfTask.all(`${taskId}:`, `${taskId};`).map(({ event_id, run, at, detail }) => {
+      const [, state, attempt] = event_id.split(":")
+      return { state: state as TaskStatus, attempt: Number(attempt), run, at, detail }
+    })
+  const putWorker = db.query<void, [string, string, number]>(
+    "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
+  )
+  const allWorkers = db.query<{ heartbeat: string; seen_at: number }, []>(
+    "SELECT heartbeat, seen_at FROM workers ORDER BY worker",
+  )
+  const pruneThroughput = db.query<void, [number]>("DELETE FROM throughput WHERE second < ?")
+  const pruneLatency = db.query<void, [number]>("DELETE FROM latency_buckets WHERE minute < ?")
+  const pruneWorkers = db.query<void, [number]>("DELETE FROM workers WHERE seen_at < ?")
+
+  return {
+    /** Inside the transaction that applied the events: what they changed, added up, one write per key. */
+    record(applied: Applied[]): void {
+      const statusDeltas = new Map<TaskStatus, number>()
+      const throughput = new Map<number, Record<Series, number>>()
+      const latency = new Map<string, number>()
+      const add = <K>(map: Map<K, number>, key: K, n: number) => map.set(key, (map.get(key) ?? 0) + n)
+      const count = (at: number, series: Series) => {
+        const second = Math.floor(at / 1000)
+        const row = throughput.get(second) ?? { submitted: 0, succeeded: 0, failed: 0, retried: 0 }
+        row[series]++
+        throughput.set(second, row)
+      }
+      for (const change of applied) {
+        const { event, before, after } = change
+        if (before?.status !== after.status) {
+          if (before) add(statusDeltas, before.status, -1)
+          add(statusDeltas, after.status, 1)
+        }
+        if (event.state === "PENDING" && event.run === 1) count(event.at, "submitted")
+        const entered = enteredStatus(change)
+        const series = entered && SERIES_OF[entered]
+        if (series) count(event.at, series)
+        const minute = Math.floor((after.finished_at ?? event.at) / 60_000)
+        for (const [phase, ms] of Object.entries(latencyOf(change))) {
+          add(latency, `${minute}:${phase}:${latencyBucket(ms)}`, 1)
+        }
+      }
+      for (const [status, delta] of statusDeltas) if (delta !== 0) addToCount.run(status, delta)
+      for (const [second, row] of throughput) {
+        addThroughput.run({ $second: second, ...Object.fromEntries(SERIES.map((s) => [`$${s}`, row[s]])) })
+      }
+      for (const [key, tasks] of latency) {
+        const [minute, phase, bucket] = key.split(":")
+        addLatency.run(Number(minute), phase ?? "", Number(bucket), tasks)
+      }
+    },
+
+    stats(now: number, seriesSeconds: number, windowSeconds: number): DashboardStats {
+      const byStatus = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<
+        TaskStatus,
+        number
+      >
+      for (const { status, tasks } of counts.all()) byStatus[status] = tasks
+      const second = Math.floor(now / 1000)
+      const series = {
+        t: [] as number[],
+        submitted: [] as number[],
+        succeeded: [] as number[],
+        failed: [] as number[],
+        retried: [] as number[],
+      }
+      for (const row of seriesSince.all(second - seriesSeconds + 1)) {
+        series.t.push(row.second)
+        for (const name of SERIES) series[name].push(row[name])
+      }
+      const summed = sums.get(second - RATE_SECONDS, second)
+      const rate = (name: Series) => (summed?.[name] ?? 0) / RATE_SECONDS
+      const buckets = new Map<string, [number, number][]>()
+      for (const { phase, bucket, tasks } of latencySince.all(
+        Math.floor((now - windowSeconds * 1000) / 60_000),
+      )) {
+        buckets.set(phase, [...(buckets.get(phase) ?? []), [bucket, tasks]])
+      }
+      const percentiles = (phase: LatencyPhase) => {
+        const histogram = buckets.get(phase)
+        if (!histogram) return null
+        const count = histogram.reduce((sum, [, tasks]) => sum + tasks, 0)
+        return {
+          count,
+          p50: percentile(histogram, 0.5),
+          p90: percentile(histogram, 0.9),
+          p99: percentile(histogram, 0.99),
+        }
+      }
+      return {
+        at: iso(now),
+        counts: byStatus,
+        rates: {
+          window_s: RATE_SECONDS,
+          ...(Object.fromEntries(SERIES.map((name) => [name, rate(name)])) as Record<Series, number>),
+        },
+        latency: {
+          window_s: windowSeconds,
+          ...(Object.fromEntries(LATENCY_PHASES.map((phase) => [phase, percentiles(phase)])) as Record<
+            LatencyPhase,
+            ReturnType<typeof percentiles>
+          >),
+        },
+        series,
+      }
+    },
+
+    /** In the order the state machine ranks the events (run, attempt, stage), not by their clocks. */
+    timeline(taskId: string) {
+      const order = (a: TimelineRow, b: TimelineRow) =>
+        a.run - b.run || a.attempt - b.attempt || TIMELINE_STAGE[a.state] - TIMELINE_STAGE[b.state]
+      return timelineRows(taskId)
+        .toSorted(order)
+        .map(({ state, attempt, run, at, detail }) => {
+          const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>
+          return {
+            at: iso(at),
+            state,
+            attempt,
+            run,
+            worker: typeof extra.worker === "string" ? extra.worker : null,
+            error: typeof extra.error === "string" ? extra.error : null,
+            started_at: isoOrNull(extra.started_at),
+            retry_at: isoOrNull(extra.retry_at),
+          }
+        })
+    },
+
+    recordHeartbeats: db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number) => {
+      for (const heartbeat of heartbeats) putWorker.run(heartbeat.worker, JSON.stringify(heartbeat), seenAt)
+    }),
+
+    /** Every worker heard from; `lost` once `lostAfterMissed` heartbeats in a row did not come (by this clock). */
+    workers(now: number, lostAfterMissed: number): WorkerRecord[] {
+      return allWorkers.all().map(({ heartbeat, seen_at: seenAt }) => {
+        const { state, started_at, sent_at: _sent, ...fields } = JSON.parse(heartbeat) as WorkerHeartbeat
+        const lost = now - seenAt > lostAfterMissed * fields.interval_ms
+        return {
+          ...fields,
+          status: state === "offline" ? "offline" : lost ? "lost" : "online",
+          started_at: iso(started_at),
+          last_heartbeat_at: iso(seenAt),
+        }
+      })
+    },
+
+    /** Forget throughput and latency from before `statsBefore`, and workers not heard from since `workersBefore`. */
+    prune(statsBefore: number, workersBefore: number): void {
+      pruneThroughput.run(Math.floor(statsBefore / 1000))
+      pruneLatency.run(Math.floor(statsBefore / 60_000))
+      pruneWorkers.run(workersBefore)
+    },
+  }
+}

@@ -1,0 +1,276 @@
+// The dashboard in a real browser: headless Chromium (Debian's package, driven by playwright-core) against a
+// running stack. Without Chromium these tests fail: `.ci/run` installs it.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { type Browser, chromium, type Page } from "playwright-core"
+import { postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
+
+const CHROMIUM = "/usr/bin/chromium"
+// playwright-core gives every launch a fresh, temporary profile (its own --user-data-dir).
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+]
+const WAIT_MS = 10_000
+const ADMIN_TOKEN = "browser-test-admin-token"
+
+let stack: Stack
+let browser: Browser
+beforeAll(async () => {
+  stack = await startStack("dashboard", {
+    ENABLE_TEST_TASKS: "true",
+    // A retryable failure waits a long while in RETRY: the screenshot shows that state too.
+    MAX_RETRIES: "1",
+    RETRY_BASE_DELAY_MS: "60000",
+    // One task in hand per queue, so that a task queued behind a sleeper stays PENDING until it is cancelled.
+    WORKER_PREFETCH: "1",
+    WORKER_HEARTBEAT_MS: "250",
+    DASHBOARD_REFRESH_MS: "250",
+    ADMIN_TOKEN: ADMIN_TOKEN,
+  })
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+})
+afterAll(async () => {
+  await browser?.close()
+  await stack?.[Symbol.asyncDispose]()
+})
+
+interface OpenPage extends AsyncDisposable {
+  page: Page
+  /** Uncaught errors and console errors of the page. */
+  errors: string[]
+}
+
+async function openDashboard(url: string): Promise<OpenPage> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } })
+  const errors: string[] = []
+  page.on("pageerror", (err) => errors.push(err.message))
+  page.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(msg.text())
+  })
+  await page.goto(url)
+  return { page, errors, [Symbol.asyncDispose]: () => page.close() }
+}
+
+async function untilLive(page: Page): Promise<void> {
+  await page.locator('#live[data-state="live"]').waitFor({ timeout: WAIT_MS })
+}
+
+async function untilText(page: Page, selector: string, text: string): Promise<void> {
+  let shown: string | undefined
+  for (const deadline = Date.now() + WAIT_MS; Date.now() < deadline; await Bun.sleep(50)) {
+    shown = (await page.locator(selector).textContent({ timeout: WAIT_MS }))?.trim()
+    if (shown === text) return
+  }
+  throw new Error(`${selector} shows "${shown}", not "${text}"`)
+}
+
+/** The table's rows as [task id, status], once `done` holds for them. */
+async function untilRows(page: Page, done: (rows: string[][]) => boolean): Promise<string[][]> {
+  for (const deadline = Date.now() + WAIT_MS; ; await Bun.sleep(50)) {
+    const rows = await page
+      .locator("#tasks tbody tr[data-task-id]")
+      .evaluateAll((trs) =>
+        trs.map((tr) => [tr.getAttribute("data-task-id") ?? "", tr.getAttribute("data-status") ?? ""]),
+      )
+    if (done(rows)) return rows
+    if (Date.now() > deadline) throw new Error(`the task table shows ${JSON.stringify(rows)}`)
+  }
+}
+
+const row = (taskId: string, status?: string) =>
+  `#tasks tbody tr[data-task-id="${taskId}"]${status ? `[data-status="${status}"]` : ""}`
+
+async function postJson(path: string, body: unknown): Promise<string> {
+  const res = await fetch(stack.url(path), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  })
+  expect([200, 202]).toContain(res.status)
+  return ((await res.json()) as { task_id: string }).task_id
+}
+
+const reviews = ["What a lovely, wonderful day", "This is awful and sad", "It arrived on Tuesday"]
+const submitted: Record<string, string> = {}
+
+describe("the dashboard in a browser", () => {
+  test("counts, the table, workers and queues update live, without a reload", async () => {
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    await untilLive(page)
+    await untilText(page, "#count-SUCCESS", "0")
+    await page.evaluate(() => {
+      Object.assign(globalThis, { sameDocument: true })
+    })
+
+    for (const review of reviews)
+      submitted[review] = (await taskBody(await postReview(stack, review, "?wait=10"))).task_id
+    submitted.failed = await postJson("/test/flaky?wait=10", { fail_times: 1, non_retryable: true })
+
+    await untilText(page, "#count-SUCCESS", "3")
+    await untilText(page, "#count-FAILURE", "1")
+    for (const review of reviews)
+      await page.locator(row(submitted[review] ?? "", "SUCCESS")).waitFor({ timeout: WAIT_MS })
+    await page.locator(row(submitted.failed ?? "", "FAILURE")).waitFor({ timeout: WAIT_MS })
+    await untilText(page, '#latency tr[data-phase="total"] td:last-child', "4")
+    await page.locator('#workers tbody tr[data-status="online"]').waitFor({ timeout: WAIT_MS })
+    await untilText(page, `#queues tr[data-queue="${stack.names.failedQueue}"] td:nth-child(2)`, "1")
+    expect(await page.locator("#chart canvas").count()).toBeGreaterThan(0)
+    expect(await page.evaluate(() => (globalThis as { sameDocument?: boolean }).sameDocument)).toBe(true)
+    expect(opened.errors).toEqual([])
+  })
+
+  test("a task's detail shows its review, result, attempts and timeline", async () => {
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    const taskId = submitted[reviews[0] ?? ""] ?? ""
+    await page.locator(row(taskId)).click()
+    await page.locator('#detail[open][data-status="SUCCESS"]').waitFor({ timeout: WAIT_MS })
+    expect(await page.locator("#detail-id").textContent()).toBe(taskId)
+    expect(await page.locator("#detail-text").textContent()).toBe(reviews[0] ?? "")
+    const body = (await page.locator("#detail-body").textContent()) ?? ""
+    expect(body).toContain("polarityposi") // the result's term and value, side by side
+    expect(body).toContain("positive wordswonderful, lovely")
+    expect(await page.locator("#detail-timeline li").last().getAttribute("data-state")).toBe("SUCCESS")
+    expect(await page.locator('#detail [data-action="cancel"]').isHidden()).toBe(true)
+    expect(await page.locator('#detail [data-action="retry"]').isHidden()).toBe(true)
+    expect(page.url()).toEndWith(`#task=${taskId}`)
+    await page.locator("#detail-close").click()
+    expect(await page.locator("#detail[open]").count()).toBe(0)
+    expect(opened.errors).toEqual([])
+  })
+
+  test("cancels a pending task from its detail", async () => {
+    // The sleeper holds the default queue's only slot, so the next flaky task waits PENDING behind it.
+    const sleeper = await postJson("/test/flaky", { sleep_ms: 1500 })
+    const pending = await postJson("/test/flaky", {})
+    await using opened = await openDashboard(stack.url(`/dashboard#task=${pending}`))
+    const { page } = opened
+    await page.locator('#detail[open][data-status="PENDING"]').waitFor({ timeout: WAIT_MS })
+    await page.locator('#detail [data-action="cancel"]').click()
+    await page.locator('#detail[data-status="REVOKED"]').waitFor({ timeout: WAIT_MS })
+    expect(await page.locator("#detail-message").textContent()).toBe("Task cancelled.")
+    await page.locator(row(pending, "REVOKED")).waitFor({ timeout: WAIT_MS })
+    await untilText(page, "#count-REVOKED", "1")
+    expect((await waitForFinal(stack, sleeper)).status).toBe("SUCCESS")
+    expect((await waitForFinal(stack, pending)).status).toBe("REVOKED")
+    submitted.revoked = pending
+    expect(opened.errors).toEqual([])
+  })
+
+  test("filters the table by status, by kind and by id", async () => {
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    await page.locator(row(submitted.failed ?? "")).waitFor({ timeout: WAIT_MS })
+    const ids = (rows: string[][]) => rows.map(([taskId]) => taskId)
+
+    await page.selectOption("#filter-status", "FAILURE")
+    const failures = await untilRows(page, (rows) => rows.every(([, status]) => status === "FAILURE"))
+    expect(ids(failures)).toEqual([submitted.failed ?? ""])
+
+    await page.selectOption("#filter-status", "")
+    await page.selectOption("#filter-kind", "polarity:review")
+    const ofKind = await untilRows(page, (rows) => rows.length === 3)
+    expect(ids(ofKind)).toEqual(reviews.map((review) => submitted[review] ?? "").toReversed())
+
+    const wanted = submitted[reviews[1] ?? ""] ?? ""
+    await page.fill("#filter-id", wanted.slice(0, 34))
+    expect(ids(await untilRows(page, (rows) => rows.length === 1))).toEqual([wanted])
+    expect(opened.errors).toEqual([])
+  })
+
+  test("saves a screenshot with tasks in several states (docs/dashboard.png)", async () => {
+    for (let burst = 0; burst < 4; burst++) {
+      const batch = Array.from({ length: 60 }, (_, i) =>
+        i % 4 === 0 ? `Awful ${i}` : `Lovely review ${burst}-${i}`,
+      )
+      await postJson("/polarities/batch", { reviews: batch }).catch(() => {})
+      await Bun.sleep(400)
+    }
+    await postJson("/test/flaky", { fail_times: 2 })
+    await postJson("/test/flaky", { sleep_ms: 3000 })
+    await postJson("/polarities/documents", { document: "I love this phone. The battery is awful!" })
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    await untilLive(page)
+    await untilText(page, "#count-RETRY", "1")
+    await untilText(page, "#count-STARTED", "1")
+    await page.selectOption("#chart-window", "60")
+    await page.waitForTimeout(600)
+    await page.screenshot({ path: "docs/dashboard.png", fullPage: true })
+    const png = await Bun.file("docs/dashboard.png").bytes()
+    expect([...png.slice(1, 4)].map((c) => String.fromCharCode(c)).join("")).toBe("PNG")
+    expect(opened.errors).toEqual([])
+  })
+
+  test("retries a failed task from its detail, and it succeeds", async () => {
+    await using opened = await openDashboard(stack.url(`/dashboard#task=${submitted.failed}`))
+    const { page } = opened
+    await page.locator('#detail[open][data-status="FAILURE"]').waitFor({ timeout: WAIT_MS })
+    expect(await page.locator("#detail-error").textContent()).toBe(
+      "NonRetryableError: planned failure on attempt 1 of the first 1",
+    )
+    await page.locator('#detail [data-action="retry"]').click()
+    await page.locator('#detail[data-status="SUCCESS"]').waitFor({ timeout: WAIT_MS })
+    expect(
+      await page
+        .locator("#detail-timeline li")
+        .evaluateAll((items) => items.map((li) => li.getAttribute("data-state"))),
+    ).toContain("FAILURE")
+    expect(opened.errors).toEqual([])
+  })
+})
+
+describe("the dead letters in a browser", () => {
+  test("replays the failed dead letters after asking for the admin token", async () => {
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    const failedRow = `#queues tr[data-queue="${stack.names.failedQueue}"] td:nth-child(2)`
+    await untilText(page, failedRow, "1")
+    const asked: string[] = []
+    page.on("dialog", (dialog) => {
+      asked.push(dialog.message())
+      void dialog.accept(ADMIN_TOKEN)
+    })
+    await page.locator("#replay").click()
+    await untilText(page, "#replay-result", "replayed 1 task")
+    expect(asked).toEqual(["The admin token (ADMIN_TOKEN) to replay dead letters:"])
+    await untilText(page, failedRow, "0")
+    // 401 from the admin endpoint, before the token was given.
+    expect(opened.errors).toEqual([
+      "Failed to load resource: the server responded with a status of 401 (Unauthorized)",
+    ])
+  })
+})
+
+describe("the protected dashboard in a browser", () => {
+  const token = "browser-test-dashboard-token"
+  let guarded: Stack
+  beforeAll(async () => {
+    guarded = await startStack("dashboard-guarded", { DASHBOARD_TOKEN: token, DASHBOARD_REFRESH_MS: "250" })
+  })
+  afterAll(async () => {
+    await guarded?.[Symbol.asyncDispose]()
+  })
+
+  test("is a 401 without the token, and live after opening it once with ?token=", async () => {
+    const page = await browser.newPage()
+    try {
+      const refused = await page.goto(guarded.url("/dashboard"))
+      expect(refused?.status()).toBe(401)
+      await page.goto(guarded.url(`/dashboard?token=${token}`))
+      expect(page.url()).toBe(guarded.url("/dashboard"))
+      await untilLive(page)
+      await postReview(guarded, "lovely", "?wait=10")
+      await untilText(page, "#count-SUCCESS", "1")
+    } finally {
+      await page.close()
+    }
+  })
+})
