@@ -4,7 +4,14 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import * as v from "valibot"
-import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
+import {
+  Broker,
+  BrokerUnavailable,
+  brokerOptions,
+  decodeMessage,
+  PoisonMessage,
+  topologyOptions,
+} from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   BatchAccepted,
@@ -261,7 +268,6 @@ export async function start(config: GatewayConfig) {
 
   /** The task's PENDING event (attempt = run - 1), confirmed. */
   function emitPending(task: Task, group?: PendingGroup): Promise<void> {
-    taskMetrics.published(task)
     return events.emit({
       state: "PENDING",
       task_id: task.task_id,
@@ -275,13 +281,34 @@ export async function start(config: GatewayConfig) {
   }
 
   /**
-   * Publish the task, then its PENDING event, both confirmed: once this resolves the task can't be lost,
-   * and the status store knows it. The task goes first so that a work queue refusing it leaves no PENDING
-   * record of a task that will never run.
+   * Publish the task and its PENDING event at once, and resolve once both are confirmed: from then on the
+   * task can't be lost, and the status store knows it. Waiting for one confirm instead of two in a row is a
+   * millisecond off every submission. If the broker refuses the task (a full queue), its PENDING may be in
+   * the store already: a FAILURE that never ran then closes that record, so no accepted-looking task waits
+   * forever. When the broker merely did not answer, the task may be queued after all, and nothing is closed.
    */
   async function publishTask(task: Task): Promise<void> {
-    await tasks.publish(task)
-    await emitPending(task)
+    const [queued, recorded] = await Promise.allSettled([tasks.publish(task), emitPending(task)])
+    if (queued.status === "rejected") {
+      if (
+        recorded.status === "fulfilled" &&
+        queued.reason instanceof BrokerUnavailable &&
+        queued.reason.refused
+      ) {
+        await closeRefused(task, queued.reason.message)
+      }
+      throw queued.reason
+    }
+    if (recorded.status === "rejected") throw recorded.reason
+    taskMetrics.published(task)
+  }
+
+  async function closeRefused(task: Task, reason: string): Promise<void> {
+    const error = `the broker refused the task (${reason}); it never ran`
+    const refused = { task_id: task.task_id, attempt: task.run - 1, run: task.run, at: Date.now() }
+    await events.emit({ ...refused, state: "FAILURE", started_at: null, error }).catch((err: Error) => {
+      log.error("refused task left PENDING: its FAILURE was not published", { taskId: task.task_id, err })
+    })
   }
 
   /**
@@ -293,6 +320,7 @@ export async function start(config: GatewayConfig) {
     await Promise.all(
       batch.map((task, index) => emitPending(task, { group_id: groupId, index, size: batch.length })),
     )
+    for (const task of batch) taskMetrics.published(task)
   }
 
   /**

@@ -56,6 +56,13 @@ export function brokerOptions(name: string, config: BrokerConfig, log: Logger): 
 /** The broker did not take a message: down, blocked, nacked (full queue) or too slow to confirm. */
 export class BrokerUnavailable extends Error {
   override name = "BrokerUnavailable"
+  constructor(
+    message: string,
+    /** The broker said no (a nack, a return): the message is certainly not queued. Otherwise it may be. */
+    readonly refused = false,
+  ) {
+    super(message)
+  }
 }
 
 /** A message that can never be processed: dead-letter it with this reason. */
@@ -246,13 +253,13 @@ export class Broker {
       (err: Error) => {
         if (err instanceof BrokerUnavailable) throw err
         // A nack: with reject-publish overflow, that is a full queue.
-        if (err.message === "Message rejected") throw new BrokerUnavailable("the queue is full")
+        if (err.message === "Message rejected") throw new BrokerUnavailable("the queue is full", true)
         throw new BrokerUnavailable(err.message)
       },
     )
     // The broker sends basic.return before the basic.ack of the same publish, on the same channel.
     if (this.returned.delete(messageId)) {
-      throw new BrokerUnavailable(`no queue is bound to ${exchangeName || "(default)"}/${routingKey}`)
+      throw new BrokerUnavailable(`no queue is bound to ${exchangeName || "(default)"}/${routingKey}`, true)
     }
   }
 

@@ -52,10 +52,31 @@ describe("a full work queue", () => {
     expect([...final.values()].every((t) => t.status === "SUCCESS")).toBe(true)
     expect(final.size).toBe(MAX_LENGTH)
 
-    // A refused task leaves no record behind: the store knows exactly the accepted ones.
+    // A refused task never ran: its PENDING (sent beside the task) is closed as a FAILURE that says so, and
+    // the store knows exactly the accepted tasks besides those.
     const db = new Database(cluster.databasePath, { readonly: true })
-    const known = (db.query("SELECT task_id FROM tasks").all() as { task_id: string }[]).map((r) => r.task_id)
+    const rows = db.query("SELECT task_id, status, error, attempts, started_at FROM tasks").all() as {
+      task_id: string
+      status: string
+      error: string | null
+      attempts: number
+      started_at: number | null
+    }[]
     db.close()
-    expect(known.sort()).toEqual([...accepted].sort())
+    const acceptedIds = new Set(accepted)
+    expect(rows.filter((r) => acceptedIds.has(r.task_id)).map((r) => r.status)).toEqual(
+      accepted.map(() => "SUCCESS"),
+    )
+    const others = rows.filter((r) => !acceptedIds.has(r.task_id))
+    // The 70 refused in the loop and the one posted after it.
+    expect(others).toHaveLength(refused.length + 1)
+    for (const row of others) {
+      expect(row).toMatchObject({
+        status: "FAILURE",
+        error: "the broker refused the task (the queue is full); it never ran",
+        attempts: 0,
+        started_at: null,
+      })
+    }
   })
 })
