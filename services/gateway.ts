@@ -4,14 +4,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import * as v from "valibot"
-import {
-  Broker,
-  BrokerUnavailable,
-  brokerOptions,
-  decodeMessage,
-  PoisonMessage,
-  topologyOptions,
-} from "../shared/amqp.ts"
+import { Broker, BrokerUnavailable, brokerOptions, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   BatchAccepted,
@@ -24,28 +17,38 @@ import {
   Health,
   IdempotencyKey,
   MAX_BATCH_SIZE,
-  MAX_PAGE_SIZE,
-  MAX_WAIT_MS,
   type PendingEvent,
   ProblemDetails,
   ReplayResult,
   SubmitBatch,
   SubmitDocument,
   SubmitReview,
-  Task,
+  type Task,
   TaskAccepted,
-  TaskBatch,
   TaskId,
   TaskPage,
   TaskRecord,
-  TaskStatus,
+  type TaskStatus,
 } from "../shared/contracts.ts"
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
+import { DeadLetters } from "./gateway/dead-letters.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
+import {
+  AdminLimitQuery,
+  decodeCursor,
+  encodeCursor,
+  ListQuery,
+  parseTaskId,
+  readJson,
+  readQuery,
+  requestFingerprint,
+  TaskIdParam,
+  WaitQuery,
+} from "./gateway/requests.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
 import { retryRoute } from "./gateway/task-retry.ts"
@@ -75,108 +78,6 @@ export const GatewayEnv = {
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>
 export const loadGatewayConfig = (env: Record<string, string | undefined> = process.env) =>
   checkDashboardConfig(loadConfig(GatewayEnv, env))
-
-const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
-
-async function readJson<TSchema extends v.GenericSchema>(
-  c: Context,
-  schema: TSchema,
-): Promise<v.InferOutput<TSchema>> {
-  const contentType = c.req.header("content-type") ?? ""
-  if (!JSON_CONTENT_TYPE.test(contentType)) {
-    throw new Problem(
-      415,
-      `send the body as application/json, not ${contentType || "without a content type"}`,
-    )
-  }
-  let json: unknown
-  try {
-    json = JSON.parse(await c.req.text())
-  } catch (err) {
-    throw new Problem(400, `the body is not valid JSON: ${(err as Error).message}`)
-  }
-  const result = v.safeParse(schema, json)
-  if (!result.success) throw new Problem(422, explainIssues(result.issues))
-  return result.output
-}
-
-/** Parse the query string against its schema: the same schema documents the parameters. */
-function readQuery<TSchema extends v.GenericSchema>(c: Context, schema: TSchema): v.InferOutput<TSchema> {
-  const result = v.safeParse(schema, c.req.query())
-  if (!result.success) throw new Problem(422, explainIssues(result.issues))
-  return result.output
-}
-
-const isWaitSeconds = (raw: string) =>
-  raw.trim() !== "" && Number(raw) >= 0 && Number(raw) * 1000 <= MAX_WAIT_MS
-
-/** `?wait=<seconds>`, in milliseconds; absent means do not wait. */
-const WaitQuery = v.object({
-  wait: v.pipe(
-    v.optional(v.string(), "0"),
-    v.check(
-      isWaitSeconds,
-      (issue) => `wait must be a number of seconds from 0 to ${MAX_WAIT_MS / 1000}, not "${issue.input}"`,
-    ),
-    v.transform((raw) => Math.round(Number(raw) * 1000)),
-    v.number(),
-    v.minValue(0),
-    v.maxValue(MAX_WAIT_MS),
-    v.metadata({
-      description: `Seconds (0–${MAX_WAIT_MS / 1000}, fractions allowed) to hold the answer until the work is final. The wait is held by the status store, never by a worker.`,
-      minimum: 0,
-      maximum: MAX_WAIT_MS / 1000,
-    }),
-  ),
-})
-
-/** A whole-number query parameter from 1 to `max`. */
-function limitParam(max: number, fallback: number) {
-  return v.pipe(
-    v.optional(v.string(), String(fallback)),
-    v.regex(/^\d+$/, `limit must be a whole number from 1 to ${max}`),
-    v.transform(Number),
-    v.number(),
-    v.integer(),
-    v.minValue(1, `limit must be a whole number from 1 to ${max}`),
-    v.maxValue(max, `limit must be a whole number from 1 to ${max}`),
-    v.metadata({ description: `How many to return, 1–${max}; ${fallback} by default.`, default: fallback }),
-  )
-}
-
-const AdminLimitQuery = v.object({ limit: limitParam(1000, 100) })
-
-const ListQuery = v.object({
-  status: v.optional(v.pipe(TaskStatus, v.description("Only tasks in this status."))),
-  limit: limitParam(MAX_PAGE_SIZE, 20),
-  cursor: v.optional(
-    v.pipe(v.string(), v.description("The `next_cursor` of the page before; none for the first page.")),
-  ),
-})
-
-// Opaque to clients, so that what it holds can change; today the last task id of the page before.
-const encodeCursor = (taskId: string) => Buffer.from(`after:${taskId}`).toString("base64url")
-
-function decodeCursor(cursor: string | undefined): string | undefined {
-  if (cursor === undefined) return undefined
-  const taskId = Buffer.from(cursor, "base64url")
-    .toString()
-    .replace(/^after:/, "")
-  if (!v.is(TaskId, taskId)) throw new Problem(422, `cursor: "${cursor}" is not a cursor this API gave out`)
-  return taskId
-}
-
-const TaskIdParam = v.pipe(TaskId, v.description("The task id the submission answered (a UUID)."))
-
-function parseTaskId(raw: string): string {
-  if (!v.is(TaskId, raw)) throw new Problem(404, `no task "${raw}": task ids are UUIDs`)
-  return raw
-}
-
-/** What makes two requests with one Idempotency-Key the same request: the route and the checked body. */
-export function requestFingerprint(routePath: string, body: unknown): string {
-  return new Bun.CryptoHasher("sha256").update(JSON.stringify([routePath, body])).digest("hex")
-}
 
 const REPLAYED = { "idempotent-replayed": "true" }
 
@@ -407,66 +308,7 @@ export async function start(config: GatewayConfig) {
     return c.json(accepted, 202, headers)
   }
 
-  /** Move up to `limit` tasks out of the failed dead-letter queue into a new run each. */
-  async function replayFailed(limit: number): Promise<string[]> {
-    const replayed: string[] = []
-    while (replayed.length < limit) {
-      const msg = await broker.get(names.failedQueue)
-      if (!msg) break
-      let task: Task
-      try {
-        // The worker dead-letters a failed task alone, in a message of its own.
-        const [raw] = decodeMessage(msg, TaskBatch, "TaskBatch").tasks
-        const parsed = v.safeParse(Task, raw)
-        if (!parsed.success) throw new PoisonMessage(`not a valid Task: ${explainIssues(parsed.issues)}`)
-        task = parsed.output
-      } catch (err) {
-        if (!(err instanceof PoisonMessage)) throw err
-        await broker.deadLetter(msg, names.failedQueue, err.message)
-        continue
-      }
-      if (replayed.includes(task.task_id)) {
-        // A second copy: a worker killed before its ack reached the broker dead-letters a task twice.
-        await msg.ack()
-        continue
-      }
-      const run = task.attempt + 1
-      try {
-        await publishTask({ ...task, attempt: run, run })
-        await msg.ack()
-      } catch (err) {
-        await msg.nack(true).catch(() => {})
-        throw err
-      }
-      log.info("task replayed", { taskId: task.task_id, run })
-      replayed.push(task.task_id)
-    }
-    return replayed
-  }
-
-  /** Up to `limit` dead letters from the head of a queue, put back in their order. */
-  async function peekDeadLetters(queue: string, limit: number) {
-    const taken = []
-    try {
-      for (
-        let msg = await broker.get(queue);
-        msg;
-        msg = taken.length < limit ? await broker.get(queue) : null
-      ) {
-        taken.push(msg)
-      }
-      return taken.map((msg) => ({
-        message_id: msg.properties.messageId ?? null,
-        reason: msg.properties.headers?.["x-dead-letter-reason"] ?? null,
-        original_queue: msg.properties.headers?.["x-original-queue"] ?? null,
-        dead_lettered_at: msg.properties.headers?.["x-dead-lettered-at"] ?? null,
-        body: (msg.bodyString() ?? "").slice(0, 2048),
-      }))
-    } finally {
-      // Nacking the newest first puts every message back at the head in its old order.
-      for (const msg of taken.reverse()) await msg.nack(true).catch(() => {})
-    }
-  }
+  const deadLetters = new DeadLetters(broker, publishTask, log)
 
   const app = new Hono()
   app.use(serverTiming)
@@ -726,7 +568,7 @@ export async function start(config: GatewayConfig) {
       const queue = deadLetterQueues[c.req.param("queue") as keyof typeof deadLetterQueues]
       if (!queue) throw new Problem(404, "dead-letter queues are failed and poison")
       const { limit } = readQuery(c, AdminLimitQuery)
-      return c.json({ queue, messages: await peekDeadLetters(queue, limit) })
+      return c.json({ queue, messages: await deadLetters.peek(queue, limit) })
     },
   )
   route(
@@ -741,7 +583,7 @@ export async function start(config: GatewayConfig) {
     },
     requireAdmin,
     async (c) => {
-      const replayed = await replayFailed(readQuery(c, AdminLimitQuery).limit)
+      const replayed = await deadLetters.replayFailed(readQuery(c, AdminLimitQuery).limit)
       return c.json({ replayed: replayed.length, task_ids: replayed })
     },
   )

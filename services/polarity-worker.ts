@@ -5,17 +5,16 @@
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
-import * as v from "valibot"
-import { Broker, brokerOptions, decodeMessage, PoisonMessage, topologyOptions } from "../shared/amqp.ts"
-import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
-  explainIssues,
-  MessageType,
-  Task,
-  TaskBatch,
-  type TaskEvent,
-  TaskEventBatch,
-} from "../shared/contracts.ts"
+  Broker,
+  brokerOptions,
+  checkTask,
+  decodeMessage,
+  PoisonMessage,
+  topologyOptions,
+} from "../shared/amqp.ts"
+import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
+import { MessageType, type Task, TaskBatch, type TaskEvent, TaskEventBatch } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
@@ -170,12 +169,14 @@ export async function start(config: WorkerConfig) {
 
   /** Each task of the message on its own; a malformed one is dead-lettered alone. */
   async function handleTask(msg: AMQPMessage, raw: unknown, queue: string): Promise<void> {
-    const parsed = v.safeParse(Task, raw)
-    if (!parsed.success) {
-      const reason = `not a valid Task: ${explainIssues(parsed.issues)}`
-      return broker.publishDeadLetter(alone(raw), queue, reason, "poison", msg)
+    let task: Task
+    try {
+      task = checkTask(raw)
+    } catch (err) {
+      if (!(err instanceof PoisonMessage)) throw err
+      return broker.publishDeadLetter(alone(raw), queue, err.message, "poison", msg)
     }
-    return msg.redelivered ? quarantine(msg, parsed.output, queue) : run(msg, parsed.output, queue)
+    return msg.redelivered ? quarantine(msg, task, queue) : run(msg, task, queue)
   }
 
   /** The message is acked once every one of its tasks has its outcome confirmed. */

@@ -11,7 +11,7 @@ import {
 } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
 import { type BrokerConfig, productionRisks } from "./config.ts"
-import { explainIssues } from "./contracts.ts"
+import { explainIssues, Task } from "./contracts.ts"
 import type { Logger } from "./log.ts"
 import { DEAD_LETTER_KEYS, declareTopology, type Topology, type TopologyOptions } from "./topology.ts"
 
@@ -106,6 +106,13 @@ export function decodeMessage<TSchema extends v.GenericSchema>(
   const result = v.safeParse(schema, json)
   if (!result.success) throw new PoisonMessage(`not a valid ${contract}: ${explainIssues(result.issues)}`)
   return result.output
+}
+
+/** One task of a work-queue message, checked on its own: a malformed one is poison, the others are not. */
+export function checkTask(raw: unknown): Task {
+  const parsed = v.safeParse(Task, raw)
+  if (!parsed.success) throw new PoisonMessage(`not a valid Task: ${explainIssues(parsed.issues)}`)
+  return parsed.output
 }
 
 export class Broker {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { requestFingerprint } from "../services/gateway/requests.ts"
 import { StatusStoreClient } from "../services/gateway/status-store-client.ts"
-import { requestFingerprint } from "../services/gateway.ts"
 import { Broker, brokerOptions } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
 import type { GroupRecord, TaskAccepted } from "../shared/contracts.ts"

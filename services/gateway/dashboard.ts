@@ -9,7 +9,6 @@ import type { Broker } from "../../shared/amqp.ts"
 import { ConfigError, integerVar } from "../../shared/config.ts"
 import {
   DashboardOverview,
-  explainIssues,
   MAX_PAGE_SIZE,
   TASK_KINDS,
   TaskDetail,
@@ -25,6 +24,7 @@ import { dashboardAuth } from "./dashboard-auth.ts"
 import { DashboardFeed } from "./dashboard-live.ts"
 import type { Route } from "./openapi.ts"
 import { QueueStats } from "./queue-stats.ts"
+import { decodeCursor, encodeCursor, limitParam, readQuery } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
 import type { TaskWatchers } from "./task-streams.ts"
 
@@ -73,34 +73,9 @@ const TasksQuery = v.object({
       v.description("Only tasks whose id starts with this (1–36 hex digits and dashes)."),
     ),
   ),
-  limit: v.pipe(
-    v.optional(v.string(), "25"),
-    v.regex(/^\d+$/, `limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`),
-    v.transform(Number),
-    v.number(),
-    v.minValue(1, `limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`),
-    v.maxValue(MAX_PAGE_SIZE, `limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`),
-    v.metadata({ description: `Tasks per page, 1–${MAX_PAGE_SIZE}; 25 by default.`, default: 25 }),
-  ),
+  limit: limitParam(MAX_PAGE_SIZE, 25),
   cursor: v.optional(v.pipe(v.string(), v.description("The `next_cursor` of the page before."))),
 })
-
-function parseQuery<TSchema extends v.GenericSchema>(schema: TSchema, query: Record<string, string>) {
-  const result = v.safeParse(schema, query)
-  if (!result.success) throw new Problem(422, explainIssues(result.issues))
-  return result.output as v.InferOutput<TSchema>
-}
-
-// As the task listing's: opaque, today the last task id of the page before.
-const encodeCursor = (taskId: string) => Buffer.from(`after:${taskId}`).toString("base64url")
-function decodeCursor(cursor: string | undefined): string | undefined {
-  if (cursor === undefined) return undefined
-  const taskId = Buffer.from(cursor, "base64url")
-    .toString()
-    .replace(/^after:/, "")
-  if (!v.is(TaskId, taskId)) throw new Problem(422, `cursor: "${cursor}" is not a cursor this API gave out`)
-  return taskId
-}
 
 interface DashboardDeps {
   config: DashboardConfig & { AMQP_URL: string; SSE_HEARTBEAT_MS: number }
@@ -230,7 +205,7 @@ export function mountDashboard(
       problems: [401, 422, 503],
     },
     async (c) => {
-      const { status, kind, q, limit, cursor } = parseQuery(TasksQuery, c.req.query())
+      const { status, kind, q, limit, cursor } = readQuery(c, TasksQuery)
       const page = await store.listTasks(status, limit, decodeCursor(cursor), { kind, idPrefix: q })
       return c.json({
         tasks: page.tasks,
