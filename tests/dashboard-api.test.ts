@@ -1,6 +1,7 @@
 // The dashboard's data over HTTP: the page and its assets, the overview, the task table, a task's detail, the live
 // stream, and the optional protection. The browser tests (dashboard.test.ts) drive the same through the page.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { rmSync } from "node:fs"
 import * as v from "valibot"
 import { loadGatewayConfig } from "../services/gateway.ts"
 import { DashboardOverview, type TaskDetail, type TaskPage, type TaskRecord } from "../shared/contracts.ts"
@@ -323,7 +324,8 @@ describe("with DASHBOARD_TOKEN and DASHBOARD_USER/DASHBOARD_PASSWORD", () => {
   })
 
   test("a user without a password stops the gateway at start-up, before it connects", () => {
-    const { env } = testEnv("dashboard-config", { DASHBOARD_USER: "ops" })
+    const { env, dataDir } = testEnv("dashboard-config", { DASHBOARD_USER: "ops" })
+    rmSync(dataDir, { recursive: true, force: true })
     expect(() => loadGatewayConfig(env)).toThrow(
       "invalid configuration: set DASHBOARD_USER and DASHBOARD_PASSWORD together, or neither",
     )

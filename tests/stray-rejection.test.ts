@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test"
+import { rmSync } from "node:fs"
 import { deleteTopology, testEnv } from "./support.ts"
 
 async function runFixture(extra: Record<string, string> = {}) {
-  const { env } = testEnv("stray-rejection", extra)
+  const { env, dataDir } = testEnv("stray-rejection", extra)
   try {
     const proc = Bun.spawn([process.execPath, "tests/fixtures/stray-rejection.ts"], {
       env: { ...process.env, ...env },
@@ -17,6 +18,7 @@ async function runFixture(extra: Record<string, string> = {}) {
     return { stdout, stderr, code }
   } finally {
     await deleteTopology(env)
+    rmSync(dataDir, { recursive: true, force: true })
   }
 }
 
