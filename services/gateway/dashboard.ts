@@ -12,7 +12,6 @@ import {
   MAX_PAGE_SIZE,
   TASK_KINDS,
   TaskDetail,
-  TaskId,
   TaskIdPrefix,
   TaskStatus,
 } from "../../shared/contracts.ts"
@@ -24,7 +23,7 @@ import { dashboardAuth } from "./dashboard-auth.ts"
 import { DashboardFeed } from "./dashboard-live.ts"
 import type { Route } from "./openapi.ts"
 import { QueueStats } from "./queue-stats.ts"
-import { decodeCursor, encodeCursor, limitParam, readQuery } from "./requests.ts"
+import { decodeCursor, encodeCursor, limitParam, parseTaskId, readQuery, TaskIdParam } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
 import type { TaskWatchers } from "./task-streams.ts"
 
@@ -219,13 +218,12 @@ export function mountDashboard(
     {
       summary: "A task with its input (the review or document) and its timeline",
       tag: "dashboard",
-      path: { taskId: v.pipe(TaskId, v.description("The task id.")) },
+      path: { taskId: TaskIdParam },
       responses: { 200: { description: "The task's detail", schema: "TaskDetail" } },
       problems: [401, 404, 503],
     },
     async (c) => {
-      const taskId = c.req.param("taskId") ?? ""
-      if (!v.is(TaskId, taskId)) throw new Problem(404, `no task "${taskId}": task ids are UUIDs`)
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
       const detail = await store.taskDetail(taskId)
       if (!detail) throw new Problem(404, `no task with id ${taskId}`)
       return c.json(detail)

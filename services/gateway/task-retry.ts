@@ -1,9 +1,10 @@
 // POST /polarities/tasks/{id}/retry: a task that ended without succeeding (FAILURE, EXPIRED, REVOKED) runs again
 // as a new run, as a dead-letter replay would start one, from the input the status store kept.
 import * as v from "valibot"
-import { Task, TaskId, type TaskStatus } from "../../shared/contracts.ts"
+import { Task, type TaskStatus } from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
 import type { Route } from "./openapi.ts"
+import { parseTaskId, TaskIdParam } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
 
 export const RETRYABLE_STATUSES: ReadonlySet<TaskStatus> = new Set(["FAILURE", "EXPIRED", "REVOKED"])
@@ -53,7 +54,7 @@ export function retryRoute(
       description:
         "Publishes the task again from the input the status store kept, as a new run (as a dead-letter replay does): its attempts go on counting, it gets MAX_RETRIES retries again, and its events outrank the old run's final state. A deadline (`expires_in`) is dropped, a `time_limit` kept. Two retries at the same moment may both publish; the task then runs twice and its record converges.",
       tag: "tasks",
-      path: { taskId: v.pipe(TaskId, v.description("The task id the submission answered (a UUID).")) },
+      path: { taskId: TaskIdParam },
       responses: {
         202: {
           description: "Published again; the task is PENDING",
@@ -64,8 +65,7 @@ export function retryRoute(
       problems: [404, 409, 503],
     },
     async (c) => {
-      const taskId = c.req.param("taskId") ?? ""
-      if (!v.is(TaskId, taskId)) throw new Problem(404, `no task "${taskId}": task ids are UUIDs`)
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
       await publishTask(await taskToRetry(store, taskId))
       return c.json({ task_id: taskId, status: "PENDING" }, 202, { location: `/polarities/tasks/${taskId}` })
     },
