@@ -274,3 +274,35 @@ describe("the protected dashboard in a browser", () => {
     }
   })
 })
+
+describe("the API docs in a browser", () => {
+  test("/docs renders every operation of /openapi.json and the schemas they use", async () => {
+    const spec = (await (await fetch(stack.url("/openapi.json"))).json()) as {
+      paths: Record<string, Record<string, unknown>>
+      components: { schemas: Record<string, unknown> }
+    }
+    const operations = Object.entries(spec.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
+    )
+    await using opened = await openDashboard(stack.url("/docs"))
+    const { page, errors } = opened
+    await page.locator(".opblock").first().waitFor({ timeout: WAIT_MS })
+    const shown = await page
+      .locator(".opblock-summary")
+      .evaluateAll((blocks) =>
+        blocks.map(
+          (block) =>
+            `${block.querySelector(".opblock-summary-method")?.textContent?.trim()} ${block
+              .querySelector("[data-path]")
+              ?.getAttribute("data-path")}`,
+        ),
+      )
+    expect(shown.sort()).toEqual(operations.sort())
+    // OpenAPI 3.1: Swagger UI lists each component schema as a JSON Schema 2020-12 article, by its title.
+    const models = await page
+      .locator('.models article[data-json-schema-level="0"] .json-schema-2020-12__title')
+      .allTextContents()
+    expect(models.sort()).toEqual(Object.keys(spec.components.schemas).sort())
+    expect(errors).toEqual([])
+  })
+})
