@@ -151,7 +151,10 @@ export async function expectProblem(res: Response, status: number, detail: strin
 }
 
 /** Submit the test-only flaky task (the stack needs ENABLE_TEST_TASKS) and return its id. */
-export async function submitFlaky(stack: Stack, body: Record<string, unknown> = {}): Promise<string> {
+export async function submitFlaky(
+  stack: Pick<Stack, "url">,
+  body: Record<string, unknown> = {},
+): Promise<string> {
   const res = await fetch(stack.url("/test/flaky"), {
     method: "POST",
     headers: { "content-type": "application/json" },
