@@ -25,11 +25,11 @@ const deadLettered = async () =>
 const redeliveries = () => cluster.workers.reduce((sum, w) => sum + w.count("task redelivered"), 0)
 
 describe("workers killed with -9", () => {
-  test("killed repeatedly while 2,500 tasks flow: every task ends final exactly once", async () => {
+  test("killed repeatedly while 5,000 tasks flow: every task ends final exactly once", async () => {
     await using finals = await watchFinalEvents(cluster.env)
     const deadBefore = await deadLettered()
     let submitting = true
-    const load = submitReviews(gatewayUrl, { count: 2500, concurrency: 16 }).finally(() => {
+    const load = submitReviews(gatewayUrl, { count: 5000, concurrency: 16 }).finally(() => {
       submitting = false
     })
     let kills = 0
@@ -56,7 +56,7 @@ describe("workers killed with -9", () => {
     }
     report("worker kill -9 under load", figures)
     expect(kills).toBeGreaterThanOrEqual(3)
-    expect(figures).toMatchObject({ accepted: 2500, final: 2500, lost: 0, doubled: 0, deadLettered: 0 })
+    expect(figures).toMatchObject({ accepted: 5000, final: 5000, lost: 0, doubled: 0, deadLettered: 0 })
     expect([...final.values()].every((t) => t.status === "SUCCESS" && t.attempts === 1)).toBe(true)
   })
 
