@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { MAX_EXPIRES_IN_SECONDS, MAX_TIME_LIMIT_SECONDS, type TaskRecord } from "../shared/contracts.ts"
-import { type Stack, startStack, taskBody, waitForFinal, watchEvents } from "./support.ts"
+import { isoTime, type Stack, startStack, taskBody, waitForFinal, watchEvents } from "./support.ts"
 
 // One task at a time per queue, so that a sleeping task holds the ones behind it in the broker.
 let stack: Stack
@@ -29,8 +29,6 @@ async function submit(path: string, body: unknown): Promise<string> {
   expect(res.status).toBe(202)
   return (await taskBody(res)).task_id
 }
-
-const isoTime = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
 
 describe("expires_in: a task not started by then ends EXPIRED without running", () => {
   test("a task that waits in the queue past its deadline ends EXPIRED, and never starts", async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { MAX_DOCUMENT_LENGTH, type Task, type TaskRecord } from "../shared/contracts.ts"
-import { rawChannel, type Stack, startStack, taskBody } from "./support.ts"
+import { isoTime, rawChannel, type Stack, startStack, taskBody } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -16,8 +16,6 @@ const postDocument = (body: unknown, query = "") =>
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
   })
-
-const isoTime = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
 
 describe("POST /polarities/documents scores a document sentence by sentence", () => {
   test("gives each sentence its score and polarity, and the totals", async () => {

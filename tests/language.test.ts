@@ -3,7 +3,7 @@ import Sentiment from "sentiment"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import type { Language } from "../shared/contracts.ts"
 import { ENGLISH_REVIEWS, RUSSIAN_REVIEWS } from "./reviews.ts"
-import { postBody, type Stack, startStack, taskBody } from "./support.ts"
+import { isoTime, postBody, type Stack, startStack, taskBody } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -12,8 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
-
-const isoTime = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
 
 /** Scores every review with the language detected, as the worker does for a task without one. */
 function measureSigns(reviews: { positive: string[]; negative: string[] }) {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import {
+  isoTime,
   postReview,
   reviewResult,
   type Stack,
@@ -16,8 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
-
-const isoTime = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
 
 describe("POST /polarities?wait= (the synchronous path)", () => {
   test("scores a negative review below zero", async () => {

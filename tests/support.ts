@@ -138,6 +138,9 @@ export async function postBody(stack: Stack, body: unknown, query = ""): Promise
   })
 }
 
+/** Matches the API's times: ISO 8601 UTC with milliseconds. */
+export const isoTime = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+
 /** An RFC 9457 problem: its content type, status and a `detail` equal to or matching `detail`. */
 export async function expectProblem(res: Response, status: number, detail: string | RegExp): Promise<void> {
   expect(res.headers.get("content-type")).toBe("application/problem+json")
