@@ -145,6 +145,15 @@ const GROUP_LOCATION = {
   location: "The group's URL: `/polarities/groups/{group_id}`",
   "idempotent-replayed": REPLAYED_HEADER,
 }
+/** What a single-task submission answers: the same for every kind. */
+const SUBMITTED_TASK = {
+  responses: {
+    200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
+    202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
+  },
+  problems: [400, 413, 415, 422, 503],
+} as const
+
 const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
 
 export async function start(config: GatewayConfig) {
@@ -366,11 +375,7 @@ export async function start(config: GatewayConfig) {
       query: WaitQuery,
       headers: IDEMPOTENCY_HEADER,
       body: "SubmitReview",
-      responses: {
-        200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
-        202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
-      },
-      problems: [400, 413, 415, 422, 503],
+      ...SUBMITTED_TASK,
     },
     limitBody,
     async (c) => submit(c, { kind: "polarity:review", ...(await readJson(c, SubmitReview)) }),
@@ -434,11 +439,7 @@ export async function start(config: GatewayConfig) {
       query: WaitQuery,
       headers: IDEMPOTENCY_HEADER,
       body: "SubmitDocument",
-      responses: {
-        200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
-        202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
-      },
-      problems: [400, 413, 415, 422, 503],
+      ...SUBMITTED_TASK,
     },
     limitBody,
     async (c) => submit(c, { kind: "document:sentences", ...(await readJson(c, SubmitDocument)) }),
@@ -598,11 +599,7 @@ export async function start(config: GatewayConfig) {
         tag: "test",
         query: WaitQuery,
         body: "FlakyTaskInput",
-        responses: {
-          200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
-          202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
-        },
-        problems: [400, 413, 415, 422, 503],
+        ...SUBMITTED_TASK,
       },
       limitBody,
       async (c) => submit(c, { kind: "test:flaky", ...(await readJson(c, FlakyTaskInput)) }),
