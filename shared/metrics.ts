@@ -3,7 +3,20 @@
 // requests by route and status, and broker reconnects. Each service registers its own counters beside these.
 import type { Context, MiddlewareHandler } from "hono"
 import { matchedRoutes } from "hono/route"
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client"
+import type * as PromClient from "prom-client"
+
+// prom-client's entry point also loads its default collectors, the Pushgateway (node:http) and cluster support:
+// 8 MB of resident memory in every service, for nothing we use. Its metric classes come from their own modules,
+// and the few process metrics we serve are below.
+const load = <T>(module: string): T => require(`prom-client/lib/${module}`) as T
+export const Counter = load<typeof PromClient.Counter>("counter")
+export type Counter<T extends string = string> = PromClient.Counter<T>
+export const Gauge = load<typeof PromClient.Gauge>("gauge")
+export type Gauge<T extends string = string> = PromClient.Gauge<T>
+export const Histogram = load<typeof PromClient.Histogram>("histogram")
+export type Histogram<T extends string = string> = PromClient.Histogram<T>
+const Registry = load<typeof PromClient.Registry>("registry")
+type Registry = PromClient.Registry
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -25,8 +38,8 @@ export class ServiceMetrics {
 
   constructor(service: string) {
     this.registry.setDefaultLabels({ service })
-    collectDefaultMetrics({ register: this.registry })
     const registers = [this.registry]
+    processMetrics(registers)
     this.brokerReconnects = new Counter({
       name: "polarity_broker_reconnects_total",
       help: "Times the broker connection was lost and made again.",
@@ -59,4 +72,50 @@ export class ServiceMetrics {
   /** GET /metrics: the Prometheus text format. */
   readonly handler = async (c: Context): Promise<Response> =>
     c.body(await this.registry.metrics(), 200, { "content-type": this.registry.contentType })
+}
+
+/** What a dashboard needs of the process: CPU, memory, heap and event-loop lag, under prom-client's usual names. */
+function processMetrics(registers: Registry[]): void {
+  let cpuReported = { user: 0, system: 0 }
+  new Counter({
+    name: "process_cpu_seconds_total",
+    help: "User and system CPU time spent, in seconds.",
+    registers,
+    collect() {
+      const { user, system } = process.cpuUsage()
+      this.inc((user + system - cpuReported.user - cpuReported.system) / 1e6)
+      cpuReported = { user, system }
+    },
+  })
+  new Gauge({
+    name: "process_start_time_seconds",
+    help: "When the process started, in seconds since the Unix epoch.",
+    registers,
+  }).set(Math.round(performance.timeOrigin / 1000))
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size, in bytes.",
+    registers,
+    collect() {
+      this.set(process.memoryUsage.rss())
+    },
+  })
+  new Gauge({
+    name: "nodejs_heap_size_used_bytes",
+    help: "JavaScript heap in use, in bytes.",
+    registers,
+    collect() {
+      this.set(process.memoryUsage().heapUsed)
+    },
+  })
+  new Gauge({
+    name: "nodejs_eventloop_lag_seconds",
+    help: "How long a callback queued at scrape time waited for the event loop, in seconds.",
+    registers,
+    async collect() {
+      const queuedAt = performance.now()
+      await new Promise((resolve) => setImmediate(resolve))
+      this.set((performance.now() - queuedAt) / 1000)
+    },
+  })
 }

@@ -3,10 +3,9 @@
 // one (RABBITMQ_MANAGEMENT_URL), since AMQP has no way to ask for them. Without it, the change in depth between
 // two samples is all there is, and the report says so.
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client"
-import { Gauge } from "prom-client"
 import type { QueueReport } from "../../shared/contracts.ts"
 import type { Logger } from "../../shared/log.ts"
-import type { ServiceMetrics } from "../../shared/metrics.ts"
+import { Gauge, type ServiceMetrics } from "../../shared/metrics.ts"
 import { allNames, type TopologyOptions } from "../../shared/topology.ts"
 
 type QueueRow = QueueReport["queues"][number]

@@ -1,7 +1,7 @@
 // The gateway's task counters: tasks published to a work queue, as new submissions or as new runs of old ones.
-import { Counter } from "prom-client"
+
 import type { Task } from "../../shared/contracts.ts"
-import type { ServiceMetrics } from "../../shared/metrics.ts"
+import { Counter, type ServiceMetrics } from "../../shared/metrics.ts"
 
 export class TaskMetrics {
   private readonly submitted: Counter<"kind">

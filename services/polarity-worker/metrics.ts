@@ -1,8 +1,8 @@
 // The worker's own metrics: tasks started and how each attempt ended, attempt durations, tasks in hand. The
 // totals also go out in the worker's heartbeats.
-import { Counter, Gauge, Histogram } from "prom-client"
+
 import type { TaskEvent, TaskKind } from "../../shared/contracts.ts"
-import type { ServiceMetrics } from "../../shared/metrics.ts"
+import { Counter, Gauge, Histogram, type ServiceMetrics } from "../../shared/metrics.ts"
 
 const RUN_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
