@@ -77,6 +77,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const common = {
     // As npm start and the container images run them (docs/performance.md, "Memory").
     BUN_JSC_forceRAMSize: "134217728",
+    BUN_JSC_smallHeapGrowthFactor: "1.6",
     AMQP_URL: options.amqpUrl,
     AMQP_PREFIX: options.prefix,
     LOG_LEVEL: "warn",
