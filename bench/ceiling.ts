@@ -33,7 +33,7 @@ export function ceilingNames(prefix: string) {
   return { tasksQueue: `${prefix}ceiling.tasks`, eventsQueue: `${prefix}ceiling.events` }
 }
 
-function taskBody(index: number): string {
+export function taskBody(index: number): string {
   const task: ReviewTask = {
     task_id: crypto.randomUUID(),
     kind: "polarity:review",
@@ -46,7 +46,7 @@ function taskBody(index: number): string {
 }
 
 /** A SUCCESS event batch of one, as the worker sends it. */
-function eventBody(taskId: string): string {
+export function eventBody(taskId: string): string {
   const at = Date.now()
   const batch: TaskEventBatch = {
     events: [

@@ -6,8 +6,9 @@ import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
 import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
+import { type FloorResult, floorNames, runLatencyFloor } from "./floor.ts"
 import { measureLatency, type Percentiles, runThroughput, type ThroughputResult, warmUp } from "./load.ts"
-import { brokerPids, cpuSeconds, rssMb, type ServiceProcess, startStack } from "./stack.ts"
+import { brokerPids, cpuSeconds, peakRssMb, rssMb, type ServiceProcess, startStack } from "./stack.ts"
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -118,6 +119,8 @@ interface MemoryRow {
   startMb: number | null
   at10kMb: number | null
   endMb: number | null
+  /** The highest RSS of the whole run (VmHWM), read at the end. */
+  peakMb: number | null
   /** From the 10k sample to the end: the "flat memory" figure. */
   growthPct: number | null
   /** Every 10k tasks seen final in the throughput phase: the trend behind the growth figure. */
@@ -130,10 +133,18 @@ function sampleRss(
   at: "startMb" | "at10kMb" | "endMb" | "everyTenKMb",
 ) {
   for (const { label, pid } of processes) {
-    into[label] ??= { startMb: null, at10kMb: null, endMb: null, growthPct: null, everyTenKMb: [] }
+    into[label] ??= {
+      startMb: null,
+      at10kMb: null,
+      endMb: null,
+      peakMb: null,
+      growthPct: null,
+      everyTenKMb: [],
+    }
     const row = into[label]
     if (at === "everyTenKMb") row.everyTenKMb.push(rssMb(pid))
     else row[at] = rssMb(pid)
+    if (at === "endMb") row.peakMb = peakRssMb(pid)
     if (row.at10kMb !== null && row.endMb !== null) row.growthPct = (row.endMb / row.at10kMb - 1) * 100
   }
 }
@@ -148,7 +159,7 @@ interface Report {
   servicesStartedByBench: boolean
   ceiling?: CeilingResult & { cpu: CpuUsage }
   throughput?: ThroughputResult & { ratioToCeiling: number | null; cpu: CpuUsage }
-  latency?: { wait: Percentiles; poll: Percentiles }
+  latency?: { floor: FloorResult; wait: Percentiles; poll: Percentiles }
   memory?: Record<string, MemoryRow>
 }
 
@@ -206,11 +217,13 @@ async function throughputPhase(
   }
 }
 
-async function latencyPhase(options: Options, gatewayUrl: string) {
+async function latencyPhase(options: Options, prefix: string, gatewayUrl: string) {
+  progress(`latency: the bare chain ${options.latencySamples} times, one at a time`)
+  const floor = await runLatencyFloor({ amqpUrl: options.amqpUrl, prefix, samples: options.latencySamples })
   progress(`latency: ${options.latencySamples} sequential tasks with ?wait=, then as many polled`)
   const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples)
   const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples)
-  return { wait, poll }
+  return { floor, wait, poll }
 }
 
 async function run(options: Options): Promise<Report> {
@@ -224,7 +237,13 @@ async function run(options: Options): Promise<Report> {
   }
   const wants = (phase: Phase) => options.phase === "all" || options.phase === phase
   cleanups.push(() =>
-    deleteQueuesAndExchanges({ queues: Object.values(ceilingNames(prefix)), exchanges: [] }, options.amqpUrl),
+    deleteQueuesAndExchanges(
+      {
+        queues: [...Object.values(ceilingNames(prefix)), ...Object.values(floorNames(prefix))],
+        exchanges: [],
+      },
+      options.amqpUrl,
+    ),
   )
 
   const needsServices = wants("throughput") || wants("latency")
@@ -245,7 +264,7 @@ async function run(options: Options): Promise<Report> {
     const ratioToCeiling = report.ceiling ? throughput.endToEndPerSecond / report.ceiling.perSecond : null
     report.throughput = { ...throughput, ratioToCeiling }
   }
-  if (wants("latency") && gatewayUrl) report.latency = await latencyPhase(options, gatewayUrl)
+  if (wants("latency") && gatewayUrl) report.latency = await latencyPhase(options, prefix, gatewayUrl)
 
   if (processes.length > 0) {
     sampleRss(processes, memory, "endMb")
@@ -316,7 +335,12 @@ function latencyTable({ latency, throughput }: Report): string {
   ]
   const rows: (string | number)[][] = [["latency, ms", "p50", "p90", "p99", "max", "samples"]]
   if (latency)
-    rows.push(row("  POST ?wait=10 → 200", latency.wait), row("  POST, GET every 1 ms", latency.poll))
+    rows.push(
+      row("  POST ?wait=10 → 200", latency.wait),
+      row("  POST, GET every 1 ms", latency.poll),
+      row("  floor: bare chain (see bench/floor.ts)", latency.floor.chain),
+      row("  floor: the task's two confirms", latency.floor.confirm),
+    )
   if (throughput) {
     rows.push(
       row("  under load: one POST", throughput.submitRequestMs),
@@ -333,10 +357,11 @@ function memoryLines(memory: Record<string, MemoryRow>): string[] {
     fixed(m.startMb),
     fixed(m.at10kMb),
     fixed(m.endMb),
+    fixed(m.peakMb),
     m.growthPct === null ? "—" : `${m.growthPct >= 0 ? "+" : ""}${fixed(m.growthPct)}%`,
   ])
   const lines = [
-    formatTable([["RSS, MB", "start", `at ${RSS_MILESTONE / 1000}k`, "end", "10k→end"], ...rows]),
+    formatTable([["RSS, MB", "start", `at ${RSS_MILESTONE / 1000}k`, "end", "peak", "10k→end"], ...rows]),
   ]
   for (const [label, m] of Object.entries(memory)) {
     const trend = m.everyTenKMb.map((mb) => fixed(mb, 0)).join(" ")

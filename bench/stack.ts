@@ -122,14 +122,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 }
 
 /** Resident set size in MB, or null once the process is gone. */
-export function rssMb(pid: number): number | null {
+export function rssMb(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number | null {
   try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
     return kb === undefined ? null : Number(kb) / 1024
   } catch {
     return null
   }
 }
+
+/** The highest RSS the process has had since it started (the kernel's high-water mark). */
+export const peakRssMb = (pid: number) => rssMb(pid, "VmHWM")
 
 const CLOCK_TICKS_PER_SECOND = 100
 
