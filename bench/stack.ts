@@ -78,6 +78,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // As npm start and the container images run them (docs/performance.md, "Memory").
     BUN_JSC_forceRAMSize: "134217728",
     BUN_JSC_smallHeapGrowthFactor: "1.6",
+    BUN_JSC_useFTLJIT: "0",
     AMQP_URL: options.amqpUrl,
     AMQP_PREFIX: options.prefix,
     LOG_LEVEL: "warn",
