@@ -147,8 +147,9 @@ describe("the dashboard in a browser", () => {
   })
 
   test("cancels a pending task from its detail", async () => {
-    // The sleeper holds the default queue's only slot, so the next flaky task waits PENDING behind it.
-    const sleeper = await postJson("/test/flaky", { sleep_ms: 1500 })
+    // The sleeper holds the default queue's only slot, so the next flaky task waits PENDING behind it: long
+    // enough for a browser on a busy machine to open the page and click (1.5 s was not, once in CI).
+    const sleeper = await postJson("/test/flaky", { sleep_ms: 6000 })
     const pending = await postJson("/test/flaky", {})
     await using opened = await openDashboard(stack.url(`/dashboard#task=${pending}`))
     const { page } = opened
