@@ -26,6 +26,15 @@ export interface Stack {
 }
 
 const ROOT = join(import.meta.dir, "..")
+
+/** The JavaScriptCore settings `npm start` runs the services with: package.json's `config.bunEnv`. */
+export const BUN_ENV: Record<string, string> = Object.fromEntries(
+  (
+    JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { config: { bunEnv: string } }
+  ).config.bunEnv
+    .split(" ")
+    .map((pair) => pair.split("=")),
+)
 const START_TIMEOUT_MS = 30_000
 const STOP_TIMEOUT_MS = 15_000
 
@@ -76,9 +85,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), "polarity-bench-"))
   const common = {
     // As npm start and the container images run them (docs/performance.md, "Memory").
-    BUN_JSC_forceRAMSize: "134217728",
-    BUN_JSC_smallHeapGrowthFactor: "1.6",
-    BUN_JSC_useFTLJIT: "0",
+    ...BUN_ENV,
     AMQP_URL: options.amqpUrl,
     AMQP_PREFIX: options.prefix,
     LOG_LEVEL: "warn",

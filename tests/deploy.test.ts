@@ -3,6 +3,7 @@
 // health checks and ports agree.
 import { describe, expect, test } from "bun:test"
 import { existsSync, readFileSync } from "node:fs"
+import { BUN_ENV } from "../bench/stack.ts"
 import { GatewayEnv, loadGatewayConfig } from "../services/gateway.ts"
 import { loadWorkerConfig, WorkerEnv } from "../services/polarity-worker.ts"
 import { loadStoreConfig, StoreEnv } from "../services/status-store.ts"
@@ -63,5 +64,15 @@ describe("Dockerfile", () => {
     expect(copied.length).toBeGreaterThan(0)
     for (const path of copied) expect({ path, exists: existsSync(path) }).toEqual({ path, exists: true })
     expect(dockerfile).toMatch(/exec bun services\/\$\{SERVICE\}\.ts/)
+  })
+
+  test("runs Bun with the JavaScriptCore settings of npm start (package.json's config.bunEnv)", () => {
+    const env = dockerfile.match(/^ENV (?:.|\\\n)+?[^\\]$/m)?.[0] ?? ""
+    expect(Object.keys(BUN_ENV)).toEqual([
+      "BUN_JSC_forceRAMSize",
+      "BUN_JSC_smallHeapGrowthFactor",
+      "BUN_JSC_useFTLJIT",
+    ])
+    for (const [name, value] of Object.entries(BUN_ENV)) expect(env).toContain(`${name}=${value}`)
   })
 })
