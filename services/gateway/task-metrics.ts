@@ -1,5 +1,4 @@
 // The gateway's task counters: tasks published to a work queue, as new submissions or as new runs of old ones.
-
 import type { Task } from "../../shared/contracts.ts"
 import { Counter, type ServiceMetrics } from "../../shared/metrics.ts"
 

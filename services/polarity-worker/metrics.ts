@@ -1,6 +1,5 @@
 // The worker's own metrics: tasks started and how each attempt ended, attempt durations, tasks in hand. The
 // totals also go out in the worker's heartbeats.
-
 import type { TaskEvent, TaskKind } from "../../shared/contracts.ts"
 import { Counter, Gauge, Histogram, type ServiceMetrics } from "../../shared/metrics.ts"
 

@@ -1,6 +1,5 @@
 // The status store's own metrics: events applied and skipped, the states tasks entered, the time tasks spent
 // waiting, running and in all, commit durations and queries answered.
-
 import type { StatusQuery, TaskStatus } from "../../shared/contracts.ts"
 import { Counter, Gauge, Histogram, type ServiceMetrics } from "../../shared/metrics.ts"
 import { type Applied, enteredStatus, latencyOf } from "./dashboard.ts"
