@@ -10,7 +10,10 @@ export interface CeilingOptions {
   amqpUrl: string
   prefix: string
   messages: number
-  /** Unacked deliveries on A, like the worker's WORKER_PREFETCH. */
+  /**
+   * Unacked deliveries on A. The relay acks each after its event's confirm, so a small prefetch makes the
+   * figure a round trip, not the broker's rate: 64 measured 6,800–7,400/s here, 1,000 10,500–10,900/s.
+   */
   prefetch: number
   /** Publishes awaiting their confirm at once: enough that the figure is the broker's rate, not a round trip. */
   window: number

@@ -15,11 +15,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --tasks N              tasks in the throughput phase, and messages in the ceiling (default 20000)
   --concurrency N        concurrent HTTP clients submitting (default 64)
   --poll-concurrency N   concurrent HTTP clients polling task status (default: --concurrency)
-  --prefetch N           WORKER_PREFETCH of each worker, and of the ceiling's relay (default 64)
+  --prefetch N           WORKER_PREFETCH of each worker (default 64)
   --workers N            polarity-worker processes (default 1)
   --latency-samples N    sequential single tasks per latency mode (default 500)
   --warmup N             tasks through the pipeline before measuring (default 200)
   --window N             ceiling publishes awaiting their confirm at once (default 1000)
+  --ceiling-prefetch N   unacked deliveries of the ceiling's relay (default 1000)
   --settle-timeout S     seconds without a task turning final before the rest count as lost (default 30)
   --phase P              all | ceiling | throughput | latency (default all)
   --gateway-url URL      use services already running behind this gateway (no RSS, nothing started)
@@ -46,6 +47,7 @@ function parseOptions(argv: string[]) {
       "latency-samples": { type: "string", default: "500" },
       warmup: { type: "string", default: "200" },
       window: { type: "string", default: "1000" },
+      "ceiling-prefetch": { type: "string", default: "1000" },
       "settle-timeout": { type: "string", default: "30" },
       phase: { type: "string", default: "all" },
       "gateway-url": { type: "string" },
@@ -69,6 +71,7 @@ function parseOptions(argv: string[]) {
     latencySamples: count("latency-samples"),
     warmup: count("warmup", 0),
     window: count("window"),
+    ceilingPrefetch: count("ceiling-prefetch"),
     settleTimeoutMs: count("settle-timeout") * 1000,
     phase,
     gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
@@ -184,9 +187,11 @@ async function servicesUnderTest(options: Options, prefix: string) {
 }
 
 async function ceilingPhase(options: Options, prefix: string, processes: ServiceProcess[]) {
-  progress(`ceiling: ${options.tasks} messages, prefetch ${options.prefetch}, window ${options.window}`)
+  progress(
+    `ceiling: ${options.tasks} messages, prefetch ${options.ceilingPrefetch}, window ${options.window}`,
+  )
   const [ceiling, cpu] = await withCpu(processes, () =>
-    runCeiling({ ...options, prefix, messages: options.tasks }),
+    runCeiling({ ...options, prefix, messages: options.tasks, prefetch: options.ceilingPrefetch }),
   )
   return { ...ceiling, cpu }
 }
@@ -307,10 +312,10 @@ const counts = (table: Record<string, number>) =>
     .map(([code, n]) => `${n}×${code}`)
     .join(", ") || "none"
 
-function ceilingLines(ceiling: NonNullable<Report["ceiling"]>, window: number): string[] {
+function ceilingLines(ceiling: NonNullable<Report["ceiling"]>, o: Options): string[] {
   return [
     `broker ceiling  ${ceiling.messages} tasks in ${fixed(ceiling.seconds, 2)} s = ${perSecond(ceiling.perSecond)}` +
-      `  (task ${ceiling.taskBytes} B, event ${ceiling.eventBytes} B, window ${window})`,
+      `  (task ${ceiling.taskBytes} B, event ${ceiling.eventBytes} B, window ${o.window}, prefetch ${o.ceilingPrefetch})`,
     cpuTable(ceiling.cpu),
   ]
 }
@@ -378,10 +383,10 @@ function formatReport(report: Report): string {
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {
     lines.push(
-      `services already running behind ${o.gatewayUrl}: not started here, so no RSS or service CPU, and --prefetch applies to the ceiling only`,
+      `services already running behind ${o.gatewayUrl}: not started here, so no RSS or service CPU, and --prefetch and --workers do not apply`,
     )
   }
-  if (report.ceiling) lines.push("", ...ceilingLines(report.ceiling, o.window))
+  if (report.ceiling) lines.push("", ...ceilingLines(report.ceiling, o))
   if (report.throughput) lines.push("", ...throughputLines(report.throughput))
   if (report.latency || report.throughput) lines.push("", latencyTable(report))
   if (report.memory) lines.push("", ...memoryLines(report.memory))
