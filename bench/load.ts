@@ -1,6 +1,7 @@
 // The HTTP side of the benchmark: many tasks submitted over keep-alive connections and followed through
 // the API until final, and single tasks timed from submit to final.
 import { FINAL_STATUSES, type TaskRecord } from "../shared/contracts.ts"
+import { HttpClient, type HttpResponse } from "./http-client.ts"
 
 const SENTENCES = [
   "What a wonderful, lovely little cafe. Great coffee, friendly staff and the cake was simply delicious!",
@@ -47,22 +48,14 @@ export function percentiles(samples: number[]): Percentiles {
   return { samples: sorted.length, p50: rank(50), p90: rank(90), p99: rank(99), max: rank(100) }
 }
 
-function submit(gatewayUrl: string, review: string, query = ""): Promise<Response> {
-  return fetch(`${gatewayUrl}/polarities${query}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ review }),
-  })
+function submit(client: HttpClient, review: string, query = ""): Promise<HttpResponse> {
+  return client.request("POST", `/polarities${query}`, JSON.stringify({ review }))
 }
 
 /** The task's status as the API shows it, or null when the API did not answer 200. */
-async function fetchStatus(gatewayUrl: string, taskId: string): Promise<TaskRecord["status"] | null> {
-  const res = await fetch(`${gatewayUrl}/polarities/tasks/${taskId}`)
-  if (res.status !== 200) {
-    await res.body?.cancel()
-    return null
-  }
-  return ((await res.json()) as TaskRecord).status
+async function fetchStatus(client: HttpClient, taskId: string): Promise<TaskRecord["status"] | null> {
+  const res = await client.request("GET", `/polarities/tasks/${taskId}`)
+  return res.status === 200 ? res.json<TaskRecord>().status : null
 }
 
 /** A FIFO that forgets what it handed out, so a long run does not keep every id ever queued. */
@@ -132,7 +125,8 @@ const REPOLL_INTERVAL_MS = 2
 
 /** Submit `tasks` reviews and poll each through the API until it is final (or the settle timeout). */
 export async function runThroughput(options: ThroughputOptions): Promise<ThroughputResult> {
-  const { gatewayUrl, tasks } = options
+  const { tasks } = options
+  const client = new HttpClient(options.gatewayUrl)
   const pending = new Fifo<Pending>()
   const rejected: Record<string, number> = {}
   const pollErrors: Record<string, number> = {}
@@ -153,15 +147,14 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
 
   const submitOne = async (index: number) => {
     const sentAt = performance.now()
-    const res = await submit(gatewayUrl, reviewText(index)).catch(() => null)
+    const res = await submit(client, reviewText(index)).catch(() => null)
     lastSubmitAt = performance.now()
     submitRequestMs.push(lastSubmitAt - sentAt)
     if (res?.status !== 202) {
-      await res?.body?.cancel()
       count(rejected, res?.status ?? 0)
       return
     }
-    const { task_id } = (await res.json()) as { task_id: string }
+    const { task_id } = res.json<{ task_id: string }>()
     accepted++
     pending.push({ taskId: task_id, submittedAt: lastSubmitAt, polledAt: lastSubmitAt })
   }
@@ -182,7 +175,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
       if (wait > 0) await Bun.sleep(wait)
       polls++
       const sentAt = performance.now()
-      const status = await fetchStatus(gatewayUrl, task.taskId).catch(() => null)
+      const status = await fetchStatus(client, task.taskId).catch(() => null)
       task.polledAt = performance.now()
       pollRequestMs.push(task.polledAt - sentAt)
       if (status === null) count(pollErrors, 0)
@@ -203,6 +196,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   submitting = false
   lastFinalAt = Math.max(lastFinalAt, performance.now())
   await polling
+  client.close()
 
   const submitSeconds = (lastSubmitAt - start) / 1000
   const endToEndSeconds = (lastFinalAt - start) / 1000
@@ -226,10 +220,10 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
 }
 
 /** Submit → 200 with the final task, through `?wait=`; milliseconds. */
-async function timeWithWait(gatewayUrl: string, index: number): Promise<number> {
+async function timeWithWait(client: HttpClient, index: number): Promise<number> {
   const start = performance.now()
-  const res = await submit(gatewayUrl, reviewText(index), "?wait=10")
-  const task = (await res.json()) as TaskRecord
+  const res = await submit(client, reviewText(index), "?wait=10")
+  const task = res.json<TaskRecord>()
   if (res.status !== 200 || !FINAL_STATUSES.has(task.status)) {
     throw new Error(`?wait=10 answered ${res.status} ${task.status}`)
   }
@@ -237,13 +231,13 @@ async function timeWithWait(gatewayUrl: string, index: number): Promise<number> 
 }
 
 /** Submit (202), then GET about every millisecond until final; milliseconds from submit to the final GET. */
-async function timeWithPolling(gatewayUrl: string, index: number): Promise<number> {
+async function timeWithPolling(client: HttpClient, index: number): Promise<number> {
   const start = performance.now()
-  const res = await submit(gatewayUrl, reviewText(index))
+  const res = await submit(client, reviewText(index))
   if (res.status !== 202) throw new Error(`submit answered ${res.status}`)
-  const { task_id } = (await res.json()) as { task_id: string }
+  const { task_id } = res.json<{ task_id: string }>()
   for (;;) {
-    const status = await fetchStatus(gatewayUrl, task_id)
+    const status = await fetchStatus(client, task_id)
     if (status && FINAL_STATUSES.has(status)) return performance.now() - start
     if (performance.now() - start > 10_000) throw new Error(`task ${task_id} not final within 10 s`)
     await Bun.sleep(1)
@@ -255,16 +249,20 @@ export type LatencyMode = "wait" | "poll"
 /** `samples` single tasks one after another, after a few untimed ones to warm up both ends. */
 export async function measureLatency(gatewayUrl: string, mode: LatencyMode, samples: number) {
   const time = mode === "wait" ? timeWithWait : timeWithPolling
+  const client = new HttpClient(gatewayUrl)
   const warmUp = Math.min(50, samples)
-  for (let i = 0; i < warmUp; i++) await time(gatewayUrl, i)
+  for (let i = 0; i < warmUp; i++) await time(client, i)
   const ms: number[] = []
-  for (let i = 0; i < samples; i++) ms.push(await time(gatewayUrl, i))
+  for (let i = 0; i < samples; i++) ms.push(await time(client, i))
+  client.close()
   return percentiles(ms)
 }
 
 /** Tasks through the whole pipeline before anything is measured: JIT, connections, SQLite pages. */
 export async function warmUp(gatewayUrl: string, tasks: number, concurrency: number): Promise<void> {
+  const client = new HttpClient(gatewayUrl)
   await forEachConcurrently(tasks, concurrency, async (index) => {
-    await timeWithWait(gatewayUrl, index)
+    await timeWithWait(client, index)
   })
+  client.close()
 }
