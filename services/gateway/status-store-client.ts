@@ -56,9 +56,8 @@ export class StatusStoreClient {
       if (this.pending.length === 1) setImmediate(() => this.flush())
       answer = await answered.promise
     }
-    const reply = v.parse(v.union([schema, ErrorReply]), answer)
-    if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
-    return reply
+    if (v.is(ErrorReply, answer)) throw new Error(`status store: ${answer.error}`)
+    return v.parse(schema, answer)
   }
 
   private flush(): void {
