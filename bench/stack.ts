@@ -11,6 +11,8 @@ export interface StackOptions {
   prefix: string
   prefetch: number
   workers: number
+  /** Where each service writes its CPU profile (Bun's markdown format) when it stops; none when absent. */
+  cpuProfileDir?: string | undefined
 }
 
 export interface ServiceProcess {
@@ -51,8 +53,17 @@ function freePort(): number {
   return port
 }
 
-function spawnService(label: string, file: string, env: Record<string, string>, port: number): Child {
-  const proc = Bun.spawn([process.execPath, join("services", file)], {
+function spawnService(
+  label: string,
+  file: string,
+  env: Record<string, string>,
+  port: number,
+  cpuProfileDir?: string,
+): Child {
+  const profile = cpuProfileDir
+    ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${label}.md`]
+    : []
+  const proc = Bun.spawn([process.execPath, ...profile, join("services", file)], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     // The services log JSON lines on stdout; ours carries the report, so theirs goes to stderr.
@@ -101,14 +112,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       "status-store.ts",
       { ...common, STATUS_STORE_PORT: String(storePort), DATABASE_PATH: join(dataDir, "status.sqlite") },
       storePort,
+      options.cpuProfileDir,
     ),
   ]
   for (let n = 1; n <= options.workers; n++) {
     const port = freePort()
     const env = { ...common, WORKER_PORT: String(port), WORKER_PREFETCH: String(options.prefetch) }
-    children.push(spawnService(`polarity-worker#${n}`, "polarity-worker.ts", env, port))
+    children.push(
+      spawnService(`polarity-worker#${n}`, "polarity-worker.ts", env, port, options.cpuProfileDir),
+    )
   }
-  children.push(spawnService("gateway", "gateway.ts", { ...common, PORT: String(gatewayPort) }, gatewayPort))
+  const gatewayEnv = { ...common, PORT: String(gatewayPort) }
+  children.push(spawnService("gateway", "gateway.ts", gatewayEnv, gatewayPort, options.cpuProfileDir))
 
   // The gateway first, so nothing new comes in; the store last, so it commits every outcome.
   const stop = async () => {
