@@ -5,6 +5,7 @@
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
+import * as v from "valibot"
 import {
   Broker,
   brokerOptions,
@@ -14,7 +15,16 @@ import {
   topologyOptions,
 } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
-import { MessageType, type Task, TaskBatch, type TaskEvent, TaskEventBatch } from "../shared/contracts.ts"
+import {
+  MessageType,
+  RevokedReply,
+  type StatusQueryBatch,
+  StatusReplyBatch,
+  type Task,
+  TaskBatch,
+  type TaskEvent,
+  TaskEventBatch,
+} from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
@@ -25,6 +35,10 @@ import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 
 const SERVICE = "polarity-worker"
+/** How long a starting worker waits for the store's list of revokes before it starts without it. */
+const REVOKES_TIMEOUT_MS = 3000
+/** 50,000 revoked ids come to about 3 MB. */
+const MAX_REVOKES_REPLY_BYTES = 64 * 1024 * 1024
 
 export const WorkerEnv = {
   ...BrokerEnv,
@@ -79,17 +93,51 @@ export async function start(config: WorkerConfig) {
   const taskMetrics = new WorkerMetrics(metrics, () => inHand)
   let drained: PromiseWithResolvers<void> | undefined
 
-  // Revokes reach this worker only while it is up: one started after a revoke runs that task, and the store
-  // keeps it REVOKED all the same. A revoke ends one run: a retry of the task is a new run, and runs.
+  // Revokes are heard on the events exchange while the worker is connected; those made while it was away are
+  // asked of the status store before it takes any task, and again after a reconnect (Celery's "mingle").
+  // A revoke ends one run: a retry of the task is a new run, and runs.
   const revoked = new RecentIds(config.REVOKED_IDS_KEPT)
-  await broker.listen(names.eventsExchange, [eventRoutingKey("REVOKED")], (msg) => {
+  await broker.listen(
+    names.eventsExchange,
+    [eventRoutingKey("REVOKED")],
+    (msg) => {
+      try {
+        for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
+          revoked.add(`${event.task_id}:${event.run}`)
+      } catch (err) {
+        log.warn("revoke notice not understood", { err })
+      }
+    },
+    () => void learnRevokes(),
+  )
+
+  async function learnRevokes(): Promise<void> {
     try {
-      for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
-        revoked.add(`${event.task_id}:${event.run}`)
+      const query = {
+        queries: [{ op: "revoked", limit: config.REVOKED_IDS_KEPT }],
+      } satisfies StatusQueryBatch
+      const msg = await broker.call(
+        names.statusRpcQueue,
+        JSON.stringify(query),
+        MessageType.statusQuery,
+        REVOKES_TIMEOUT_MS,
+      )
+      const [reply] = decodeMessage(
+        msg,
+        StatusReplyBatch,
+        "status store reply",
+        MAX_REVOKES_REPLY_BYTES,
+      ).replies
+      const newestFirst = v.parse(RevokedReply, reply).revoked
+      for (const { task_id, run } of newestFirst.toReversed()) revoked.add(`${task_id}:${run}`)
+      log.info("revokes learned from the status store", { tasks: newestFirst.length })
     } catch (err) {
-      log.warn("revoke notice not understood", { err })
+      log.warn("revokes made while this worker was away are unknown: the status store did not tell them", {
+        err: (err as Error).message,
+      })
     }
-  })
+  }
+  await learnRevokes()
 
   /** One task as a work-queue message of its own (retries, quarantine and dead letters travel one by one). */
   const alone = (task: unknown) => JSON.stringify({ tasks: [task] } satisfies TaskBatch)

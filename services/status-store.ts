@@ -331,6 +331,8 @@ export async function start(config: StoreConfig) {
         return listTasks(query)
       case "revoke":
         return revokeTask(query)
+      case "revoked":
+        return { revoked: db.recentlyRevoked(query.limit) }
       case "group":
         return findGroup(query.group_id, query.wait_ms).then((group) => ({ group }))
       case "claim":

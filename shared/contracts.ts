@@ -499,6 +499,8 @@ export const StatusQuery = v.variant("op", [
   v.object({ op: v.literal("workers") }),
   v.object({ op: v.literal("detail"), task_id: TaskId }),
   v.object({ op: v.literal("revoke"), task_id: TaskId }),
+  /** The `limit` most recently revoked tasks and their runs: what a worker that was away did not hear. */
+  v.object({ op: v.literal("revoked"), limit: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
   v.object({
     op: v.literal("claim"),
@@ -519,6 +521,10 @@ export const TaskPageReply = v.object({ tasks: v.array(TaskRecord), next_after: 
 export const RevokeReply = v.object({
   revoke: v.picklist(["revoked", "not_found", "started", "final"]),
   task: v.nullable(TaskRecord),
+})
+/** Newest first. */
+export const RevokedReply = v.object({
+  revoked: v.array(v.object({ task_id: TaskId, run: v.pipe(v.number(), v.integer(), v.minValue(1)) })),
 })
 export const GroupReply = v.object({ group: v.nullable(GroupRecord) })
 /**
@@ -541,6 +547,7 @@ export const StatusReply = v.union([
   TaskReply,
   TaskPageReply,
   RevokeReply,
+  RevokedReply,
   GroupReply,
   ClaimReply,
   ErrorReply,

@@ -69,6 +69,21 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
     expect(await fetch(stack.url(`/polarities/tasks/${target}`)).then(taskBody)).toEqual(revoked)
   })
 
+  test("a worker started after the revoke learns it from the store, and skips the task", async () => {
+    await using watch = await watchEvents(stack)
+    let target = ""
+    await stack.restartWorker(async () => {
+      target = await submitFlaky(stack)
+      expect((await revoke(target)).status).toBe(200)
+    })
+
+    // Queued behind the revoked task: once it has run, the new worker has had the revoked one in hand.
+    const after = await submitFlaky(stack)
+    expect((await waitForFinal(stack, after)).status).toBe("SUCCESS")
+    expect(statesOf(watch.events, target).toSorted()).toEqual(["PENDING:0", "REVOKED:0"])
+    expect(await untilStatus(target, "REVOKED")).toMatchObject({ started_at: null, attempts: 0 })
+  })
+
   test("a task waiting for its retry ends REVOKED, and the retry never runs", async () => {
     await using watch = await watchEvents(stack)
     const target = await submitFlaky(stack, { fail_times: 1 })

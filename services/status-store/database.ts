@@ -112,7 +112,7 @@ const STAGE: Record<TaskStatus, number> = {
 }
 
 /** The run a row is in: a replay starts a new one. */
-export function currentRun(row: TaskRow): number {
+export function currentRun(row: Pick<TaskRow, "progress">): number {
   return Math.floor(row.progress / RUN_SPAN)
 }
 
@@ -278,6 +278,9 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
        $expires_at)`,
   )
   const deleteExpiredClaims = db.query<void, [number]>("DELETE FROM idempotency_keys WHERE expires_at <= ?")
+  const selectRevoked = db.query<Pick<TaskRow, "task_id" | "progress">, [number]>(
+    "SELECT task_id, progress FROM tasks WHERE status = 'REVOKED' ORDER BY finished_at DESC LIMIT ?",
+  )
   const selectGroup = db.query<GroupRow, [string]>("SELECT * FROM groups WHERE group_id = ?")
   const groupMembers = db.query<TaskRow, [string]>(
     "SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index",
@@ -285,6 +288,9 @@ export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   return {
     applyEvents: (events: TaskEvent[]) => applyEvents(events),
     find: (taskId: string) => select.get(taskId),
+    /** The most recently revoked tasks, newest first, with the run each revoke ended. */
+    recentlyRevoked: (limit: number) =>
+      selectRevoked.all(limit).map((row) => ({ task_id: row.task_id, run: Math.max(1, currentRun(row)) })),
     /**
      * Up to `limit` tasks before `after` (all when absent), newest first: UUIDv7 ids sort by creation. Each
      * filter has an index that holds the tasks in id order, so a page reads its own rows and no others.
