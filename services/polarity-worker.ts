@@ -5,7 +5,6 @@
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
-import * as v from "valibot"
 import {
   Broker,
   brokerOptions,
@@ -18,8 +17,6 @@ import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../sha
 import {
   MessageType,
   RevokedReply,
-  type StatusQueryBatch,
-  StatusReplyBatch,
   type Task,
   TaskBatch,
   type TaskEvent,
@@ -29,6 +26,7 @@ import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
+import { askStatusStore, checkStatusReply } from "../shared/status-rpc.ts"
 import { eventRoutingKey, retryDelayMs, retryRoutingKey, routeTask, TASK_ROUTES } from "../shared/topology.ts"
 import { AttemptLimit, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
 import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
@@ -37,8 +35,6 @@ import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 const SERVICE = "polarity-worker"
 /** How long a starting worker waits for the store's list of revokes before it starts without it. */
 const REVOKES_TIMEOUT_MS = 3000
-/** 50,000 revoked ids come to about 3 MB. */
-const MAX_REVOKES_REPLY_BYTES = 64 * 1024 * 1024
 
 export const WorkerEnv = {
   ...BrokerEnv,
@@ -113,22 +109,9 @@ export async function start(config: WorkerConfig) {
 
   async function learnRevokes(): Promise<void> {
     try {
-      const query = {
-        queries: [{ op: "revoked", limit: config.REVOKED_IDS_KEPT }],
-      } satisfies StatusQueryBatch
-      const msg = await broker.call(
-        names.statusRpcQueue,
-        JSON.stringify(query),
-        MessageType.statusQuery,
-        REVOKES_TIMEOUT_MS,
-      )
-      const [reply] = decodeMessage(
-        msg,
-        StatusReplyBatch,
-        "status store reply",
-        MAX_REVOKES_REPLY_BYTES,
-      ).replies
-      const newestFirst = v.parse(RevokedReply, reply).revoked
+      const query = { op: "revoked", limit: config.REVOKED_IDS_KEPT } as const
+      const [reply] = await askStatusStore(broker, [query], REVOKES_TIMEOUT_MS)
+      const newestFirst = checkStatusReply(RevokedReply, reply).revoked
       for (const { task_id, run } of newestFirst.toReversed()) revoked.add(`${task_id}:${run}`)
       log.info("revokes learned from the status store", { tasks: newestFirst.length })
     } catch (err) {

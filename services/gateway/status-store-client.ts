@@ -1,17 +1,13 @@
 // The gateway's side of the status store's RPC: one method per query op, each reply checked against its contract.
-import * as v from "valibot"
-import { type Broker, decodeMessage } from "../../shared/amqp.ts"
+import type * as v from "valibot"
+import type { Broker } from "../../shared/amqp.ts"
 import {
   ClaimReply,
   DetailReply,
-  ErrorReply,
   GroupReply,
-  MessageType,
   RevokeReply,
   StatsReply,
   type StatusQuery,
-  type StatusQueryBatch,
-  StatusReplyBatch,
   type TaskKind,
   TaskPageReply,
   type TaskRecord,
@@ -19,9 +15,7 @@ import {
   type TaskStatus,
   WorkersReply,
 } from "../../shared/contracts.ts"
-
-/** A group's results can be large; the batch body limit bounds them, and the store is trusted. */
-const MAX_REPLY_BYTES = 64 * 1024 * 1024
+import { askStatusStore, checkStatusReply } from "../../shared/status-rpc.ts"
 
 interface PendingQuery {
   query: StatusQuery
@@ -56,8 +50,7 @@ export class StatusStoreClient {
       if (this.pending.length === 1) setImmediate(() => this.flush())
       answer = await answered.promise
     }
-    if (v.is(ErrorReply, answer)) throw new Error(`status store: ${answer.error}`)
-    return v.parse(schema, answer)
+    return checkStatusReply(schema, answer)
   }
 
   private flush(): void {
@@ -75,17 +68,8 @@ export class StatusStoreClient {
     )
   }
 
-  private async send(queries: StatusQuery[], holdMs = 0): Promise<unknown[]> {
-    const msg = await this.broker.call(
-      this.broker.names.statusRpcQueue,
-      JSON.stringify({ queries } satisfies StatusQueryBatch),
-      MessageType.statusQuery,
-      holdMs + this.timeoutMs,
-    )
-    const { replies } = decodeMessage(msg, StatusReplyBatch, "status store reply", MAX_REPLY_BYTES)
-    if (replies.length !== queries.length)
-      throw new Error(`status store: ${replies.length} replies to ${queries.length}`)
-    return replies
+  private send(queries: StatusQuery[], holdMs = 0): Promise<unknown[]> {
+    return askStatusStore(this.broker, queries, holdMs + this.timeoutMs)
   }
 
   /** The task, or null when the store has never heard of it (after reading every event queued before). */

@@ -1,0 +1,41 @@
+// The status store's RPC as its clients ask it: queries in one request, their replies in the same order in one
+// reply, each checked by the caller against the contract of its op.
+import * as v from "valibot"
+import { type Broker, decodeMessage } from "./amqp.ts"
+import {
+  ErrorReply,
+  MessageType,
+  type StatusQuery,
+  type StatusQueryBatch,
+  StatusReplyBatch,
+} from "./contracts.ts"
+
+/** A group's results, or a worker's list of revokes, can be large; the store is trusted. */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+/** The replies to `queries`, in their order, not yet checked. */
+export async function askStatusStore(
+  broker: Broker,
+  queries: StatusQuery[],
+  timeoutMs: number,
+): Promise<unknown[]> {
+  const msg = await broker.call(
+    broker.names.statusRpcQueue,
+    JSON.stringify({ queries } satisfies StatusQueryBatch),
+    MessageType.statusQuery,
+    timeoutMs,
+  )
+  const { replies } = decodeMessage(msg, StatusReplyBatch, "status store reply", MAX_REPLY_BYTES)
+  if (replies.length !== queries.length)
+    throw new Error(`status store: ${replies.length} replies to ${queries.length}`)
+  return replies
+}
+
+/** A reply checked against the contract of its query's op; the store's error reply becomes a thrown error. */
+export function checkStatusReply<TSchema extends v.GenericSchema>(
+  schema: TSchema,
+  reply: unknown,
+): v.InferOutput<TSchema> {
+  if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
+  return v.parse(schema, reply)
+}
