@@ -32,8 +32,8 @@ class Connection {
       port,
       socket: {
         data: (_socket, chunk) => connection.onData(chunk),
-        close: () => connection.onClose(new Error("connection closed")),
-        error: (_socket, err) => connection.onClose(err),
+        close: () => connection.fail(new Error("connection closed")),
+        error: (_socket, err) => connection.fail(err),
       },
     })
     return connection
@@ -66,14 +66,9 @@ class Connection {
     if (CONNECTION_CLOSE.test(head)) this.close()
   }
 
-  private onClose(err: Error): void {
-    this.closed = true
-    this.fail(err)
-  }
-
+  /** Closes the connection, and the request in flight on it, if any, fails with `err`. */
   private fail(err: Error): void {
-    this.closed = true
-    this.socket?.end()
+    this.close()
     const exchange = this.exchange
     this.exchange = undefined
     exchange?.reject(err)
