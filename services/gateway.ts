@@ -16,6 +16,7 @@ import {
   GroupRecord,
   Health,
   IdempotencyKey,
+  LookupTasks,
   MAX_BATCH_SIZE,
   type PendingEvent,
   ProblemDetails,
@@ -26,6 +27,7 @@ import {
   type Task,
   TaskAccepted,
   TaskId,
+  TaskLookup,
   TaskPage,
   TaskRecord,
   type TaskStatus,
@@ -123,13 +125,14 @@ const API_INFO = {
   description:
     "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
 }
-const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, SubmitBatch, FlakyTaskInput }
+const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, SubmitBatch, LookupTasks, FlakyTaskInput }
 const RESPONSE_SCHEMAS = {
   TaskRecord,
   GroupRecord,
   BatchAccepted,
   TaskAccepted,
   TaskPage,
+  TaskLookup,
   ProblemDetails,
   Health,
   DeadLetterListing,
@@ -464,6 +467,21 @@ export async function start(config: GatewayConfig) {
         next_cursor: page.next_after === null ? null : encodeCursor(page.next_after),
       })
     },
+  )
+
+  route(
+    "post",
+    "/polarities/tasks/lookup",
+    {
+      summary: "Many tasks' status and results in one request",
+      description: `Answers the record of each of 1–${MAX_BATCH_SIZE} task ids, in the order asked, and \`null\` for an id that was never submitted: one request instead of a GET per task, for a client following many tasks (Celery's \`ResultSet\`). Ids accepted before the request are always found.`,
+      tag: "tasks",
+      body: "LookupTasks",
+      responses: { 200: { description: "The tasks, in the order asked", schema: "TaskLookup" } },
+      problems: [400, 413, 415, 422, 503],
+    },
+    limitBody,
+    async (c) => c.json(await store.lookupTasks((await readJson(c, LookupTasks)).task_ids)),
   )
 
   const getTask = async (c: Context) => {

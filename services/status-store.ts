@@ -222,6 +222,16 @@ export async function start(config: StoreConfig) {
     return { task: row ? toRecord(row) : null }
   }
 
+  /** Many tasks at once, in the order asked; like `get`, an id the store has not seen first reads what is queued. */
+  async function lookupTasks(taskIds: string[]): Promise<StatusReply> {
+    let rows = taskIds.map((taskId) => db.find(taskId))
+    if (rows.some((row) => !row?.kind)) {
+      await catchUp()
+      rows = taskIds.map((taskId) => db.find(taskId))
+    }
+    return { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
+  }
+
   /** A page of tasks, newest first. It first reads what is queued, so that an accepted task is listed. */
   async function listTasks(query: Extract<StatusQuery, { op: "list" }>): Promise<StatusReply> {
     await catchUp()
@@ -329,6 +339,8 @@ export async function start(config: StoreConfig) {
         return getTask(query)
       case "list":
         return listTasks(query)
+      case "lookup":
+        return lookupTasks(query.task_ids)
       case "revoke":
         return revokeTask(query)
       case "revoked":

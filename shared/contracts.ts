@@ -128,6 +128,20 @@ export const SubmitBatch = v.object(
 )
 export type SubmitBatch = v.InferOutput<typeof SubmitBatch>
 
+/** POST /polarities/tasks/lookup body: many tasks' states in one request, as Celery's `ResultSet` reads them. */
+export const LookupTasks = v.object(
+  {
+    task_ids: v.pipe(
+      v.array(TaskId, "task_ids must be an array of task ids"),
+      v.minLength(1, "task_ids must hold at least one id"),
+      v.maxLength(MAX_BATCH_SIZE, `task_ids must hold at most ${MAX_BATCH_SIZE} ids`),
+      v.description(`1–${MAX_BATCH_SIZE} task ids; the answer keeps their order.`),
+    ),
+  },
+  'the body must be a JSON object with a "task_ids" array',
+)
+export type LookupTasks = v.InferOutput<typeof LookupTasks>
+
 /** POST /polarities/documents body: scored sentence by sentence. */
 export const SubmitDocument = v.object(
   { document: Document, language: languageOf("document"), ...Deadlines },
@@ -355,6 +369,10 @@ export type TaskRecord = v.InferOutput<typeof TaskRecord>
 export const TaskPage = v.object({ tasks: v.array(TaskRecord), next_cursor: v.nullable(v.string()) })
 export type TaskPage = v.InferOutput<typeof TaskPage>
 
+/** The answer to a lookup: the record of each id asked for, in the same order; null for an id never submitted. */
+export const TaskLookup = v.object({ tasks: v.array(v.nullable(TaskRecord)) })
+export type TaskLookup = v.InferOutput<typeof TaskLookup>
+
 /**
  * A batch as the API shows it. `status` sums up its tasks: PENDING while every task is PENDING, STARTED once
  * any has moved on and until all are final, then SUCCESS if every task succeeded, else FAILURE. `results`
@@ -476,7 +494,7 @@ const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxVa
 /**
  * RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up;
  * `catch_up` first reads every event already queued, as a query for an unknown id always does.
- * `list` pages newest first: `after` is the last task id of the page before.
+ * `list` pages newest first: `after` is the last task id of the page before. `lookup` reads many tasks at once.
  */
 export const StatusQuery = v.variant("op", [
   v.object({ op: v.literal("get"), task_id: TaskId, wait_ms: WaitMs, catch_up: v.optional(v.boolean()) }),
@@ -502,6 +520,7 @@ export const StatusQuery = v.variant("op", [
   /** The `limit` most recently revoked tasks and their runs: what a worker that was away did not hear. */
   v.object({ op: v.literal("revoked"), limit: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
+  v.object({ op: v.literal("lookup"), task_ids: LookupTasks.entries.task_ids }),
   v.object({
     op: v.literal("claim"),
     key: IdempotencyKey,
@@ -546,6 +565,7 @@ export const StatusReply = v.union([
   DetailReply,
   TaskReply,
   TaskPageReply,
+  TaskLookup,
   RevokeReply,
   RevokedReply,
   GroupReply,

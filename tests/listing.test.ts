@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import type { TaskPage } from "../shared/contracts.ts"
-import { postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
+import type { TaskLookup, TaskPage } from "../shared/contracts.ts"
+import { expectProblem, postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -91,6 +91,62 @@ describe("GET /polarities/tasks rejects bad queries with a 422 problem", () => {
         status: 422,
         detail,
       })
+    })
+  }
+})
+
+function lookup(body: unknown): Promise<Response> {
+  return fetch(stack.url("/polarities/tasks/lookup"), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  })
+}
+
+describe("POST /polarities/tasks/lookup reads many tasks in one request", () => {
+  test("finds tasks the moment they are accepted, in the order asked, with null for an unknown id", async () => {
+    const ids = await submitReviews(3)
+    const unknown = Bun.randomUUIDv7()
+    const [first = "", second = "", third = ""] = ids
+    const asked = [third, unknown, first, second, first]
+    const res = await lookup({ task_ids: asked })
+    expect(res.status).toBe(200)
+    const { tasks } = (await res.json()) as TaskLookup
+    expect(tasks.map((task) => task?.task_id ?? null)).toEqual(
+      asked.map((id) => (id === unknown ? null : id)),
+    )
+  })
+
+  test("answers each task as GET does, results included once final", async () => {
+    const ids = await submitReviews(3)
+    const finals = await Promise.all(ids.map((id) => waitForFinal(stack, id)))
+    const { tasks } = (await (await lookup({ task_ids: ids })).json()) as TaskLookup
+    expect(tasks).toEqual(finals)
+    expect(tasks.map((task) => task?.status)).toEqual(["SUCCESS", "SUCCESS", "SUCCESS"])
+  })
+
+  test("takes up to 1000 ids", async () => {
+    const ids = Array.from({ length: 1000 }, () => Bun.randomUUIDv7())
+    const res = await lookup({ task_ids: ids })
+    expect(res.status).toBe(200)
+    expect(((await res.json()) as TaskLookup).tasks).toEqual(ids.map(() => null))
+  })
+
+  const cases: [string, unknown, number, string | RegExp][] = [
+    ["no ids", { task_ids: [] }, 422, "task_ids: task_ids must hold at least one id"],
+    [
+      "1001 ids",
+      { task_ids: Array.from({ length: 1001 }, () => Bun.randomUUIDv7()) },
+      422,
+      "task_ids: task_ids must hold at most 1000 ids",
+    ],
+    ["an id that is not a UUID", { task_ids: [Bun.randomUUIDv7(), "42"] }, 422, "task_ids.1: must be a UUID"],
+    ["a body without task_ids", { ids: [] }, 422, /task_ids/],
+    ["a body that is not JSON", "{task_ids", 400, /JSON/],
+  ]
+  for (const [label, body, status, detail] of cases) {
+    test(`rejects ${label} with a ${status} problem`, async () => {
+      await expectProblem(await lookup(body), status, detail)
     })
   }
 })

@@ -3,6 +3,7 @@ import { toJsonSchema } from "@valibot/to-json-schema"
 import type * as v from "valibot"
 import {
   FlakyTaskInput,
+  LookupTasks,
   ProblemDetails,
   SubmitBatch,
   SubmitDocument,
@@ -72,6 +73,7 @@ describe("GET /openapi.json", () => {
       SubmitReview,
       SubmitDocument,
       SubmitBatch,
+      LookupTasks,
       FlakyTaskInput,
     }
     const bodies = operations(doc).flatMap(({ operation }) =>

@@ -9,6 +9,7 @@ import {
   StatsReply,
   type StatusQuery,
   type TaskKind,
+  TaskLookup,
   TaskPageReply,
   type TaskRecord,
   TaskReply,
@@ -98,6 +99,11 @@ export class StatusStoreClient {
       ...(after && { after }),
     }
     return this.ask(query, TaskPageReply)
+  }
+
+  /** Each task's record in the order asked, null for an id the store has never heard of. */
+  async lookupTasks(taskIds: string[]) {
+    return this.ask({ op: "lookup", task_ids: taskIds }, TaskLookup)
   }
 
   /** The task with its input and timeline, or null when the store has never heard of it. */
