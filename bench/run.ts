@@ -7,14 +7,23 @@ import { parseArgs } from "node:util"
 import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
 import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
 import { type FloorResult, floorNames, runLatencyFloor } from "./floor.ts"
-import { measureLatency, type Percentiles, runThroughput, type ThroughputResult, warmUp } from "./load.ts"
+import {
+  type Follow,
+  measureLatency,
+  type Percentiles,
+  runThroughput,
+  type ThroughputResult,
+  warmUp,
+} from "./load.ts"
 import { brokerPids, cpuSeconds, peakRssMb, rssMb, type ServiceProcess, startStack } from "./stack.ts"
 
 const USAGE = `Usage: npm run bench -- [options]
 
   --tasks N              tasks in the throughput phase, and messages in the ceiling (default 20000)
   --concurrency N        concurrent HTTP clients submitting (default 128)
-  --poll-concurrency N   concurrent HTTP clients polling task status (default: --concurrency)
+  --follow F             how tasks are followed until final: lookup (POST /polarities/tasks/lookup, up to 1000
+                         tasks per request) or get (GET /polarities/tasks/{id}, one per task) (default lookup)
+  --poll-concurrency N   concurrent HTTP clients following tasks (default 4 with lookup, --concurrency with get)
   --prefetch N           WORKER_PREFETCH of each worker (default 64)
   --workers N            polarity-worker processes (default 1)
   --latency-samples N    sequential single tasks per latency mode (default 500)
@@ -31,6 +40,9 @@ const USAGE = `Usage: npm run bench -- [options]
 The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
 
 const PHASES = ["all", "ceiling", "throughput", "latency"] as const
+const FOLLOWS: readonly Follow[] = ["lookup", "get"]
+/** Lookups in flight at once: each carries every task due, so a few keep up with any rate. */
+const LOOKUP_CLIENTS = 4
 type Phase = (typeof PHASES)[number]
 /** Where the "flat memory" figure starts: growth is measured from this many completed tasks to the end. */
 const RSS_MILESTONE = 10_000
@@ -45,6 +57,9 @@ function parseOptions(argv: string[]) {
       // submissions near 64 / 10 ms, a figure of the clients, not of the system. 256 (and as many polling)
       // held 512 connections open, and the gateway's peak RSS came to 79-81 MB (docs/performance.md).
       concurrency: { type: "string", default: "128" },
+      // How a client of many tasks follows them: one request per 1,000 tasks. A GET per task (--follow get)
+      // doubles the HTTP work per task, which is the API's cost, not the pipeline's (docs/performance.md).
+      follow: { type: "string", default: "lookup" },
       "poll-concurrency": { type: "string" },
       prefetch: { type: "string", default: "64" },
       workers: { type: "string", default: "1" },
@@ -67,10 +82,17 @@ function parseOptions(argv: string[]) {
   }
   const phase = values.phase as Phase
   if (!PHASES.includes(phase)) throw new Error(`--phase must be one of ${PHASES.join(", ")}`)
+  const follow = values.follow as Follow
+  if (!FOLLOWS.includes(follow)) throw new Error(`--follow must be one of ${FOLLOWS.join(", ")}`)
   const options = {
     tasks: count("tasks"),
     concurrency: count("concurrency"),
-    pollConcurrency: values["poll-concurrency"] ? count("poll-concurrency") : count("concurrency"),
+    follow,
+    pollConcurrency: values["poll-concurrency"]
+      ? count("poll-concurrency")
+      : follow === "lookup"
+        ? LOOKUP_CLIENTS
+        : count("concurrency"),
     prefetch: count("prefetch"),
     workers: count("workers"),
     latencySamples: count("latency-samples"),
@@ -209,7 +231,7 @@ async function throughputPhase(
   memory: Record<string, MemoryRow>,
 ) {
   progress(
-    `throughput: ${options.tasks} tasks, ${options.concurrency} submitting, ${options.pollConcurrency} polling`,
+    `throughput: ${options.tasks} tasks, ${options.concurrency} submitting, ${options.pollConcurrency} following by ${options.follow}`,
   )
   let finals = 0
   const ticker = setInterval(() => progress(`  ${finals} tasks final`), 5000)
@@ -333,12 +355,12 @@ function throughputLines(t: NonNullable<Report["throughput"]>): string[] {
     `                succeeded ${t.succeeded}  failed ${t.failed}  lost ${t.lost}`,
     `                submit ${perSecond(t.submitPerSecond)} (${fixed(t.submitSeconds, 2)} s)` +
       `  end-to-end ${perSecond(t.endToEndPerSecond)} (${fixed(t.endToEndSeconds, 2)} s) = ${ratio} of the ceiling`,
-    `                polls ${t.polls} (${fixed(t.polls / Math.max(1, t.accepted), 2)} per task), failed polls ${counts(t.pollErrors)}`,
+    `                polls ${t.polls} (${fixed(t.polls / Math.max(1, t.accepted), 2)} per task) in ${t.pollRequests} requests, failed polls ${counts(t.pollErrors)}`,
     cpuTable(t.cpu),
   ]
 }
 
-function latencyTable({ latency, throughput }: Report): string {
+function latencyTable({ latency, throughput, options }: Report): string {
   const row = (label: string, p: Percentiles) => [
     label,
     ...[p.p50, p.p90, p.p99, p.max].map((n) => fixed(n, 2)),
@@ -355,7 +377,7 @@ function latencyTable({ latency, throughput }: Report): string {
   if (throughput) {
     rows.push(
       row("  under load: one POST", throughput.submitRequestMs),
-      row("  under load: one GET", throughput.pollRequestMs),
+      row(`  under load: one ${options.follow === "get" ? "GET" : "lookup"}`, throughput.pollRequestMs),
       row("  under load: submit → seen final", throughput.seenFinalMs),
     )
   }
@@ -385,7 +407,7 @@ function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  concurrency ${o.concurrency}  poll concurrency ${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
+    `tasks ${o.tasks}  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {
     lines.push(
