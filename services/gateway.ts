@@ -474,14 +474,19 @@ export async function start(config: GatewayConfig) {
     "/polarities/tasks/lookup",
     {
       summary: "Many tasks' status and results in one request",
-      description: `Answers the record of each of 1–${MAX_BATCH_SIZE} task ids, in the order asked, and \`null\` for an id that was never submitted: one request instead of a GET per task, for a client following many tasks (Celery's \`ResultSet\`). Ids accepted before the request are always found.`,
+      description: `Answers the record of each of 1–${MAX_BATCH_SIZE} task ids, in the order asked, and \`null\` for an id that was never submitted: one request instead of a GET per task, for a client following many tasks (Celery's \`ResultSet\`). Ids accepted before the request are always found. \`?wait=\` holds the answer until every task found is final, or the time is up (Celery's \`ResultSet.join\`); it is 200 either way.`,
       tag: "tasks",
+      query: WaitQuery,
       body: "LookupTasks",
       responses: { 200: { description: "The tasks, in the order asked", schema: "TaskLookup" } },
       problems: [400, 413, 415, 422, 503],
     },
     limitBody,
-    async (c) => c.json(await store.lookupTasks((await readJson(c, LookupTasks)).task_ids)),
+    async (c) => {
+      const { wait: waitMs } = readQuery(c, WaitQuery)
+      const { task_ids } = await readJson(c, LookupTasks)
+      return c.json(await store.lookupTasks(task_ids, waitMs))
+    },
   )
 
   const getTask = async (c: Context) => {

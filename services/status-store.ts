@@ -20,7 +20,7 @@ import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../sh
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import type { Applied } from "./status-store/dashboard.ts"
-import { currentRun, openDatabase, toGroupRecord, toRecord } from "./status-store/database.ts"
+import { currentRun, openDatabase, type TaskRow, toGroupRecord, toRecord } from "./status-store/database.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 
 export { mergeEvent } from "./status-store/database.ts"
@@ -78,6 +78,8 @@ class Waiters {
     for (const key of [...this.byKey.keys()]) this.wake(key)
   }
 }
+
+type LookupQuery = Extract<StatusQuery, { op: "lookup" }>
 
 interface Delivery {
   msg: AMQPMessage
@@ -222,12 +224,27 @@ export async function start(config: StoreConfig) {
     return { task: row ? toRecord(row) : null }
   }
 
-  /** Many tasks at once, in the order asked; like `get`, an id the store has not seen first reads what is queued. */
-  async function lookupTasks(taskIds: string[]): Promise<StatusReply> {
-    let rows = taskIds.map((taskId) => db.find(taskId))
+  /**
+   * Many tasks at once, in the order asked; like `get`, an id the store has not seen first reads what is queued.
+   * With `wait_ms`, held until every task it knows is final: it waits on each open task in turn (read afresh,
+   * since it may have ended while an earlier one was waited on), then reads them all once more for the answer.
+   */
+  async function lookupTasks({ task_ids: taskIds, wait_ms: waitMs }: LookupQuery): Promise<StatusReply> {
+    const read = () => taskIds.map((taskId) => db.find(taskId))
+    let rows = read()
     if (rows.some((row) => !row?.kind)) {
       await catchUp()
-      rows = taskIds.map((taskId) => db.find(taskId))
+      rows = read()
+    }
+    const deadline = Date.now() + (waitMs ?? 0)
+    const isOpen = (row: TaskRow | null) => row !== null && !FINAL_STATUSES.has(row.status)
+    if (rows.some(isOpen) && Date.now() < deadline) {
+      for (const taskId of taskIds) {
+        while (isOpen(db.find(taskId)) && Date.now() < deadline) {
+          await taskWaiters.wait(taskId, deadline - Date.now())
+        }
+      }
+      rows = read()
     }
     return { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
   }
@@ -340,7 +357,7 @@ export async function start(config: StoreConfig) {
       case "list":
         return listTasks(query)
       case "lookup":
-        return lookupTasks(query.task_ids)
+        return lookupTasks(query)
       case "revoke":
         return revokeTask(query)
       case "revoked":

@@ -494,7 +494,8 @@ const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxVa
 /**
  * RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up;
  * `catch_up` first reads every event already queued, as a query for an unknown id always does.
- * `list` pages newest first: `after` is the last task id of the page before. `lookup` reads many tasks at once.
+ * `list` pages newest first: `after` is the last task id of the page before. `lookup` reads many tasks at once,
+ * and with `wait_ms` holds the reply until every one it knows is final.
  */
 export const StatusQuery = v.variant("op", [
   v.object({ op: v.literal("get"), task_id: TaskId, wait_ms: WaitMs, catch_up: v.optional(v.boolean()) }),
@@ -520,7 +521,7 @@ export const StatusQuery = v.variant("op", [
   /** The `limit` most recently revoked tasks and their runs: what a worker that was away did not hear. */
   v.object({ op: v.literal("revoked"), limit: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
-  v.object({ op: v.literal("lookup"), task_ids: LookupTasks.entries.task_ids }),
+  v.object({ op: v.literal("lookup"), task_ids: LookupTasks.entries.task_ids, wait_ms: WaitMs }),
   v.object({
     op: v.literal("claim"),
     key: IdempotencyKey,

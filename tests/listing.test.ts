@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { TaskLookup, TaskPage } from "../shared/contracts.ts"
-import { expectProblem, postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
+import {
+  expectProblem,
+  postReview,
+  type Stack,
+  startStack,
+  submitFlaky,
+  taskBody,
+  waitForFinal,
+} from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -95,8 +103,8 @@ describe("GET /polarities/tasks rejects bad queries with a 422 problem", () => {
   }
 })
 
-function lookup(body: unknown): Promise<Response> {
-  return fetch(stack.url("/polarities/tasks/lookup"), {
+function lookup(body: unknown, query = ""): Promise<Response> {
+  return fetch(stack.url(`/polarities/tasks/lookup${query}`), {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: typeof body === "string" ? body : JSON.stringify(body),
@@ -125,6 +133,36 @@ describe("POST /polarities/tasks/lookup reads many tasks in one request", () => 
     expect(tasks.map((task) => task?.status)).toEqual(["SUCCESS", "SUCCESS", "SUCCESS"])
   })
 
+  test("?wait= holds the answer until every task found is final; an unknown id does not hold it", async () => {
+    // The second ends first: the hold must notice that it ended while it waited on the first.
+    const slow = await Promise.all([
+      submitFlaky(stack, { sleep_ms: 300 }),
+      submitFlaky(stack, { sleep_ms: 200 }),
+    ])
+    const [review] = await submitReviews(1)
+    const asked = [...slow, Bun.randomUUIDv7(), review ?? ""]
+    const sentAt = Date.now()
+    const res = await lookup({ task_ids: asked }, "?wait=30")
+    expect(res.status).toBe(200)
+    const { tasks } = (await res.json()) as TaskLookup
+    expect(tasks.map((task) => task?.status ?? null)).toEqual(["SUCCESS", "SUCCESS", null, "SUCCESS"])
+    // Answered when the last task ended, not when the wait ran out.
+    expect(Date.now() - sentAt).toBeLessThan(15_000)
+  })
+
+  test("?wait= answers when the time is up, with the tasks as they are then", async () => {
+    const sleeper = await submitFlaky(stack, { sleep_ms: 3000 })
+    const [review = ""] = await submitReviews(1)
+    await waitForFinal(stack, review)
+    const res = await lookup({ task_ids: [sleeper, review] }, "?wait=0.3")
+    expect(res.status).toBe(200)
+    const { tasks } = (await res.json()) as TaskLookup
+    expect(tasks.map((task) => task?.status)).toEqual([
+      expect.stringMatching(/^(PENDING|STARTED)$/),
+      "SUCCESS",
+    ])
+  })
+
   test("takes up to 1000 ids", async () => {
     const ids = Array.from({ length: 1000 }, () => Bun.randomUUIDv7())
     const res = await lookup({ task_ids: ids })
@@ -149,4 +187,9 @@ describe("POST /polarities/tasks/lookup reads many tasks in one request", () => 
       await expectProblem(await lookup(body), status, detail)
     })
   }
+
+  test("rejects a wait over 30 s with a 422 problem", async () => {
+    const res = await lookup({ task_ids: [Bun.randomUUIDv7()] }, "?wait=31")
+    await expectProblem(res, 422, 'wait: wait must be a number of seconds from 0 to 30, not "31"')
+  })
 })

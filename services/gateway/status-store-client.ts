@@ -101,9 +101,13 @@ export class StatusStoreClient {
     return this.ask(query, TaskPageReply)
   }
 
-  /** Each task's record in the order asked, null for an id the store has never heard of. */
-  async lookupTasks(taskIds: string[]) {
-    return this.ask({ op: "lookup", task_ids: taskIds }, TaskLookup)
+  /**
+   * Each task's record in the order asked, null for an id the store has never heard of; held up to `waitMs`
+   * until all are final.
+   */
+  async lookupTasks(taskIds: string[], waitMs = 0) {
+    const query: StatusQuery = { op: "lookup", task_ids: taskIds, ...(waitMs > 0 && { wait_ms: waitMs }) }
+    return this.ask(query, TaskLookup, waitMs)
   }
 
   /** The task with its input and timeline, or null when the store has never heard of it. */
