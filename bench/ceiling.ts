@@ -17,6 +17,8 @@ export interface CeilingOptions {
   prefetch: number
   /** Publishes awaiting their confirm at once: enough that the figure is the broker's rate, not a round trip. */
   window: number
+  /** Review length, as the throughput phase submits them. */
+  reviewBytes: number
 }
 
 export interface CeilingResult {
@@ -36,11 +38,11 @@ export function ceilingNames(prefix: string) {
   return { tasksQueue: `${prefix}ceiling.tasks`, eventsQueue: `${prefix}ceiling.events` }
 }
 
-export function taskBody(index: number): string {
+export function taskBody(index: number, reviewBytes: number): string {
   const task: ReviewTask = {
     task_id: crypto.randomUUID(),
     kind: "polarity:review",
-    review: reviewText(index),
+    review: reviewText(index, reviewBytes),
     submitted_at: Date.now(),
     attempt: 1,
     run: 1,
@@ -110,7 +112,7 @@ export async function runCeiling(options: CeilingOptions): Promise<CeilingResult
 
     const start = performance.now()
     await forEachConcurrently(options.messages, options.window, async (index) => {
-      await tasksIn.publish(taskBody(index))
+      await tasksIn.publish(taskBody(index, options.reviewBytes))
     })
     await done.promise
     const seconds = (performance.now() - start) / 1000
@@ -118,7 +120,7 @@ export async function runCeiling(options: CeilingOptions): Promise<CeilingResult
       messages: options.messages,
       seconds,
       perSecond: options.messages / seconds,
-      taskBytes: Buffer.byteLength(taskBody(0)),
+      taskBytes: Buffer.byteLength(taskBody(0, options.reviewBytes)),
       eventBytes: Buffer.byteLength(eventBody(crypto.randomUUID())),
     }
   } finally {

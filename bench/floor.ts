@@ -20,6 +20,8 @@ export interface FloorOptions {
   amqpUrl: string
   prefix: string
   samples: number
+  /** Review length, as the latency phase submits them. */
+  reviewBytes: number
 }
 
 export interface FloorResult {
@@ -105,7 +107,7 @@ export async function runLatencyFloor(options: FloorOptions): Promise<FloorResul
     const confirm: number[] = []
     for (let i = 0; i < WARMUP + options.samples; i++) {
       replied = Promise.withResolvers<void>()
-      const task = taskBody(i)
+      const task = taskBody(i, options.reviewBytes)
       const start = performance.now()
       await Promise.all([tasks.publish(task), events.publish(task, { type: PENDING })])
       const confirmed = performance.now()

@@ -15,9 +15,16 @@ const SENTENCES = [
   "The table is made of oak, measures two metres by ninety centimetres and seats six people.",
 ]
 
-/** A review of 100–130 bytes: a fixed sentence (positive, negative or neutral) and its index. */
-export function reviewText(index: number): string {
-  return `${SENTENCES[index % SENTENCES.length]} #${index}`
+/**
+ * A fixed sentence (positive, negative or neutral) and its index: 90–130 bytes. With `bytes`, the sentence is
+ * repeated (and the last repeat cut) until the review is that long, or as long as one sentence and its index.
+ */
+export function reviewText(index: number, bytes = 0): string {
+  const sentence = SENTENCES[index % SENTENCES.length] ?? ""
+  const tag = ` #${index}`
+  let text = sentence
+  while (text.length + tag.length < bytes) text += ` ${sentence}`
+  return `${text.slice(0, Math.max(sentence.length, bytes - tag.length))}${tag}`
 }
 
 /** Run `task(i)` for every i in [0, count), at most `concurrency` at a time. */
@@ -116,6 +123,8 @@ export interface ThroughputOptions {
   gatewayUrl: string
   tasks: number
   concurrency: number
+  /** Review length; 0 for the sentences as they are. */
+  reviewBytes: number
   follow: Follow
   pollConcurrency: number
   /** Give up on the remaining tasks once none has become final for this long after the last submit. */
@@ -186,7 +195,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
 
   const submitOne = async (index: number) => {
     const sentAt = performance.now()
-    const res = await submit(client, reviewText(index)).catch(() => null)
+    const res = await submit(client, reviewText(index, options.reviewBytes)).catch(() => null)
     lastSubmitAt = performance.now()
     submitRequestMs.push(lastSubmitAt - sentAt)
     if (res?.status !== 202) {
@@ -279,9 +288,9 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
 }
 
 /** Submit → 200 with the final task, through `?wait=`; milliseconds. */
-async function timeWithWait(client: HttpClient, index: number): Promise<number> {
+async function timeWithWait(client: HttpClient, index: number, reviewBytes: number): Promise<number> {
   const start = performance.now()
-  const res = await submit(client, reviewText(index), "?wait=10")
+  const res = await submit(client, reviewText(index, reviewBytes), "?wait=10")
   const task = res.json<TaskRecord>()
   if (res.status !== 200 || !FINAL_STATUSES.has(task.status)) {
     throw new Error(`?wait=10 answered ${res.status} ${task.status}`)
@@ -290,9 +299,9 @@ async function timeWithWait(client: HttpClient, index: number): Promise<number> 
 }
 
 /** Submit (202), then GET about every millisecond until final; milliseconds from submit to the final GET. */
-async function timeWithPolling(client: HttpClient, index: number): Promise<number> {
+async function timeWithPolling(client: HttpClient, index: number, reviewBytes: number): Promise<number> {
   const start = performance.now()
-  const res = await submit(client, reviewText(index))
+  const res = await submit(client, reviewText(index, reviewBytes))
   if (res.status !== 202) throw new Error(`submit answered ${res.status}`)
   const { task_id } = res.json<{ task_id: string }>()
   for (;;) {
@@ -306,22 +315,32 @@ async function timeWithPolling(client: HttpClient, index: number): Promise<numbe
 export type LatencyMode = "wait" | "poll"
 
 /** `samples` single tasks one after another, after a few untimed ones to warm up both ends. */
-export async function measureLatency(gatewayUrl: string, mode: LatencyMode, samples: number) {
+export async function measureLatency(
+  gatewayUrl: string,
+  mode: LatencyMode,
+  samples: number,
+  reviewBytes: number,
+) {
   const time = mode === "wait" ? timeWithWait : timeWithPolling
   const client = new HttpClient(gatewayUrl)
   const warmUp = Math.min(50, samples)
-  for (let i = 0; i < warmUp; i++) await time(client, i)
+  for (let i = 0; i < warmUp; i++) await time(client, i, reviewBytes)
   const ms: number[] = []
-  for (let i = 0; i < samples; i++) ms.push(await time(client, i))
+  for (let i = 0; i < samples; i++) ms.push(await time(client, i, reviewBytes))
   client.close()
   return percentiles(ms)
 }
 
 /** Tasks through the whole pipeline before anything is measured: JIT, connections, SQLite pages. */
-export async function warmUp(gatewayUrl: string, tasks: number, concurrency: number): Promise<void> {
+export async function warmUp(
+  gatewayUrl: string,
+  tasks: number,
+  concurrency: number,
+  reviewBytes: number,
+): Promise<void> {
   const client = new HttpClient(gatewayUrl)
   await forEachConcurrently(tasks, concurrency, async (index) => {
-    await timeWithWait(client, index)
+    await timeWithWait(client, index, reviewBytes)
   })
   client.close()
 }

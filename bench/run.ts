@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
+import { MAX_REVIEW_LENGTH } from "../shared/contracts.ts"
 import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
 import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
 import { type FloorResult, floorNames, runLatencyFloor } from "./floor.ts"
@@ -20,6 +21,7 @@ import { brokerPids, cpuSeconds, peakRssMb, rssMb, type ServiceProcess, startSta
 const USAGE = `Usage: npm run bench -- [options]
 
   --tasks N              tasks in the throughput phase, and messages in the ceiling (default 20000)
+  --review-bytes N       length of each review, up to 10000 (default: one sentence and its index, 90-130 bytes)
   --concurrency N        concurrent HTTP clients submitting (default 128)
   --follow F             how tasks are followed until final: lookup (POST /polarities/tasks/lookup, up to 1000
                          tasks per request) or get (GET /polarities/tasks/{id}, one per task) (default lookup)
@@ -53,6 +55,7 @@ function parseOptions(argv: string[]) {
     strict: true,
     options: {
       tasks: { type: "string", default: "20000" },
+      "review-bytes": { type: "string", default: "0" },
       // Each client waits for its answer, and under load a POST takes 10-40 ms: 64 clients capped the
       // submissions near 64 / 10 ms, a figure of the clients, not of the system. 256 (and as many polling)
       // held 512 connections open, and the gateway's peak RSS came to 79-81 MB (docs/performance.md).
@@ -82,10 +85,14 @@ function parseOptions(argv: string[]) {
   }
   const phase = values.phase as Phase
   if (!PHASES.includes(phase)) throw new Error(`--phase must be one of ${PHASES.join(", ")}`)
+  if (count("review-bytes", 0) > MAX_REVIEW_LENGTH) {
+    throw new Error(`--review-bytes must be at most ${MAX_REVIEW_LENGTH}, the longest review the API takes`)
+  }
   const follow = values.follow as Follow
   if (!FOLLOWS.includes(follow)) throw new Error(`--follow must be one of ${FOLLOWS.join(", ")}`)
   const options = {
     tasks: count("tasks"),
+    reviewBytes: count("review-bytes", 0),
     concurrency: count("concurrency"),
     follow,
     pollConcurrency: values["poll-concurrency"]
@@ -252,10 +259,10 @@ async function throughputPhase(
 
 async function latencyPhase(options: Options, prefix: string, gatewayUrl: string) {
   progress(`latency: the bare chain ${options.latencySamples} times, one at a time`)
-  const floor = await runLatencyFloor({ amqpUrl: options.amqpUrl, prefix, samples: options.latencySamples })
+  const floor = await runLatencyFloor({ ...options, prefix, samples: options.latencySamples })
   progress(`latency: ${options.latencySamples} sequential tasks with ?wait=, then as many polled`)
-  const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples)
-  const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples)
+  const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples, options.reviewBytes)
+  const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples, options.reviewBytes)
   return { floor, wait, poll }
 }
 
@@ -287,7 +294,7 @@ async function run(options: Options): Promise<Report> {
   const memory: Record<string, MemoryRow> = {}
   if (gatewayUrl) {
     progress(`warming up with ${options.warmup} tasks`)
-    await warmUp(gatewayUrl, options.warmup, 8)
+    await warmUp(gatewayUrl, options.warmup, 8, options.reviewBytes)
     sampleRss(processes, memory, "startMb")
   }
 
@@ -407,7 +414,7 @@ function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
+    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {
     lines.push(
