@@ -81,6 +81,13 @@ class Waiters {
 
 type LookupQuery = Extract<StatusQuery, { op: "lookup" }>
 
+/**
+ * Message bytes one transaction takes at most. SQLite keeps a transaction's pages in memory until it commits: a
+ * store catching up took thousands of events in one turn, and one transaction of 10,000 tasks' events peaked at
+ * 115 MB of RSS (2,000-byte reviews: 151 MB for 2,000 tasks), against 74–78 MB in slices of this size.
+ */
+export const MAX_COMMIT_BYTES = 512 * 1024
+
 interface Delivery {
   msg: AMQPMessage
   events: TaskEvent[]
@@ -102,6 +109,7 @@ export async function start(config: StoreConfig) {
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
+  let uncommittedBytes = 0
   const taskWaiters = new Waiters()
   const groupWaiters = new Waiters()
   const arrivalWaiters = new Waiters()
@@ -124,12 +132,17 @@ export async function start(config: StoreConfig) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.deadLetter(msg, statusEventsQueue, err.message)
     }
-    if (uncommitted.length === 1) setImmediate(commitUncommitted)
+    uncommittedBytes += msg.bodySize
+    if (uncommittedBytes >= MAX_COMMIT_BYTES) commitUncommitted()
+    else if (uncommitted.length === 1) setImmediate(commitUncommitted)
   }
 
   function commitUncommitted(): void {
     const deliveries = uncommitted
     uncommitted = []
+    uncommittedBytes = 0
+    // A turn's commit scheduled before a full one went out may find nothing left.
+    if (deliveries.length === 0) return
     const events = deliveries.flatMap((d) => d.events)
     const heartbeats = deliveries.flatMap((d) => (d.heartbeat ? [d.heartbeat] : []))
     try {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { MAX_COMMIT_BYTES } from "../services/status-store.ts"
 import { Broker, brokerOptions, MAX_MESSAGE_BYTES } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
 import { MAX_REVIEW_LENGTH, type TaskEvent } from "../shared/contracts.ts"
@@ -55,5 +56,64 @@ describe("EventPublisher", () => {
     }
     expect(sizes.length).toBeGreaterThan(1)
     expect(Math.max(...sizes)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES)
+  })
+})
+
+describe("the status store", () => {
+  test("commits a backlog a slice at a time, so that no transaction holds it all in memory", async () => {
+    const review = "A long and thoughtful review of a small hotel. ".repeat(32)
+    const taskIds = Array.from({ length: 2000 }, () => Bun.randomUUIDv7())
+    const backlogBytes = await stack.restartStore(async () => {
+      await using amqp = await rawChannel()
+      const { name } = await amqp.channel.queueDeclare("", { exclusive: true, autoDelete: true })
+      await amqp.channel.queueBind(name, stack.names.eventsExchange, "task.pending")
+      let bytes = 0
+      await amqp.channel.basicConsume(name, { noAck: true }, (msg) => {
+        bytes += msg.bodySize
+      })
+      const config = loadConfig(BrokerEnv, stack.env)
+      const broker = await Broker.connect(
+        brokerOptions("event-batches-test", config, createLogger("test", "error")),
+      )
+      try {
+        const publisher = new EventPublisher(broker)
+        await Promise.all(
+          taskIds.map((task_id) =>
+            publisher.emit({
+              task_id,
+              state: "PENDING",
+              attempt: 0,
+              run: 1,
+              at: Date.now(),
+              kind: "polarity:review",
+              input: { review },
+            }),
+          ),
+        )
+      } finally {
+        await broker.close()
+      }
+      await Bun.sleep(200)
+      return bytes
+    })
+    expect(backlogBytes ?? 0).toBeGreaterThan(4 * MAX_COMMIT_BYTES)
+
+    for (let i = 0; i < taskIds.length; i += 1000) {
+      const res = await fetch(stack.url("/polarities/tasks/lookup"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ task_ids: taskIds.slice(i, i + 1000) }),
+      })
+      const { tasks } = (await res.json()) as { tasks: ({ status: string } | null)[] }
+      expect(tasks.map((task) => task?.status)).toEqual(Array(1000).fill("PENDING"))
+    }
+    const metrics = await (await fetch(`${stack.store.url}/metrics`)).text()
+    const commits = Number(
+      /^polarity_event_commit_duration_seconds_count\{[^}]*\} (\d+)$/m.exec(metrics)?.[1],
+    )
+    // A slice ends with the message that takes it past the limit, which may add up to 256 KB more. In one
+    // transaction, the whole backlog was one commit.
+    expect(commits).toBeGreaterThanOrEqual(Math.floor((backlogBytes ?? 0) / (2 * MAX_COMMIT_BYTES)))
+    expect(commits).toBeGreaterThan(1)
   })
 })
