@@ -72,7 +72,7 @@ export type Follow = "get" | "lookup"
 
 /**
  * Tasks one lookup asks about at most. The API takes 1,000, but replies that large kept the status store's RSS
- * 4–5 MB higher under load (peaks 83–85 MB against 77–80); a lookup carries 80–90 tasks on average either way.
+ * 4–5 MB higher under load (peaks 83–85 MB against 77–80); a lookup carries 70–90 tasks on average either way.
  */
 const LOOKUP_SIZE = 100
 
@@ -149,7 +149,7 @@ export interface ThroughputResult {
   endToEndPerSecond: number
   /** Task states read: one per task each time it was looked at. */
   polls: number
-  /** Requests that read them: as many as polls with `get`, up to 1,000 times fewer with `lookup`. */
+  /** Requests that read them: as many as polls with `get`, up to LOOKUP_SIZE times fewer with `lookup`. */
   pollRequests: number
   /** Tasks not found (404: read-your-writes broken) or requests not answered 200 (a 503 is a store timeout). */
   pollErrors: Record<string, number>

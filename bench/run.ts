@@ -23,7 +23,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --tasks N              tasks in the throughput phase, and messages in the ceiling (default 20000)
   --review-bytes N       length of each review, up to 10000 (default: one sentence and its index, 90-130 bytes)
   --concurrency N        concurrent HTTP clients submitting (default 128)
-  --follow F             how tasks are followed until final: lookup (POST /polarities/tasks/lookup, up to 1000
+  --follow F             how tasks are followed until final: lookup (POST /polarities/tasks/lookup, up to 100
                          tasks per request) or get (GET /polarities/tasks/{id}, one per task) (default lookup)
   --poll-concurrency N   concurrent HTTP clients following tasks (default 4 with lookup, --concurrency with get)
   --prefetch N           WORKER_PREFETCH of each worker (default 64)
@@ -60,7 +60,7 @@ function parseOptions(argv: string[]) {
       // submissions near 64 / 10 ms, a figure of the clients, not of the system. 256 (and as many polling)
       // held 512 connections open, and the gateway's peak RSS came to 79-81 MB (docs/performance.md).
       concurrency: { type: "string", default: "128" },
-      // How a client of many tasks follows them: one request per 1,000 tasks. A GET per task (--follow get)
+      // How a client of many tasks follows them: up to 100 tasks per request. A GET per task (--follow get)
       // doubles the HTTP work per task, which is the API's cost, not the pipeline's (docs/performance.md).
       follow: { type: "string", default: "lookup" },
       "poll-concurrency": { type: "string" },
