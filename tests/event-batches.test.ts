@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { MAX_COMMIT_BYTES } from "../services/status-store.ts"
 import { Broker, brokerOptions, MAX_MESSAGE_BYTES } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
-import { MAX_REVIEW_LENGTH, type TaskEvent } from "../shared/contracts.ts"
+import { MAX_REVIEW_LENGTH, type TaskLookup } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { createLogger } from "../shared/log.ts"
 import { rawChannel, type Stack, startStack } from "./support.ts"
@@ -15,32 +16,28 @@ afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
 
-describe("EventPublisher", () => {
-  test("cuts a turn's events into messages a consumer accepts, however long the reviews", async () => {
-    await using amqp = await rawChannel()
-    const { name } = await amqp.channel.queueDeclare("", { exclusive: true, autoDelete: true })
-    await amqp.channel.queueBind(name, stack.names.eventsExchange, "task.pending")
-    const sizes: number[] = []
-    let events = 0
-    const all = Promise.withResolvers<void>()
-    await amqp.channel.basicConsume(name, { noAck: true }, (msg) => {
-      sizes.push(msg.bodySize)
-      events += (JSON.parse(msg.bodyString() ?? "") as { events: unknown[] }).events.length
-      if (events === 300) all.resolve()
-    })
+/** Every message the events exchange routes as `task.pending` from now on, handed to `seen` as it arrives. */
+async function watchPendingMessages(
+  amqp: Awaited<ReturnType<typeof rawChannel>>,
+  seen: (msg: AMQPMessage) => void,
+): Promise<void> {
+  const { name } = await amqp.channel.queueDeclare("", { exclusive: true, autoDelete: true })
+  await amqp.channel.queueBind(name, stack.names.eventsExchange, "task.pending")
+  await amqp.channel.basicConsume(name, { noAck: true }, seen)
+}
 
-    const config = loadConfig(BrokerEnv, stack.env)
-    const broker = await Broker.connect(
-      brokerOptions("event-batches-test", config, createLogger("test", "error")),
-    )
-    try {
-      const publisher = new EventPublisher(broker)
-      // Cyrillic: two bytes of UTF-8 per character, 300 reviews of the longest kind in one turn.
-      const review = "ж".repeat(MAX_REVIEW_LENGTH)
-      const pending = Array.from(
-        { length: 300 },
-        (): TaskEvent => ({
-          task_id: Bun.randomUUIDv7(),
+/** A PENDING event for each task id, all with this review, emitted in one turn as a gateway emits them. */
+async function emitPending(taskIds: string[], review: string): Promise<void> {
+  const config = loadConfig(BrokerEnv, stack.env)
+  const broker = await Broker.connect(
+    brokerOptions("event-batches-test", config, createLogger("test", "error")),
+  )
+  try {
+    const publisher = new EventPublisher(broker)
+    await Promise.all(
+      taskIds.map((task_id) =>
+        publisher.emit({
+          task_id,
           state: "PENDING",
           attempt: 0,
           run: 1,
@@ -48,12 +45,29 @@ describe("EventPublisher", () => {
           kind: "polarity:review",
           input: { review },
         }),
-      )
-      await Promise.all(pending.map((event) => publisher.emit(event)))
-      await all.promise
-    } finally {
-      await broker.close()
-    }
+      ),
+    )
+  } finally {
+    await broker.close()
+  }
+}
+
+const newTaskIds = (count: number) => Array.from({ length: count }, () => Bun.randomUUIDv7())
+
+describe("EventPublisher", () => {
+  test("cuts a turn's events into messages a consumer accepts, however long the reviews", async () => {
+    await using amqp = await rawChannel()
+    const sizes: number[] = []
+    let events = 0
+    const all = Promise.withResolvers<void>()
+    await watchPendingMessages(amqp, (msg) => {
+      sizes.push(msg.bodySize)
+      events += (JSON.parse(msg.bodyString() ?? "") as { events: unknown[] }).events.length
+      if (events === 300) all.resolve()
+    })
+    // Cyrillic: two bytes of UTF-8 per character, 300 reviews of the longest kind in one turn.
+    await emitPending(newTaskIds(300), "ж".repeat(MAX_REVIEW_LENGTH))
+    await all.promise
     expect(sizes.length).toBeGreaterThan(1)
     expect(Math.max(...sizes)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES)
   })
@@ -61,38 +75,14 @@ describe("EventPublisher", () => {
 
 describe("the status store", () => {
   test("commits a backlog a slice at a time, so that no transaction holds it all in memory", async () => {
-    const review = "A long and thoughtful review of a small hotel. ".repeat(32)
-    const taskIds = Array.from({ length: 2000 }, () => Bun.randomUUIDv7())
+    const taskIds = newTaskIds(2000)
     const backlogBytes = await stack.restartStore(async () => {
       await using amqp = await rawChannel()
-      const { name } = await amqp.channel.queueDeclare("", { exclusive: true, autoDelete: true })
-      await amqp.channel.queueBind(name, stack.names.eventsExchange, "task.pending")
       let bytes = 0
-      await amqp.channel.basicConsume(name, { noAck: true }, (msg) => {
+      await watchPendingMessages(amqp, (msg) => {
         bytes += msg.bodySize
       })
-      const config = loadConfig(BrokerEnv, stack.env)
-      const broker = await Broker.connect(
-        brokerOptions("event-batches-test", config, createLogger("test", "error")),
-      )
-      try {
-        const publisher = new EventPublisher(broker)
-        await Promise.all(
-          taskIds.map((task_id) =>
-            publisher.emit({
-              task_id,
-              state: "PENDING",
-              attempt: 0,
-              run: 1,
-              at: Date.now(),
-              kind: "polarity:review",
-              input: { review },
-            }),
-          ),
-        )
-      } finally {
-        await broker.close()
-      }
+      await emitPending(taskIds, "A long and thoughtful review of a small hotel. ".repeat(32))
       await Bun.sleep(200)
       return bytes
     })
@@ -104,7 +94,7 @@ describe("the status store", () => {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ task_ids: taskIds.slice(i, i + 1000) }),
       })
-      const { tasks } = (await res.json()) as { tasks: ({ status: string } | null)[] }
+      const { tasks } = (await res.json()) as TaskLookup
       expect(tasks.map((task) => task?.status)).toEqual(Array(1000).fill("PENDING"))
     }
     const metrics = await (await fetch(`${stack.store.url}/metrics`)).text()
