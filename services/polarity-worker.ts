@@ -5,6 +5,7 @@
 import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
+import * as v from "valibot"
 import {
   Broker,
   brokerOptions,
@@ -27,7 +28,14 @@ import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../sh
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { askStatusStore, checkStatusReply } from "../shared/status-rpc.ts"
-import { eventRoutingKey, retryDelayMs, retryRoutingKey, routeTask, TASK_ROUTES } from "../shared/topology.ts"
+import {
+  eventRoutingKey,
+  retryDelayMs,
+  retryRoutingKey,
+  routeTask,
+  TASK_ROUTES,
+  type TaskRoute,
+} from "../shared/topology.ts"
 import { AttemptLimit, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
 import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
@@ -36,10 +44,27 @@ const SERVICE = "polarity-worker"
 /** How long a starting worker waits for the store's list of revokes before it starts without it. */
 const REVOKES_TIMEOUT_MS = 3000
 
+/** A comma-separated list of queues (routes), each known, none twice; all of them when unset. */
+const QueueList = v.pipe(
+  v.optional(v.string(), TASK_ROUTES.join(",")),
+  v.transform((raw) => raw.split(",").map((queue) => queue.trim())),
+  v.array(
+    v.picklist(
+      TASK_ROUTES,
+      (issue) => `each queue must be one of ${TASK_ROUTES.join(", ")}, not ${issue.received}`,
+    ),
+  ),
+  v.minLength(1, "must name at least one queue"),
+  v.check((queues) => new Set(queues).size === queues.length, "must not name a queue twice"),
+  v.transform((queues): TaskRoute[] => queues),
+)
+
 export const WorkerEnv = {
   ...BrokerEnv,
   WORKER_HOST: stringVar("0.0.0.0"),
   WORKER_PORT: integerVar(9001, 0, 65535),
+  /** The work queues this worker consumes, by route (Celery's `-Q`); a task of another queue never comes here. */
+  WORKER_QUEUES: QueueList,
   /** Tasks delivered to this process before it acks any: bounds memory and how much a crash hands back. */
   WORKER_PREFETCH: integerVar(64, 1, 65535),
   /** Publish a STARTED event per task (Celery's task_track_started). */
@@ -158,7 +183,8 @@ export async function start(config: WorkerConfig) {
       return fail(task, error, queue, msg)
     }
     const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
-    await broker.publish("", names.quarantineQueue, alone(task), { type: MessageType.task, headers })
+    const quarantineQueue = names.quarantineQueues[routeTask(task.kind)]
+    await broker.publish("", quarantineQueue, alone(task), { type: MessageType.task, headers })
   }
 
   /** A task taken after its deadline ends EXPIRED without running: final, not retried, not dead-lettered. */
@@ -235,15 +261,17 @@ export async function start(config: WorkerConfig) {
     }
   }
 
-  const consumers = await Promise.all([
-    ...TASK_ROUTES.map((route) =>
+  // Each route's quarantine beside its work queue: a redelivered task goes back to its own route's workers.
+  const consumers = await Promise.all(
+    config.WORKER_QUEUES.flatMap((route) => [
       broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleMessage(names.taskQueues[route])),
-    ),
-    broker.consume(names.quarantineQueue, 1, handleMessage(names.quarantineQueue)),
-  ])
+      broker.consume(names.quarantineQueues[route], 1, handleMessage(names.quarantineQueues[route])),
+    ]),
+  )
 
   const heartbeats = startHeartbeats(broker, {
     worker: workerName,
+    queues: config.WORKER_QUEUES,
     prefetch: config.WORKER_PREFETCH,
     intervalMs: config.WORKER_HEARTBEAT_MS,
     inHand: () => inHand,
@@ -257,7 +285,12 @@ export async function start(config: WorkerConfig) {
   healthRoute(app, () => broker.connected)
   app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.WORKER_PORT, config.WORKER_HOST)
-  log.info("started", { url: server.url, prefetch: config.WORKER_PREFETCH, worker: workerName })
+  log.info("started", {
+    url: server.url,
+    prefetch: config.WORKER_PREFETCH,
+    queues: config.WORKER_QUEUES,
+    worker: workerName,
+  })
 
   async function stop(): Promise<void> {
     await Promise.all(consumers.map((consumer) => consumer.stopDeliveries()))

@@ -326,6 +326,8 @@ export const WorkerHeartbeat = v.object({
   host: v.pipe(v.string(), v.maxLength(255)),
   pid: v.pipe(v.number(), v.integer(), v.minValue(0)),
   state: v.picklist(["online", "offline"]),
+  /** The work queues (routes) it consumes; absent from workers older than WORKER_QUEUES. */
+  queues: v.optional(v.array(v.pipe(v.string(), v.maxLength(100)))),
   /** Tasks per work queue delivered before any is acked. */
   prefetch: v.pipe(v.number(), v.integer(), v.minValue(0)),
   in_hand: v.pipe(v.number(), v.integer(), v.minValue(0)),

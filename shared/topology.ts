@@ -38,8 +38,14 @@ export function topologyNames(prefix: string) {
       TaskRoute,
       string
     >,
-    /** Tasks that were in hand when a worker died: consumed one at a time, so a crasher is caught alone. */
-    quarantineQueue: `${prefix}tasks.quarantine`,
+    /**
+     * Tasks that were in hand when a worker died: consumed one at a time, so a crasher is caught alone. One per
+     * route, so that a worker started for some queues (WORKER_QUEUES) never takes another queue's task here.
+     */
+    quarantineQueues: {
+      polarity: `${prefix}tasks.quarantine.polarity`,
+      default: `${prefix}tasks.quarantine.default`,
+    } satisfies Record<TaskRoute, string>,
     statusEventsQueue: `${prefix}status-store.events`,
     statusRpcQueue: `${prefix}status-store.rpc`,
     poisonQueue: `${prefix}dead-letter.poison`,
@@ -54,7 +60,7 @@ export function allNames(options: Pick<TopologyOptions, "prefix" | "retry">) {
   return {
     queues: [
       ...Object.values(names.taskQueues),
-      names.quarantineQueue,
+      ...Object.values(names.quarantineQueues),
       ...retryTiers(options.retry).map(names.retryQueue),
       names.statusEventsQueue,
       names.statusRpcQueue,
@@ -126,8 +132,8 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
     )
     await channel.queueBind(queue, names.tasksExchange, route)
     await channel.queueBind(queue, names.tasksExchange, `retry.*.${route}`)
+    await channel.queueDeclare(names.quarantineQueues[route], durable, queueArgs())
   }
-  await channel.queueDeclare(names.quarantineQueue, durable, queueArgs())
 
   // One wait queue per delay: a message waits out the queue's TTL, then dead-letters back to the tasks
   // exchange with its routing key `retry.<delay>.<route>`, so a long delay never blocks a short one.

@@ -18,7 +18,7 @@ async function workers(): Promise<WorkerRecord[]> {
 const thisWorker = `${hostname()}:${process.pid}`
 
 describe("workers' heartbeats", () => {
-  test("a running worker is listed online with its host, pid, prefetch and counts", async () => {
+  test("a running worker is listed online with its host, pid, queues, prefetch and counts", async () => {
     await postReview(stack, "lovely", "?wait=10")
     await postReview(stack, "awful", "?wait=10")
     const listed = await eventually(async () => {
@@ -30,6 +30,7 @@ describe("workers' heartbeats", () => {
       worker: thisWorker,
       host: hostname(),
       pid: process.pid,
+      queues: ["polarity", "default"],
       prefetch: 64,
       in_hand: 0,
       succeeded: 2,

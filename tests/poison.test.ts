@@ -62,7 +62,8 @@ describe("a malformed message on any queue is dead-lettered with its reason, and
   const consumedQueues: [string, (names: Topology) => string][] = [
     ["the polarity work queue", (names) => names.taskQueues.polarity],
     ["the default work queue", (names) => names.taskQueues.default],
-    ["the quarantine queue", (names) => names.quarantineQueue],
+    ["the polarity quarantine queue", (names) => names.quarantineQueues.polarity],
+    ["the default quarantine queue", (names) => names.quarantineQueues.default],
     ["the status store's event queue", (names) => names.statusEventsQueue],
     ["the status store's RPC queue", (names) => names.statusRpcQueue],
   ]

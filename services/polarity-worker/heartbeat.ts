@@ -4,10 +4,11 @@ import { hostname } from "node:os"
 import type { Broker } from "../../shared/amqp.ts"
 import { MessageType, type WorkerHeartbeat } from "../../shared/contracts.ts"
 import type { Logger } from "../../shared/log.ts"
-import { WORKER_HEARTBEAT_KEY } from "../../shared/topology.ts"
+import { type TaskRoute, WORKER_HEARTBEAT_KEY } from "../../shared/topology.ts"
 
 interface HeartbeatOptions {
   worker: string
+  queues: TaskRoute[]
   prefetch: number
   intervalMs: number
   inHand: () => number
@@ -16,7 +17,7 @@ interface HeartbeatOptions {
 }
 
 export function startHeartbeats(broker: Broker, options: HeartbeatOptions) {
-  const { worker, prefetch, intervalMs, inHand, totals, log } = options
+  const { worker, queues, prefetch, intervalMs, inHand, totals, log } = options
   const startedAt = Date.now()
   const send = (state: WorkerHeartbeat["state"]) => {
     const heartbeat: WorkerHeartbeat = {
@@ -24,6 +25,7 @@ export function startHeartbeats(broker: Broker, options: HeartbeatOptions) {
       host: hostname(),
       pid: process.pid,
       state,
+      queues,
       prefetch,
       in_hand: inHand(),
       ...totals,

@@ -147,6 +147,7 @@ function renderWorkers(workers) {
           w.worker,
         ),
         element("td", {}, element("span", { className: `badge ${w.status}` }, w.status)),
+        element("td", {}, (w.queues ?? []).join(", ") || "–"),
         element("td", { className: "number" }, String(w.prefetch)),
         element("td", { className: "number" }, number.format(w.in_hand)),
         element("td", { className: "number" }, number.format(w.succeeded)),
