@@ -4,6 +4,7 @@ import type { Context, Hono } from "hono"
 import { HTTPException } from "hono/http-exception"
 import { BrokerUnavailable } from "./amqp.ts"
 import { createLogger, type Logger, type LogLevel } from "./log.ts"
+import { serve } from "./runtime.ts"
 
 /** Thrown by handlers; the error boundary turns it into application/problem+json. */
 export class Problem extends Error {
@@ -72,16 +73,10 @@ export interface HttpServer {
 }
 
 export function serveApp(app: Hono, port: number, hostname: string, maxRequestBodySize?: number): HttpServer {
-  const server = Bun.serve({
-    port,
-    hostname,
-    fetch: app.fetch,
-    ...(maxRequestBodySize !== undefined && { maxRequestBodySize }),
-  })
+  const server = serve({ port, hostname, fetch: app.fetch, maxRequestBodySize })
   return {
     url: `http://${hostname === "0.0.0.0" ? "127.0.0.1" : hostname}:${server.port}`,
-    // Finish requests in flight, then close.
-    stop: () => server.stop(false),
+    stop: server.stop,
   }
 }
 

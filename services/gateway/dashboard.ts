@@ -3,6 +3,7 @@
 // and a task's detail), all behind the optional dashboard credentials. Its actions use the task API itself
 // (DELETE and retry) and the admin endpoint for dead-letter replays.
 import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import type { Hono } from "hono"
 import * as v from "valibot"
 import type { Broker } from "../../shared/amqp.ts"
@@ -18,6 +19,7 @@ import {
 import { Problem } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
 import type { ServiceMetrics } from "../../shared/metrics.ts"
+import { fileResponse } from "../../shared/runtime.ts"
 import type { TopologyOptions } from "../../shared/topology.ts"
 import { dashboardAuth } from "./dashboard-auth.ts"
 import { DashboardFeed } from "./dashboard-live.ts"
@@ -42,8 +44,8 @@ type DashboardConfig = v.InferOutput<v.ObjectSchema<typeof DashboardEnv, undefin
 
 export const DASHBOARD_SCHEMAS = { DashboardOverview, TaskDetail }
 
-const DASHBOARD_DIR = join(import.meta.dir, "dashboard")
-const UPLOT_DIR = dirname(Bun.fileURLToPath(import.meta.resolve("uplot/package.json")))
+const DASHBOARD_DIR = join(import.meta.dirname, "dashboard")
+const UPLOT_DIR = dirname(fileURLToPath(import.meta.resolve("uplot/package.json")))
 const ASSETS = {
   "dashboard.js": join(DASHBOARD_DIR, "dashboard.js"),
   "dashboard.css": join(DASHBOARD_DIR, "dashboard.css"),
@@ -143,7 +145,7 @@ export function mountDashboard(
       problems: [401],
     },
     () =>
-      new Response(Bun.file(join(DASHBOARD_DIR, "index.html")), {
+      fileResponse(join(DASHBOARD_DIR, "index.html"), {
         headers: {
           "content-type": "text/html; charset=utf-8",
           "content-security-policy": PAGE_CSP,
@@ -165,7 +167,7 @@ export function mountDashboard(
       const asset = c.req.param("asset") ?? ""
       if (!v.is(v.picklist(ASSET_NAMES), asset)) throw new Problem(404, `no dashboard asset "${asset}"`)
       const type = ASSET_TYPES[asset.split(".").at(-1) ?? ""] ?? "application/octet-stream"
-      return new Response(Bun.file(ASSETS[asset]), {
+      return fileResponse(ASSETS[asset], {
         headers: { "content-type": type, "cache-control": "no-cache" },
       })
     },

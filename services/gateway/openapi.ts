@@ -3,6 +3,7 @@
 // so /docs works offline.
 import { STATUS_CODES } from "node:http"
 import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import {
   type ConversionConfig,
   type JsonSchema,
@@ -12,6 +13,7 @@ import {
 import type { Context, Hono } from "hono"
 import type { H } from "hono/types"
 import * as v from "valibot"
+import { fileResponse } from "../../shared/runtime.ts"
 
 export type Method = "get" | "post" | "delete"
 type Schemas = Record<string, v.GenericSchema>
@@ -179,7 +181,7 @@ export class ApiDocs<TRequests extends Schemas, TResponses extends Schemas> {
 
 // --- /docs: Swagger UI's own files, read from the package; the page and its start script are ours.
 
-const SWAGGER_UI_DIR = dirname(Bun.fileURLToPath(import.meta.resolve("swagger-ui-dist/package.json")))
+const SWAGGER_UI_DIR = dirname(fileURLToPath(import.meta.resolve("swagger-ui-dist/package.json")))
 export const DOCS_ASSETS = [
   "swagger-ui.css",
   "swagger-ui-bundle.js",
@@ -220,10 +222,17 @@ export function docsPage(c: Context): Response {
   return c.html(DOCS_PAGE, 200, { "content-security-policy": DOCS_CSP })
 }
 
-export function docsAsset(name: (typeof DOCS_ASSETS)[number]): Response {
-  const headers = { "cache-control": "public, max-age=3600" }
-  if (name === "start.js") {
-    return new Response(START_SCRIPT, { headers: { ...headers, "content-type": "text/javascript" } })
+const DOCS_ASSET_TYPES: Record<string, string> = {
+  css: "text/css; charset=utf-8",
+  js: "text/javascript; charset=utf-8",
+  png: "image/png",
+}
+
+export function docsAsset(name: (typeof DOCS_ASSETS)[number]): Response | Promise<Response> {
+  const headers = {
+    "cache-control": "public, max-age=3600",
+    "content-type": DOCS_ASSET_TYPES[name.split(".").at(-1) ?? ""] ?? "application/octet-stream",
   }
-  return new Response(Bun.file(join(SWAGGER_UI_DIR, name)), { headers })
+  if (name === "start.js") return new Response(START_SCRIPT, { headers })
+  return fileResponse(join(SWAGGER_UI_DIR, name), { headers })
 }

@@ -1,7 +1,6 @@
 // The status store's figures for the dashboard, kept up to date inside the transaction that applies the events,
 // so that reading them never scans the tasks: counts per status, per-second throughput, per-minute latency
 // histograms, each task's timeline, and the workers' last heartbeats.
-import type { Database } from "bun:sqlite"
 import {
   type DashboardStats,
   LATENCY_PHASES,
@@ -11,6 +10,7 @@ import {
   type WorkerHeartbeat,
   type WorkerRecord,
 } from "../../shared/contracts.ts"
+import type { SqliteDatabase } from "../../shared/runtime.ts"
 import type { TaskRow } from "./database.ts"
 
 /** An event new to the inbox, with the task's row before and after it. */
@@ -134,7 +134,7 @@ interface InboxRow {
 const iso = (millis: number) => new Date(millis).toISOString()
 const isoOrNull = (millis: unknown) => (typeof millis === "number" ? iso(millis) : null)
 
-export function dashboardTables(db: Database) {
+export function dashboardTables(db: SqliteDatabase) {
   const addToCount = db.query<void, [string, number]>(
     "INSERT INTO status_counts VALUES (?1, ?2) ON CONFLICT (status) DO UPDATE SET tasks = tasks + ?2",
   )

@@ -1,6 +1,5 @@
 // The status store's SQLite database: the tasks as a monotonic state machine over their events, the inbox
 // that makes applying an event idempotent, and the queries the store answers.
-import { Database } from "bun:sqlite"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import {
@@ -15,6 +14,7 @@ import {
   type TaskStatus,
   type WorkerHeartbeat,
 } from "../../shared/contracts.ts"
+import { openSqlite, type SqliteDatabase } from "../../shared/runtime.ts"
 import { type Applied, dashboardTables, timelineDetail } from "./dashboard.ts"
 
 export interface TaskRow {
@@ -84,14 +84,14 @@ const MIGRATIONS = [
      WITHOUT ROWID;`,
 ]
 
-function migrate(db: Database): void {
+function migrate(db: SqliteDatabase): void {
   const { user_version: version } = db.query<{ user_version: number }, []>("PRAGMA user_version").get() ?? {
     user_version: 0,
   }
   db.transaction(() => {
     MIGRATIONS.slice(version).forEach((sql, i) => {
-      db.run(sql)
-      db.run(`PRAGMA user_version = ${version + i + 1}`)
+      db.exec(sql)
+      db.exec(`PRAGMA user_version = ${version + i + 1}`)
     })
   })()
 }
@@ -232,11 +232,11 @@ export type StoreDatabase = ReturnType<typeof openDatabase>
 
 export function openDatabase(path: string, synchronous: "FULL" | "NORMAL") {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true })
-  const db = new Database(path, { create: true, strict: true })
-  db.run("PRAGMA journal_mode = WAL")
-  db.run(`PRAGMA synchronous = ${synchronous}`)
-  db.run("PRAGMA busy_timeout = 5000")
-  db.run(SCHEMA)
+  const db = openSqlite(path)
+  db.exec("PRAGMA journal_mode = WAL")
+  db.exec(`PRAGMA synchronous = ${synchronous}`)
+  db.exec("PRAGMA busy_timeout = 5000")
+  db.exec(SCHEMA)
   migrate(db)
   const select = db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE task_id = ?")
   const figures = dashboardTables(db)

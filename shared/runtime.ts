@@ -1,0 +1,187 @@
+// What differs between Bun and Deno, in one place: serving a fetch handler, SQLite and reading a file into a
+// Response. Everything else in services/ and shared/ is Web-standard or a node: module that both runtimes
+// implement (node:crypto, node:timers/promises, node:fs), or an npm package that works in both (uuid).
+import type { Database as BunDatabase } from "bun:sqlite"
+import type { DatabaseSync } from "node:sqlite"
+
+/** The little of Deno's global that this module uses (Deno's own types are not part of the tsc build). */
+interface DenoRuntime {
+  serve(
+    options: { port: number; hostname: string; onListen(): void },
+    handler: (request: Request) => Response | Promise<Response>,
+  ): { addr: { port: number }; shutdown(): Promise<void> }
+  open(path: string): Promise<{ readable: ReadableStream<Uint8Array> }>
+}
+const Deno = (globalThis as { Deno?: DenoRuntime }).Deno
+const isBun = "Bun" in globalThis
+
+// ---- Serving ---------------------------------------------------------------------------------------------
+
+export interface ServeOptions {
+  port: number
+  hostname: string
+  fetch: (request: Request) => Response | Promise<Response>
+  /** Larger bodies are refused with 413 before the handler reads them; unlimited when absent. */
+  maxRequestBodySize?: number | undefined
+}
+
+export interface Server {
+  /** The port bound: the one asked for, or the one the system chose for port 0. */
+  port: number
+  /** Stop taking connections, let the requests in flight finish, then close. */
+  stop(): Promise<void>
+}
+
+export function serve(options: ServeOptions): Server {
+  if (isBun) {
+    const server = Bun.serve({
+      port: options.port,
+      hostname: options.hostname,
+      fetch: options.fetch,
+      ...(options.maxRequestBodySize !== undefined && { maxRequestBodySize: options.maxRequestBodySize }),
+    })
+    return { port: server.port ?? options.port, stop: () => server.stop(false) }
+  }
+  const fetch =
+    options.maxRequestBodySize === undefined
+      ? options.fetch
+      : limitBodies(options.fetch, options.maxRequestBodySize)
+  // onListen replaces Deno's "Listening on …" line, which is not a JSON log line.
+  const server = requireDeno().serve({ port: options.port, hostname: options.hostname, onListen() {} }, fetch)
+  return { port: server.addr.port, stop: () => server.shutdown() }
+}
+
+/**
+ * Deno.serve has no body limit of its own: a declared length over the limit is refused at once, and a body
+ * without one (chunked) fails as it is read once it passes the limit, so that no handler holds more.
+ */
+function limitBodies(fetch: ServeOptions["fetch"], maxBytes: number): ServeOptions["fetch"] {
+  return (request) => {
+    if (!request.body) return fetch(request)
+    if (Number(request.headers.get("content-length") ?? 0) > maxBytes) return payloadTooLarge(maxBytes)
+    if (request.headers.has("content-length")) return fetch(request)
+    let received = 0
+    const counted = request.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          received += chunk.byteLength
+          if (received > maxBytes) controller.error(new Error(`the body is larger than ${maxBytes} bytes`))
+          else controller.enqueue(chunk)
+        },
+      }),
+    )
+    // Built afresh rather than from `request`, which would read its signal: Deno warns of the legacy aborts then.
+    const { method, headers, url } = request
+    return fetch(new Request(url, { method, headers, body: counted, duplex: "half" } as RequestInit))
+  }
+}
+
+function payloadTooLarge(maxBytes: number): Response {
+  const detail = `the body is larger than ${maxBytes} bytes`
+  return Response.json(
+    { type: "about:blank", title: "Payload Too Large", status: 413, detail },
+    { status: 413, headers: { "content-type": "application/problem+json", connection: "close" } },
+  )
+}
+
+function requireDeno(): DenoRuntime {
+  if (!Deno) throw new Error("neither Bun nor Deno: the services run on one of the two")
+  return Deno
+}
+
+// ---- Files -----------------------------------------------------------------------------------------------
+
+/** The file at `path` streamed as a response body, never read whole into memory. */
+export async function fileResponse(path: string, init: ResponseInit): Promise<Response> {
+  if (isBun) return new Response(Bun.file(path), init)
+  const file = await requireDeno().open(path)
+  return new Response(file.readable, init)
+}
+
+// ---- SQLite ----------------------------------------------------------------------------------------------
+
+/** What a statement's parameters may be: positional values, or one object of named ones. */
+export type SqlValue = string | number | bigint | boolean | null | Uint8Array
+export type SqlParams = SqlValue[] | Record<string, SqlValue>
+
+/** A prepared statement, as bun:sqlite shapes it: `get` answers null when no row matches. */
+export interface Statement<Row, Params extends unknown[]> {
+  get(...params: Params): Row | null
+  all(...params: Params): Row[]
+  run(...params: Params): { changes: number }
+}
+
+/** The SQLite database the status store uses: bun:sqlite under Bun, node:sqlite under Deno. */
+export interface SqliteDatabase {
+  /** One or more statements without parameters (schema, migrations, pragmas). */
+  exec(sql: string): void
+  /** A prepared statement; `Params` is a tuple of positional values or one object of named ones. */
+  query<Row, Params extends SqlParams | SqlValue[]>(
+    sql: string,
+  ): Statement<Row, Params extends unknown[] ? Params : [Params]>
+  /** `fn` wrapped in BEGIN … COMMIT, rolled back if it throws. */
+  transaction<Args extends unknown[], Result>(fn: (...args: Args) => Result): (...args: Args) => Result
+  close(): void
+}
+
+/** Open (creating it if needed) the database at `path`, or `:memory:`. */
+export function openSqlite(path: string): SqliteDatabase {
+  return isBun ? openBunSqlite(path) : openNodeSqlite(path)
+}
+
+// Loaded on first use, and synchronously: only the status store pays for SQLite, and opening stays synchronous.
+function openBunSqlite(path: string): SqliteDatabase {
+  const { Database } = process.getBuiltinModule("bun:sqlite" as "node:sqlite") as unknown as {
+    Database: typeof BunDatabase
+  }
+  // strict: named parameters bind without their `$` and a missing one is an error, as node:sqlite does.
+  const db = new Database(path, { create: true, strict: true })
+  return {
+    exec: (sql) => void db.run(sql),
+    query: (sql) => db.query(sql) as never,
+    transaction: (fn) => db.transaction(fn),
+    close: () => db.close(),
+  }
+}
+
+function openNodeSqlite(path: string): SqliteDatabase {
+  const { DatabaseSync: Database } = process.getBuiltinModule("node:sqlite") as {
+    DatabaseSync: typeof DatabaseSync
+  }
+  const db = new Database(path)
+  return {
+    exec: (sql) => db.exec(sql),
+    query<Row>(sql: string) {
+      const statement = db.prepare(sql)
+      return {
+        get: (...params: SqlValue[]) => (statement.get(...(params as never[])) as Row | undefined) ?? null,
+        all: (...params: SqlValue[]) => statement.all(...(params as never[])) as Row[],
+        run: (...params: SqlValue[]) => ({ changes: Number(statement.run(...(params as never[])).changes) }),
+      } as never
+    },
+    transaction: (fn) => nodeTransaction(db, fn),
+    close: () => db.close(),
+  }
+}
+
+/** As bun:sqlite's: a call made inside another transaction joins it instead of nesting. */
+function nodeTransaction<Args extends unknown[], Result>(
+  db: DatabaseSync,
+  fn: (...args: Args) => Result,
+): (...args: Args) => Result {
+  const begin = db.prepare("BEGIN")
+  const commit = db.prepare("COMMIT")
+  const rollback = db.prepare("ROLLBACK")
+  return (...args) => {
+    if (db.isTransaction) return fn(...args)
+    begin.run()
+    try {
+      const result = fn(...args)
+      commit.run()
+      return result
+    } catch (err) {
+      rollback.run()
+      throw err
+    }
+  }
+}
