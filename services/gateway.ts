@@ -3,6 +3,7 @@
 // and replay the dead-letter queues.
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
+import { v7 as uuidv7 } from "uuid"
 import * as v from "valibot"
 import { Broker, BrokerUnavailable, brokerOptions, topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
@@ -97,7 +98,7 @@ function newTask({ expires_in, time_limit, ...fields }: Submission): Task {
   const submittedAt = Date.now()
   return {
     ...fields,
-    task_id: Bun.randomUUIDv7(),
+    task_id: uuidv7(),
     submitted_at: submittedAt,
     attempt: 1,
     run: 1,
@@ -291,7 +292,7 @@ export async function start(config: GatewayConfig) {
   async function submitBatch(c: Context, batch: SubmitBatch): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
     const { reviews, language, ...deadlines } = batch
-    let groupId = Bun.randomUUIDv7()
+    let groupId = uuidv7()
     let tasks = reviews.map((review) =>
       newTask({ kind: "polarity:review", review, ...(language && { language }), ...deadlines }),
     )

@@ -1,5 +1,6 @@
 // The AMQP session every service uses: reconnecting connection, topology declared on every (re)connect,
 // confirmed + mandatory publishes, validated consumption, and dead-lettering with a reason.
+import { setTimeout as sleep } from "node:timers/promises"
 import {
   AMQPClient,
   AMQPError,
@@ -159,7 +160,7 @@ export class Broker {
       } catch (err) {
         const delayMs = Math.min(250 * 2 ** attempt, 5000)
         log.warn("broker connect failed, retrying", { attempt, delayMs, err: (err as Error).message })
-        await Bun.sleep(delayMs)
+        await sleep(delayMs)
       }
     }
   }

@@ -1,5 +1,6 @@
 // How the gateway reads a request: its JSON body, its query string and its path parameters, each against the
 // valibot schema that also documents it; anything else is a problem+json answer.
+import { createHash } from "node:crypto"
 import type { Context } from "hono"
 import * as v from "valibot"
 import { explainIssues, MAX_PAGE_SIZE, MAX_WAIT_MS, TaskId, TaskStatus } from "../../shared/contracts.ts"
@@ -107,5 +108,7 @@ export function parseTaskId(raw: string): string {
 
 /** What makes two requests with one Idempotency-Key the same request: the route and the checked body. */
 export function requestFingerprint(routePath: string, body: unknown): string {
-  return new Bun.CryptoHasher("sha256").update(JSON.stringify([routePath, body])).digest("hex")
+  return createHash("sha256")
+    .update(JSON.stringify([routePath, body]))
+    .digest("hex")
 }

@@ -1,5 +1,6 @@
 // Running one attempt of a task: its kind's work under the attempt's time limit, and what follows from the
 // way it ended (SUCCESS, RETRY with a delay, or FAILURE).
+import { setTimeout as sleep } from "node:timers/promises"
 import type { FlakyTask, Task, TaskEvent, TaskResult } from "../../shared/contracts.ts"
 import { type RetryPolicy, retryDelayMs } from "../../shared/topology.ts"
 import { scoreDocument, scoreReview } from "./scoring.ts"
@@ -56,7 +57,7 @@ async function runFlakyTask(task: FlakyTask, enabled: boolean, limit: AttemptLim
   if (!enabled)
     throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
   if (task.crash_worker) crash()
-  if (task.sleep_ms > 0) await limit.race(Bun.sleep(task.sleep_ms))
+  if (task.sleep_ms > 0) await limit.race(sleep(task.sleep_ms))
   if (task.attempt <= task.fail_times) {
     const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
     throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
