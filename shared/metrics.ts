@@ -3,20 +3,16 @@
 // requests by route and status, and broker reconnects. Each service registers its own counters beside these.
 import type { Context, MiddlewareHandler } from "hono"
 import { matchedRoutes } from "hono/route"
-import type * as PromClient from "prom-client"
-
 // prom-client's entry point also loads its default collectors, the Pushgateway (node:http) and cluster support:
-// 8 MB of resident memory in every service, for nothing we use. Its metric classes come from their own modules,
-// and the few process metrics we serve are below.
-const load = <T>(module: string): T => require(`prom-client/lib/${module}`) as T
-export const Counter = load<typeof PromClient.Counter>("counter")
-export type Counter<T extends string = string> = PromClient.Counter<T>
-export const Gauge = load<typeof PromClient.Gauge>("gauge")
-export type Gauge<T extends string = string> = PromClient.Gauge<T>
-export const Histogram = load<typeof PromClient.Histogram>("histogram")
-export type Histogram<T extends string = string> = PromClient.Histogram<T>
-const Registry = load<typeof PromClient.Registry>("registry")
-type Registry = PromClient.Registry
+// 8 MB of resident memory in every service, for nothing we use. Its metric classes come from their own modules
+// (CommonJS, each exporting its class: a default import under ESM, in Bun and Deno alike; typed in
+// prom-client-lib.d.ts), and the few process metrics we serve are below.
+import Counter from "prom-client/lib/counter.js"
+import Gauge from "prom-client/lib/gauge.js"
+import Histogram from "prom-client/lib/histogram.js"
+import Registry from "prom-client/lib/registry.js"
+
+export { Counter, Gauge, Histogram }
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
