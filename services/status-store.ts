@@ -19,11 +19,9 @@ import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
-import type { Applied } from "./status-store/dashboard.ts"
-import { currentRun, openDatabase, type TaskRow, toGroupRecord, toRecord } from "./status-store/database.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
-
-export { mergeEvent } from "./status-store/database.ts"
+import { openSqliteStore } from "./status-store/sqlite.ts"
+import { type Applied, type TaskRow, toGroupRecord, toRecord } from "./status-store/task-state.ts"
 
 const SERVICE = "status-store"
 
@@ -98,18 +96,20 @@ interface Delivery {
 export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
   const metrics = new ServiceMetrics(SERVICE)
-  const db = openDatabase(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
+  const db = openSqliteStore(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
   const broker = await Broker.connect({
     ...brokerOptions(SERVICE, config, log),
     onReconnected: () => metrics.brokerReconnects.inc(),
   })
   const { statusEventsQueue, statusRpcQueue } = broker.names
   const events = new EventPublisher(broker)
-  const storeMetrics = new StoreMetrics(metrics, () => db.stats(Date.now(), 1, 60).counts)
+  const storeMetrics = new StoreMetrics(metrics, () => db.statusCounts())
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
   let uncommitted: Delivery[] = []
   let uncommittedBytes = 0
+  /** Commits run one at a time, in order; events that arrive meanwhile make up the next one. */
+  let commits: Promise<void> = Promise.resolve()
   const taskWaiters = new Waiters()
   const groupWaiters = new Waiters()
   const arrivalWaiters = new Waiters()
@@ -133,21 +133,27 @@ export async function start(config: StoreConfig) {
       return broker.deadLetter(msg, statusEventsQueue, err.message)
     }
     uncommittedBytes += msg.bodySize
-    if (uncommittedBytes >= MAX_COMMIT_BYTES) commitUncommitted()
-    else if (uncommitted.length === 1) setImmediate(commitUncommitted)
+    if (uncommittedBytes >= MAX_COMMIT_BYTES) commitInHand()
+    else if (uncommitted.length === 1) setImmediate(commitInHand)
   }
 
-  function commitUncommitted(): void {
+  /** Queue a commit of the events in hand; resolves once it (and every commit before it) is done. */
+  function commitInHand(): Promise<void> {
     const deliveries = uncommitted
     uncommitted = []
     uncommittedBytes = 0
     // A turn's commit scheduled before a full one went out may find nothing left.
-    if (deliveries.length === 0) return
+    if (deliveries.length > 0) commits = commits.then(() => commit(deliveries))
+    return commits
+  }
+
+  async function commit(deliveries: Delivery[]): Promise<void> {
     const events = deliveries.flatMap((d) => d.events)
     const heartbeats = deliveries.flatMap((d) => (d.heartbeat ? [d.heartbeat] : []))
+    let applied: Applied[]
     try {
-      applyEvents(events)
-      if (heartbeats.length > 0) db.recordHeartbeats(heartbeats, Date.now())
+      applied = await applyEvents(events)
+      if (heartbeats.length > 0) await db.recordHeartbeats(heartbeats, Date.now())
     } catch (err) {
       log.error("event commit failed, requeueing", { events: events.length, err })
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
@@ -157,26 +163,25 @@ export async function start(config: StoreConfig) {
       msg.ack().catch(() => {})
       if (barrierId) barriers.get(barrierId)?.()
     }
-    wakeWaiters(events)
+    wakeWaiters(applied)
   }
 
-  function applyEvents(events: TaskEvent[]): Applied[] {
+  async function applyEvents(events: TaskEvent[]): Promise<Applied[]> {
+    if (events.length === 0) return []
     const endTimer = storeMetrics.commitSeconds.startTimer()
-    const applied = db.applyEvents(events)
+    const applied = await db.applyEvents(events)
     endTimer()
     storeMetrics.eventsCommitted(events.length, applied)
     return applied
   }
 
   /** Queries held until a task or a group is final look again when one of its tasks ends. */
-  function wakeWaiters(events: TaskEvent[]): void {
-    for (const event of events) {
-      arrivalWaiters.wake(event.task_id)
-      if (!FINAL_STATUSES.has(event.state)) continue
-      taskWaiters.wake(event.task_id)
-      if (groupWaiters.size === 0) continue
-      const groupId = db.find(event.task_id)?.group_id
-      if (groupId) groupWaiters.wake(groupId)
+  function wakeWaiters(applied: Applied[]): void {
+    for (const { before, after } of applied) {
+      if (!before) arrivalWaiters.wake(after.task_id)
+      if (!FINAL_STATUSES.has(after.status) || before?.rank === after.rank) continue
+      taskWaiters.wake(after.task_id)
+      if (after.group_id) groupWaiters.wake(after.group_id)
     }
   }
 
@@ -210,29 +215,29 @@ export async function start(config: StoreConfig) {
   }
 
   async function findGroup(groupId: string, waitMs = 0) {
-    let group = db.findGroup(groupId)
+    let group = await db.findGroup(groupId)
     if (!group) {
       await catchUp()
-      group = db.findGroup(groupId)
+      group = await db.findGroup(groupId)
     }
     for (const deadline = Date.now() + waitMs; group && Date.now() < deadline; ) {
       if (toGroupRecord(group).results) break
       await groupWaiters.wait(groupId, deadline - Date.now())
-      group = db.findGroup(groupId)
+      group = await db.findGroup(groupId)
     }
     return group ? toGroupRecord(group) : null
   }
 
   async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
-    let row = query.catch_up ? undefined : db.find(query.task_id)
+    let row = query.catch_up ? null : await db.find(query.task_id)
     // No kind yet: a worker's events came in before the submission's PENDING, which is queued behind them.
     if (!row?.kind) {
       await catchUp()
-      row = db.find(query.task_id)
+      row = await db.find(query.task_id)
     }
     if (row && query.wait_ms && !FINAL_STATUSES.has(row.status)) {
       await taskWaiters.wait(query.task_id, query.wait_ms)
-      row = db.find(query.task_id)
+      row = await db.find(query.task_id)
     }
     return { task: row ? toRecord(row) : null }
   }
@@ -243,21 +248,20 @@ export async function start(config: StoreConfig) {
    * since it may have ended while an earlier one was waited on), then reads them all once more for the answer.
    */
   async function lookupTasks({ task_ids: taskIds, wait_ms: waitMs }: LookupQuery): Promise<StatusReply> {
-    const read = () => taskIds.map((taskId) => db.find(taskId))
-    let rows = read()
+    let rows = await db.findMany(taskIds)
     if (rows.some((row) => !row?.kind)) {
       await catchUp()
-      rows = read()
+      rows = await db.findMany(taskIds)
     }
     const deadline = Date.now() + (waitMs ?? 0)
     const isOpen = (row: TaskRow | null) => row !== null && !FINAL_STATUSES.has(row.status)
     if (rows.some(isOpen) && Date.now() < deadline) {
       for (const taskId of taskIds) {
-        while (isOpen(db.find(taskId)) && Date.now() < deadline) {
+        while (isOpen(await db.find(taskId)) && Date.now() < deadline) {
           await taskWaiters.wait(taskId, deadline - Date.now())
         }
       }
-      rows = read()
+      rows = await db.findMany(taskIds)
     }
     return { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
   }
@@ -267,7 +271,7 @@ export async function start(config: StoreConfig) {
     await catchUp()
     // One more than asked tells whether a next page exists.
     const filter = { status: query.status, kind: query.kind, idPrefix: query.id_prefix }
-    const rows = db.list(filter, query.limit + 1, query.after)
+    const rows = await db.list(filter, query.limit + 1, query.after)
     const page = rows.slice(0, query.limit)
     return {
       tasks: page.map(toRecord),
@@ -276,32 +280,20 @@ export async function start(config: StoreConfig) {
   }
 
   /**
-   * PENDING or RETRY (waiting for its next attempt) becomes REVOKED, checked and written with nothing in
-   * between. The event then goes out on the events exchange, so that workers skip the task and streams end;
-   * the copy that comes back to our own queue is recognised by the inbox. A worker that took the task before
-   * it heard of the revoke still runs it, but REVOKED outranks whatever it reports for this run.
+   * PENDING or RETRY (waiting for its next attempt) becomes REVOKED, checked and written under one lock on the
+   * row. The event then goes out on the events exchange, so that workers skip the task and streams end; the
+   * copy that comes back to our own queue is recognised by the inbox. A worker that took the task before it
+   * heard of the revoke still runs it, but REVOKED outranks whatever it reports for this run.
    */
   async function revokeTask(query: Extract<StatusQuery, { op: "revoke" }>): Promise<StatusReply> {
-    let row = db.find(query.task_id)
-    if (!row) await catchUp()
+    if (!(await db.find(query.task_id))) await catchUp()
     // Events already in hand first: a STARTED among them makes this a 409, not a revoke.
-    if (uncommitted.length > 0) commitUncommitted()
-    row = db.find(query.task_id)
-    if (!row) return { revoke: "not_found", task: null }
-    if (row.status === "STARTED") return { revoke: "started", task: toRecord(row) }
-    if (FINAL_STATUSES.has(row.status)) return { revoke: "final", task: toRecord(row) }
-    const event: TaskEvent = {
-      task_id: row.task_id,
-      state: "REVOKED",
-      attempt: row.attempts,
-      run: currentRun(row),
-      at: Date.now(),
-    }
-    applyEvents([event])
-    wakeWaiters([event])
-    await events.emit(event)
-    const revoked = db.find(query.task_id)
-    return { revoke: "revoked", task: revoked ? toRecord(revoked) : null }
+    await commitInHand()
+    const { outcome, row, applied } = await db.revoke(query.task_id, Date.now())
+    storeMetrics.eventsCommitted(applied.length, applied)
+    wakeWaiters(applied)
+    for (const { event } of applied) await events.emit(event)
+    return { revoke: outcome, task: row ? toRecord(row) : null }
   }
 
   /**
@@ -313,23 +305,24 @@ export async function start(config: StoreConfig) {
    */
   async function claimKey(query: Extract<StatusQuery, { op: "claim" }>): Promise<StatusReply> {
     const proposed = { task_ids: query.task_ids, group_id: query.group_id ?? null }
+    const allKnown = async (taskIds: string[]) => (await db.findMany(taskIds)).every((row) => row !== null)
     for (;;) {
       const now = Date.now()
-      const claim = db.findClaim(query.key, now)
-      if (!claim) {
-        const expiresAt = now + config.IDEMPOTENCY_KEY_TTL_SECONDS * 1000
-        db.putClaim({
+      const claim = await db.claimKey(
+        {
           key: query.key,
           fingerprint: query.fingerprint,
           ...proposed,
           lease_until: now + query.lease_ms,
-          expires_at: expiresAt,
-        })
-        return { claim: "claimed", ...proposed }
-      }
+          expires_at: now + config.IDEMPOTENCY_KEY_TTL_SECONDS * 1000,
+        },
+        now,
+      )
+      if (!claim) return { claim: "claimed", ...proposed }
       const { task_ids, group_id } = claim
       if (claim.fingerprint !== query.fingerprint) return { claim: "mismatch", task_ids: [], group_id: null }
-      const missing = task_ids.find((taskId) => !db.find(taskId))
+      const rows = await db.findMany(task_ids)
+      const missing = task_ids.find((_, i) => !rows[i])
       if (!missing) return { claim: "existing", task_ids, group_id }
       if (claim.lease_until > now) {
         await arrivalWaiters.wait(missing, claim.lease_until - now)
@@ -337,10 +330,8 @@ export async function start(config: StoreConfig) {
       }
       // The lease is over; the PENDING events may still be queued, unread.
       await catchUp()
-      const again = db.findClaim(query.key, Date.now())
-      if (again?.lease_until !== claim.lease_until) continue
-      if (task_ids.every((taskId) => db.find(taskId))) return { claim: "existing", task_ids, group_id }
-      db.putClaim({ ...claim, lease_until: Date.now() + query.lease_ms })
+      if (await allKnown(task_ids)) return { claim: "existing", task_ids, group_id }
+      if (!(await db.renewLease(query.key, claim.lease_until, Date.now() + query.lease_ms))) continue
       log.warn("idempotency key taken over after its lease", { key: query.key, taskIds: task_ids.length })
       return { claim: "claimed", task_ids, group_id }
     }
@@ -348,10 +339,10 @@ export async function start(config: StoreConfig) {
 
   /** A task with its input and timeline; like `get`, an id the store has not seen first reads what is queued. */
   async function taskDetail(taskId: string): Promise<StatusReply> {
-    let detail = db.detail(taskId)
+    let detail = await db.detail(taskId)
     if (!detail?.task.kind) {
       await catchUp()
-      detail = db.detail(taskId)
+      detail = await db.detail(taskId)
     }
     return { detail }
   }
@@ -360,9 +351,9 @@ export async function start(config: StoreConfig) {
     storeMetrics.queryAnswered(query.op)
     switch (query.op) {
       case "stats":
-        return { stats: db.stats(Date.now(), query.series_s, query.window_s) }
+        return { stats: await db.stats(Date.now(), query.series_s, query.window_s) }
       case "workers":
-        return { workers: db.workers(Date.now(), config.WORKER_LOST_AFTER_MISSED) }
+        return { workers: await db.workers(Date.now(), config.WORKER_LOST_AFTER_MISSED) }
       case "detail":
         return taskDetail(query.task_id)
       case "get":
@@ -374,7 +365,7 @@ export async function start(config: StoreConfig) {
       case "revoke":
         return revokeTask(query)
       case "revoked":
-        return { revoked: db.recentlyRevoked(query.limit) }
+        return { revoked: await db.recentlyRevoked(query.limit) }
       case "group":
         return findGroup(query.group_id, query.wait_ms).then((group) => ({ group }))
       case "claim":
@@ -413,10 +404,17 @@ export async function start(config: StoreConfig) {
     )
   }
 
-  const housekeeping = setInterval(() => {
+  const housekeeping = setInterval(async () => {
     const now = Date.now()
-    db.forgetExpiredClaims(now)
-    db.prune(now - config.STATS_RETENTION_HOURS * 3_600_000, now - config.WORKER_FORGET_AFTER_SECONDS * 1000)
+    try {
+      await db.forgetExpiredClaims(now)
+      await db.prune(
+        now - config.STATS_RETENTION_HOURS * 3_600_000,
+        now - config.WORKER_FORGET_AFTER_SECONDS * 1000,
+      )
+    } catch (err) {
+      log.error("housekeeping failed", { err })
+    }
   }, 60_000)
   housekeeping.unref()
 
@@ -433,14 +431,14 @@ export async function start(config: StoreConfig) {
 
   async function stop(): Promise<void> {
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
-    if (uncommitted.length > 0) commitUncommitted()
+    await commitInHand()
     clearInterval(housekeeping)
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
     arrivalWaiters.wakeAll()
     await server.stop()
     await broker.close()
-    db.close()
+    await db.close()
     log.info("stopped")
   }
   return { url: server.url, stop }

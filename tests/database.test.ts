@@ -1,40 +1,33 @@
 import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { openDatabase } from "../services/status-store/database.ts"
+import { rmSync } from "node:fs"
+import { SQLITE_SCHEMA_VERSION } from "../services/status-store/sqlite.ts"
+import { openTestDatabase } from "./store-backends.ts"
 
-describe("the status store's database", () => {
-  test("a database of the first version is migrated in place and keeps its tasks", () => {
-    const dir = mkdtempSync(join(tmpdir(), "polarity-migrate-"))
-    try {
-      const path = join(dir, "old.sqlite")
-      const old = new Database(path, { create: true })
-      old.run(`CREATE TABLE tasks (task_id TEXT PRIMARY KEY, kind TEXT, status TEXT NOT NULL,
-        progress INTEGER NOT NULL, attempts INTEGER NOT NULL, input TEXT, result TEXT, error TEXT,
-        submitted_at INTEGER, started_at INTEGER, finished_at INTEGER)`)
-      old.run(`INSERT INTO tasks VALUES ('01a2124d-1111-7000-8000-000000000001', 'polarity:review', 'PENDING',
-        1000000, 0, '{"review":"x"}', NULL, NULL, 1000, NULL, NULL)`)
-      old.close()
-
-      for (let open = 0; open < 2; open++) {
-        const db = openDatabase(path, "NORMAL")
-        expect(db.find("01a2124d-1111-7000-8000-000000000001")).toMatchObject({
-          status: "PENDING",
-          group_id: null,
-          group_index: null,
-        })
-        expect(db.list({ status: "PENDING" }, 10).map((row) => row.task_id)).toEqual([
-          "01a2124d-1111-7000-8000-000000000001",
-        ])
-        db.close()
-      }
-      const migrated = new Database(path)
-      expect(migrated.query("PRAGMA user_version").get()).toEqual({ user_version: 4 })
-      migrated.close()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
+describe("the status store's SQLite database", () => {
+  test("a database of the first version is migrated in place and keeps its tasks", async () => {
+    await using database = await openTestDatabase("sqlite")
+    await database.store.close()
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database.path}${suffix}`, { force: true })
+    const old = new Database(database.path, { create: true })
+    old.run(`CREATE TABLE tasks (task_id TEXT PRIMARY KEY, kind TEXT, status TEXT NOT NULL,
+      progress INTEGER NOT NULL, attempts INTEGER NOT NULL, input TEXT, result TEXT, error TEXT,
+      submitted_at INTEGER, started_at INTEGER, finished_at INTEGER)`)
+    old.run(`INSERT INTO tasks VALUES ('01a2124d-1111-7000-8000-000000000001', 'polarity:review', 'PENDING',
+      1000000, 0, '{"review":"x"}', NULL, NULL, 1000, NULL, NULL)`)
+    old.close()
+    for (let open = 0; open < 2; open++) {
+      const db = await database.reopen()
+      expect(await db.find("01a2124d-1111-7000-8000-000000000001")).toMatchObject({
+        status: "PENDING",
+        rank: 1_000_000,
+        group_id: null,
+        group_index: null,
+      })
+      expect((await db.list({ status: "PENDING" }, 10)).map((row) => row.task_id)).toEqual([
+        "01a2124d-1111-7000-8000-000000000001",
+      ])
     }
+    expect(await database.query("PRAGMA user_version")).toEqual([{ user_version: SQLITE_SCHEMA_VERSION }])
   })
 })

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { mergeEvent } from "../services/status-store.ts"
+import { mergeEvent } from "../services/status-store/task-state.ts"
 import type { TaskEvent } from "../shared/contracts.ts"
 
 const taskId = "01a2124d-1111-7000-8000-000000000001"
@@ -46,7 +46,7 @@ describe("the status store's state machine", () => {
       task_id: taskId,
       kind: "polarity:review",
       status: "SUCCESS",
-      progress: expect.any(Number),
+      rank: expect.any(Number),
       attempts: 1,
       input: JSON.stringify({ review: "awful" }),
       result: JSON.stringify(success.state === "SUCCESS" && success.result),

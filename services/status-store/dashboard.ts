@@ -1,6 +1,7 @@
 // The status store's figures for the dashboard, kept up to date inside the transaction that applies the events,
 // so that reading them never scans the tasks: counts per status, per-second throughput, per-minute latency
-// histograms, each task's timeline, and the workers' last heartbeats.
+// histograms, each task's timeline, and the workers' last heartbeats. What they are and how they add up lives
+// here, once; each backend only stores and reads the rows.
 import {
   type DashboardStats,
   LATENCY_PHASES,
@@ -10,19 +11,13 @@ import {
   type WorkerHeartbeat,
   type WorkerRecord,
 } from "../../shared/contracts.ts"
-import type { SqliteDatabase } from "../../shared/runtime.ts"
-import type { TaskRow } from "./database.ts"
+import type { Applied, TaskRow } from "./task-state.ts"
 
-/** An event new to the inbox, with the task's row before and after it. */
-export interface Applied {
-  event: TaskEvent
-  before: TaskRow | null
-  after: TaskRow
-}
+export type { Applied }
 
 /** The status a task entered through this event, or null when the event changed nothing (late, outranked). */
 export function enteredStatus({ before, after }: Applied): TaskStatus | null {
-  return after.progress !== (before?.progress ?? -1) ? after.status : null
+  return after.rank !== (before?.rank ?? -1) ? after.status : null
 }
 
 /** Latency phases of a task that ended: submitted → started (wait), started → finished (run), and in all. */
@@ -37,7 +32,7 @@ const hasLatency = (row: TaskRow) =>
  * store before the gateway's PENDING). Each run of a task is measured once; a replay's, from the first submission.
  */
 export function latencyOf({ before, after }: Applied): Partial<Record<LatencyPhase, number>> {
-  if (!hasLatency(after) || (before && hasLatency(before) && before.progress === after.progress)) return {}
+  if (!hasLatency(after) || (before && hasLatency(before) && before.rank === after.rank)) return {}
   const { submitted_at: submitted, started_at: started, finished_at: finished } = after
   const spans: [LatencyPhase, number | null, number | null][] = [
     ["wait", submitted, started],
@@ -79,8 +74,8 @@ export function percentile(buckets: [bucket: number, tasks: number][], q: number
   return 0
 }
 
-const SERIES = ["submitted", "succeeded", "failed", "retried"] as const
-type Series = (typeof SERIES)[number]
+export const SERIES = ["submitted", "succeeded", "failed", "retried"] as const
+export type Series = (typeof SERIES)[number]
 const SERIES_OF: Partial<Record<TaskStatus, Series>> = {
   SUCCESS: "succeeded",
   FAILURE: "failed",
@@ -116,7 +111,7 @@ const TIMELINE_STAGE: Record<TaskStatus, number> = {
   REVOKED: 4,
 }
 
-interface TimelineRow {
+export interface TimelineRow {
   state: TaskStatus
   attempt: number
   run: number
@@ -124,7 +119,8 @@ interface TimelineRow {
   detail: string | null
 }
 
-interface InboxRow {
+/** A task's event as the inbox keeps it: its id (`<task id>:<state>:<attempt>`), run, time and detail. */
+export interface InboxRow {
   event_id: string
   run: number
   at: number
@@ -134,190 +130,181 @@ interface InboxRow {
 const iso = (millis: number) => new Date(millis).toISOString()
 const isoOrNull = (millis: unknown) => (typeof millis === "number" ? iso(millis) : null)
 
-export function dashboardTables(db: SqliteDatabase) {
-  const addToCount = db.query<void, [string, number]>(
-    "INSERT INTO status_counts VALUES (?1, ?2) ON CONFLICT (status) DO UPDATE SET tasks = tasks + ?2",
-  )
-  const addThroughput = db.query<void, Record<string, number>>(
-    `INSERT INTO throughput VALUES ($second, $submitted, $succeeded, $failed, $retried)
-     ON CONFLICT (second) DO UPDATE SET submitted = submitted + $submitted, succeeded = succeeded + $succeeded,
-       failed = failed + $failed, retried = retried + $retried`,
-  )
-  const addLatency = db.query<void, [number, string, number, number]>(
-    `INSERT INTO latency_buckets VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT (minute, phase, bucket) DO UPDATE SET tasks = tasks + ?4`,
-  )
-  const counts = db.query<{ status: TaskStatus; tasks: number }, []>(
-    "SELECT status, tasks FROM status_counts",
-  )
-  const seriesSince = db.query<Record<Series, number> & { second: number }, [number]>(
-    "SELECT * FROM throughput WHERE second >= ? ORDER BY second",
-  )
-  const sums = db.query<Record<Series, number | null>, [number, number]>(
-    `SELECT sum(submitted) AS submitted, sum(succeeded) AS succeeded, sum(failed) AS failed,
-       sum(retried) AS retried FROM throughput WHERE second >= ? AND second < ?`,
-  )
-  const latencySince = db.query<{ phase: string; bucket: number; tasks: number }, [number]>(
-    `SELECT phase, bucket, sum(tasks) AS tasks FROM latency_buckets WHERE minute >= ?
-     GROUP BY phase, bucket ORDER BY bucket`,
-  )
-  // Event ids are `<task id>:<state>:<attempt>`, and ";" sorts right after ":". Events recorded before the
-  // timeline existed have no time and are left out.
-  const inboxOfTask = db.query<InboxRow, [string, string]>(
-    "SELECT event_id, run, at, detail FROM inbox WHERE event_id > ? AND event_id < ? AND at IS NOT NULL",
-  )
-  const timelineRows = (taskId: string): TimelineRow[] =>
-    inboxOfTask.all(`${taskId}:`, `${taskId};`).map(({ event_id, run, at, detail }) => {
+/** What a batch of applied events adds to the figures, added up: one write per key. */
+export interface FigureDeltas {
+  /** Tasks per status, as [status, change]; changes of 0 are left out. */
+  statuses: [TaskStatus, number][]
+  /** [second, submitted, succeeded, failed, retried], by second. */
+  throughput: [number, number, number, number, number][]
+  /** [minute, phase, bucket, tasks], by minute, phase and bucket. */
+  latency: [number, LatencyPhase, number, number][]
+}
+
+export function figureDeltas(applied: Applied[]): FigureDeltas {
+  const statusDeltas = new Map<TaskStatus, number>()
+  const throughput = new Map<number, Record<Series, number>>()
+  const latency = new Map<string, number>()
+  const add = <K>(map: Map<K, number>, key: K, n: number) => map.set(key, (map.get(key) ?? 0) + n)
+  const count = (at: number, series: Series) => {
+    const second = Math.floor(at / 1000)
+    const row = throughput.get(second) ?? { submitted: 0, succeeded: 0, failed: 0, retried: 0 }
+    row[series]++
+    throughput.set(second, row)
+  }
+  for (const change of applied) {
+    const { event, before, after } = change
+    if (before?.status !== after.status) {
+      if (before) add(statusDeltas, before.status, -1)
+      add(statusDeltas, after.status, 1)
+    }
+    if (event.state === "PENDING" && event.run === 1) count(event.at, "submitted")
+    const entered = enteredStatus(change)
+    const series = entered && SERIES_OF[entered]
+    if (series) count(event.at, series)
+    const minute = Math.floor((after.finished_at ?? event.at) / 60_000)
+    for (const [phase, ms] of Object.entries(latencyOf(change))) {
+      add(latency, `${minute}:${phase}:${latencyBucket(ms)}`, 1)
+    }
+  }
+  // Sorted, so that concurrent transactions (replicas) take the rows' locks in one order and never deadlock.
+  const byKey = <T extends unknown[]>(a: T, b: T) => (a[0] as number) - (b[0] as number)
+  return {
+    statuses: [...statusDeltas].filter(([, delta]) => delta !== 0).toSorted(([a], [b]) => a.localeCompare(b)),
+    throughput: [...throughput]
+      .map(([second, row]): [number, number, number, number, number] => [
+        second,
+        row.submitted,
+        row.succeeded,
+        row.failed,
+        row.retried,
+      ])
+      .toSorted(byKey),
+    latency: [...latency]
+      .map(([key, tasks]): [number, LatencyPhase, number, number] => {
+        const [minute, phase, bucket] = key.split(":")
+        return [Number(minute), phase as LatencyPhase, Number(bucket), tasks]
+      })
+      .toSorted((a, b) => a[0] - b[0] || a[1].localeCompare(b[1]) || a[2] - b[2]),
+  }
+}
+
+/** The rows a backend reads for the dashboard's figures. */
+export interface FigureRows {
+  counts: { status: TaskStatus; tasks: number }[]
+  /** Per second, from the first second of the series on, in order. */
+  series: (Record<Series, number> & { second: number })[]
+  /** Summed over the RATE_SECONDS whole seconds before the current one. */
+  sums: Record<Series, number | null> | null
+  /** Per phase and bucket, summed over the latency window, by bucket. */
+  latency: { phase: string; bucket: number; tasks: number }[]
+}
+
+/** Where the rows of `stats` start: the series' first second, the rates' seconds and the latency's first minute. */
+export function figureWindow(now: number, seriesSeconds: number, windowSeconds: number) {
+  const second = Math.floor(now / 1000)
+  return {
+    seriesFrom: second - seriesSeconds + 1,
+    ratesFrom: second - RATE_SECONDS,
+    ratesTo: second,
+    latencyFrom: Math.floor((now - windowSeconds * 1000) / 60_000),
+  }
+}
+
+/** Tasks per status, every status present. */
+export function toCounts(rows: FigureRows["counts"]): Record<TaskStatus, number> {
+  const byStatus = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<
+    TaskStatus,
+    number
+  >
+  for (const { status, tasks } of rows) byStatus[status] = tasks
+  return byStatus
+}
+
+export function toStats(now: number, windowSeconds: number, rows: FigureRows): DashboardStats {
+  const series = {
+    t: [] as number[],
+    submitted: [] as number[],
+    succeeded: [] as number[],
+    failed: [] as number[],
+    retried: [] as number[],
+  }
+  for (const row of rows.series) {
+    series.t.push(row.second)
+    for (const name of SERIES) series[name].push(row[name])
+  }
+  const rate = (name: Series) => (rows.sums?.[name] ?? 0) / RATE_SECONDS
+  const buckets = new Map<string, [number, number][]>()
+  for (const { phase, bucket, tasks } of rows.latency) {
+    buckets.set(phase, [...(buckets.get(phase) ?? []), [bucket, tasks]])
+  }
+  const percentiles = (phase: LatencyPhase) => {
+    const histogram = buckets.get(phase)
+    if (!histogram) return null
+    const count = histogram.reduce((sum, [, tasks]) => sum + tasks, 0)
+    return {
+      count,
+      p50: percentile(histogram, 0.5),
+      p90: percentile(histogram, 0.9),
+      p99: percentile(histogram, 0.99),
+    }
+  }
+  return {
+    at: iso(now),
+    counts: toCounts(rows.counts),
+    rates: {
+      window_s: RATE_SECONDS,
+      ...(Object.fromEntries(SERIES.map((name) => [name, rate(name)])) as Record<Series, number>),
+    },
+    latency: {
+      window_s: windowSeconds,
+      ...(Object.fromEntries(LATENCY_PHASES.map((phase) => [phase, percentiles(phase)])) as Record<
+        LatencyPhase,
+        ReturnType<typeof percentiles>
+      >),
+    },
+    series,
+  }
+}
+
+/** A task's timeline from its inbox rows, in the order the state machine ranks the events (run, attempt, stage), not by their clocks. */
+export function toTimeline(rows: InboxRow[]) {
+  const order = (a: TimelineRow, b: TimelineRow) =>
+    a.run - b.run || a.attempt - b.attempt || TIMELINE_STAGE[a.state] - TIMELINE_STAGE[b.state]
+  return rows
+    .map(({ event_id, run, at, detail }): TimelineRow => {
       const [, state, attempt] = event_id.split(":")
       return { state: state as TaskStatus, attempt: Number(attempt), run, at, detail }
     })
-  const putWorker = db.query<void, [string, string, number]>(
-    "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
-  )
-  const allWorkers = db.query<{ heartbeat: string; seen_at: number }, []>(
-    "SELECT heartbeat, seen_at FROM workers ORDER BY worker",
-  )
-  const pruneThroughput = db.query<void, [number]>("DELETE FROM throughput WHERE second < ?")
-  const pruneLatency = db.query<void, [number]>("DELETE FROM latency_buckets WHERE minute < ?")
-  const pruneWorkers = db.query<void, [number]>("DELETE FROM workers WHERE seen_at < ?")
-
-  return {
-    /** Inside the transaction that applied the events: what they changed, added up, one write per key. */
-    record(applied: Applied[]): void {
-      const statusDeltas = new Map<TaskStatus, number>()
-      const throughput = new Map<number, Record<Series, number>>()
-      const latency = new Map<string, number>()
-      const add = <K>(map: Map<K, number>, key: K, n: number) => map.set(key, (map.get(key) ?? 0) + n)
-      const count = (at: number, series: Series) => {
-        const second = Math.floor(at / 1000)
-        const row = throughput.get(second) ?? { submitted: 0, succeeded: 0, failed: 0, retried: 0 }
-        row[series]++
-        throughput.set(second, row)
-      }
-      for (const change of applied) {
-        const { event, before, after } = change
-        if (before?.status !== after.status) {
-          if (before) add(statusDeltas, before.status, -1)
-          add(statusDeltas, after.status, 1)
-        }
-        if (event.state === "PENDING" && event.run === 1) count(event.at, "submitted")
-        const entered = enteredStatus(change)
-        const series = entered && SERIES_OF[entered]
-        if (series) count(event.at, series)
-        const minute = Math.floor((after.finished_at ?? event.at) / 60_000)
-        for (const [phase, ms] of Object.entries(latencyOf(change))) {
-          add(latency, `${minute}:${phase}:${latencyBucket(ms)}`, 1)
-        }
-      }
-      for (const [status, delta] of statusDeltas) if (delta !== 0) addToCount.run(status, delta)
-      for (const [second, row] of throughput) {
-        addThroughput.run({ $second: second, ...Object.fromEntries(SERIES.map((s) => [`$${s}`, row[s]])) })
-      }
-      for (const [key, tasks] of latency) {
-        const [minute, phase, bucket] = key.split(":")
-        addLatency.run(Number(minute), phase ?? "", Number(bucket), tasks)
-      }
-    },
-
-    stats(now: number, seriesSeconds: number, windowSeconds: number): DashboardStats {
-      const byStatus = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<
-        TaskStatus,
-        number
-      >
-      for (const { status, tasks } of counts.all()) byStatus[status] = tasks
-      const second = Math.floor(now / 1000)
-      const series = {
-        t: [] as number[],
-        submitted: [] as number[],
-        succeeded: [] as number[],
-        failed: [] as number[],
-        retried: [] as number[],
-      }
-      for (const row of seriesSince.all(second - seriesSeconds + 1)) {
-        series.t.push(row.second)
-        for (const name of SERIES) series[name].push(row[name])
-      }
-      const summed = sums.get(second - RATE_SECONDS, second)
-      const rate = (name: Series) => (summed?.[name] ?? 0) / RATE_SECONDS
-      const buckets = new Map<string, [number, number][]>()
-      for (const { phase, bucket, tasks } of latencySince.all(
-        Math.floor((now - windowSeconds * 1000) / 60_000),
-      )) {
-        buckets.set(phase, [...(buckets.get(phase) ?? []), [bucket, tasks]])
-      }
-      const percentiles = (phase: LatencyPhase) => {
-        const histogram = buckets.get(phase)
-        if (!histogram) return null
-        const count = histogram.reduce((sum, [, tasks]) => sum + tasks, 0)
-        return {
-          count,
-          p50: percentile(histogram, 0.5),
-          p90: percentile(histogram, 0.9),
-          p99: percentile(histogram, 0.99),
-        }
-      }
+    .toSorted(order)
+    .map(({ state, attempt, run, at, detail }) => {
+      const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>
       return {
-        at: iso(now),
-        counts: byStatus,
-        rates: {
-          window_s: RATE_SECONDS,
-          ...(Object.fromEntries(SERIES.map((name) => [name, rate(name)])) as Record<Series, number>),
-        },
-        latency: {
-          window_s: windowSeconds,
-          ...(Object.fromEntries(LATENCY_PHASES.map((phase) => [phase, percentiles(phase)])) as Record<
-            LatencyPhase,
-            ReturnType<typeof percentiles>
-          >),
-        },
-        series,
+        at: iso(at),
+        state,
+        attempt,
+        run,
+        worker: typeof extra.worker === "string" ? extra.worker : null,
+        error: typeof extra.error === "string" ? extra.error : null,
+        started_at: isoOrNull(extra.started_at),
+        retry_at: isoOrNull(extra.retry_at),
       }
-    },
+    })
+}
 
-    /** In the order the state machine ranks the events (run, attempt, stage), not by their clocks. */
-    timeline(taskId: string) {
-      const order = (a: TimelineRow, b: TimelineRow) =>
-        a.run - b.run || a.attempt - b.attempt || TIMELINE_STAGE[a.state] - TIMELINE_STAGE[b.state]
-      return timelineRows(taskId)
-        .toSorted(order)
-        .map(({ state, attempt, run, at, detail }) => {
-          const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>
-          return {
-            at: iso(at),
-            state,
-            attempt,
-            run,
-            worker: typeof extra.worker === "string" ? extra.worker : null,
-            error: typeof extra.error === "string" ? extra.error : null,
-            started_at: isoOrNull(extra.started_at),
-            retry_at: isoOrNull(extra.retry_at),
-          }
-        })
-    },
-
-    recordHeartbeats: db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number) => {
-      for (const heartbeat of heartbeats) putWorker.run(heartbeat.worker, JSON.stringify(heartbeat), seenAt)
-    }),
-
-    /** Every worker heard from; `lost` once `lostAfterMissed` heartbeats in a row did not come (by this clock). */
-    workers(now: number, lostAfterMissed: number): WorkerRecord[] {
-      return allWorkers.all().map(({ heartbeat, seen_at: seenAt }) => {
-        const { state, started_at, sent_at: _sent, ...fields } = JSON.parse(heartbeat) as WorkerHeartbeat
-        const lost = now - seenAt > lostAfterMissed * fields.interval_ms
-        return {
-          ...fields,
-          status: state === "offline" ? "offline" : lost ? "lost" : "online",
-          started_at: iso(started_at),
-          last_heartbeat_at: iso(seenAt),
-        }
-      })
-    },
-
-    /** Forget throughput and latency from before `statsBefore`, and workers not heard from since `workersBefore`. */
-    prune(statsBefore: number, workersBefore: number): void {
-      pruneThroughput.run(Math.floor(statsBefore / 1000))
-      pruneLatency.run(Math.floor(statsBefore / 60_000))
-      pruneWorkers.run(workersBefore)
-    },
-  }
+/** Every worker heard from; `lost` once `lostAfterMissed` heartbeats in a row did not come (by this clock). */
+export function toWorkerRecords(
+  rows: { heartbeat: string; seen_at: number }[],
+  now: number,
+  lostAfterMissed: number,
+): WorkerRecord[] {
+  return rows.map(({ heartbeat, seen_at: seenAt }) => {
+    const { state, started_at, sent_at: _sent, ...fields } = JSON.parse(heartbeat) as WorkerHeartbeat
+    const lost = now - seenAt > lostAfterMissed * fields.interval_ms
+    return {
+      ...fields,
+      status: state === "offline" ? "offline" : lost ? "lost" : "online",
+      started_at: iso(started_at),
+      last_heartbeat_at: iso(seenAt),
+    }
+  })
 }

@@ -17,15 +17,15 @@ export class StoreMetrics {
   readonly commitSeconds: Histogram
   private readonly queries: Counter<"op">
 
-  constructor({ registry }: ServiceMetrics, statusCounts: () => Record<TaskStatus, number>) {
+  constructor({ registry }: ServiceMetrics, statusCounts: () => Promise<Record<TaskStatus, number>>) {
     const registers = [registry]
     new Gauge({
       name: "polarity_tasks",
       help: "Tasks in the store, by status.",
       labelNames: ["status"],
       registers,
-      collect() {
-        for (const [status, tasks] of Object.entries(statusCounts())) this.set({ status }, tasks)
+      async collect() {
+        for (const [status, tasks] of Object.entries(await statusCounts())) this.set({ status }, tasks)
       },
     })
     this.applied = new Counter({

@@ -1,0 +1,297 @@
+// The status store on SQLite, embedded: the tasks as a monotonic state machine over their events, the inbox
+// that makes applying an event idempotent, the dashboard's figures, and the queries the store answers. One
+// process owns the file; every call runs synchronously inside it and its promise is already settled.
+import { mkdirSync } from "node:fs"
+import { dirname } from "node:path"
+import { eventId, type TaskEvent, type WorkerHeartbeat } from "../../shared/contracts.ts"
+import { openSqlite, type SqliteDatabase } from "../../shared/runtime.ts"
+import {
+  type FigureRows,
+  figureDeltas,
+  figureWindow,
+  type InboxRow,
+  type Series,
+  timelineDetail,
+  toCounts,
+  toStats,
+  toTimeline,
+  toWorkerRecords,
+} from "./dashboard.ts"
+import type { Claim, ListFilter, StatusStore } from "./store.ts"
+import {
+  type Applied,
+  currentRun,
+  type GroupRow,
+  mergeEvent,
+  revokeOf,
+  TASK_COLUMNS,
+  type TaskRow,
+  toRecord,
+} from "./task-state.ts"
+
+/** The first version's schema; MIGRATIONS bring it up to date. */
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS tasks (
+    task_id      TEXT PRIMARY KEY,
+    kind         TEXT,
+    status       TEXT NOT NULL,
+    progress     INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL,
+    input        TEXT,
+    result       TEXT,
+    error        TEXT,
+    submitted_at INTEGER,
+    started_at   INTEGER,
+    finished_at  INTEGER
+  );
+  -- Every event applied, by its deterministic id: a redelivered event is recognised and skipped.
+  CREATE TABLE IF NOT EXISTS inbox (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
+`
+
+/** Applied in order, once each: PRAGMA user_version counts those a database has. */
+const MIGRATIONS = [
+  // 1: batches (a task's group and place in it) and listing by status, newest first (UUIDv7 ids sort by time).
+  `ALTER TABLE tasks ADD COLUMN group_id TEXT;
+   ALTER TABLE tasks ADD COLUMN group_index INTEGER;
+   CREATE INDEX tasks_by_status ON tasks (status, task_id);
+   CREATE INDEX tasks_by_group ON tasks (group_id, group_index) WHERE group_id IS NOT NULL;`,
+  // 2: a batch's size and time, from the first PENDING event of its tasks.
+  `CREATE TABLE groups (group_id TEXT PRIMARY KEY, size INTEGER NOT NULL, submitted_at INTEGER NOT NULL)
+     WITHOUT ROWID;`,
+  // 3: Idempotency-Key claims: which request a key belongs to and the task ids it was given.
+  `CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, group_id TEXT,
+     task_ids TEXT NOT NULL, lease_until INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);`,
+  // 4: the dashboard. Counts per status, per-second throughput and per-minute latency histograms, kept up to date
+  // by the events that change them, so that no figure needs a scan of the tasks; each task's history, in the inbox
+  // (an event's id starts with its task's, so a task's events are one range of it); listing by kind; the workers'
+  // last heartbeats.
+  `CREATE TABLE status_counts (status TEXT PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;
+   INSERT INTO status_counts SELECT status, count(*) FROM tasks GROUP BY status;
+   CREATE TABLE throughput (second INTEGER PRIMARY KEY, submitted INTEGER NOT NULL, succeeded INTEGER NOT NULL,
+     failed INTEGER NOT NULL, retried INTEGER NOT NULL);
+   CREATE TABLE latency_buckets (minute INTEGER NOT NULL, phase TEXT NOT NULL, bucket INTEGER NOT NULL,
+     tasks INTEGER NOT NULL, PRIMARY KEY (minute, phase, bucket)) WITHOUT ROWID;
+   ALTER TABLE inbox ADD COLUMN run INTEGER;
+   ALTER TABLE inbox ADD COLUMN at INTEGER;
+   ALTER TABLE inbox ADD COLUMN detail TEXT;
+   CREATE INDEX tasks_by_kind ON tasks (kind, task_id);
+   CREATE INDEX tasks_by_status_kind ON tasks (status, kind, task_id);
+   CREATE TABLE workers (worker TEXT PRIMARY KEY, heartbeat TEXT NOT NULL, seen_at INTEGER NOT NULL)
+     WITHOUT ROWID;`,
+  // 5: the column that orders a task's events is its rank (user-visible progress is another thing).
+  `ALTER TABLE tasks RENAME COLUMN progress TO rank;`,
+]
+
+/** The schema version this code brings a database to. */
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length
+
+function migrate(db: SqliteDatabase): void {
+  const { user_version: version } = db.query<{ user_version: number }, []>("PRAGMA user_version").get() ?? {
+    user_version: 0,
+  }
+  db.transaction(() => {
+    MIGRATIONS.slice(version).forEach((sql, i) => {
+      db.exec(sql)
+      db.exec(`PRAGMA user_version = ${version + i + 1}`)
+    })
+  })()
+}
+
+interface ClaimRow extends Omit<Claim, "task_ids"> {
+  task_ids: string
+}
+
+export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): StatusStore {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true })
+  const db = openSqlite(path)
+  db.exec("PRAGMA journal_mode = WAL")
+  db.exec(`PRAGMA synchronous = ${synchronous}`)
+  db.exec("PRAGMA busy_timeout = 5000")
+  db.exec(SCHEMA)
+  migrate(db)
+  const tasks = taskStatements(db)
+  const figures = figureStatements(db)
+  const claims = claimStatements(db)
+
+  // One transaction per batch: the inbox entry and the state change commit together, or neither does.
+  const applyEvents = db.transaction((events: TaskEvent[]): Applied[] => {
+    const applied: Applied[] = []
+    for (const event of events) {
+      if (tasks.recordInInbox.run(eventId(event), event.run, event.at, timelineDetail(event)).changes === 0)
+        continue
+      const before = tasks.select.get(event.task_id)
+      const after = mergeEvent(before, event)
+      tasks.upsert.run(Object.fromEntries(TASK_COLUMNS.map((c) => [c, after[c]])))
+      if (event.state === "PENDING" && event.group) {
+        tasks.recordGroup.run(event.group.group_id, event.group.size, event.at)
+      }
+      applied.push({ event, before, after })
+    }
+    figures.record(applied)
+    return applied
+  })
+  const revoke = db.transaction((taskId: string, at: number) => {
+    const { outcome, event } = revokeOf(tasks.select.get(taskId), at)
+    const applied = event ? applyEvents([event]) : []
+    return { outcome, row: tasks.select.get(taskId), applied }
+  })
+  const claimKey = db.transaction((claim: Claim, now: number): Claim | null => {
+    const held = claims.select.get(claim.key, now)
+    if (held) return { ...held, task_ids: JSON.parse(held.task_ids) as string[] }
+    claims.upsert.run({ ...claim, task_ids: JSON.stringify(claim.task_ids) })
+    return null
+  })
+  const recordHeartbeats = db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number) => {
+    for (const heartbeat of heartbeats)
+      figures.putWorker.run(heartbeat.worker, JSON.stringify(heartbeat), seenAt)
+  })
+
+  return {
+    applyEvents: async (events) => applyEvents(events),
+    recordHeartbeats: async (heartbeats, seenAt) => recordHeartbeats(heartbeats, seenAt),
+    find: async (taskId) => tasks.select.get(taskId),
+    findMany: async (taskIds) => taskIds.map((taskId) => tasks.select.get(taskId)),
+    list: async (filter, limit, after) => tasks.list(filter, limit, after),
+    async detail(taskId) {
+      const row = tasks.select.get(taskId)
+      if (!row) return null
+      const input = row.input === null ? null : (JSON.parse(row.input) as Record<string, unknown>)
+      const timeline = toTimeline(figures.inboxOfTask.all(`${taskId}:`, `${taskId};`))
+      return { task: toRecord(row), input, run: Math.max(1, currentRun(row)), timeline }
+    },
+    async findGroup(groupId) {
+      const group = tasks.selectGroup.get(groupId)
+      return group ? { group, members: tasks.groupMembers.all(groupId) } : null
+    },
+    revoke: async (taskId, at) => revoke(taskId, at),
+    recentlyRevoked: async (limit) =>
+      tasks.selectRevoked
+        .all(limit)
+        .map((row) => ({ task_id: row.task_id, run: Math.max(1, currentRun(row)) })),
+    stats: async (now, seriesSeconds, windowSeconds) =>
+      toStats(now, windowSeconds, figures.rows(now, seriesSeconds, windowSeconds)),
+    statusCounts: async () => toCounts(figures.counts.all()),
+    workers: async (now, lostAfterMissed) => toWorkerRecords(figures.allWorkers.all(), now, lostAfterMissed),
+    claimKey: async (claim, now) => claimKey(claim, now),
+    renewLease: async (key, leaseWas, leaseUntil) => claims.renew.run(leaseUntil, key, leaseWas).changes > 0,
+    forgetExpiredClaims: async (now) => claims.deleteExpired.run(now).changes,
+    async prune(statsBefore, workersBefore) {
+      figures.pruneThroughput.run(Math.floor(statsBefore / 1000))
+      figures.pruneLatency.run(Math.floor(statsBefore / 60_000))
+      figures.pruneWorkers.run(workersBefore)
+    },
+    close: async () => db.close(),
+  }
+}
+
+function taskStatements(db: SqliteDatabase) {
+  return {
+    select: db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE task_id = ?"),
+    upsert: db.query<void, Record<string, string | number | null>>(
+      `INSERT INTO tasks (${TASK_COLUMNS.join(", ")}) VALUES (${TASK_COLUMNS.map((c) => `$${c}`).join(", ")})
+       ON CONFLICT (task_id) DO UPDATE SET
+         ${TASK_COLUMNS.slice(1)
+           .map((c) => `${c} = excluded.${c}`)
+           .join(", ")}`,
+    ),
+    recordInInbox: db.query<void, [string, number, number, string | null]>(
+      "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
+    ),
+    recordGroup: db.query<void, [string, number, number]>("INSERT OR IGNORE INTO groups VALUES (?, ?, ?)"),
+    selectRevoked: db.query<Pick<TaskRow, "task_id" | "rank">, [number]>(
+      "SELECT task_id, rank FROM tasks WHERE status = 'REVOKED' ORDER BY finished_at DESC LIMIT ?",
+    ),
+    selectGroup: db.query<GroupRow, [string]>("SELECT * FROM groups WHERE group_id = ?"),
+    groupMembers: db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index"),
+    list(filter: ListFilter, limit: number, after = "~"): TaskRow[] {
+      const where = ["task_id < $after"]
+      if (filter.status) where.push("status = $status")
+      if (filter.kind) where.push("kind = $kind")
+      // "~" sorts after every hex digit and dash: the ids that start with the prefix, and only they.
+      if (filter.idPrefix) where.push("task_id >= $prefix AND task_id < $prefix || '~'")
+      const sql = `SELECT * FROM tasks WHERE ${where.join(" AND ")} ORDER BY task_id DESC LIMIT $limit`
+      return db.query<TaskRow, Record<string, string | number>>(sql).all({
+        after,
+        limit,
+        ...(filter.status && { status: filter.status }),
+        ...(filter.kind && { kind: filter.kind }),
+        ...(filter.idPrefix && { prefix: filter.idPrefix }),
+      })
+    },
+  }
+}
+
+function claimStatements(db: SqliteDatabase) {
+  return {
+    select: db.query<ClaimRow, [string, number]>(
+      "SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?",
+    ),
+    upsert: db.query<void, Record<string, string | number | null>>(
+      `INSERT OR REPLACE INTO idempotency_keys VALUES ($key, $fingerprint, $group_id, $task_ids, $lease_until,
+         $expires_at)`,
+    ),
+    renew: db.query<void, [number, string, number]>(
+      "UPDATE idempotency_keys SET lease_until = ? WHERE key = ? AND lease_until = ?",
+    ),
+    deleteExpired: db.query<void, [number]>("DELETE FROM idempotency_keys WHERE expires_at <= ?"),
+  }
+}
+
+function figureStatements(db: SqliteDatabase) {
+  const addToCount = db.query<void, [string, number]>(
+    "INSERT INTO status_counts VALUES (?1, ?2) ON CONFLICT (status) DO UPDATE SET tasks = tasks + ?2",
+  )
+  const addThroughput = db.query<void, [number, number, number, number, number]>(
+    `INSERT INTO throughput VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (second) DO UPDATE SET submitted = submitted + ?2, succeeded = succeeded + ?3,
+       failed = failed + ?4, retried = retried + ?5`,
+  )
+  const addLatency = db.query<void, [number, string, number, number]>(
+    `INSERT INTO latency_buckets VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (minute, phase, bucket) DO UPDATE SET tasks = tasks + ?4`,
+  )
+  const counts = db.query<FigureRows["counts"][number], []>("SELECT status, tasks FROM status_counts")
+  const seriesSince = db.query<FigureRows["series"][number], [number]>(
+    "SELECT * FROM throughput WHERE second >= ? ORDER BY second",
+  )
+  const sums = db.query<Record<Series, number | null>, [number, number]>(
+    `SELECT sum(submitted) AS submitted, sum(succeeded) AS succeeded, sum(failed) AS failed,
+       sum(retried) AS retried FROM throughput WHERE second >= ? AND second < ?`,
+  )
+  const latencySince = db.query<FigureRows["latency"][number], [number]>(
+    `SELECT phase, bucket, sum(tasks) AS tasks FROM latency_buckets WHERE minute >= ?
+     GROUP BY phase, bucket ORDER BY bucket`,
+  )
+  return {
+    counts,
+    /** Inside the transaction that applied the events: what they changed, added up, one write per key. */
+    record(applied: Applied[]): void {
+      const deltas = figureDeltas(applied)
+      for (const [status, delta] of deltas.statuses) addToCount.run(status, delta)
+      for (const row of deltas.throughput) addThroughput.run(...row)
+      for (const row of deltas.latency) addLatency.run(...row)
+    },
+    rows(now: number, seriesSeconds: number, windowSeconds: number): FigureRows {
+      const window = figureWindow(now, seriesSeconds, windowSeconds)
+      return {
+        counts: counts.all(),
+        series: seriesSince.all(window.seriesFrom),
+        sums: sums.get(window.ratesFrom, window.ratesTo),
+        latency: latencySince.all(window.latencyFrom),
+      }
+    },
+    // Event ids are `<task id>:<state>:<attempt>`, and ";" sorts right after ":". Events recorded before the
+    // timeline existed have no time and are left out.
+    inboxOfTask: db.query<InboxRow, [string, string]>(
+      "SELECT event_id, run, at, detail FROM inbox WHERE event_id > ? AND event_id < ? AND at IS NOT NULL",
+    ),
+    putWorker: db.query<void, [string, string, number]>("INSERT OR REPLACE INTO workers VALUES (?, ?, ?)"),
+    allWorkers: db.query<{ heartbeat: string; seen_at: number }, []>(
+      "SELECT heartbeat, seen_at FROM workers ORDER BY worker",
+    ),
+    pruneThroughput: db.query<void, [number]>("DELETE FROM throughput WHERE second < ?"),
+    pruneLatency: db.query<void, [number]>("DELETE FROM latency_buckets WHERE minute < ?"),
+    pruneWorkers: db.query<void, [number]>("DELETE FROM workers WHERE seen_at < ?"),
+  }
+}

@@ -1,0 +1,75 @@
+// The status store's database, as one interface over its backends (SQLite, embedded, the default; PostgreSQL
+// for several replicas). Async, as PostgreSQL is; the SQLite backend answers at once. Every backend applies
+// events through task-state.ts's `mergeEvent` under a lock on the task's row, and keeps the dashboard's figures
+// in the same transaction, so that what it stores never depends on which process applied what.
+//
+// To add state to tasks (a column, a table): add it to task-state.ts (TaskRow, TASK_COLUMNS, mergeEvent), then
+// a migration to each backend's MIGRATIONS list (sqlite.ts, postgres.ts); the store tests run on both.
+import type {
+  DashboardStats,
+  TaskDetail,
+  TaskEvent,
+  TaskKind,
+  TaskStatus,
+  WorkerHeartbeat,
+  WorkerRecord,
+} from "../../shared/contracts.ts"
+import type { Applied, GroupRow, RevokeOutcome, TaskRow } from "./task-state.ts"
+
+export interface ListFilter {
+  status?: TaskStatus | undefined
+  kind?: TaskKind | undefined
+  idPrefix?: string | undefined
+}
+
+/** An Idempotency-Key's claim: which request it belongs to, the ids it was given, and for how long. */
+export interface Claim {
+  key: string
+  fingerprint: string
+  group_id: string | null
+  task_ids: string[]
+  lease_until: number
+  expires_at: number
+}
+
+export interface StatusStore {
+  /** Apply events in one transaction (once each, by the inbox); returns those that were new, with their rows. */
+  applyEvents(events: TaskEvent[]): Promise<Applied[]>
+  recordHeartbeats(heartbeats: WorkerHeartbeat[], seenAt: number): Promise<void>
+  find(taskId: string): Promise<TaskRow | null>
+  /** The rows of these tasks, in the order asked (null for one the store has not heard of). */
+  findMany(taskIds: string[]): Promise<(TaskRow | null)[]>
+  /**
+   * Up to `limit` tasks before `after` (all when absent), newest first: UUIDv7 ids sort by creation. Each filter
+   * has an index that holds the tasks in id order, so a page reads its own rows and no others.
+   */
+  list(filter: ListFilter, limit: number, after?: string): Promise<TaskRow[]>
+  /** The task with its input and timeline, or null for a task the store has not heard of. */
+  detail(taskId: string): Promise<TaskDetail | null>
+  /** The group and its tasks in input order, or null for a group the store has not heard of. */
+  findGroup(groupId: string): Promise<{ group: GroupRow; members: TaskRow[] } | null>
+  /**
+   * Revoke a task that has not started (PENDING, or RETRY waiting for its next attempt): checked and written
+   * under one lock on its row. `applied` holds the REVOKED event when it was written.
+   */
+  revoke(
+    taskId: string,
+    at: number,
+  ): Promise<{ outcome: RevokeOutcome; row: TaskRow | null; applied: Applied[] }>
+  /** The most recently revoked tasks, newest first, with the run each revoke ended. */
+  recentlyRevoked(limit: number): Promise<{ task_id: string; run: number }[]>
+  stats(now: number, seriesSeconds: number, windowSeconds: number): Promise<DashboardStats>
+  statusCounts(): Promise<Record<TaskStatus, number>>
+  workers(now: number, lostAfterMissed: number): Promise<WorkerRecord[]>
+  /**
+   * Record `claim` unless the key holds an unexpired claim already (atomically: of two requests with one key,
+   * on any replicas, one wins). Returns null when `claim` was recorded, else the claim the key holds.
+   */
+  claimKey(claim: Claim, now: number): Promise<Claim | null>
+  /** Extend the lease of a claim whose lease is still `leaseWas` (a takeover); false when another got there first. */
+  renewLease(key: string, leaseWas: number, leaseUntil: number): Promise<boolean>
+  forgetExpiredClaims(now: number): Promise<number>
+  /** Forget throughput and latency from before `statsBefore`, and workers not heard from since `workersBefore`. */
+  prune(statsBefore: number, workersBefore: number): Promise<void>
+  close(): Promise<void>
+}

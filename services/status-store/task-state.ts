@@ -1,0 +1,224 @@
+// A task's row as a monotonic state machine over its events, and how a row reads as the API's records. Pure:
+// every backend applies the same `mergeEvent`, under a lock on the row, so that any order of the same events,
+// on any replica, converges on the same row.
+import {
+  FINAL_STATUSES,
+  type GroupRecord,
+  TASK_STATUSES,
+  type TaskEvent,
+  type TaskKind,
+  type TaskRecord,
+  type TaskStatus,
+} from "../../shared/contracts.ts"
+
+export interface TaskRow {
+  task_id: string
+  kind: string | null
+  status: TaskStatus
+  /** Orders a task's events (run, attempt, stage): an event applies only over a lower rank. -1: no event yet. */
+  rank: number
+  attempts: number
+  input: string | null
+  result: string | null
+  error: string | null
+  group_id: string | null
+  group_index: number | null
+  submitted_at: number | null
+  started_at: number | null
+  finished_at: number | null
+}
+
+/** The columns of a task row, in the order every backend writes them. */
+export const TASK_COLUMNS = [
+  "task_id",
+  "kind",
+  "status",
+  "rank",
+  "attempts",
+  "input",
+  "result",
+  "error",
+  "group_id",
+  "group_index",
+  "submitted_at",
+  "started_at",
+  "finished_at",
+] as const satisfies readonly (keyof TaskRow)[]
+
+export interface GroupRow {
+  group_id: string
+  size: number
+  submitted_at: number
+}
+
+/** An event new to the inbox, with the task's row before it (null: the task's first event) and after it. */
+export interface Applied {
+  event: TaskEvent
+  before: TaskRow | null
+  after: TaskRow
+}
+
+// Rank orders events within a task: by run (a replay starts a new one), then by attempt and stage.
+// Within a run the final states absorb everything after them, and REVOKED outranks the others: the store
+// revokes only a task that has not started, so a worker that ran it before it heard of the revoke cannot
+// overwrite it, whatever order the events arrive in.
+const RUN_SPAN = 1_000_000
+const STAGE: Record<TaskStatus, number> = {
+  PENDING: 0,
+  STARTED: 1,
+  RETRY: 2,
+  SUCCESS: RUN_SPAN - 2,
+  FAILURE: RUN_SPAN - 2,
+  EXPIRED: RUN_SPAN - 2,
+  REVOKED: RUN_SPAN - 1,
+}
+
+/** The run a row is in: a replay starts a new one. */
+export function currentRun(row: Pick<TaskRow, "rank">): number {
+  return Math.floor(row.rank / RUN_SPAN)
+}
+
+export function rankOf(event: TaskEvent): number {
+  const withinRun = FINAL_STATUSES.has(event.state)
+    ? STAGE[event.state]
+    : event.attempt * 4 + STAGE[event.state]
+  return event.run * RUN_SPAN + withinRun
+}
+
+/** The row of a task before its first event. */
+export function emptyRow(taskId: string): TaskRow {
+  return {
+    task_id: taskId,
+    kind: null,
+    status: "PENDING",
+    rank: -1,
+    attempts: 0,
+    input: null,
+    result: null,
+    error: null,
+    group_id: null,
+    group_index: null,
+    submitted_at: null,
+    started_at: null,
+    finished_at: null,
+  }
+}
+
+function neverStarted(event: TaskEvent) {
+  return { attempts: event.attempt, result: null, started_at: null, finished_at: event.at }
+}
+
+/** The row after `event`: monotonic, so redelivered and reordered events converge on the same row. */
+export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
+  const current = row ?? emptyRow(event.task_id)
+  const next = { ...current }
+  if (event.state === "PENDING") {
+    // The submission may arrive after the worker's events; it only fills in what it knows.
+    next.kind ??= event.kind
+    next.input ??= JSON.stringify(event.input)
+    next.group_id ??= event.group?.group_id ?? null
+    next.group_index ??= event.group?.index ?? null
+    if (event.run === 1) next.submitted_at = event.at
+  }
+  const rank = rankOf(event)
+  if (rank <= current.rank) return next
+  if (Math.floor(rank / RUN_SPAN) > Math.floor(current.rank / RUN_SPAN)) {
+    Object.assign(next, { result: null, error: null, started_at: null, finished_at: null })
+  }
+  next.status = event.state
+  next.rank = rank
+  next.attempts = Math.max(current.attempts, event.attempt)
+  switch (event.state) {
+    case "STARTED":
+      next.started_at = event.at
+      break
+    case "RETRY":
+      Object.assign(next, { started_at: event.started_at, error: event.error })
+      break
+    case "SUCCESS":
+      Object.assign(next, {
+        started_at: event.started_at,
+        finished_at: event.at,
+        result: JSON.stringify(event.result),
+        error: null,
+      })
+      break
+    case "FAILURE":
+      // From the final event alone (null when no attempt started), so that any order gives the same row.
+      Object.assign(next, { started_at: event.started_at, finished_at: event.at, error: event.error })
+      break
+    // These two say everything about the row themselves, so that a worker's events of the same run, which
+    // they outrank, leave no trace whichever order they come in.
+    case "EXPIRED":
+      Object.assign(next, {
+        ...neverStarted(event),
+        error: `expired at ${new Date(event.expires_at).toISOString()} before attempt ${event.attempt + 1} started`,
+      })
+      break
+    case "REVOKED":
+      Object.assign(next, { ...neverStarted(event), error: "revoked before it started" })
+      break
+  }
+  return next
+}
+
+export type RevokeOutcome = "revoked" | "not_found" | "started" | "final"
+
+/**
+ * Whether the task may be revoked now: only PENDING, or RETRY (waiting for its next attempt). The REVOKED
+ * event to apply when it may; the backend decides and writes under one lock on the row.
+ */
+export function revokeOf(row: TaskRow | null, at: number): { outcome: RevokeOutcome; event?: TaskEvent } {
+  if (!row) return { outcome: "not_found" }
+  if (row.status === "STARTED") return { outcome: "started" }
+  if (FINAL_STATUSES.has(row.status)) return { outcome: "final" }
+  const event: TaskEvent = {
+    task_id: row.task_id,
+    state: "REVOKED",
+    attempt: row.attempts,
+    run: currentRun(row),
+    at,
+  }
+  return { outcome: "revoked", event }
+}
+
+const iso = (millis: number | null) => (millis === null ? null : new Date(millis).toISOString())
+
+export function toRecord(row: TaskRow): TaskRecord {
+  return {
+    task_id: row.task_id,
+    kind: row.kind as TaskKind | null,
+    status: row.status,
+    result: row.result === null ? null : JSON.parse(row.result),
+    error: row.error,
+    attempts: row.attempts,
+    group_id: row.group_id,
+    submitted_at: iso(row.submitted_at),
+    started_at: iso(row.started_at),
+    finished_at: iso(row.finished_at),
+  }
+}
+
+/** What a group's tasks add up to; a task whose PENDING has not arrived yet counts as PENDING. */
+export function toGroupRecord({ group, members }: { group: GroupRow; members: TaskRow[] }): GroupRecord {
+  const counts = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>
+  for (const member of members) counts[member.status]++
+  counts.PENDING += group.size - members.length
+  const final = members.length === group.size && members.every((member) => FINAL_STATUSES.has(member.status))
+  const status = final
+    ? counts.SUCCESS === group.size
+      ? "SUCCESS"
+      : "FAILURE"
+    : counts.PENDING === group.size
+      ? "PENDING"
+      : "STARTED"
+  return {
+    group_id: group.group_id,
+    status,
+    size: group.size,
+    counts,
+    task_ids: members.map((member) => member.task_id),
+    results: final ? members.map(toRecord) : null,
+    submitted_at: iso(group.submitted_at),
+  }
+}
