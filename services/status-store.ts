@@ -1,5 +1,6 @@
 // status-store: consumes the task events into SQLite as a monotonic state machine, and answers
 // status queries over reply-to RPC (optionally holding the reply until the task is final).
+import { Buffer } from "node:buffer"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
@@ -78,6 +79,24 @@ class Waiters {
 }
 
 type LookupQuery = Extract<StatusQuery, { op: "lookup" }>
+
+/** A task record's bytes besides its result and error: ids, status, times (a generous round figure). */
+const RECORD_BYTES = 400
+
+/**
+ * `too_large` when the records of `rows` would pass `maxBytes`, counted from the stored JSON before any is built:
+ * a lookup of 1,000 long documents' results must not grow the store's memory to build an answer nobody can take.
+ */
+function answerTooLarge(rows: (TaskRow | null)[], maxBytes: number) {
+  let bytes = 0
+  for (const [index, row] of rows.entries()) {
+    bytes += RECORD_BYTES
+    if (row?.result) bytes += Buffer.byteLength(row.result)
+    if (row?.error) bytes += Buffer.byteLength(row.error)
+    if (bytes > maxBytes) return { too_large: { max_bytes: maxBytes, fit: index } }
+  }
+  return undefined
+}
 
 /**
  * Message bytes one transaction takes at most. SQLite keeps a transaction's pages in memory until it commits: a
@@ -247,12 +266,16 @@ export async function start(config: StoreConfig) {
    * With `wait_ms`, held until every task it knows is final: it waits on each open task in turn (read afresh,
    * since it may have ended while an earlier one was waited on), then reads them all once more for the answer.
    */
-  async function lookupTasks({ task_ids: taskIds, wait_ms: waitMs }: LookupQuery): Promise<StatusReply> {
+  async function lookupTasks(query: LookupQuery): Promise<StatusReply> {
+    const { task_ids: taskIds, wait_ms: waitMs, max_bytes: maxBytes } = query
     let rows = await db.findMany(taskIds)
     if (rows.some((row) => !row?.kind)) {
       await catchUp()
       rows = await db.findMany(taskIds)
     }
+    const tooLarge = () => (maxBytes === undefined ? undefined : answerTooLarge(rows, maxBytes))
+    const refused = tooLarge()
+    if (refused) return refused
     const deadline = Date.now() + (waitMs ?? 0)
     const isOpen = (row: TaskRow | null) => row !== null && !FINAL_STATUSES.has(row.status)
     if (rows.some(isOpen) && Date.now() < deadline) {
@@ -263,7 +286,7 @@ export async function start(config: StoreConfig) {
       }
       rows = await db.findMany(taskIds)
     }
-    return { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
+    return tooLarge() ?? { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
   }
 
   /** A page of tasks, newest first. It first reads what is queued, so that an accepted task is listed. */

@@ -135,7 +135,21 @@ export const LookupTasks = v.object(
       v.array(TaskId, "task_ids must be an array of task ids"),
       v.minLength(1, "task_ids must hold at least one id"),
       v.maxLength(MAX_BATCH_SIZE, `task_ids must hold at most ${MAX_BATCH_SIZE} ids`),
-      v.description(`1–${MAX_BATCH_SIZE} task ids; the answer keeps their order.`),
+      v.rawCheck(({ dataset, addIssue }) => {
+        if (!dataset.typed) return
+        const seen = new Set<string>()
+        for (const [index, taskId] of dataset.value.entries()) {
+          if (seen.has(taskId)) {
+            addIssue({ message: `task_ids.${index}: ${taskId} is asked for twice; ask for each task once` })
+            return
+          }
+          seen.add(taskId)
+        }
+      }),
+      v.metadata({
+        description: `1–${MAX_BATCH_SIZE} different task ids; the answer keeps their order.`,
+        uniqueItems: true,
+      }),
     ),
   },
   'the body must be a JSON object with a "task_ids" array',
@@ -523,7 +537,13 @@ export const StatusQuery = v.variant("op", [
   /** The `limit` most recently revoked tasks and their runs: what a worker that was away did not hear. */
   v.object({ op: v.literal("revoked"), limit: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
-  v.object({ op: v.literal("lookup"), task_ids: LookupTasks.entries.task_ids, wait_ms: WaitMs }),
+  v.object({
+    op: v.literal("lookup"),
+    task_ids: LookupTasks.entries.task_ids,
+    wait_ms: WaitMs,
+    /** The largest answer the caller takes: past it the store answers `too_large` instead of the tasks. */
+    max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  }),
   v.object({
     op: v.literal("claim"),
     key: IdempotencyKey,
@@ -558,6 +578,10 @@ export const ClaimReply = v.object({
   task_ids: v.array(TaskId),
   group_id: v.nullable(TaskId),
 })
+/** A lookup whose answer would pass its `max_bytes`: how many of its tasks, from the first, would fit. */
+export const LookupTooLarge = v.object({
+  too_large: v.object({ max_bytes: v.number(), fit: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
+})
 export const StatsReply = v.object({ stats: DashboardStats })
 export const WorkersReply = v.object({ workers: v.array(WorkerRecord) })
 export const DetailReply = v.object({ detail: v.nullable(TaskDetail) })
@@ -569,6 +593,7 @@ export const StatusReply = v.union([
   TaskReply,
   TaskPageReply,
   TaskLookup,
+  LookupTooLarge,
   RevokeReply,
   RevokedReply,
   GroupReply,

@@ -47,12 +47,12 @@ export interface OperationDoc<TRequest extends string, TResponse extends string>
 /**
  * Request bodies are documented as the client sends them (`input`: before defaults and trimming), responses
  * and parameters as the API hands them over (`output`). `trim` has no JSON Schema keyword; the schemas'
- * descriptions say that lengths count after trimming.
+ * descriptions say that lengths count after trimming. A `raw_check` states its rule in metadata (`uniqueItems`).
  */
 export const REQUEST_SCHEMA_CONFIG = {
   target: "draft-2020-12",
   typeMode: "input",
-  ignoreActions: ["trim"],
+  ignoreActions: ["trim", "raw_check"],
 } as const satisfies ConversionConfig
 const OUTPUT_SCHEMA_CONFIG = {
   target: "draft-2020-12",
@@ -216,7 +216,8 @@ const START_SCRIPT = `window.ui = SwaggerUIBundle({
 })
 `
 
-const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+const DOCS_CSP =
+  "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
 
 export function docsPage(c: Context): Response {
   return c.html(DOCS_PAGE, 200, { "content-security-policy": DOCS_CSP })

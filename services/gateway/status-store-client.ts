@@ -1,10 +1,11 @@
 // The gateway's side of the status store's RPC: one method per query op, each reply checked against its contract.
-import type * as v from "valibot"
+import * as v from "valibot"
 import type { Broker } from "../../shared/amqp.ts"
 import {
   ClaimReply,
   DetailReply,
   GroupReply,
+  LookupTooLarge,
   RevokeReply,
   StatsReply,
   type StatusQuery,
@@ -17,6 +18,8 @@ import {
   WorkersReply,
 } from "../../shared/contracts.ts"
 import { askStatusStore, checkStatusReply } from "../../shared/status-rpc.ts"
+
+const LOOKUP_ANSWER = v.union([TaskLookup, LookupTooLarge])
 
 interface PendingQuery {
   query: StatusQuery
@@ -105,9 +108,14 @@ export class StatusStoreClient {
    * Each task's record in the order asked, null for an id the store has never heard of; held up to `waitMs`
    * until all are final.
    */
-  async lookupTasks(taskIds: string[], waitMs = 0) {
-    const query: StatusQuery = { op: "lookup", task_ids: taskIds, ...(waitMs > 0 && { wait_ms: waitMs }) }
-    return this.ask(query, TaskLookup, waitMs)
+  async lookupTasks(taskIds: string[], waitMs = 0, maxBytes?: number) {
+    const query: StatusQuery = {
+      op: "lookup",
+      task_ids: taskIds,
+      ...(waitMs > 0 && { wait_ms: waitMs }),
+      ...(maxBytes !== undefined && { max_bytes: maxBytes }),
+    }
+    return this.ask(query, LOOKUP_ANSWER, waitMs)
   }
 
   /** The task with its input and timeline, or null when the store has never heard of it. */
