@@ -47,7 +47,11 @@ export function installErrorBoundary(app: Hono, log: Logger): void {
         },
       )
     }
-    if (err instanceof HTTPException && err.status < 500) return problemResponse(err.status, err.message)
+    if (err instanceof HTTPException && err.status < 500) {
+      // Hono's middleware may have built the answer (bearer auth: problem+json with WWW-Authenticate).
+      if (err.res?.headers.get("content-type") === "application/problem+json") return err.getResponse()
+      return problemResponse(err.status, err.message)
+    }
     log.error("request failed", { method: c.req.method, path: c.req.path, err })
     return problemResponse(500, "internal error; see the service log")
   })

@@ -21,7 +21,7 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ]
 const WAIT_MS = 10_000
-const ADMIN_TOKEN = "browser-test-admin-token"
+const ADMIN_TOKEN = "browser-test-admin-token-of-32-characters"
 
 let stack: Stack
 let browser: Browser

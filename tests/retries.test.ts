@@ -12,14 +12,14 @@ beforeAll(async () => {
     ENABLE_TEST_TASKS: "true",
     RETRY_BASE_DELAY_MS: String(RETRY_BASE_DELAY_MS),
     MAX_RETRIES: String(MAX_RETRIES),
-    ADMIN_TOKEN: "s3cret",
+    ADMIN_TOKEN: "s3cret-admin-token-of-at-least-32-chars",
   })
 })
 afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
 
-const admin = { authorization: "Bearer s3cret" }
+const admin = { authorization: "Bearer s3cret-admin-token-of-at-least-32-chars" }
 
 const ofTask = (taskId: string, state: TaskEvent["state"]) => (events: TaskEvent[]) =>
   events.filter((e) => e.task_id === taskId && e.state === state)
