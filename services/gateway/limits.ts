@@ -1,0 +1,167 @@
+// Per-caller limits, kept in this gateway's memory: a request rate with a burst (a token bucket per caller), and
+// how many event streams and `?wait=` requests a caller holds open at once. Several gateways each keep their own
+// counts, so N replicas allow N times the rate; a caller's streams are counted where they are open.
+import type { Context, MiddlewareHandler } from "hono"
+import { Problem } from "../../shared/http.ts"
+import { Gauge, type ServiceMetrics } from "../../shared/metrics.ts"
+import { type Caller, callerOf } from "./access.ts"
+
+interface Bucket {
+  tokens: number
+  at: number
+}
+
+/** Callers whose buckets are full again are forgotten this often, so the map holds only recent callers. */
+const SWEEP_MS = 60_000
+
+/**
+ * A token bucket per caller: `burst` requests at once, refilled at `perSecond`. Hono's ecosystem has
+ * hono-rate-limiter, but its windows are fixed (a client may send twice the limit across a window's edge) and it
+ * has no burst apart from the rate; a bucket is these few lines.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>()
+  private readonly sweeper: ReturnType<typeof setInterval>
+
+  constructor(
+    readonly perSecond: number,
+    readonly burst: number,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(performance.now()), SWEEP_MS)
+    this.sweeper.unref?.()
+  }
+
+  /** Takes one request's token; `remaining` after it, and seconds until the next token or a full bucket. */
+  take(key: string, now = performance.now()) {
+    const bucket = this.buckets.get(key) ?? { tokens: this.burst, at: now }
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond)
+    bucket.at = now
+    this.buckets.set(key, bucket)
+    const allowed = bucket.tokens >= 1
+    if (allowed) bucket.tokens -= 1
+    return {
+      allowed,
+      remaining: Math.floor(bucket.tokens),
+      retryAfter: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perSecond)),
+      reset: Math.ceil((this.burst - bucket.tokens) / this.perSecond),
+    }
+  }
+
+  private sweep(now: number): void {
+    for (const [key, bucket] of this.buckets) {
+      if (bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond >= this.burst) this.buckets.delete(key)
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper)
+  }
+}
+
+/**
+ * 429 with `Retry-After` past a caller's rate; every limited answer carries the IETF draft's `RateLimit-Limit`,
+ * `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-06).
+ */
+export function rateLimit(limiter: RateLimiter | undefined): MiddlewareHandler {
+  if (!limiter) return async (_c, next) => next()
+  const policy = `${limiter.burst};w=${Math.max(1, Math.round(limiter.burst / limiter.perSecond))}`
+  return async (c, next) => {
+    const { limitKey } = callerOf(c)
+    if (limitKey === null) return next()
+    const { allowed, remaining, retryAfter, reset } = limiter.take(limitKey)
+    const headers = {
+      "ratelimit-limit": String(limiter.burst),
+      "ratelimit-remaining": String(remaining),
+      "ratelimit-reset": String(reset),
+      "ratelimit-policy": policy,
+    }
+    if (!allowed) {
+      throw new Problem(
+        429,
+        `too many requests: ${limiter.perSecond} a second, ${limiter.burst} at once; retry after ${retryAfter} s`,
+        { ...headers, "retry-after": String(retryAfter) },
+      )
+    }
+    await next()
+    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value)
+  }
+}
+
+/**
+ * Things a caller holds open (event streams, `?wait=` requests): at most `perCaller` each, and `total` in all,
+ * which protects the gateway and the store whoever asks, keys or not.
+ */
+export class Slots {
+  private readonly held = new Map<string, number>()
+  private total = 0
+
+  constructor(
+    private readonly what: string,
+    private readonly perCaller: number,
+    private readonly max: number,
+    private readonly setting: string,
+  ) {}
+
+  get open(): number {
+    return this.total
+  }
+
+  /** Takes a slot, or throws 429 (this caller's are all taken) or 503 (the gateway's are); returns its release. */
+  take(caller: Caller): () => void {
+    const key = caller.limitKey
+    const mine = key === null ? 0 : (this.held.get(key) ?? 0)
+    if (key !== null && mine >= this.perCaller) {
+      throw new Problem(
+        429,
+        `at most ${this.perCaller} ${this.what} open at once per caller (${this.setting}); close one first`,
+        { "retry-after": "1" },
+      )
+    }
+    if (this.total >= this.max) {
+      throw new Problem(503, `this gateway holds ${this.max} ${this.what} already; retry shortly`, {
+        "retry-after": "1",
+      })
+    }
+    this.total++
+    if (key !== null) this.held.set(key, mine + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.total--
+      if (key === null) return
+      const left = (this.held.get(key) ?? 1) - 1
+      if (left === 0) this.held.delete(key)
+      else this.held.set(key, left)
+    }
+  }
+
+  /** Reports how many are held, as `polarity_gateway_held{what}`. */
+  report(gauge: Gauge<"what">, what: string): void {
+    gauge.set({ what }, this.total)
+  }
+
+  /** Runs `work` holding a slot when `hold` is true (a request that asked to wait). */
+  async around<T>(c: Context, hold: boolean, work: () => Promise<T>): Promise<T> {
+    if (!hold) return work()
+    const release = this.take(callerOf(c))
+    try {
+      return await work()
+    } finally {
+      release()
+    }
+  }
+}
+
+/** `polarity_gateway_held{what="streams"|"waits"}`: what callers hold open in this gateway now. */
+export function heldGauge({ registry }: ServiceMetrics, slots: Record<string, Slots>): void {
+  new Gauge({
+    name: "polarity_gateway_held",
+    help: "Event streams and ?wait= requests held open in this gateway now.",
+    labelNames: ["what"],
+    registers: [registry],
+    collect() {
+      for (const [what, held] of Object.entries(slots)) held.report(this, what)
+    },
+  })
+}
