@@ -37,8 +37,19 @@ import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
+import { callerOf, guard } from "./gateway/access.ts"
+import { ApiKeys } from "./gateway/api-keys.ts"
 import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
+import { dashboardAuth } from "./gateway/dashboard-auth.ts"
 import { DeadLetters } from "./gateway/dead-letters.ts"
+import {
+  allowedMethods,
+  CorsOrigins,
+  corsPolicy,
+  refuseCrossSite,
+  securityHeaders,
+} from "./gateway/hygiene.ts"
+import { heldGauge, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import {
   AdminLimitQuery,
@@ -54,7 +65,7 @@ import {
 } from "./gateway/requests.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
-import { retryRoute } from "./gateway/task-retry.ts"
+import { retryRoute, retryTask } from "./gateway/task-retry.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 
 const SERVICE = "gateway"
@@ -70,8 +81,31 @@ export const GatewayEnv = {
   RPC_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** How long a submission may wait for the broker's confirm before the API answers 503. */
   PUBLISH_TIMEOUT_MS: integerVar(5000, 100, 60_000),
-  /** When set, /admin/* needs `Authorization: Bearer <ADMIN_TOKEN>`. */
-  ADMIN_TOKEN: v.optional(v.string()),
+  /** When set, /admin/* takes `Authorization: Bearer <ADMIN_TOKEN>` (an admin API key too). */
+  ADMIN_TOKEN: v.optional(v.pipe(v.string(), v.minLength(32, "must be at least 32 characters"))),
+  /** API keys, one `<name> <user|admin> sha256:<hex>` a line (`npm run api-key` mints one); read again on change. */
+  API_KEYS_FILE: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
+  /** API keys in the environment, the same lines separated by `;`. */
+  API_KEYS: v.optional(v.string()),
+  API_KEYS_RELOAD_MS: integerVar(2000, 100, 3_600_000),
+  /** Origins whose pages may call the API (CORS), comma-separated; none by default. */
+  CORS_ORIGINS: CorsOrigins,
+  /** Behind a proxy: the client's address is the last X-Forwarded-For entry, and X-Forwarded-Proto says TLS. */
+  TRUST_PROXY: booleanVar(false),
+  /** Requests a second per caller (an API key; a client address with LIMIT_BY_ADDRESS); 0 turns the limit off. */
+  RATE_LIMIT_PER_SECOND: integerVar(50, 0, 1_000_000),
+  /** Requests a caller may send at once before the rate applies. */
+  RATE_LIMIT_BURST: integerVar(100, 1, 1_000_000),
+  /** Without API keys, apply the per-caller limits to each client address. Off: an open API is not throttled. */
+  LIMIT_BY_ADDRESS: booleanVar(false),
+  /** Event streams (task events, the dashboard's feed) open at once per caller, and in all. */
+  MAX_STREAMS_PER_CALLER: integerVar(20, 1, 1_000_000),
+  MAX_STREAMS: integerVar(1000, 1, 1_000_000),
+  /** Requests held by `?wait=` at once per caller, and in all. */
+  MAX_WAITS_PER_CALLER: integerVar(20, 1, 1_000_000),
+  MAX_WAITS: integerVar(1000, 1, 1_000_000),
+  /** The largest answer a lookup may have; a lookup that would be larger is a 422 saying how many fit. */
+  MAX_LOOKUP_ANSWER_BYTES: integerVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
   /** A comment line this often keeps an idle event stream open through proxies. */
   SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
@@ -83,6 +117,8 @@ export const loadGatewayConfig = (env: Record<string, string | undefined> = proc
   checkDashboardConfig(loadConfig(GatewayEnv, env))
 
 const REPLAYED = { "idempotent-replayed": "true" }
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host)
 
 /** A task as submitted: its kind, its own fields and its deadlines, before the gateway gives it an id. */
 type Submission = DistributiveOmit<Task, keyof TaskBaseFields> & Deadlines
@@ -171,7 +207,35 @@ export async function start(config: GatewayConfig) {
   const events = new EventPublisher(broker)
   const taskMetrics = new TaskMetrics(metrics)
   const { names } = broker
-  if (!config.ADMIN_TOKEN) log.warn("production risk", { risk: "admin endpoints without ADMIN_TOKEN" })
+  const keys = ApiKeys.load(config, log)
+  if (keys) log.info("api keys required", { keys: keys.size, file: config.API_KEYS_FILE ?? null })
+  else
+    log.warn("production risk", {
+      risk: "open API: no API_KEYS_FILE or API_KEYS, anyone who reaches it may use it",
+    })
+  const loopbackOnly = isLoopback(config.HOST)
+  if (!config.ADMIN_TOKEN && !keys && !loopbackOnly) {
+    log.warn("admin endpoints off", {
+      reason: "HOST is not loopback and neither ADMIN_TOKEN nor API keys is set",
+    })
+  }
+  const limiter =
+    config.RATE_LIMIT_PER_SECOND > 0
+      ? new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST)
+      : undefined
+  const streams = new Slots(
+    "event streams",
+    config.MAX_STREAMS_PER_CALLER,
+    config.MAX_STREAMS,
+    "MAX_STREAMS_PER_CALLER",
+  )
+  const waits = new Slots(
+    "?wait= requests",
+    config.MAX_WAITS_PER_CALLER,
+    config.MAX_WAITS,
+    "MAX_WAITS_PER_CALLER",
+  )
+  heldGauge(metrics, { streams, waits })
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
   // Long enough for a request that claimed a key to publish its task and its PENDING event.
@@ -265,12 +329,14 @@ export async function start(config: GatewayConfig) {
 
   async function submit(c: Context, submission: Submission): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
-    const task = newTask(submission)
-    const claim = await claimKey(c, submission, [task.task_id])
-    const taskId = claim?.task_ids[0] ?? task.task_id
-    if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true)
-    await publishTask({ ...task, task_id: taskId })
-    return answerTask(c, taskId, waitMs, false)
+    return waits.around(c, waitMs > 0, async () => {
+      const task = newTask(submission)
+      const claim = await claimKey(c, submission, [task.task_id])
+      const taskId = claim?.task_ids[0] ?? task.task_id
+      if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true)
+      await publishTask({ ...task, task_id: taskId })
+      return answerTask(c, taskId, waitMs, false)
+    })
   }
 
   /** 200 with the task if it is final within the wait, else 202 with its status. */
@@ -291,6 +357,10 @@ export async function start(config: GatewayConfig) {
 
   async function submitBatch(c: Context, batch: SubmitBatch): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
+    return waits.around(c, waitMs > 0, () => publishGroup(c, batch, waitMs))
+  }
+
+  async function publishGroup(c: Context, batch: SubmitBatch, waitMs: number): Promise<Response> {
     const { reviews, language, ...deadlines } = batch
     let groupId = uuidv7()
     let tasks = reviews.map((review) =>
@@ -326,6 +396,27 @@ export async function start(config: GatewayConfig) {
   const app = new Hono()
   app.use(serverTiming)
   app.use(metrics.httpMiddleware)
+  app.use(securityHeaders)
+  const cors = corsPolicy(config.CORS_ORIGINS)
+  if (cors) app.use(cors)
+  app.use(allowedMethods(app))
+  app.use(refuseCrossSite(config.CORS_ORIGINS))
+  const dashboardCredentials = {
+    token: config.DASHBOARD_TOKEN,
+    user: config.DASHBOARD_USER,
+    password: config.DASHBOARD_PASSWORD,
+  }
+  app.use(
+    guard({
+      keys,
+      adminToken: config.ADMIN_TOKEN,
+      loopbackOnly,
+      limitByAddress: config.LIMIT_BY_ADDRESS,
+      trustProxy: config.TRUST_PROXY,
+      dashboard: dashboardAuth({ credentials: dashboardCredentials, keys, trustProxy: config.TRUST_PROXY }),
+    }),
+  )
+  app.use(rateLimit(limiter))
   installErrorBoundary(app, log)
   const docs = new ApiDocs(API_INFO, REQUEST_SCHEMAS, RESPONSE_SCHEMAS)
   const route = docs.route.bind(docs, app)
@@ -426,7 +517,7 @@ export async function start(config: GatewayConfig) {
       const { wait: waitMs } = readQuery(c, WaitQuery)
       const groupId = c.req.param("groupId") ?? ""
       if (!v.is(TaskId, groupId)) throw new Problem(404, `no group "${groupId}": group ids are UUIDs`)
-      const group = await store.group(groupId, waitMs)
+      const group = await waits.around(c, waitMs > 0, () => store.group(groupId, waitMs))
       if (!group) throw new Problem(404, `no group with id ${groupId}`)
       return c.json(group)
     },
@@ -486,7 +577,17 @@ export async function start(config: GatewayConfig) {
     async (c) => {
       const { wait: waitMs } = readQuery(c, WaitQuery)
       const { task_ids } = await readJson(c, LookupTasks)
-      return c.json(await store.lookupTasks(task_ids, waitMs))
+      const answer = await waits.around(c, waitMs > 0, () =>
+        store.lookupTasks(task_ids, waitMs, config.MAX_LOOKUP_ANSWER_BYTES),
+      )
+      if ("too_large" in answer) {
+        const { fit } = answer.too_large
+        throw new Problem(
+          422,
+          `the answer would be larger than ${config.MAX_LOOKUP_ANSWER_BYTES} bytes (MAX_LOOKUP_ANSWER_BYTES): the first ${fit} of these ${task_ids.length} tasks fit; ask for fewer at a time`,
+        )
+      }
+      return c.json(answer)
     },
   )
 
@@ -526,9 +627,17 @@ export async function start(config: GatewayConfig) {
     },
     async (c) => {
       const taskId = parseTaskId(c.req.param("taskId") ?? "")
-      return streamTaskEvents(c, taskId, { store, watchers, heartbeatMs: config.SSE_HEARTBEAT_MS, log })
+      const release = streams.take(callerOf(c))
+      return streamTaskEvents(c, taskId, {
+        store,
+        watchers,
+        heartbeatMs: config.SSE_HEARTBEAT_MS,
+        log,
+        release,
+      })
     },
   )
+  const retry = retryTask(store, publishTask)
   route(
     "delete",
     "/polarities/tasks/:taskId",
@@ -541,40 +650,39 @@ export async function start(config: GatewayConfig) {
       responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
       problems: [404, 409, 503],
     },
-    async (c) => {
-      const taskId = parseTaskId(c.req.param("taskId") ?? "")
-      const { revoke, task } = await store.revokeTask(taskId)
-      switch (revoke) {
-        case "revoked":
-          return c.json(task)
-        case "not_found":
-          throw new Problem(404, `no task with id ${taskId}`)
-        case "started":
-          throw new Problem(
-            409,
-            `task ${taskId} is already running; only a task that has not started can be revoked`,
-          )
-        case "final":
-          throw new Problem(
-            409,
-            `task ${taskId} has already finished (${task?.status}); there is nothing to revoke`,
-          )
-      }
-    },
+    revokeTask,
   )
-  retryRoute(route, store, publishTask)
+  retryRoute(route, retry)
+
+  /** DELETE of a task: `/polarities/tasks/{id}`, and the dashboard's Cancel button. */
+  async function revokeTask(c: Context) {
+    const taskId = parseTaskId(c.req.param("taskId") ?? "")
+    const { revoke, task } = await store.revokeTask(taskId)
+    switch (revoke) {
+      case "revoked":
+        return c.json(task)
+      case "not_found":
+        throw new Problem(404, `no task with id ${taskId}`)
+      case "started":
+        throw new Problem(
+          409,
+          `task ${taskId} is already running; only a task that has not started can be revoked`,
+        )
+      case "final":
+        throw new Problem(
+          409,
+          `task ${taskId} has already finished (${task?.status}); there is nothing to revoke`,
+        )
+    }
+  }
   // The seed app's path, kept for its clients.
   route("get", "/polarities/task/:taskId", { ...getTaskDoc, deprecated: true }, getTask)
 
-  const requireAdmin: MiddlewareHandler = async (c, next) => {
-    if (config.ADMIN_TOKEN && c.req.header("authorization") !== `Bearer ${config.ADMIN_TOKEN}`) {
-      throw new Problem(401, "admin endpoints need the header Authorization: Bearer <ADMIN_TOKEN>", {
-        "www-authenticate": "Bearer",
-      })
-    }
-    await next()
-  }
-  const deadLetterQueues = { failed: names.failedQueue, poison: names.poisonQueue }
+  // A Map, never a plain object: a name from the URL such as __proto__ must find nothing.
+  const deadLetterQueues = new Map([
+    ["failed", names.failedQueue],
+    ["poison", names.poisonQueue],
+  ])
   route(
     "get",
     "/admin/dead-letters/:queue",
@@ -586,11 +694,10 @@ export async function start(config: GatewayConfig) {
       responses: {
         200: { description: "The messages at the head of the queue", schema: "DeadLetterListing" },
       },
-      problems: [401, 404, 422, 503],
+      problems: [401, 403, 404, 422, 503],
     },
-    requireAdmin,
     async (c) => {
-      const queue = deadLetterQueues[c.req.param("queue") as keyof typeof deadLetterQueues]
+      const queue = deadLetterQueues.get(c.req.param("queue") ?? "")
       if (!queue) throw new Problem(404, "dead-letter queues are failed and poison")
       const { limit } = readQuery(c, AdminLimitQuery)
       return c.json({ queue, messages: await deadLetters.peek(queue, limit) })
@@ -604,9 +711,8 @@ export async function start(config: GatewayConfig) {
       tag: "admin",
       query: AdminLimitQuery,
       responses: { 200: { description: "The tasks replayed", schema: "ReplayResult" } },
-      problems: [401, 422, 503],
+      problems: [401, 403, 422, 503],
     },
-    requireAdmin,
     async (c) => {
       const replayed = await deadLetters.replayFailed(readQuery(c, AdminLimitQuery).limit)
       return c.json({ replayed: replayed.length, task_ids: replayed })
@@ -630,8 +736,10 @@ export async function start(config: GatewayConfig) {
     )
   }
 
-  const dashboard = mountDashboard(app, route, {
+  const dashboard = mountDashboard(route, {
     config,
+    streams,
+    actions: { revoke: revokeTask, retry },
     topology: topologyOptions(config),
     broker,
     store,
@@ -683,6 +791,8 @@ export async function start(config: GatewayConfig) {
   log.info("started", { url: server.url })
 
   async function stop(): Promise<void> {
+    keys?.close()
+    limiter?.close()
     watchers.close()
     await dashboard.close()
     await server.stop()

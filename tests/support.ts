@@ -157,10 +157,11 @@ export async function expectProblem(res: Response, status: number, detail: strin
 export async function submitFlaky(
   stack: Pick<Stack, "url">,
   body: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
 ): Promise<string> {
   const res = await fetch(stack.url("/test/flaky"), {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
   })
   expect(res.status).toBe(202)

@@ -61,7 +61,7 @@ export class DashboardFeed {
    * `overview` events: the whole series first, then every tick its last seconds (the browser merges them by
    * second); `tasks` when tasks changed; `problem` when the store or the broker did not answer a tick.
    */
-  stream(c: Context): Response {
+  stream(c: Context, release: () => void): Response {
     return streamSSE(c, async (stream) => {
       const viewer: Viewer = { stream, closed: Promise.withResolvers() }
       stream.onAbort(() => viewer.closed.resolve())
@@ -75,6 +75,7 @@ export class DashboardFeed {
       await viewer.closed.promise
       clearInterval(heartbeat)
       this.leave(viewer)
+      release()
     })
   }
 

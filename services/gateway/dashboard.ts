@@ -4,7 +4,7 @@
 // (DELETE and retry) and the admin endpoint for dead-letter replays.
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import type { Hono } from "hono"
+import type { Context } from "hono"
 import * as v from "valibot"
 import type { Broker } from "../../shared/amqp.ts"
 import { ConfigError, integerVar } from "../../shared/config.ts"
@@ -21,8 +21,9 @@ import type { Logger } from "../../shared/log.ts"
 import type { ServiceMetrics } from "../../shared/metrics.ts"
 import { fileResponse } from "../../shared/runtime.ts"
 import type { TopologyOptions } from "../../shared/topology.ts"
-import { dashboardAuth } from "./dashboard-auth.ts"
+import { callerOf } from "./access.ts"
 import { DashboardFeed } from "./dashboard-live.ts"
+import type { Slots } from "./limits.ts"
 import type { Route } from "./openapi.ts"
 import { QueueStats } from "./queue-stats.ts"
 import { decodeCursor, encodeCursor, limitParam, parseTaskId, readQuery, TaskIdParam } from "./requests.ts"
@@ -86,6 +87,14 @@ interface DashboardDeps {
   watchers: TaskWatchers
   metrics: ServiceMetrics
   log: Logger
+  /** The gateway's event-stream slots: the live feed takes one per viewer. */
+  streams: Slots
+  /**
+   * The task API's DELETE and retry, served again under /dashboard for the page's Cancel and Retry buttons: behind
+   * the dashboard's credentials, which a browser sends there (its cookie is scoped to /dashboard) and an API key
+   * of the task API's would not come from.
+   */
+  actions: { revoke: (c: Context) => Promise<Response>; retry: (c: Context) => Promise<Response> }
 }
 
 /** Settings that are wrong only together: refused at start-up, before anything connects. */
@@ -99,23 +108,14 @@ export function checkDashboardConfig<TConfig extends DashboardConfig>(config: TC
 }
 
 export function mountDashboard(
-  app: Hono,
-  route: Route<"DashboardOverview" | "TaskDetail" | "TaskPage">,
-  { config, topology, broker, store, watchers, metrics, log }: DashboardDeps,
+  route: Route<"DashboardOverview" | "TaskDetail" | "TaskPage" | "TaskRecord" | "TaskAccepted">,
+  { config, topology, broker, store, watchers, metrics, log, streams, actions }: DashboardDeps,
 ) {
-  const credentials = {
-    token: config.DASHBOARD_TOKEN,
-    user: config.DASHBOARD_USER,
-    password: config.DASHBOARD_PASSWORD,
-  }
-  if (!credentials.token && !credentials.user) {
+  if (!config.DASHBOARD_TOKEN && !config.DASHBOARD_USER) {
     log.warn("production risk", {
       risk: "dashboard without DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD",
     })
   }
-  const auth = dashboardAuth(credentials)
-  app.use("/dashboard", auth)
-  app.use("/dashboard/*", auth)
 
   const queues = new QueueStats({
     amqpUrl: config.AMQP_URL,
@@ -193,7 +193,7 @@ export function mountDashboard(
       responses: { 200: { description: "The event stream", mediaType: "text/event-stream" } },
       problems: [401],
     },
-    (c) => feed.stream(c),
+    (c) => feed.stream(c, streams.take(callerOf(c))),
   )
   route(
     "get",
@@ -230,6 +230,33 @@ export function mountDashboard(
       if (!detail) throw new Problem(404, `no task with id ${taskId}`)
       return c.json(detail)
     },
+  )
+
+  route(
+    "delete",
+    "/dashboard/api/tasks/:taskId",
+    {
+      summary:
+        "The dashboard's Cancel: DELETE /polarities/tasks/{task_id} behind the dashboard's credentials",
+      tag: "dashboard",
+      path: { taskId: TaskIdParam },
+      responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
+      problems: [401, 404, 409, 503],
+    },
+    actions.revoke,
+  )
+  route(
+    "post",
+    "/dashboard/api/tasks/:taskId/retry",
+    {
+      summary:
+        "The dashboard's Retry: POST /polarities/tasks/{task_id}/retry behind the dashboard's credentials",
+      tag: "dashboard",
+      path: { taskId: TaskIdParam },
+      responses: { 202: { description: "Published again", schema: "TaskAccepted" } },
+      problems: [401, 404, 409, 503],
+    },
+    actions.retry,
   )
 
   return {

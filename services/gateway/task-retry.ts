@@ -1,5 +1,6 @@
 // POST /polarities/tasks/{id}/retry: a task that ended without succeeding (FAILURE, EXPIRED, REVOKED) runs again
 // as a new run, as a dead-letter replay would start one, from the input the status store kept.
+import type { Context } from "hono"
 import * as v from "valibot"
 import { Task, type TaskStatus } from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
@@ -41,11 +42,16 @@ export async function taskToRetry(store: StatusStoreClient, taskId: string): Pro
   return parsed.output
 }
 
-export function retryRoute(
-  route: Route<"TaskAccepted">,
-  store: StatusStoreClient,
-  publishTask: (task: Task) => Promise<void>,
-): void {
+/** The retry as a handler: `/polarities/tasks/{id}/retry`, and the dashboard's Retry button. */
+export function retryTask(store: StatusStoreClient, publishTask: (task: Task) => Promise<void>) {
+  return async (c: Context) => {
+    const taskId = parseTaskId(c.req.param("taskId") ?? "")
+    await publishTask(await taskToRetry(store, taskId))
+    return c.json({ task_id: taskId, status: "PENDING" }, 202, { location: `/polarities/tasks/${taskId}` })
+  }
+}
+
+export function retryRoute(route: Route<"TaskAccepted">, retry: ReturnType<typeof retryTask>): void {
   route(
     "post",
     "/polarities/tasks/:taskId/retry",
@@ -64,10 +70,6 @@ export function retryRoute(
       },
       problems: [404, 409, 503],
     },
-    async (c) => {
-      const taskId = parseTaskId(c.req.param("taskId") ?? "")
-      await publishTask(await taskToRetry(store, taskId))
-      return c.json({ task_id: taskId, status: "PENDING" }, 202, { location: `/polarities/tasks/${taskId}` })
-    },
+    retry,
   )
 }

@@ -100,6 +100,8 @@ interface StreamOptions {
   watchers: TaskWatchers
   heartbeatMs: number
   log: Logger
+  /** Gives back the stream's slot (MAX_STREAMS_PER_CALLER), once the stream ends or is refused. */
+  release: () => void
 }
 
 /**
@@ -113,10 +115,14 @@ export async function streamTaskEvents(
   taskId: string,
   options: StreamOptions,
 ): Promise<Response> {
-  const { store, watchers, heartbeatMs, log } = options
+  const { store, watchers, heartbeatMs, log, release } = options
   // Watch first, then read: an event that lands in between raises the signal, and the stream reads again.
   const signal = new Signal()
-  const unwatch = watchers.watch(taskId, signal)
+  const stopWatching = watchers.watch(taskId, signal)
+  const unwatch = () => {
+    stopWatching()
+    release()
+  }
   let record: TaskRecord | null
   try {
     record = await store.getTask(taskId)

@@ -464,8 +464,8 @@ async function act(action) {
   const message = $("#detail-message")
   const request =
     action === "cancel"
-      ? { path: `polarities/tasks/${taskId}`, method: "DELETE", done: "cancelled" }
-      : { path: `polarities/tasks/${taskId}/retry`, method: "POST", done: "queued again as a new run" }
+      ? { path: `dashboard/api/tasks/${taskId}`, method: "DELETE", done: "cancelled" }
+      : { path: `dashboard/api/tasks/${taskId}/retry`, method: "POST", done: "queued again as a new run" }
   try {
     await fetchJson(request.path, { method: request.method })
     message.textContent = `Task ${request.done}.`
