@@ -611,7 +611,7 @@ export async function start(config: GatewayConfig) {
     {
       summary: "Follow a task live: a Server-Sent Events stream of its states",
       description:
-        "Each state change is one event: `event:` the status, `data:` the task record (as GET answers it), `id:` attempts and status. The current state comes first; the stream ends after a final state (SUCCESS, FAILURE, EXPIRED, REVOKED), at once for a task that has already finished. A comment line every 15 s keeps the connection alive. A client that reconnects with `Last-Event-ID` set to the final state's id gets 204 (EventSource then stops reconnecting).",
+        "Each state change is one event: `event:` the status, `data:` the task record (as GET answers it), `id:` attempts and status. The current state comes first; the stream ends after a final state (SUCCESS, FAILURE, EXPIRED, REVOKED), at once for a task that has already finished. While an attempt runs, each progress report it makes (at most one per PROGRESS_INTERVAL_MS) is an `event: progress` whose `data:` is `{done, total, message?, at}`, without an `id:`. A comment line every 15 s keeps the connection alive. A client that reconnects with `Last-Event-ID` set to the final state's id gets 204 (EventSource then stops reconnecting).",
       tag: "tasks",
       path: { taskId: TaskIdParam },
       headers: {

@@ -14,7 +14,7 @@ import {
   PoisonMessage,
   topologyOptions,
 } from "../shared/amqp.ts"
-import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
+import { BrokerEnv, booleanVar, ConfigError, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   MessageType,
   RevokedReply,
@@ -36,9 +36,10 @@ import {
   TASK_ROUTES,
   type TaskRoute,
 } from "../shared/topology.ts"
-import { AttemptLimit, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
+import { AttemptContext, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
 import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
+import { ProgressReports } from "./polarity-worker/progress.ts"
 
 const SERVICE = "polarity-worker"
 /** How long a starting worker waits for the store's list of revokes before it starts without it. */
@@ -75,12 +76,21 @@ export const WorkerEnv = {
   REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
   /** How often the worker publishes its heartbeat (the dashboard's worker list). */
   WORKER_HEARTBEAT_MS: integerVar(2000, 50, 600_000),
+  /** A running task's progress reports go out at most this often, the latest one each time. */
+  PROGRESS_INTERVAL_MS: integerVar(250, 50, 60_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
+  /** Test only (needs ENABLE_TEST_TASKS): a wait before each sentence of a document, to make a slow one. */
+  TEST_SENTENCE_DELAY_MS: integerVar(0, 0, 60_000),
 }
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
-export const loadWorkerConfig = (env: Record<string, string | undefined> = process.env) =>
-  loadConfig(WorkerEnv, env)
+export function loadWorkerConfig(env: Record<string, string | undefined> = process.env) {
+  const config = loadConfig(WorkerEnv, env)
+  if (config.TEST_SENTENCE_DELAY_MS > 0 && !config.ENABLE_TEST_TASKS) {
+    throw new ConfigError("invalid configuration: TEST_SENTENCE_DELAY_MS needs ENABLE_TEST_TASKS=true")
+  }
+  return config
+}
 
 /** The most recent `capacity` ids added, oldest forgotten first: a bounded memory of revoked tasks. */
 class RecentIds {
@@ -108,10 +118,17 @@ export async function start(config: WorkerConfig) {
   })
   const policy = topologyOptions(config).retry
   const events = new EventPublisher(broker)
+  const executionOptions = {
+    testTasks: config.ENABLE_TEST_TASKS,
+    sentenceDelayMs: config.TEST_SENTENCE_DELAY_MS,
+  }
   const workerName = `${hostname()}:${process.pid}`
   const { names } = broker
   let inHand = 0
   const taskMetrics = new WorkerMetrics(metrics, () => inHand)
+  const progress = new ProgressReports(broker, config.PROGRESS_INTERVAL_MS, log, () =>
+    taskMetrics.progressReported(),
+  )
   let drained: PromiseWithResolvers<void> | undefined
 
   // Revokes are heard on the events exchange while the worker is connected; those made while it was away are
@@ -211,13 +228,11 @@ export async function start(config: WorkerConfig) {
       events.emit({ ...started, state: "STARTED", worker: workerName }).catch(() => {})
     }
     taskMetrics.taskStarted(task.kind)
-    const limit = new AttemptLimit(task.time_limit_ms, startedAt)
-    const outcome = await outcomeOf(
-      task,
-      startedAt,
-      () => execute(task, config.ENABLE_TEST_TASKS, limit),
-      policy,
-    )
+    const reports = progress.forAttempt(task, startedAt)
+    const abort = new AbortController()
+    const context = new AttemptContext(task.time_limit_ms, startedAt, abort.signal, reports.report)
+    const outcome = await outcomeOf(task, startedAt, () => execute(task, executionOptions, context), policy)
+    reports.close()
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
     taskMetrics.taskEnded(task.kind, outcome)

@@ -14,6 +14,8 @@ import {
   type StatusReply,
   type TaskEvent,
   TaskEventBatch,
+  type TaskProgress,
+  TaskProgressBatch,
   WorkerHeartbeat,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
@@ -110,6 +112,7 @@ interface Delivery {
   events: TaskEvent[]
   barrierId?: string
   heartbeat?: WorkerHeartbeat
+  progress?: TaskProgress[]
 }
 
 export async function start(config: StoreConfig) {
@@ -144,6 +147,9 @@ export async function start(config: StoreConfig) {
           events: [],
           heartbeat: decodeMessage(msg, WorkerHeartbeat, "WorkerHeartbeat"),
         })
+      } else if (msg.properties.type === MessageType.taskProgress) {
+        const { reports } = decodeMessage(msg, TaskProgressBatch, "TaskProgressBatch")
+        uncommitted.push({ msg, events: [], progress: reports })
       } else {
         uncommitted.push({ msg, events: decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events })
       }
@@ -169,10 +175,12 @@ export async function start(config: StoreConfig) {
   async function commit(deliveries: Delivery[]): Promise<void> {
     const events = deliveries.flatMap((d) => d.events)
     const heartbeats = deliveries.flatMap((d) => (d.heartbeat ? [d.heartbeat] : []))
+    const progress = deliveries.flatMap((d) => d.progress ?? [])
     let applied: Applied[]
     try {
       applied = await applyEvents(events)
       if (heartbeats.length > 0) await db.recordHeartbeats(heartbeats, Date.now())
+      if (progress.length > 0) await db.recordProgress(progress)
     } catch (err) {
       log.error("event commit failed, requeueing", { events: events.length, err })
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})

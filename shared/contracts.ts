@@ -321,6 +321,37 @@ export const TaskEvent = v.variant("state", [
 ])
 export type TaskEvent = v.InferOutput<typeof TaskEvent>
 
+/**
+ * How far a running attempt has got, as its task code reports it (Celery's `update_state(state="PROGRESS",
+ * meta=…)`): `done` of `total` (any unit: sentences, bytes, steps), and a short message.
+ */
+export const Progress = v.pipe(
+  v.object({
+    done: v.pipe(v.number("done must be a number"), v.finite(), v.minValue(0, "done must be at least 0")),
+    total: v.pipe(v.number("total must be a number"), v.finite(), v.gtValue(0, "total must be above 0")),
+    message: v.optional(v.pipe(v.string(), v.maxLength(200, "message must be at most 200 characters"))),
+  }),
+  v.check((progress) => progress.done <= progress.total, "done must not exceed total"),
+)
+export type Progress = v.InferOutput<typeof Progress>
+
+/**
+ * A progress report, on the events exchange under a routing key of its own (`progress`), so that what consumes
+ * task events (`task.#`) never sees one. Not a state: it never changes a task's status.
+ */
+export const TaskProgress = v.object({
+  task_id: TaskId,
+  attempt: v.pipe(Attempt, v.minValue(1)),
+  run: Run,
+  at: EpochMillis,
+  progress: Progress,
+})
+export type TaskProgress = v.InferOutput<typeof TaskProgress>
+
+/** The progress reports of one turn of one worker, in one message. */
+export const TaskProgressBatch = v.object({ reports: v.pipe(v.array(TaskProgress), v.minLength(1)) })
+export type TaskProgressBatch = v.InferOutput<typeof TaskProgressBatch>
+
 /** Deterministic, so that a redelivered or re-sent event is recognised and applied once. */
 export function eventId(event: TaskEvent): string {
   return `${event.task_id}:${event.state}:${event.attempt}`
@@ -364,6 +395,16 @@ export const MAX_PAGE_SIZE = 100
 
 const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 
+/** The latest progress a running task reported, as the API shows it. */
+export const ProgressView = v.object({
+  done: v.number(),
+  total: v.number(),
+  message: v.optional(v.string()),
+  /** When the worker sent it. */
+  at: v.pipe(v.string(), v.isoTimestamp()),
+})
+export type ProgressView = v.InferOutput<typeof ProgressView>
+
 /** A task as the API shows it. */
 export const TaskRecord = v.object({
   task_id: TaskId,
@@ -378,6 +419,11 @@ export const TaskRecord = v.object({
   submitted_at: IsoTime,
   started_at: IsoTime,
   finished_at: IsoTime,
+  /**
+   * Present only while an attempt runs (STARTED, or PENDING when TRACK_STARTED is off) and has reported
+   * progress; gone once the task ends or waits for a retry.
+   */
+  progress: v.optional(ProgressView),
 })
 export type TaskRecord = v.InferOutput<typeof TaskRecord>
 
@@ -618,6 +664,7 @@ export const MessageType = {
   statusQuery: "status-query",
   statusReply: "status-reply",
   workerHeartbeat: "worker-heartbeat",
+  taskProgress: "task-progress",
 } as const
 
 // --- HTTP-only bodies: what the API answers besides task records.

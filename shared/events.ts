@@ -26,6 +26,8 @@ interface CoalescingOptions<T> {
   maxChars?: number
   /** Last look at the batches of a turn before they go out. */
   beforeFlush?: (pending: Map<string, Batch<T>>) => void
+  /** 1 for what need not survive a broker restart (progress reports); 2, persistent, by default. */
+  deliveryMode?: 1 | 2
 }
 
 export class CoalescingPublisher<T> {
@@ -71,8 +73,9 @@ export class CoalescingPublisher<T> {
     if (!batch) return
     this.pending.delete(routingKey)
     const body = JSON.stringify(this.options.body(batch.items))
+    const { type, deliveryMode = 2 } = this.options
     this.broker
-      .publish(this.options.exchange, routingKey, body, { type: this.options.type })
+      .publish(this.options.exchange, routingKey, body, { type, deliveryMode })
       .then(batch.confirmed.resolve, batch.confirmed.reject)
   }
 }

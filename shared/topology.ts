@@ -30,7 +30,7 @@ export function topologyNames(prefix: string) {
     tasksExchange: `${prefix}tasks`,
     /** topic; routing key `retry.<delayMs>.<route>` picks the wait queue of that delay */
     retryExchange: `${prefix}retry`,
-    /** topic; routing key `task.<state>` for task events, `worker.heartbeat` for workers' heartbeats */
+    /** topic; `task.<state>` for task events, `progress` for progress reports, `worker.heartbeat` for heartbeats */
     eventsExchange: `${prefix}events`,
     /** direct; routing key `poison` or `failed` */
     deadLetterExchange: `${prefix}dead-letter`,
@@ -84,6 +84,13 @@ export function eventRoutingKey(state: TaskStatus): string {
 
 /** Workers' heartbeats travel on the events exchange beside the task events, bound apart by this key. */
 export const WORKER_HEARTBEAT_KEY = "worker.heartbeat"
+
+/**
+ * Running tasks' progress reports, on the events exchange: a key outside `task.#`, since a report is no state
+ * and those who follow states (a worker's revoke listener, tests, other consumers of `task.#`) need not decode it.
+ * The status store binds it for GET; each gateway's listener for its event streams.
+ */
+export const TASK_PROGRESS_KEY = "progress"
 
 export function retryRoutingKey(delayMs: number, route: TaskRoute): string {
   return `retry.${delayMs}.${route}`
@@ -151,6 +158,7 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
   await channel.queueDeclare(names.statusEventsQueue, durable, queueArgs())
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "task.#")
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "worker.#")
+  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, TASK_PROGRESS_KEY)
   await channel.queueDeclare(names.statusRpcQueue, durable, queueArgs())
 
   for (const [key, queue] of [

@@ -6,7 +6,16 @@ import * as v from "valibot"
 import { loadGatewayConfig } from "../services/gateway.ts"
 import { DashboardOverview, type TaskDetail, type TaskPage, type TaskRecord } from "../shared/contracts.ts"
 import { allNames } from "../shared/topology.ts"
-import { eventually, postBody, postReview, type Stack, startStack, taskBody, testEnv } from "./support.ts"
+import {
+  eventually,
+  postBody,
+  postReview,
+  type Stack,
+  sseReader,
+  startStack,
+  taskBody,
+  testEnv,
+} from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -36,36 +45,6 @@ async function flaky(body: Record<string, unknown>): Promise<TaskRecord> {
     body: JSON.stringify(body),
   })
   return taskBody(res)
-}
-
-/** Events of an SSE response as they come: `next()` resolves with the next one (comments skipped). */
-function sseReader(res: Response) {
-  const reader = (res.body ?? new ReadableStream()).getReader()
-  const decoder = new TextDecoder()
-  let buffered = ""
-  return {
-    async next(): Promise<{ event: string; data: unknown }> {
-      for (;;) {
-        const end = buffered.indexOf("\n\n")
-        if (end >= 0) {
-          const block = buffered.slice(0, end)
-          buffered = buffered.slice(end + 2)
-          if (block.startsWith(":")) continue
-          const field = (name: string) =>
-            block
-              .split("\n")
-              .find((line) => line.startsWith(`${name}:`))
-              ?.slice(name.length + 1)
-              .trim()
-          return { event: field("event") ?? "message", data: JSON.parse(field("data") ?? "null") }
-        }
-        const { value, done } = await reader.read()
-        if (done) throw new Error("the stream ended")
-        buffered += decoder.decode(value, { stream: true })
-      }
-    },
-    cancel: () => reader.cancel(),
-  }
 }
 
 describe("the dashboard page", () => {

@@ -367,7 +367,8 @@ describe("on sqlite", () => {
     const raw = new Database(database.path)
     raw.run(`DROP TABLE status_counts; DROP TABLE throughput; DROP TABLE latency_buckets; ALTER TABLE inbox DROP COLUMN detail; ALTER TABLE inbox DROP COLUMN at; ALTER TABLE inbox DROP COLUMN run;
       DROP TABLE workers; DROP INDEX tasks_by_kind; DROP INDEX tasks_by_status_kind;
-      ALTER TABLE tasks RENAME COLUMN rank TO progress; PRAGMA user_version = 3`)
+      ALTER TABLE tasks DROP COLUMN progress_report; ALTER TABLE tasks RENAME COLUMN rank TO progress;
+      PRAGMA user_version = 3`)
     raw.close()
     const db = await database.reopen()
     expect(nonZero((await db.stats(T0, 1, 60)).counts)).toEqual({ PENDING: 1, SUCCESS: 1 })

@@ -36,6 +36,8 @@ beforeAll(async () => {
     WORKER_HEARTBEAT_MS: "250",
     DASHBOARD_REFRESH_MS: "250",
     ADMIN_TOKEN: ADMIN_TOKEN,
+    // Each sentence of a document takes 30 ms, so that a long one runs for seconds and shows its progress.
+    TEST_SENTENCE_DELAY_MS: "30",
   })
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
 })
@@ -166,6 +168,28 @@ describe("the dashboard in a browser", () => {
     expect((await waitForFinal(stack, sleeper)).status).toBe("SUCCESS")
     expect((await waitForFinal(stack, pending)).status).toBe("REVOKED")
     submitted.revoked = pending
+    expect(opened.errors).toEqual([])
+  })
+
+  test("a running document's detail shows a progress bar that moves, then its result", async () => {
+    const text = Array.from({ length: 100 }, (_, i) => `Sentence ${i} is lovely.`).join(" ")
+    const taskId = await postJson("/polarities/documents", { document: text })
+    await using opened = await openDashboard(stack.url(`/dashboard#task=${taskId}`))
+    const { page } = opened
+    const bar = page.locator("#detail-progress")
+    await bar.waitFor({ timeout: WAIT_MS })
+    const first = Number(await bar.getAttribute("data-done"))
+    expect(await bar.getAttribute("data-total")).toBe("100")
+    // Moved by the live stream alone: the page reads the detail again only when the state changes.
+    let done = first
+    for (const deadline = Date.now() + WAIT_MS; done <= first && Date.now() < deadline; await Bun.sleep(50))
+      done = Number(await bar.getAttribute("data-done", { timeout: WAIT_MS }))
+    expect(done).toBeGreaterThan(first)
+    expect(await page.locator("#detail-progress progress").getAttribute("max")).toBe("100")
+    expect(await bar.textContent()).toMatch(/^\d+ \/ 100 \(\d+ %\)$/)
+    await page.locator('#detail[data-status="SUCCESS"]').waitFor({ timeout: WAIT_MS })
+    expect(await bar.count()).toBe(0)
+    expect(await page.locator("#detail-body").textContent()).toContain("100 positive, 0 negative")
     expect(opened.errors).toEqual([])
   })
 

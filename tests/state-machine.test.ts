@@ -56,6 +56,7 @@ describe("the status store's state machine", () => {
       submitted_at: 1000,
       started_at: 1010,
       finished_at: 1020,
+      progress_report: null,
     })
   })
 

@@ -245,3 +245,33 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 5000): 
     }
   }
 }
+
+/** Events of an SSE response as they come: `next()` resolves with the next one (comments skipped). */
+export function sseReader(res: Response) {
+  const reader = (res.body ?? new ReadableStream()).getReader()
+  const decoder = new TextDecoder()
+  let buffered = ""
+  return {
+    async next(): Promise<{ event: string; data: unknown }> {
+      for (;;) {
+        const end = buffered.indexOf("\n\n")
+        if (end >= 0) {
+          const block = buffered.slice(0, end)
+          buffered = buffered.slice(end + 2)
+          if (block.startsWith(":")) continue
+          const field = (name: string) =>
+            block
+              .split("\n")
+              .find((line) => line.startsWith(`${name}:`))
+              ?.slice(name.length + 1)
+              .trim()
+          return { event: field("event") ?? "message", data: JSON.parse(field("data") ?? "null") }
+        }
+        const { value, done } = await reader.read()
+        if (done) throw new Error("the stream ended")
+        buffered += decoder.decode(value, { stream: true })
+      }
+    },
+    cancel: () => reader.cancel(),
+  }
+}

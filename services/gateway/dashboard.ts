@@ -28,7 +28,7 @@ import type { Route } from "./openapi.ts"
 import { QueueStats } from "./queue-stats.ts"
 import { decodeCursor, encodeCursor, limitParam, parseTaskId, readQuery, TaskIdParam } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
-import type { TaskWatchers } from "./task-streams.ts"
+import { streamTaskEvents, type TaskWatchers } from "./task-streams.ts"
 
 export const DashboardEnv = {
   /** When set, /dashboard and its data need it: `Authorization: Bearer`, or `?token=` once (then a cookie). */
@@ -229,6 +229,23 @@ export function mountDashboard(
       const detail = await store.taskDetail(taskId)
       if (!detail) throw new Problem(404, `no task with id ${taskId}`)
       return c.json(detail)
+    },
+  )
+  route(
+    "get",
+    "/dashboard/api/tasks/:taskId/events",
+    {
+      summary: "A task's states and progress as Server-Sent Events, for its open detail",
+      description:
+        "The same stream as `GET /polarities/tasks/{task_id}/events`, behind the dashboard's credentials.",
+      tag: "dashboard",
+      path: { taskId: TaskIdParam },
+      responses: { 200: { description: "The event stream", mediaType: "text/event-stream" } },
+      problems: [401, 404, 503],
+    },
+    async (c) => {
+      const taskId = parseTaskId(c.req.param("taskId") ?? "")
+      return streamTaskEvents(c, taskId, { store, watchers, heartbeatMs: config.SSE_HEARTBEAT_MS, log })
     },
   )
 

@@ -1,30 +1,60 @@
 // Live task progress over Server-Sent Events. The gateway listens once to the events exchange and fans the
 // events out in process to the streams watching each task id. An event only says "look again": each stream
-// reads the task from the status store, so what it sends is exactly what GET answers.
+// reads the task from the status store, so what it sends is exactly what GET answers. Progress reports, which
+// come often and change no state, go to the streams as they are, without a read.
 import type { Context } from "hono"
 import { streamSSE } from "hono/streaming"
 import { type Broker, decodeMessage } from "../../shared/amqp.ts"
-import { FINAL_STATUSES, type TaskEvent, TaskEventBatch, type TaskRecord } from "../../shared/contracts.ts"
+import {
+  FINAL_STATUSES,
+  MessageType,
+  type ProgressView,
+  type TaskEvent,
+  TaskEventBatch,
+  type TaskProgress,
+  TaskProgressBatch,
+  type TaskRecord,
+} from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
+import { TASK_PROGRESS_KEY } from "../../shared/topology.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
 
-/** A flag a stream waits on: raised by every event of its task, so nothing is missed while it reads. */
+interface Wakeup {
+  /** The task's state may have changed: read it again. */
+  changed: boolean
+  /** The latest progress report since the last wake-up, if any. */
+  progress: TaskProgress | undefined
+}
+
+/**
+ * What a stream waits on: raised by every event of its task, so nothing is missed while it reads, and holding
+ * the latest progress report, so that a slow client gets the newest one rather than a backlog.
+ */
 class Signal {
-  private raised = false
+  private changed = false
+  private progress: TaskProgress | undefined
   private waiter: PromiseWithResolvers<void> | undefined
 
   raise(): void {
-    this.raised = true
+    this.changed = true
     this.waiter?.resolve()
   }
 
-  async next(): Promise<void> {
-    if (!this.raised) {
+  report(progress: TaskProgress): void {
+    this.progress = progress
+    this.waiter?.resolve()
+  }
+
+  async next(): Promise<Wakeup> {
+    if (!this.changed && !this.progress) {
       this.waiter = Promise.withResolvers()
       await this.waiter.promise
     }
-    this.raised = false
+    const wakeup = { changed: this.changed, progress: this.progress }
+    this.changed = false
+    this.progress = undefined
+    return wakeup
   }
 }
 
@@ -59,6 +89,10 @@ export class TaskWatchers {
     for (const signal of this.byTask.get(taskId) ?? []) signal.raise()
   }
 
+  report(progress: TaskProgress): void {
+    for (const signal of this.byTask.get(progress.task_id) ?? []) signal.report(progress)
+  }
+
   /** After a reconnect events may have been missed: every stream reads its task again. */
   notifyAll(): void {
     for (const taskId of this.byTask.keys()) this.notify(taskId)
@@ -76,10 +110,16 @@ export async function listenForTaskEvents(broker: Broker, log: Logger): Promise<
   const watchers = new TaskWatchers()
   await broker.listen(
     broker.names.eventsExchange,
-    ["task.#"],
+    ["task.#", TASK_PROGRESS_KEY],
     (msg) => {
       if (watchers.size === 0 && watchers.subscribers.size === 0) return
       try {
+        if (msg.properties.type === MessageType.taskProgress) {
+          if (watchers.size === 0) return
+          const { reports } = decodeMessage(msg, TaskProgressBatch, "TaskProgressBatch")
+          for (const report of reports) watchers.report(report)
+          return
+        }
         const { events } = decodeMessage(msg, TaskEventBatch, "TaskEventBatch")
         for (const event of events) watchers.notify(event.task_id)
         for (const subscriber of watchers.subscribers) subscriber(events)
@@ -94,6 +134,13 @@ export async function listenForTaskEvents(broker: Broker, log: Logger): Promise<
 
 /** The SSE `id` of a record: a reconnecting client sends it back as Last-Event-ID. */
 const eventIdOf = (record: TaskRecord) => `${record.attempts}-${record.status}`
+
+/** A report as GET shows it, if it belongs to the attempt the record is at and that attempt may be running. */
+function progressView(report: TaskProgress, record: TaskRecord): ProgressView | undefined {
+  const running = record.status === "STARTED" || record.status === "PENDING"
+  if (!running || report.attempt < record.attempts) return undefined
+  return { ...report.progress, at: new Date(report.at).toISOString() }
+}
 
 interface StreamOptions {
   store: StatusStoreClient
@@ -150,9 +197,11 @@ export async function streamTaskEvents(
           await stream.writeSSE({ event: current.status, data: JSON.stringify(current), id: sent })
         }
         if (FINAL_STATUSES.has(current.status)) break
-        await signal.next()
+        const { changed, progress } = await signal.next()
+        const view = progress && progressView(progress, current)
+        if (view) await stream.writeSSE({ event: "progress", data: JSON.stringify(view) })
         // The event is on the store's queue too; catching up makes sure the store has applied it.
-        current = (await store.getTask(taskId, { catchUp: true })) ?? current
+        if (changed) current = (await store.getTask(taskId, { catchUp: true })) ?? current
       }
     } catch (err) {
       log.warn("task stream ended early", { taskId, err })

@@ -1,8 +1,9 @@
-// Running one attempt of a task: its kind's work under the attempt's time limit, and what follows from the
-// way it ended (SUCCESS, RETRY with a delay, or FAILURE).
+// Running one attempt of a task: its kind's work under the attempt's time limit and abort signal, reporting its
+// progress, and what follows from the way it ended (SUCCESS, RETRY with a delay, or FAILURE).
 import { setTimeout as sleep } from "node:timers/promises"
-import type { FlakyTask, Task, TaskEvent, TaskResult } from "../../shared/contracts.ts"
+import type { DocumentTask, FlakyTask, Task, TaskEvent, TaskResult } from "../../shared/contracts.ts"
 import { type RetryPolicy, retryDelayMs } from "../../shared/topology.ts"
+import type { ReportProgress } from "./progress.ts"
 import { scoreDocument, scoreReview } from "./scoring.ts"
 
 /** Thrown by a task to fail at once, skipping the retries (BullMQ's UnrecoverableError). */
@@ -16,16 +17,19 @@ export class TimeLimitExceeded extends Error {
 }
 
 /**
- * An attempt's time limit. JavaScript cannot stop a function from outside, so the limit is enforced where the
- * task lets it be: `race` abandons an asynchronous wait at the limit, `check` is called by a task between steps
- * of its work, and `finish` fails an attempt that came back after the limit with nothing in between.
+ * What one attempt's code gets: its time limit, its abort signal (a terminate), and a way to report progress.
+ * JavaScript cannot stop a function from outside, so the limit and the signal act where the task lets them:
+ * `race` abandons an asynchronous wait, `check` is called by a task between steps of its work, and `finish`
+ * fails an attempt that came back after its limit with nothing in between.
  */
-export class AttemptLimit {
+export class AttemptContext {
   private readonly deadline: number
 
   constructor(
     private readonly limitMs: number | undefined,
     startedAt: number,
+    readonly signal: AbortSignal,
+    readonly reportProgress: ReportProgress,
   ) {
     this.deadline = limitMs === undefined ? Number.POSITIVE_INFINITY : startedAt + limitMs
   }
@@ -35,16 +39,24 @@ export class AttemptLimit {
   }
 
   check(): void {
+    this.signal.throwIfAborted()
     if (Date.now() > this.deadline) throw this.exceeded()
   }
 
+  /** `work`, abandoned at the time limit or when the attempt is aborted. */
   async race<T>(work: Promise<T>): Promise<T> {
-    if (this.deadline === Number.POSITIVE_INFINITY) return work
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.exceeded()), Math.max(0, this.deadline - Date.now()))
+    this.check()
+    const { promise: stopped, reject } = Promise.withResolvers<never>()
+    const timer =
+      this.deadline === Number.POSITIVE_INFINITY
+        ? undefined
+        : setTimeout(() => reject(this.exceeded()), Math.max(0, this.deadline - Date.now()))
+    const onAbort = () => reject(this.signal.reason)
+    this.signal.addEventListener("abort", onAbort, { once: true })
+    return Promise.race([work, stopped]).finally(() => {
+      clearTimeout(timer)
+      this.signal.removeEventListener("abort", onAbort)
     })
-    return Promise.race([work, limit]).finally(() => clearTimeout(timer))
   }
 
   finish<T>(result: T): T {
@@ -53,16 +65,33 @@ export class AttemptLimit {
   }
 }
 
-async function runFlakyTask(task: FlakyTask, enabled: boolean, limit: AttemptLimit): Promise<TaskResult> {
+/** What the worker lets tasks do beyond their own work. */
+export interface ExecutionOptions {
+  /** Run `test:flaky` (ENABLE_TEST_TASKS). */
+  testTasks: boolean
+  /** Test only: a wait before each sentence of a document, so that a test sees a slow one report progress. */
+  sentenceDelayMs: number
+}
+
+async function runFlakyTask(task: FlakyTask, enabled: boolean, context: AttemptContext): Promise<TaskResult> {
   if (!enabled)
     throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
   if (task.crash_worker) crash()
-  if (task.sleep_ms > 0) await limit.race(sleep(task.sleep_ms))
+  if (task.sleep_ms > 0) await context.race(sleep(task.sleep_ms))
   if (task.attempt <= task.fail_times) {
     const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
     throw task.non_retryable ? new NonRetryableError(message) : new Error(message)
   }
   return { succeeded_on_attempt: task.attempt }
+}
+
+/** A document reports how many of its sentences are scored, and stops between two when it must. */
+function runDocument(task: DocumentTask, options: ExecutionOptions, context: AttemptContext) {
+  return scoreDocument(task.document, task.language, async (done, total) => {
+    context.check()
+    context.reportProgress({ done, total })
+    if (options.sentenceDelayMs > 0) await context.race(sleep(options.sentenceDelayMs))
+  })
 }
 
 /** The test task that kills its worker once, after its outcome is confirmed and before the ack. */
@@ -79,14 +108,18 @@ export function crash(): never {
   throw new Error("unreachable: SIGKILL was sent")
 }
 
-export async function execute(task: Task, testTasks: boolean, limit: AttemptLimit): Promise<TaskResult> {
+export async function execute(
+  task: Task,
+  options: ExecutionOptions,
+  context: AttemptContext,
+): Promise<TaskResult> {
   switch (task.kind) {
     case "polarity:review":
-      return limit.finish(scoreReview(task.review, task.language))
+      return context.finish(scoreReview(task.review, task.language))
     case "document:sentences":
-      return limit.finish(scoreDocument(task.document, task.language, limit))
+      return context.finish(await runDocument(task, options, context))
     case "test:flaky":
-      return limit.finish(await runFlakyTask(task, testTasks, limit))
+      return context.finish(await runFlakyTask(task, options.testTasks, context))
   }
 }
 

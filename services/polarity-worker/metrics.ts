@@ -11,6 +11,7 @@ export class WorkerMetrics {
   private readonly started: Counter<"kind">
   private readonly ended: Partial<Record<TaskEvent["state"], Counter<"kind">>>
   private readonly skipped: Counter<"kind">
+  private readonly progressReports: Counter
   private readonly runSeconds: Histogram<"kind" | "outcome">
 
   constructor({ registry }: ServiceMetrics, inHand: () => number) {
@@ -31,6 +32,11 @@ export class WorkerMetrics {
       EXPIRED: counter("polarity_tasks_expired_total", "Tasks taken after their deadline, ended unrun."),
     }
     this.skipped = counter("polarity_tasks_revoked_skipped_total", "Revoked tasks dropped unrun.")
+    this.progressReports = new Counter({
+      name: "polarity_progress_reports_total",
+      help: "Progress reports of running tasks published (at most one per task per PROGRESS_INTERVAL_MS).",
+      registers,
+    })
     this.runSeconds = new Histogram({
       name: "polarity_task_run_duration_seconds",
       help: "How long an attempt ran, by task kind and outcome (SUCCESS, RETRY, FAILURE).",
@@ -65,5 +71,9 @@ export class WorkerMetrics {
 
   taskSkipped(kind: TaskKind): void {
     this.skipped.inc({ kind })
+  }
+
+  progressReported(): void {
+    this.progressReports.inc()
   }
 }

@@ -71,20 +71,26 @@ export function scoreReview(review: string, language: Language = detectLanguage(
   return { score, comparative, polarity, positive, negative, language }
 }
 
-/** Each sentence scored in the document's language (detected once, from the whole text), with totals. */
-export function scoreDocument(
+/** The document's sentences, trimmed, in order (`Intl.Segmenter`). */
+export function splitSentences(document: string, language: Language): string[] {
+  const segmenter = new Intl.Segmenter(language, { granularity: "sentence" })
+  return [...segmenter.segment(document)].map(({ segment }) => segment.trim()).filter(Boolean)
+}
+
+/**
+ * Each sentence scored in the document's language (detected once, from the whole text), with totals.
+ * `beforeSentence` is awaited before each sentence with how many are done: where an attempt over its time limit
+ * or terminated stops, and where it reports its progress. A sentence is scored in one go.
+ */
+export async function scoreDocument(
   document: string,
   language: Language = detectLanguage(document),
-  /** Called between sentences: where an attempt over its time limit stops. */
-  limit?: { check(): void },
-): DocumentResult {
-  const segmenter = new Intl.Segmenter(language, { granularity: "sentence" })
+  beforeSentence?: (done: number, total: number) => void | Promise<void>,
+): Promise<DocumentResult> {
+  const texts = splitSentences(document, language)
   const sentences: SentenceResult[] = []
-  for (const { segment } of segmenter.segment(document)) {
-    const text = segment.trim()
-    if (!text) continue
-    // A sentence is scored in one go; between two is where an overrunning attempt can stop.
-    limit?.check()
+  for (const text of texts) {
+    await beforeSentence?.(sentences.length, texts.length)
     const { language: _, ...score } = scoreReview(text, language)
     sentences.push({ text, ...score })
   }

@@ -3,7 +3,7 @@
 // process owns the file; every call runs synchronously inside it and its promise is already settled.
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
-import { eventId, type TaskEvent, type WorkerHeartbeat } from "../../shared/contracts.ts"
+import { eventId, type TaskEvent, type TaskProgress, type WorkerHeartbeat } from "../../shared/contracts.ts"
 import { openSqlite, type SqliteDatabase } from "../../shared/runtime.ts"
 import {
   type FigureRows,
@@ -24,6 +24,7 @@ import {
   type GroupRow,
   mergeEvent,
   revokeOf,
+  supersedes,
   TASK_COLUMNS,
   type TaskRow,
   toRecord,
@@ -81,6 +82,8 @@ const MIGRATIONS = [
      WITHOUT ROWID;`,
   // 5: the column that orders a task's events is its rank (user-visible progress is another thing).
   `ALTER TABLE tasks RENAME COLUMN progress TO rank;`,
+  // 6: the latest progress report of a running task (not a state: it never moves the task's status).
+  `ALTER TABLE tasks ADD COLUMN progress_report TEXT;`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -142,6 +145,13 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     claims.upsert.run({ ...claim, task_ids: JSON.stringify(claim.task_ids) })
     return null
   })
+  const recordProgress = db.transaction((reports: TaskProgress[]) => {
+    for (const report of reports) {
+      const held = tasks.selectProgress.get(report.task_id)
+      if (held && supersedes(report, held.progress_report))
+        tasks.updateProgress.run(JSON.stringify(report), report.task_id)
+    }
+  })
   const recordHeartbeats = db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number) => {
     for (const heartbeat of heartbeats)
       figures.putWorker.run(heartbeat.worker, JSON.stringify(heartbeat), seenAt)
@@ -150,6 +160,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   return {
     applyEvents: async (events) => applyEvents(events),
     recordHeartbeats: async (heartbeats, seenAt) => recordHeartbeats(heartbeats, seenAt),
+    recordProgress: async (reports) => recordProgress(reports),
     find: async (taskId) => tasks.select.get(taskId),
     findMany: async (taskIds) => taskIds.map((taskId) => tasks.select.get(taskId)),
     list: async (filter, limit, after) => tasks.list(filter, limit, after),
@@ -199,6 +210,12 @@ function taskStatements(db: SqliteDatabase) {
       "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
     ),
     recordGroup: db.query<void, [string, number, number]>("INSERT OR IGNORE INTO groups VALUES (?, ?, ?)"),
+    selectProgress: db.query<Pick<TaskRow, "progress_report">, [string]>(
+      "SELECT progress_report FROM tasks WHERE task_id = ?",
+    ),
+    updateProgress: db.query<void, [string, string]>(
+      "UPDATE tasks SET progress_report = ? WHERE task_id = ?",
+    ),
     selectRevoked: db.query<Pick<TaskRow, "task_id" | "rank">, [number]>(
       "SELECT task_id, rank FROM tasks WHERE status = 'REVOKED' ORDER BY finished_at DESC LIMIT ?",
     ),

@@ -10,6 +10,7 @@ import type {
   TaskDetail,
   TaskEvent,
   TaskKind,
+  TaskProgress,
   TaskStatus,
   WorkerHeartbeat,
   WorkerRecord,
@@ -36,6 +37,11 @@ export interface StatusStore {
   /** Apply events in one transaction (once each, by the inbox); returns those that were new, with their rows. */
   applyEvents(events: TaskEvent[]): Promise<Applied[]>
   recordHeartbeats(heartbeats: WorkerHeartbeat[], seenAt: number): Promise<void>
+  /**
+   * Keep each task's latest progress report (`progress_report`); one older than the report held (task-state.ts's
+   * `supersedes`), or of a task the store has not heard of, is dropped.
+   */
+  recordProgress(reports: TaskProgress[]): Promise<void>
   find(taskId: string): Promise<TaskRow | null>
   /** The rows of these tasks, in the order asked (null for one the store has not heard of). */
   findMany(taskIds: string[]): Promise<(TaskRow | null)[]>

@@ -7,6 +7,7 @@ import {
   TASK_STATUSES,
   type TaskEvent,
   type TaskKind,
+  type TaskProgress,
   type TaskRecord,
   type TaskStatus,
 } from "../../shared/contracts.ts"
@@ -26,6 +27,8 @@ export interface TaskRow {
   submitted_at: number | null
   started_at: number | null
   finished_at: number | null
+  /** The latest progress report of the task's current run, as JSON (a TaskProgress); null when none. */
+  progress_report: string | null
 }
 
 /** The columns of a task row, in the order every backend writes them. */
@@ -43,6 +46,7 @@ export const TASK_COLUMNS = [
   "submitted_at",
   "started_at",
   "finished_at",
+  "progress_report",
 ] as const satisfies readonly (keyof TaskRow)[]
 
 export interface GroupRow {
@@ -101,6 +105,7 @@ export function emptyRow(taskId: string): TaskRow {
     submitted_at: null,
     started_at: null,
     finished_at: null,
+    progress_report: null,
   }
 }
 
@@ -123,7 +128,8 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
   const rank = rankOf(event)
   if (rank <= current.rank) return next
   if (Math.floor(rank / RUN_SPAN) > Math.floor(current.rank / RUN_SPAN)) {
-    Object.assign(next, { result: null, error: null, started_at: null, finished_at: null })
+    const cleared = { result: null, error: null, started_at: null, finished_at: null, progress_report: null }
+    Object.assign(next, cleared)
   }
   next.status = event.state
   next.rank = rank
@@ -182,9 +188,29 @@ export function revokeOf(row: TaskRow | null, at: number): { outcome: RevokeOutc
   return { outcome: "revoked", event }
 }
 
+/** Whether `report` is newer than the one a row holds (as JSON): a later run, a later attempt, or sent later. */
+export function supersedes(report: TaskProgress, held: string | null): boolean {
+  if (held === null) return true
+  const { run, attempt, at } = JSON.parse(held) as TaskProgress
+  if (report.run !== run) return report.run > run
+  return report.attempt !== attempt ? report.attempt > attempt : report.at > at
+}
+
 const iso = (millis: number | null) => (millis === null ? null : new Date(millis).toISOString())
 
+/**
+ * The progress to show: only while an attempt may be running (STARTED, or PENDING when the worker does not
+ * report starts), and only a report of that run and of an attempt no older than the row's.
+ */
+function shownProgress(row: TaskRow): TaskRecord["progress"] {
+  if (row.progress_report === null || (row.status !== "STARTED" && row.status !== "PENDING")) return undefined
+  const report = JSON.parse(row.progress_report) as TaskProgress
+  if (report.run !== Math.max(1, currentRun(row)) || report.attempt < row.attempts) return undefined
+  return { ...report.progress, at: iso(report.at) ?? "" }
+}
+
 export function toRecord(row: TaskRow): TaskRecord {
+  const progress = shownProgress(row)
   return {
     task_id: row.task_id,
     kind: row.kind as TaskKind | null,
@@ -196,6 +222,7 @@ export function toRecord(row: TaskRow): TaskRecord {
     submitted_at: iso(row.submitted_at),
     started_at: iso(row.started_at),
     finished_at: iso(row.finished_at),
+    ...(progress && { progress }),
   }
 }
 

@@ -4,6 +4,8 @@
 
 const STATUSES = ["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "EXPIRED", "REVOKED"]
 const CANCELLABLE = new Set(["PENDING", "RETRY"])
+/** A task in these states may still change: its open detail follows it live. */
+const UNFINISHED = new Set(["PENDING", "STARTED", "RETRY"])
 const RETRYABLE = new Set(["FAILURE", "EXPIRED", "REVOKED"])
 /** What the stream sends; the chart shows the last minute, 5 or 10 minutes of it. */
 const SERIES_SECONDS = 600
@@ -416,6 +418,44 @@ function timelineView(timeline) {
   )
 }
 
+/** A progress bar with "done / total (percent)" and the task's message. */
+function progressView(progress) {
+  const percent = Math.floor((progress.done / progress.total) * 100)
+  const label = `${number.format(progress.done)} / ${number.format(progress.total)} (${percent} %)`
+  return element(
+    "div",
+    { id: "detail-progress", dataset: { done: String(progress.done), total: String(progress.total) } },
+    element("progress", { value: String(progress.done), max: String(progress.total) }),
+    element("span", {}, progress.message ? `${label} · ${progress.message}` : label),
+  )
+}
+
+function renderProgress(progress) {
+  const shown = $("#detail-progress")
+  if (shown) shown.replaceWith(progressView(progress))
+  else $("#detail-body").prepend(element("h3", {}, "Progress"), progressView(progress))
+}
+
+// While a task may still change, its detail follows the task's own event stream: progress moves the bar, and a
+// new state reads the whole detail again.
+let followed
+
+function follow(taskId, status) {
+  if (followed?.taskId === taskId && UNFINISHED.has(status)) return
+  followed?.source.close()
+  followed = undefined
+  // A detail closed while it was being read follows nothing.
+  if (!UNFINISHED.has(status) || $("#detail").dataset.taskId !== taskId) return
+  const source = new EventSource(url(`dashboard/api/tasks/${encodeURIComponent(taskId)}/events`))
+  followed = { taskId, source }
+  source.addEventListener("progress", (e) => renderProgress(JSON.parse(e.data)))
+  for (const state of STATUSES) {
+    source.addEventListener(state, () => {
+      if ($("#detail").dataset.status !== state) showDetail(taskId)
+    })
+  }
+}
+
 async function showDetail(taskId) {
   const dialog = $("#detail")
   dialog.dataset.taskId = taskId
@@ -431,6 +471,7 @@ async function showDetail(taskId) {
   $("#detail-title").replaceChildren("Task ", badge(task.status))
   const section = (title, content) => (content ? [element("h3", {}, title), content] : [])
   $("#detail-body").replaceChildren(
+    ...section("Progress", task.progress ? progressView(task.progress) : null),
     definitions([
       ["id", element("code", { id: "detail-id" }, task.task_id)],
       ["kind", task.kind ?? "–"],
@@ -450,6 +491,7 @@ async function showDetail(taskId) {
   )
   dialog.querySelector('[data-action="cancel"]').hidden = !CANCELLABLE.has(task.status)
   dialog.querySelector('[data-action="retry"]').hidden = !RETRYABLE.has(task.status)
+  follow(taskId, task.status)
 }
 
 async function openDetail(taskId) {
@@ -479,7 +521,11 @@ async function act(action) {
 function setUpDetail() {
   const dialog = $("#detail")
   $("#detail-close").addEventListener("click", () => dialog.close())
-  dialog.addEventListener("close", () => history.replaceState(null, "", location.pathname + location.search))
+  dialog.addEventListener("close", () => {
+    history.replaceState(null, "", location.pathname + location.search)
+    delete dialog.dataset.taskId
+    follow(null, null)
+  })
   for (const button of dialog.querySelectorAll("[data-action]")) {
     button.addEventListener("click", () => act(button.dataset.action))
   }
