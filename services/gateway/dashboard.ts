@@ -245,7 +245,14 @@ export function mountDashboard(
     },
     async (c) => {
       const taskId = parseTaskId(c.req.param("taskId") ?? "")
-      return streamTaskEvents(c, taskId, { store, watchers, heartbeatMs: config.SSE_HEARTBEAT_MS, log })
+      const release = streams.take(callerOf(c))
+      return streamTaskEvents(c, taskId, {
+        store,
+        watchers,
+        heartbeatMs: config.SSE_HEARTBEAT_MS,
+        log,
+        release,
+      })
     },
   )
 
