@@ -37,7 +37,7 @@ import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
-import { callerOf, guard } from "./gateway/access.ts"
+import { callerOf, guard, ownerFilter } from "./gateway/access.ts"
 import { ApiKeys } from "./gateway/api-keys.ts"
 import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
 import { dashboardAuth } from "./gateway/dashboard-auth.ts"
@@ -104,6 +104,8 @@ export const GatewayEnv = {
   /** Requests held by `?wait=` at once per caller, and in all. */
   MAX_WAITS_PER_CALLER: integerVar(20, 1, 1_000_000),
   MAX_WAITS: integerVar(1000, 1, 1_000_000),
+  /** Tasks an API key may have submitted and not yet final; past it, submissions are a 429. */
+  MAX_TASKS_IN_FLIGHT_PER_KEY: integerVar(10_000, 1, 100_000_000),
   /** The largest answer a lookup may have; a lookup that would be larger is a 422 saying how many fit. */
   MAX_LOOKUP_ANSWER_BYTES: integerVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
   /** A comment line this often keeps an idle event stream open through proxies. */
@@ -244,8 +246,8 @@ export async function start(config: GatewayConfig) {
 
   const tasks = new TaskPublisher(broker)
 
-  /** The task's PENDING event (attempt = run - 1), confirmed. */
-  function emitPending(task: Task, group?: PendingGroup): Promise<void> {
+  /** The task's PENDING event (attempt = run - 1), confirmed; a new submission's names its key as owner. */
+  function emitPending(task: Task, owner: string | null, group?: PendingGroup): Promise<void> {
     return events.emit({
       state: "PENDING",
       task_id: task.task_id,
@@ -254,6 +256,7 @@ export async function start(config: GatewayConfig) {
       at: Date.now(),
       kind: task.kind,
       input: inputOf(task),
+      ...(owner !== null && { owner }),
       ...(group && { group }),
     })
   }
@@ -265,8 +268,8 @@ export async function start(config: GatewayConfig) {
    * the store already: a FAILURE that never ran then closes that record, so no accepted-looking task waits
    * forever. When the broker merely did not answer, the task may be queued after all, and nothing is closed.
    */
-  async function publishTask(task: Task): Promise<void> {
-    const [queued, recorded] = await Promise.allSettled([tasks.publish(task), emitPending(task)])
+  async function publishTask(task: Task, owner: string | null = null): Promise<void> {
+    const [queued, recorded] = await Promise.allSettled([tasks.publish(task), emitPending(task, owner)])
     if (queued.status === "rejected") {
       if (
         recorded.status === "fulfilled" &&
@@ -293,10 +296,10 @@ export async function start(config: GatewayConfig) {
    * A batch the same way: the tasks go out in as few messages as their number and size allow, then their
    * PENDING events likewise.
    */
-  async function publishBatch(batch: Task[], groupId: string): Promise<void> {
+  async function publishBatch(batch: Task[], groupId: string, owner: string | null): Promise<void> {
     await Promise.all(batch.map((task) => tasks.publish(task)))
     await Promise.all(
-      batch.map((task, index) => emitPending(task, { group_id: groupId, index, size: batch.length })),
+      batch.map((task, index) => emitPending(task, owner, { group_id: groupId, index, size: batch.length })),
     )
     for (const task of batch) taskMetrics.published(task)
   }
@@ -310,9 +313,11 @@ export async function start(config: GatewayConfig) {
     if (key === undefined) return undefined
     const checked = v.safeParse(IdempotencyKey, key)
     if (!checked.success) throw new Problem(422, explainIssues(checked.issues))
+    const { owner } = callerOf(c)
     const claim = await store.claim({
       op: "claim",
       key,
+      ...(owner !== null && { owner }),
       fingerprint: requestFingerprint(c.req.routePath, body),
       task_ids: taskIds,
       ...(groupId && { group_id: groupId }),
@@ -327,14 +332,33 @@ export async function start(config: GatewayConfig) {
     return claim
   }
 
+  /**
+   * 429 when the key's tasks in flight (submitted, not final) and these would pass MAX_TASKS_IN_FLIGHT_PER_KEY.
+   * Requests at the same moment each see the count before the others' tasks: the quota may be passed by what a
+   * key has in flight at once, which its rate bounds. An open API has no owners, and no quota.
+   */
+  async function checkInFlight(c: Context, adding: number): Promise<void> {
+    const { owner } = callerOf(c)
+    if (owner === null) return
+    const max = config.MAX_TASKS_IN_FLIGHT_PER_KEY
+    const inFlight = await store.inFlight(owner)
+    if (inFlight + adding <= max) return
+    throw new Problem(
+      429,
+      `the key "${owner}" has ${inFlight} tasks in flight and asks for ${adding} more; at most ${max} may be submitted and not final at once (MAX_TASKS_IN_FLIGHT_PER_KEY)`,
+      { "retry-after": "1" },
+    )
+  }
+
   async function submit(c: Context, submission: Submission): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
+    await checkInFlight(c, 1)
     return waits.around(c, waitMs > 0, async () => {
       const task = newTask(submission)
       const claim = await claimKey(c, submission, [task.task_id])
       const taskId = claim?.task_ids[0] ?? task.task_id
       if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true)
-      await publishTask({ ...task, task_id: taskId })
+      await publishTask({ ...task, task_id: taskId }, callerOf(c).owner)
       return answerTask(c, taskId, waitMs, false)
     })
   }
@@ -345,7 +369,8 @@ export async function start(config: GatewayConfig) {
     let status: TaskStatus = "PENDING"
     if (waitMs > 0 || replayed) {
       // The task is accepted whatever happens here: a status store that does not answer still means 202.
-      const record = await store.getTask(taskId, { waitMs }).catch((err: Error) => {
+      const owner = ownerFilter(callerOf(c))
+      const record = await store.getTask(taskId, { waitMs, owner }).catch((err: Error) => {
         log.warn("wait for task failed", { taskId, err: err.message })
         return null
       })
@@ -357,6 +382,7 @@ export async function start(config: GatewayConfig) {
 
   async function submitBatch(c: Context, batch: SubmitBatch): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
+    await checkInFlight(c, batch.reviews.length)
     return waits.around(c, waitMs > 0, () => publishGroup(c, batch, waitMs))
   }
 
@@ -376,12 +402,13 @@ export async function start(config: GatewayConfig) {
       groupId = claim.group_id ?? groupId
       tasks = tasks.map((task, i) => ({ ...task, task_id: claim.task_ids[i] ?? task.task_id }))
     }
-    if (claim?.claim !== "existing") await publishBatch(tasks, groupId)
+    if (claim?.claim !== "existing") await publishBatch(tasks, groupId, callerOf(c).owner)
     const headers = {
       location: `/polarities/groups/${groupId}`,
       ...(claim?.claim === "existing" && REPLAYED),
     }
-    const group = waitMs > 0 || claim ? await store.group(groupId, waitMs).catch(() => null) : null
+    const owner = ownerFilter(callerOf(c))
+    const group = waitMs > 0 || claim ? await store.group(groupId, waitMs, owner).catch(() => null) : null
     if (waitMs > 0 && group?.results) return c.json(group, 200, headers)
     const accepted = {
       group_id: groupId,
@@ -517,7 +544,8 @@ export async function start(config: GatewayConfig) {
       const { wait: waitMs } = readQuery(c, WaitQuery)
       const groupId = c.req.param("groupId") ?? ""
       if (!v.is(TaskId, groupId)) throw new Problem(404, `no group "${groupId}": group ids are UUIDs`)
-      const group = await waits.around(c, waitMs > 0, () => store.group(groupId, waitMs))
+      const owner = ownerFilter(callerOf(c))
+      const group = await waits.around(c, waitMs > 0, () => store.group(groupId, waitMs, owner))
       if (!group) throw new Problem(404, `no group with id ${groupId}`)
       return c.json(group)
     },
@@ -553,7 +581,9 @@ export async function start(config: GatewayConfig) {
     },
     async (c) => {
       const { status, limit, cursor } = readQuery(c, ListQuery)
-      const page = await store.listTasks(status, limit, decodeCursor(cursor))
+      const page = await store.listTasks(status, limit, decodeCursor(cursor), {
+        owner: ownerFilter(callerOf(c)),
+      })
       return c.json({
         tasks: page.tasks,
         next_cursor: page.next_after === null ? null : encodeCursor(page.next_after),
@@ -578,7 +608,11 @@ export async function start(config: GatewayConfig) {
       const { wait: waitMs } = readQuery(c, WaitQuery)
       const { task_ids } = await readJson(c, LookupTasks)
       const answer = await waits.around(c, waitMs > 0, () =>
-        store.lookupTasks(task_ids, waitMs, config.MAX_LOOKUP_ANSWER_BYTES),
+        store.lookupTasks(task_ids, {
+          waitMs,
+          maxBytes: config.MAX_LOOKUP_ANSWER_BYTES,
+          owner: ownerFilter(callerOf(c)),
+        }),
       )
       if ("too_large" in answer) {
         const { fit } = answer.too_large
@@ -593,7 +627,7 @@ export async function start(config: GatewayConfig) {
 
   const getTask = async (c: Context) => {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
-    const record = await store.getTask(taskId)
+    const record = await store.getTask(taskId, { owner: ownerFilter(callerOf(c)) })
     if (!record) throw new Problem(404, `no task with id ${taskId}`)
     return c.json(record)
   }
@@ -634,6 +668,7 @@ export async function start(config: GatewayConfig) {
         heartbeatMs: config.SSE_HEARTBEAT_MS,
         log,
         release,
+        owner: ownerFilter(callerOf(c)),
       })
     },
   )
@@ -657,7 +692,7 @@ export async function start(config: GatewayConfig) {
   /** DELETE of a task: `/polarities/tasks/{id}`, and the dashboard's Cancel button. */
   async function revokeTask(c: Context) {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
-    const { revoke, task } = await store.revokeTask(taskId)
+    const { revoke, task } = await store.revokeTask(taskId, ownerFilter(callerOf(c)))
     switch (revoke) {
       case "revoked":
         return c.json(task)

@@ -24,7 +24,7 @@ import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
-import { type Applied, type TaskRow, toGroupRecord, toRecord } from "./status-store/task-state.ts"
+import { type Applied, type TaskRow, toGroupRecord, toRecord, visibleTo } from "./status-store/task-state.ts"
 
 const SERVICE = "status-store"
 
@@ -81,6 +81,7 @@ class Waiters {
 }
 
 type LookupQuery = Extract<StatusQuery, { op: "lookup" }>
+type GroupQuery = Extract<StatusQuery, { op: "group" }>
 
 /** A task record's bytes besides its result and error: ids, status, times (a generous round figure). */
 const RECORD_BYTES = 400
@@ -241,30 +242,42 @@ export async function start(config: StoreConfig) {
     return barrier.promise
   }
 
-  async function findGroup(groupId: string, waitMs = 0) {
-    let group = await db.findGroup(groupId)
+  async function findGroup({ group_id: groupId, wait_ms: waitMs = 0, owner }: GroupQuery) {
+    const read = async () => {
+      const group = await db.findGroup(groupId)
+      return group && visibleTo(group.group, owner) ? group : null
+    }
+    let group = await read()
     if (!group) {
       await catchUp()
-      group = await db.findGroup(groupId)
+      group = await read()
     }
     for (const deadline = Date.now() + waitMs; group && Date.now() < deadline; ) {
       if (toGroupRecord(group).results) break
       await groupWaiters.wait(groupId, deadline - Date.now())
-      group = await db.findGroup(groupId)
+      group = await read()
     }
     return group ? toGroupRecord(group) : null
   }
 
-  async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
-    let row = query.catch_up ? null : await db.find(query.task_id)
-    // No kind yet: a worker's events came in before the submission's PENDING, which is queued behind them.
+  /**
+   * The task as `owner` may see it. No kind yet: a worker's events came in before the submission's PENDING,
+   * which is queued behind them, so read what is queued first (the owner comes with the PENDING too).
+   */
+  async function findTask(taskId: string, owner: string | undefined, catchingUp = false) {
+    let row = catchingUp ? null : await db.find(taskId)
     if (!row?.kind) {
       await catchUp()
-      row = await db.find(query.task_id)
+      row = await db.find(taskId)
     }
+    return visibleTo(row, owner)
+  }
+
+  async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
+    let row = await findTask(query.task_id, query.owner, query.catch_up)
     if (row && query.wait_ms && !FINAL_STATUSES.has(row.status)) {
       await taskWaiters.wait(query.task_id, query.wait_ms)
-      row = await db.find(query.task_id)
+      row = visibleTo(await db.find(query.task_id), query.owner)
     }
     return { task: row ? toRecord(row) : null }
   }
@@ -275,11 +288,12 @@ export async function start(config: StoreConfig) {
    * since it may have ended while an earlier one was waited on), then reads them all once more for the answer.
    */
   async function lookupTasks(query: LookupQuery): Promise<StatusReply> {
-    const { task_ids: taskIds, wait_ms: waitMs, max_bytes: maxBytes } = query
-    let rows = await db.findMany(taskIds)
+    const { task_ids: taskIds, wait_ms: waitMs, max_bytes: maxBytes, owner } = query
+    const read = async () => (await db.findMany(taskIds)).map((row) => visibleTo(row, owner))
+    let rows = await read()
     if (rows.some((row) => !row?.kind)) {
       await catchUp()
-      rows = await db.findMany(taskIds)
+      rows = await read()
     }
     const tooLarge = () => (maxBytes === undefined ? undefined : answerTooLarge(rows, maxBytes))
     const refused = tooLarge()
@@ -288,11 +302,11 @@ export async function start(config: StoreConfig) {
     const isOpen = (row: TaskRow | null) => row !== null && !FINAL_STATUSES.has(row.status)
     if (rows.some(isOpen) && Date.now() < deadline) {
       for (const taskId of taskIds) {
-        while (isOpen(await db.find(taskId)) && Date.now() < deadline) {
+        while (isOpen(visibleTo(await db.find(taskId), owner)) && Date.now() < deadline) {
           await taskWaiters.wait(taskId, deadline - Date.now())
         }
       }
-      rows = await db.findMany(taskIds)
+      rows = await read()
     }
     return tooLarge() ?? { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
   }
@@ -301,7 +315,7 @@ export async function start(config: StoreConfig) {
   async function listTasks(query: Extract<StatusQuery, { op: "list" }>): Promise<StatusReply> {
     await catchUp()
     // One more than asked tells whether a next page exists.
-    const filter = { status: query.status, kind: query.kind, idPrefix: query.id_prefix }
+    const filter = { owner: query.owner, status: query.status, kind: query.kind, idPrefix: query.id_prefix }
     const rows = await db.list(filter, query.limit + 1, query.after)
     const page = rows.slice(0, query.limit)
     return {
@@ -317,7 +331,8 @@ export async function start(config: StoreConfig) {
    * heard of the revoke still runs it, but REVOKED outranks whatever it reports for this run.
    */
   async function revokeTask(query: Extract<StatusQuery, { op: "revoke" }>): Promise<StatusReply> {
-    if (!(await db.find(query.task_id))) await catchUp()
+    // A task's owner never changes once known, so checking it before the revoke's own lock is enough.
+    if (!(await findTask(query.task_id, query.owner))) return { revoke: "not_found", task: null }
     // Events already in hand first: a STARTED among them makes this a 409, not a revoke.
     await commitInHand()
     const { outcome, row, applied } = await db.revoke(query.task_id, Date.now())
@@ -335,13 +350,15 @@ export async function start(config: StoreConfig) {
    * twice under one id, and the events of both runs converge on one record).
    */
   async function claimKey(query: Extract<StatusQuery, { op: "claim" }>): Promise<StatusReply> {
+    // Per owner: a space is not in an Idempotency-Key's alphabet, so no key of one owner is another's.
+    const key = query.owner === undefined ? query.key : `${query.owner} ${query.key}`
     const proposed = { task_ids: query.task_ids, group_id: query.group_id ?? null }
     const allKnown = async (taskIds: string[]) => (await db.findMany(taskIds)).every((row) => row !== null)
     for (;;) {
       const now = Date.now()
       const claim = await db.claimKey(
         {
-          key: query.key,
+          key,
           fingerprint: query.fingerprint,
           ...proposed,
           lease_until: now + query.lease_ms,
@@ -362,14 +379,15 @@ export async function start(config: StoreConfig) {
       // The lease is over; the PENDING events may still be queued, unread.
       await catchUp()
       if (await allKnown(task_ids)) return { claim: "existing", task_ids, group_id }
-      if (!(await db.renewLease(query.key, claim.lease_until, Date.now() + query.lease_ms))) continue
-      log.warn("idempotency key taken over after its lease", { key: query.key, taskIds: task_ids.length })
+      if (!(await db.renewLease(key, claim.lease_until, Date.now() + query.lease_ms))) continue
+      log.warn("idempotency key taken over after its lease", { key, taskIds: task_ids.length })
       return { claim: "claimed", task_ids, group_id }
     }
   }
 
   /** A task with its input and timeline; like `get`, an id the store has not seen first reads what is queued. */
-  async function taskDetail(taskId: string): Promise<StatusReply> {
+  async function taskDetail({ task_id: taskId, owner }: Extract<StatusQuery, { op: "detail" }>) {
+    if (owner !== undefined && !(await findTask(taskId, owner))) return { detail: null }
     let detail = await db.detail(taskId)
     if (!detail?.task.kind) {
       await catchUp()
@@ -386,7 +404,9 @@ export async function start(config: StoreConfig) {
       case "workers":
         return { workers: await db.workers(Date.now(), config.WORKER_LOST_AFTER_MISSED) }
       case "detail":
-        return taskDetail(query.task_id)
+        return taskDetail(query)
+      case "in_flight":
+        return { in_flight: await db.inFlight(query.owner) }
       case "get":
         return getTask(query)
       case "list":
@@ -398,7 +418,7 @@ export async function start(config: StoreConfig) {
       case "revoked":
         return { revoked: await db.recentlyRevoked(query.limit) }
       case "group":
-        return findGroup(query.group_id, query.wait_ms).then((group) => ({ group }))
+        return findGroup(query).then((group) => ({ group }))
       case "claim":
         return claimKey(query)
     }

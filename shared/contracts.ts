@@ -265,6 +265,12 @@ export type TaskResult = v.InferOutput<typeof TaskResult>
 // so that a consumer never needs the STARTED event to fill in the timeline.
 const EventBase = { task_id: TaskId, attempt: Attempt, run: Run, at: EpochMillis }
 
+/** An API key's name: it owns what the key submits (services/gateway/api-keys.ts). */
+export const OwnerName = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "an owner is an API key's name: 1-64 letters, digits, '_', '.', '-'"),
+)
+
 /**
  * Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1).
  * A task of a batch carries its group: the group's id, its place in the batch and the batch's size.
@@ -274,6 +280,8 @@ export const PendingEvent = v.object({
   state: v.literal("PENDING"),
   kind: v.picklist(TASK_KINDS),
   input: v.record(v.string(), v.unknown()),
+  /** The API key's name that submitted it; absent when the API is open, and on a replay's or retry's PENDING. */
+  owner: v.optional(OwnerName),
   group: v.optional(
     v.object({
       group_id: TaskId,
@@ -553,16 +561,27 @@ export const TaskIdPrefix = v.pipe(
 
 const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
 
+/** Only what this API key submitted; absent: everything (an admin key, the dashboard, an open API). */
+const Owner = v.optional(OwnerName)
+
 /**
- * RPC request to the status store. `wait_ms` holds the reply until the task is final or the time is up;
+ * RPC request to the status store. `owner` limits a query to what that key submitted: anything else reads as
+ * absent. `wait_ms` holds the reply until the task is final or the time is up;
  * `catch_up` first reads every event already queued, as a query for an unknown id always does.
  * `list` pages newest first: `after` is the last task id of the page before. `lookup` reads many tasks at once,
  * and with `wait_ms` holds the reply until every one it knows is final.
  */
 export const StatusQuery = v.variant("op", [
-  v.object({ op: v.literal("get"), task_id: TaskId, wait_ms: WaitMs, catch_up: v.optional(v.boolean()) }),
+  v.object({
+    op: v.literal("get"),
+    task_id: TaskId,
+    wait_ms: WaitMs,
+    catch_up: v.optional(v.boolean()),
+    owner: Owner,
+  }),
   v.object({
     op: v.literal("list"),
+    owner: Owner,
     status: v.optional(TaskStatus),
     kind: v.optional(v.picklist(TASK_KINDS)),
     /** Task ids that start with this (lower-case hex and dashes). */
@@ -578,18 +597,21 @@ export const StatusQuery = v.variant("op", [
     window_s: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_SERIES_SECONDS)),
   }),
   v.object({ op: v.literal("workers") }),
-  v.object({ op: v.literal("detail"), task_id: TaskId }),
-  v.object({ op: v.literal("revoke"), task_id: TaskId }),
+  v.object({ op: v.literal("detail"), task_id: TaskId, owner: Owner }),
+  v.object({ op: v.literal("revoke"), task_id: TaskId, owner: Owner }),
   /** The `limit` most recently revoked tasks and their runs: what a worker that was away did not hear. */
   v.object({ op: v.literal("revoked"), limit: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
-  v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs }),
+  v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs, owner: Owner }),
   v.object({
     op: v.literal("lookup"),
     task_ids: LookupTasks.entries.task_ids,
     wait_ms: WaitMs,
     /** The largest answer the caller takes: past it the store answers `too_large` instead of the tasks. */
     max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    owner: Owner,
   }),
+  /** How many of this key's tasks are in flight (submitted, not final): its quota's measure. */
+  v.object({ op: v.literal("in_flight"), owner: OwnerName }),
   v.object({
     op: v.literal("claim"),
     key: IdempotencyKey,
@@ -599,6 +621,8 @@ export const StatusQuery = v.variant("op", [
     group_id: v.optional(TaskId),
     /** How long the claimer may take to publish before another request with the key takes over. */
     lease_ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(600_000)),
+    /** Keys are namespaced per owner: two API keys may use the same Idempotency-Key for different requests. */
+    owner: Owner,
   }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
@@ -629,11 +653,13 @@ export const LookupTooLarge = v.object({
   too_large: v.object({ max_bytes: v.number(), fit: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
 })
 export const StatsReply = v.object({ stats: DashboardStats })
+export const InFlightReply = v.object({ in_flight: Count })
 export const WorkersReply = v.object({ workers: v.array(WorkerRecord) })
 export const DetailReply = v.object({ detail: v.nullable(TaskDetail) })
 export const ErrorReply = v.object({ error: v.string() })
 export const StatusReply = v.union([
   StatsReply,
+  InFlightReply,
   WorkersReply,
   DetailReply,
   TaskReply,

@@ -368,6 +368,8 @@ describe("on sqlite", () => {
     raw.run(`DROP TABLE status_counts; DROP TABLE throughput; DROP TABLE latency_buckets; ALTER TABLE inbox DROP COLUMN detail; ALTER TABLE inbox DROP COLUMN at; ALTER TABLE inbox DROP COLUMN run;
       DROP TABLE workers; DROP INDEX tasks_by_kind; DROP INDEX tasks_by_status_kind;
       ALTER TABLE tasks DROP COLUMN progress_report; ALTER TABLE tasks RENAME COLUMN rank TO progress;
+      DROP INDEX tasks_by_owner; DROP INDEX tasks_by_owner_status; ALTER TABLE tasks DROP COLUMN owner;
+      ALTER TABLE groups DROP COLUMN owner; DROP TABLE owner_in_flight;
       PRAGMA user_version = 3`)
     raw.close()
     const db = await database.reopen()
@@ -390,6 +392,10 @@ describe("on sqlite", () => {
         expect(plan("task_id < '~' AND kind = 'polarity:review'")).toContain("USING INDEX tasks_by_kind")
         expect(plan("task_id < '~' AND status = 'PENDING' AND kind = 'polarity:review'")).toContain(
           "USING INDEX tasks_by_status_kind",
+        )
+        expect(plan("task_id < '~' AND owner = 'alice'")).toContain("USING INDEX tasks_by_owner ")
+        expect(plan("task_id < '~' AND owner = 'alice' AND status = 'PENDING'")).toContain(
+          "USING INDEX tasks_by_owner_status",
         )
         expect(plan("task_id < '~' AND task_id >= '01a2' AND task_id < '01a2' || '~'")).toContain(
           "USING INDEX sqlite_autoindex_tasks_1",

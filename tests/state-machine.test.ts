@@ -57,6 +57,7 @@ describe("the status store's state machine", () => {
       started_at: 1010,
       finished_at: 1020,
       progress_report: null,
+      owner: null,
     })
   })
 

@@ -252,6 +252,8 @@ export function mountDashboard(
         heartbeatMs: config.SSE_HEARTBEAT_MS,
         log,
         release,
+        // The dashboard is an admin's view: every task.
+        owner: undefined,
       })
     },
   )

@@ -5,6 +5,7 @@ import {
   ClaimReply,
   DetailReply,
   GroupReply,
+  InFlightReply,
   LookupTooLarge,
   RevokeReply,
   StatsReply,
@@ -20,6 +21,14 @@ import {
 import { askStatusStore, checkStatusReply } from "../../shared/status-rpc.ts"
 
 const LOOKUP_ANSWER = v.union([TaskLookup, LookupTooLarge])
+
+type Owner = string | undefined
+interface LookupOptions {
+  waitMs?: number
+  /** The largest answer to take: past it the store answers `too_large` with how many tasks fit. */
+  maxBytes?: number
+  owner?: Owner
+}
 
 interface PendingQuery {
   query: StatusQuery
@@ -76,13 +85,20 @@ export class StatusStoreClient {
     return askStatusStore(this.broker, queries, holdMs + this.timeoutMs)
   }
 
-  /** The task, or null when the store has never heard of it (after reading every event queued before). */
-  async getTask(taskId: string, { waitMs = 0, catchUp = false } = {}): Promise<TaskRecord | null> {
+  /**
+   * The task, or null when the store has never heard of it (after reading every event queued before) or it is
+   * not `owner`'s. Every method that reads or acts on tasks takes the owner: undefined sees them all.
+   */
+  async getTask(
+    taskId: string,
+    { waitMs = 0, catchUp = false, owner }: { waitMs?: number; catchUp?: boolean; owner?: Owner } = {},
+  ): Promise<TaskRecord | null> {
     const query: StatusQuery = {
       op: "get",
       task_id: taskId,
       ...(waitMs > 0 && { wait_ms: waitMs }),
       ...(catchUp && { catch_up: true }),
+      ...(owner !== undefined && { owner }),
     }
     return (await this.ask(query, TaskReply, waitMs)).task
   }
@@ -91,11 +107,16 @@ export class StatusStoreClient {
     status: TaskStatus | undefined,
     limit: number,
     after: string | undefined,
-    { kind, idPrefix }: { kind?: TaskKind | undefined; idPrefix?: string | undefined } = {},
+    {
+      kind,
+      idPrefix,
+      owner,
+    }: { kind?: TaskKind | undefined; idPrefix?: string | undefined; owner?: Owner } = {},
   ) {
     const query: StatusQuery = {
       op: "list",
       limit,
+      ...(owner !== undefined && { owner }),
       ...(status && { status }),
       ...(kind && { kind }),
       ...(idPrefix && { id_prefix: idPrefix }),
@@ -108,10 +129,11 @@ export class StatusStoreClient {
    * Each task's record in the order asked, null for an id the store has never heard of; held up to `waitMs`
    * until all are final.
    */
-  async lookupTasks(taskIds: string[], waitMs = 0, maxBytes?: number) {
+  async lookupTasks(taskIds: string[], { waitMs = 0, maxBytes, owner }: LookupOptions = {}) {
     const query: StatusQuery = {
       op: "lookup",
       task_ids: taskIds,
+      ...(owner !== undefined && { owner }),
       ...(waitMs > 0 && { wait_ms: waitMs }),
       ...(maxBytes !== undefined && { max_bytes: maxBytes }),
     }
@@ -119,8 +141,14 @@ export class StatusStoreClient {
   }
 
   /** The task with its input and timeline, or null when the store has never heard of it. */
-  async taskDetail(taskId: string) {
-    return (await this.ask({ op: "detail", task_id: taskId }, DetailReply)).detail
+  async taskDetail(taskId: string, owner?: Owner) {
+    const query: StatusQuery = { op: "detail", task_id: taskId, ...(owner !== undefined && { owner }) }
+    return (await this.ask(query, DetailReply)).detail
+  }
+
+  /** How many of the owner's tasks are in flight (submitted, not final). */
+  async inFlight(owner: string) {
+    return (await this.ask({ op: "in_flight", owner }, InFlightReply)).in_flight
   }
 
   /** Counts, rates, latency percentiles over `windowS` and throughput per second over `seriesS`. */
@@ -134,13 +162,18 @@ export class StatusStoreClient {
   }
 
   /** Revoke a task that has not started; the reply says why not otherwise. */
-  async revokeTask(taskId: string) {
-    return this.ask({ op: "revoke", task_id: taskId }, RevokeReply)
+  async revokeTask(taskId: string, owner?: Owner) {
+    return this.ask({ op: "revoke", task_id: taskId, ...(owner !== undefined && { owner }) }, RevokeReply)
   }
 
   /** The group, held up to `waitMs` until it is final; null when the store has never heard of it. */
-  async group(groupId: string, waitMs = 0) {
-    const query: StatusQuery = { op: "group", group_id: groupId, ...(waitMs > 0 && { wait_ms: waitMs }) }
+  async group(groupId: string, waitMs = 0, owner?: Owner) {
+    const query: StatusQuery = {
+      op: "group",
+      group_id: groupId,
+      ...(waitMs > 0 && { wait_ms: waitMs }),
+      ...(owner !== undefined && { owner }),
+    }
     return (await this.ask(query, GroupReply, waitMs)).group
   }
 

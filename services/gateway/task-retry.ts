@@ -4,6 +4,7 @@ import type { Context } from "hono"
 import * as v from "valibot"
 import { Task, type TaskStatus } from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
+import { callerOf, ownerFilter } from "./access.ts"
 import type { Route } from "./openapi.ts"
 import { parseTaskId, TaskIdParam } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
@@ -15,8 +16,12 @@ export const RETRYABLE_STATUSES: ReadonlySet<TaskStatus> = new Set(["FAILURE", "
  * run's final state. The old `expires_at` is dropped: the deadline was the submission's, and a retry is an
  * operator's new decision; `time_limit` is kept.
  */
-export async function taskToRetry(store: StatusStoreClient, taskId: string): Promise<Task> {
-  const detail = await store.taskDetail(taskId)
+export async function taskToRetry(
+  store: StatusStoreClient,
+  taskId: string,
+  owner: string | undefined,
+): Promise<Task> {
+  const detail = await store.taskDetail(taskId, owner)
   if (!detail) throw new Problem(404, `no task with id ${taskId}`)
   const { task, input, run } = detail
   if (!RETRYABLE_STATUSES.has(task.status)) {
@@ -46,7 +51,7 @@ export async function taskToRetry(store: StatusStoreClient, taskId: string): Pro
 export function retryTask(store: StatusStoreClient, publishTask: (task: Task) => Promise<void>) {
   return async (c: Context) => {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
-    await publishTask(await taskToRetry(store, taskId))
+    await publishTask(await taskToRetry(store, taskId, ownerFilter(callerOf(c))))
     return c.json({ task_id: taskId, status: "PENDING" }, 202, { location: `/polarities/tasks/${taskId}` })
   }
 }

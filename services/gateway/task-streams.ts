@@ -149,6 +149,8 @@ interface StreamOptions {
   log: Logger
   /** Gives back the stream's slot (MAX_STREAMS_PER_CALLER), once the stream ends or is refused. */
   release: () => void
+  /** Only this key's task (undefined: any task). */
+  owner: string | undefined
 }
 
 /**
@@ -162,7 +164,7 @@ export async function streamTaskEvents(
   taskId: string,
   options: StreamOptions,
 ): Promise<Response> {
-  const { store, watchers, heartbeatMs, log, release } = options
+  const { store, watchers, heartbeatMs, log, release, owner } = options
   // Watch first, then read: an event that lands in between raises the signal, and the stream reads again.
   const signal = new Signal()
   const stopWatching = watchers.watch(taskId, signal)
@@ -172,7 +174,7 @@ export async function streamTaskEvents(
   }
   let record: TaskRecord | null
   try {
-    record = await store.getTask(taskId)
+    record = await store.getTask(taskId, { owner })
   } catch (err) {
     unwatch()
     throw err
@@ -201,7 +203,7 @@ export async function streamTaskEvents(
         const view = progress && progressView(progress, current)
         if (view) await stream.writeSSE({ event: "progress", data: JSON.stringify(view) })
         // The event is on the store's queue too; catching up makes sure the store has applied it.
-        if (changed) current = (await store.getTask(taskId, { catchUp: true })) ?? current
+        if (changed) current = (await store.getTask(taskId, { catchUp: true, owner })) ?? current
       }
     } catch (err) {
       log.warn("task stream ended early", { taskId, err })

@@ -22,6 +22,7 @@ import {
   type Applied,
   currentRun,
   type GroupRow,
+  inFlightDeltas,
   mergeEvent,
   revokeOf,
   supersedes,
@@ -84,6 +85,13 @@ const MIGRATIONS = [
   `ALTER TABLE tasks RENAME COLUMN progress TO rank;`,
   // 6: the latest progress report of a running task (not a state: it never moves the task's status).
   `ALTER TABLE tasks ADD COLUMN progress_report TEXT;`,
+  // 7: ownership. The API key's name that submitted a task or a group (null when the API was open); a key's
+  // listing, with or without a status, is a range of an index; each owner's tasks in flight, kept by the events.
+  `ALTER TABLE tasks ADD COLUMN owner TEXT;
+   ALTER TABLE groups ADD COLUMN owner TEXT;
+   CREATE INDEX tasks_by_owner ON tasks (owner, task_id) WHERE owner IS NOT NULL;
+   CREATE INDEX tasks_by_owner_status ON tasks (owner, status, task_id) WHERE owner IS NOT NULL;
+   CREATE TABLE owner_in_flight (owner TEXT PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -127,11 +135,12 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       const after = mergeEvent(before, event)
       tasks.upsert.run(Object.fromEntries(TASK_COLUMNS.map((c) => [c, after[c]])))
       if (event.state === "PENDING" && event.group) {
-        tasks.recordGroup.run(event.group.group_id, event.group.size, event.at)
+        tasks.recordGroup.run(event.group.group_id, event.group.size, event.at, event.owner ?? null)
       }
       applied.push({ event, before, after })
     }
     figures.record(applied)
+    for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
     return applied
   })
   const revoke = db.transaction((taskId: string, at: number) => {
@@ -176,6 +185,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       return group ? { group, members: tasks.groupMembers.all(groupId) } : null
     },
     revoke: async (taskId, at) => revoke(taskId, at),
+    inFlight: async (owner) => tasks.inFlight.get(owner)?.tasks ?? 0,
     recentlyRevoked: async (limit) =>
       tasks.selectRevoked
         .all(limit)
@@ -209,7 +219,13 @@ function taskStatements(db: SqliteDatabase) {
     recordInInbox: db.query<void, [string, number, number, string | null]>(
       "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
     ),
-    recordGroup: db.query<void, [string, number, number]>("INSERT OR IGNORE INTO groups VALUES (?, ?, ?)"),
+    recordGroup: db.query<void, [string, number, number, string | null]>(
+      "INSERT OR IGNORE INTO groups (group_id, size, submitted_at, owner) VALUES (?, ?, ?, ?)",
+    ),
+    addInFlight: db.query<void, [string, number]>(
+      "INSERT INTO owner_in_flight VALUES (?1, ?2) ON CONFLICT (owner) DO UPDATE SET tasks = tasks + ?2",
+    ),
+    inFlight: db.query<{ tasks: number }, [string]>("SELECT tasks FROM owner_in_flight WHERE owner = ?"),
     selectProgress: db.query<Pick<TaskRow, "progress_report">, [string]>(
       "SELECT progress_report FROM tasks WHERE task_id = ?",
     ),
@@ -223,6 +239,7 @@ function taskStatements(db: SqliteDatabase) {
     groupMembers: db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index"),
     list(filter: ListFilter, limit: number, after = "~"): TaskRow[] {
       const where = ["task_id < $after"]
+      if (filter.owner) where.push("owner = $owner")
       if (filter.status) where.push("status = $status")
       if (filter.kind) where.push("kind = $kind")
       // "~" sorts after every hex digit and dash: the ids that start with the prefix, and only they.
@@ -231,6 +248,7 @@ function taskStatements(db: SqliteDatabase) {
       return db.query<TaskRow, Record<string, string | number>>(sql).all({
         after,
         limit,
+        ...(filter.owner && { owner: filter.owner }),
         ...(filter.status && { status: filter.status }),
         ...(filter.kind && { kind: filter.kind }),
         ...(filter.idPrefix && { prefix: filter.idPrefix }),

@@ -18,6 +18,8 @@ import type {
 import type { Applied, GroupRow, RevokeOutcome, TaskRow } from "./task-state.ts"
 
 export interface ListFilter {
+  /** Only this API key's tasks. */
+  owner?: string | undefined
   status?: TaskStatus | undefined
   kind?: TaskKind | undefined
   idPrefix?: string | undefined
@@ -62,6 +64,8 @@ export interface StatusStore {
     taskId: string,
     at: number,
   ): Promise<{ outcome: RevokeOutcome; row: TaskRow | null; applied: Applied[] }>
+  /** How many of this owner's tasks are in flight (not final): kept by the events, never counted by a scan. */
+  inFlight(owner: string): Promise<number>
   /** The most recently revoked tasks, newest first, with the run each revoke ended. */
   recentlyRevoked(limit: number): Promise<{ task_id: string; run: number }[]>
   stats(now: number, seriesSeconds: number, windowSeconds: number): Promise<DashboardStats>

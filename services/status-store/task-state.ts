@@ -29,6 +29,8 @@ export interface TaskRow {
   finished_at: number | null
   /** The latest progress report of the task's current run, as JSON (a TaskProgress); null when none. */
   progress_report: string | null
+  /** The API key's name that submitted it (from its PENDING event); null when the API was open. */
+  owner: string | null
 }
 
 /** The columns of a task row, in the order every backend writes them. */
@@ -47,12 +49,43 @@ export const TASK_COLUMNS = [
   "started_at",
   "finished_at",
   "progress_report",
+  "owner",
 ] as const satisfies readonly (keyof TaskRow)[]
 
 export interface GroupRow {
   group_id: string
   size: number
   submitted_at: number
+  owner: string | null
+}
+
+/**
+ * What a caller may see: everything without an `owner` (an admin, the dashboard, an open API), else only what
+ * that key submitted. Anything else reads as absent, so another key's task is a 404 like a task never submitted.
+ */
+export function visibleTo<TRow extends { owner: string | null }>(
+  row: TRow | null,
+  owner: string | undefined,
+): TRow | null {
+  return row && (owner === undefined || row.owner === owner) ? row : null
+}
+
+const inFlight = (row: TaskRow | null): row is TaskRow & { owner: string } =>
+  row !== null && row.owner !== null && !FINAL_STATUSES.has(row.status)
+
+/**
+ * How the events changed each owner's tasks in flight (not final): a task counts for its owner from its PENDING
+ * until its final state, whatever order the events came in. Only the owners whose count changed are listed.
+ */
+export function inFlightDeltas(applied: Applied[]): Map<string, number> {
+  const deltas = new Map<string, number>()
+  const add = (owner: string, delta: number) => deltas.set(owner, (deltas.get(owner) ?? 0) + delta)
+  for (const { before, after } of applied) {
+    if (inFlight(before)) add(before.owner, -1)
+    if (inFlight(after)) add(after.owner, 1)
+  }
+  for (const [owner, delta] of deltas) if (delta === 0) deltas.delete(owner)
+  return deltas
 }
 
 /** An event new to the inbox, with the task's row before it (null: the task's first event) and after it. */
@@ -106,6 +139,7 @@ export function emptyRow(taskId: string): TaskRow {
     started_at: null,
     finished_at: null,
     progress_report: null,
+    owner: null,
   }
 }
 
@@ -123,6 +157,8 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
     next.input ??= JSON.stringify(event.input)
     next.group_id ??= event.group?.group_id ?? null
     next.group_index ??= event.group?.index ?? null
+    // The first submission's owner stays: a replay's or a retry's PENDING carries none.
+    next.owner ??= event.owner ?? null
     if (event.run === 1) next.submitted_at = event.at
   }
   const rank = rankOf(event)
