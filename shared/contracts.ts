@@ -38,12 +38,25 @@ export const TaskId = v.pipe(v.string(), v.uuid("must be a UUID"))
 const EpochMillis = v.pipe(v.number(), v.integer(), v.minValue(0))
 const Attempt = v.pipe(v.number(), v.integer(), v.minValue(0))
 
+/**
+ * Text a person wrote: well-formed Unicode (a lone surrogate has no UTF-8 form, and no meaning) without NUL, which
+ * PostgreSQL's text cannot hold and no review needs.
+ */
+const plainText = (name: string) =>
+  v.check<string, string>(
+    (text) => text.isWellFormed() && !text.includes("\0"),
+    `${name} must be well-formed Unicode text without NUL characters`,
+  )
+
 export const Review = v.pipe(
   v.string("review must be a string"),
+  plainText("review"),
   v.trim(),
   v.nonEmpty("review must not be empty"),
   v.maxLength(MAX_REVIEW_LENGTH, `review must be at most ${MAX_REVIEW_LENGTH} characters`),
-  v.description(`The review, 1–${MAX_REVIEW_LENGTH} characters after trimming white space.`),
+  v.description(
+    `The review, 1–${MAX_REVIEW_LENGTH} characters after trimming white space; well-formed Unicode, no NUL.`,
+  ),
 )
 
 const LANGUAGES = ["en", "ru"] as const
@@ -60,11 +73,12 @@ export const MAX_DOCUMENT_LENGTH = 20_000
 
 export const Document = v.pipe(
   v.string("document must be a string"),
+  plainText("document"),
   v.trim(),
   v.nonEmpty("document must not be empty"),
   v.maxLength(MAX_DOCUMENT_LENGTH, `document must be at most ${MAX_DOCUMENT_LENGTH} characters`),
   v.description(
-    `Text of one or more sentences, 1–${MAX_DOCUMENT_LENGTH} characters after trimming white space.`,
+    `Text of one or more sentences, 1–${MAX_DOCUMENT_LENGTH} characters after trimming white space; well-formed Unicode, no NUL.`,
   ),
 )
 

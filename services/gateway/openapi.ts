@@ -47,12 +47,13 @@ export interface OperationDoc<TRequest extends string, TResponse extends string>
 /**
  * Request bodies are documented as the client sends them (`input`: before defaults and trimming), responses
  * and parameters as the API hands them over (`output`). `trim` has no JSON Schema keyword; the schemas'
- * descriptions say that lengths count after trimming. A `raw_check` states its rule in metadata (`uniqueItems`).
+ * descriptions say that lengths count after trimming. A `check` or `raw_check` has none either: the description
+ * says it, or metadata states it (`uniqueItems`).
  */
 export const REQUEST_SCHEMA_CONFIG = {
   target: "draft-2020-12",
   typeMode: "input",
-  ignoreActions: ["trim", "raw_check"],
+  ignoreActions: ["trim", "check", "raw_check"],
 } as const satisfies ConversionConfig
 const OUTPUT_SCHEMA_CONFIG = {
   target: "draft-2020-12",

@@ -6,6 +6,9 @@ import * as v from "valibot"
 import { explainIssues, MAX_PAGE_SIZE, MAX_WAIT_MS, TaskId, TaskStatus } from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
 
+/** JSON is UTF-8 (RFC 8259): bytes that are not are refused, never replaced with U+FFFD and accepted. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true })
+
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
 
 export async function readJson<TSchema extends v.GenericSchema>(
@@ -19,9 +22,15 @@ export async function readJson<TSchema extends v.GenericSchema>(
       `send the body as application/json, not ${contentType || "without a content type"}`,
     )
   }
+  let text: string
+  try {
+    text = UTF8.decode(await c.req.arrayBuffer())
+  } catch {
+    throw new Problem(400, "the body is not valid UTF-8")
+  }
   let json: unknown
   try {
-    json = JSON.parse(await c.req.text())
+    json = JSON.parse(text)
   } catch (err) {
     throw new Problem(400, `the body is not valid JSON: ${(err as Error).message}`)
   }
