@@ -86,14 +86,18 @@ export class HttpClient {
   private readonly hostname: string
   private readonly port: number
 
-  constructor(baseUrl: string) {
+  private readonly extraHeaders: string
+
+  /** `apiKey`: sent as `Authorization: Bearer` with every request, for a gateway with API keys. */
+  constructor(baseUrl: string, apiKey?: string) {
     const url = new URL(baseUrl)
     this.hostname = url.hostname
     this.port = Number(url.port || 80)
+    this.extraHeaders = apiKey ? `authorization: Bearer ${apiKey}\r\n` : ""
   }
 
   async request(method: string, path: string, json?: string): Promise<HttpResponse> {
-    const head = `${method} ${path} HTTP/1.1\r\nhost: ${this.hostname}:${this.port}\r\n`
+    const head = `${method} ${path} HTTP/1.1\r\nhost: ${this.hostname}:${this.port}\r\n${this.extraHeaders}`
     const request =
       json === undefined
         ? `${head}\r\n`

@@ -131,6 +131,8 @@ export interface ThroughputOptions {
   settleTimeoutMs: number
   /** Called each time a task is seen final, with the count so far. */
   onFinal?: (finals: number) => void
+  /** Sent with every request, for a gateway with API keys. */
+  apiKey?: string | undefined
 }
 
 export interface ThroughputResult {
@@ -173,7 +175,7 @@ const REPOLL_INTERVAL_MS = 2
 /** Submit `tasks` reviews and follow each through the API until it is final (or the settle timeout). */
 export async function runThroughput(options: ThroughputOptions): Promise<ThroughputResult> {
   const { tasks } = options
-  const client = new HttpClient(options.gatewayUrl)
+  const client = new HttpClient(options.gatewayUrl, options.apiKey)
   const pending = new Fifo<Pending>()
   const rejected: Record<string, number> = {}
   const pollErrors: Record<string, number> = {}
@@ -320,9 +322,10 @@ export async function measureLatency(
   mode: LatencyMode,
   samples: number,
   reviewBytes: number,
+  apiKey?: string,
 ) {
   const time = mode === "wait" ? timeWithWait : timeWithPolling
-  const client = new HttpClient(gatewayUrl)
+  const client = new HttpClient(gatewayUrl, apiKey)
   const warmUp = Math.min(50, samples)
   for (let i = 0; i < warmUp; i++) await time(client, i, reviewBytes)
   const ms: number[] = []
@@ -337,8 +340,9 @@ export async function warmUp(
   tasks: number,
   concurrency: number,
   reviewBytes: number,
+  apiKey?: string,
 ): Promise<void> {
-  const client = new HttpClient(gatewayUrl)
+  const client = new HttpClient(gatewayUrl, apiKey)
   await forEachConcurrently(tasks, concurrency, async (index) => {
     await timeWithWait(client, index, reviewBytes)
   })

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
+import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
 import { MAX_REVIEW_LENGTH } from "../shared/contracts.ts"
 import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
 import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
@@ -34,6 +35,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --ceiling-prefetch N   unacked deliveries of the ceiling's relay (default 1000)
   --settle-timeout S     seconds without a task turning final before the rest count as lost (default 30)
   --phase P              all | ceiling | throughput | latency (default all)
+  --api-key              start the gateway with an API key and send it with every request; its limits are set
+                         high enough never to refuse the benchmark, so that their checks are measured and not
+                         their refusals (with --gateway-url: the key in $BENCH_API_KEY is sent)
   --gateway-url URL      use services already running behind this gateway (no RSS, nothing started)
   --cpu-prof DIR         each service started here writes its CPU profile to DIR/<service>.md when it stops
   --amqp-url URL         broker (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
@@ -73,6 +77,7 @@ function parseOptions(argv: string[]) {
       "settle-timeout": { type: "string", default: "30" },
       phase: { type: "string", default: "all" },
       "gateway-url": { type: "string" },
+      "api-key": { type: "boolean", default: false },
       "cpu-prof": { type: "string" },
       "amqp-url": { type: "string", default: AMQP_URL },
       help: { type: "boolean", default: false },
@@ -109,6 +114,7 @@ function parseOptions(argv: string[]) {
     settleTimeoutMs: count("settle-timeout") * 1000,
     phase,
     gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
+    apiKey: values["api-key"] ? (process.env.BENCH_API_KEY ?? mintKey()) : undefined,
     cpuProfileDir: values["cpu-prof"],
     amqpUrl: values["amqp-url"],
   }
@@ -216,9 +222,25 @@ async function servicesUnderTest(options: Options, prefix: string) {
   progress(
     `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch})`,
   )
-  const stack = await startStack({ ...options, prefix })
+  const stack = await startStack({ ...options, prefix, gatewayEnv: keyedGateway(options.apiKey) })
   cleanups.push(stack.stop)
   return { gatewayUrl: stack.gatewayUrl, processes: stack.processes }
+}
+
+/**
+ * With --api-key: the key, and limits no benchmark reaches, so that every request pays for its checks (the key's
+ * digest, the rate bucket, the in-flight query before each submission) and none is refused.
+ */
+function keyedGateway(apiKey: string | undefined): Record<string, string> {
+  if (!apiKey) return {}
+  return {
+    API_KEYS: keyLine("bench", false, apiKey),
+    RATE_LIMIT_PER_SECOND: "1000000",
+    RATE_LIMIT_BURST: "1000000",
+    MAX_TASKS_IN_FLIGHT_PER_KEY: "100000000",
+    MAX_WAITS_PER_CALLER: "100000",
+    MAX_STREAMS_PER_CALLER: "100000",
+  }
 }
 
 async function ceilingPhase(options: Options, prefix: string, processes: ServiceProcess[]) {
@@ -261,8 +283,9 @@ async function latencyPhase(options: Options, prefix: string, gatewayUrl: string
   progress(`latency: the bare chain ${options.latencySamples} times, one at a time`)
   const floor = await runLatencyFloor({ ...options, prefix, samples: options.latencySamples })
   progress(`latency: ${options.latencySamples} sequential tasks with ?wait=, then as many polled`)
-  const wait = await measureLatency(gatewayUrl, "wait", options.latencySamples, options.reviewBytes)
-  const poll = await measureLatency(gatewayUrl, "poll", options.latencySamples, options.reviewBytes)
+  const { latencySamples, reviewBytes, apiKey } = options
+  const wait = await measureLatency(gatewayUrl, "wait", latencySamples, reviewBytes, apiKey)
+  const poll = await measureLatency(gatewayUrl, "poll", latencySamples, reviewBytes, apiKey)
   return { floor, wait, poll }
 }
 
@@ -271,7 +294,8 @@ async function run(options: Options): Promise<Report> {
   const report: Report = {
     timestamp: new Date().toISOString(),
     prefix,
-    options,
+    // The key itself stays out of the report and its file.
+    options: { ...options, apiKey: options.apiKey ? "(sent)" : undefined },
     host: { cpus: cpus().length, loadavg: loadavg() },
     servicesStartedByBench: false,
   }
@@ -294,7 +318,7 @@ async function run(options: Options): Promise<Report> {
   const memory: Record<string, MemoryRow> = {}
   if (gatewayUrl) {
     progress(`warming up with ${options.warmup} tasks`)
-    await warmUp(gatewayUrl, options.warmup, 8, options.reviewBytes)
+    await warmUp(gatewayUrl, options.warmup, 8, options.reviewBytes, options.apiKey)
     sampleRss(processes, memory, "startMb")
   }
 
@@ -414,7 +438,7 @@ function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}`,
+    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}${o.apiKey ? "  with an API key" : ""}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {
     lines.push(

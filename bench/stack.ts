@@ -13,6 +13,8 @@ export interface StackOptions {
   workers: number
   /** Where each service writes its CPU profile (Bun's markdown format) when it stops; none when absent. */
   cpuProfileDir?: string | undefined
+  /** The gateway's further settings, e.g. API keys and their limits. */
+  gatewayEnv?: Record<string, string>
 }
 
 export interface ServiceProcess {
@@ -122,7 +124,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       spawnService(`polarity-worker#${n}`, "polarity-worker.ts", env, port, options.cpuProfileDir),
     )
   }
-  const gatewayEnv = { ...common, PORT: String(gatewayPort) }
+  const gatewayEnv = { ...common, ...options.gatewayEnv, PORT: String(gatewayPort) }
   children.push(spawnService("gateway", "gateway.ts", gatewayEnv, gatewayPort, options.cpuProfileDir))
 
   // The gateway first, so nothing new comes in; the store last, so it commits every outcome.
