@@ -1,69 +1,154 @@
-// compose.yaml and the Dockerfile cannot be run here (no Docker engine), so check what can be checked:
-// every service they name exists, every variable they set is one the service reads and parses, and the
-// health checks and ports agree.
+// compose.yaml, compose.host.yaml and the Dockerfile, checked against the code. Docker Compose v2 cannot run
+// here, so this checks what can be checked without it: every service they name exists, every variable they set
+// is one the service reads and accepts, ports and health checks agree with the services' settings, and the
+// images are pinned and labelled. The images themselves are built and run by tests/containers/.
 import { describe, expect, test } from "bun:test"
 import { existsSync, readFileSync } from "node:fs"
 import { BUN_ENV } from "../bench/stack.ts"
 import { GatewayEnv, loadGatewayConfig } from "../services/gateway.ts"
 import { loadWorkerConfig, WorkerEnv } from "../services/polarity-worker.ts"
 import { loadStoreConfig, StoreEnv } from "../services/status-store.ts"
+import { healthUrl, LISTEN_SETTINGS } from "../shared/healthcheck.ts"
+import { dockerfileBases } from "./containers/images.ts"
 
 interface ComposeService {
-  build?: { args?: Record<string, string> }
+  build?: { context?: string; args?: Record<string, string> }
   image?: string
   environment?: Record<string, string>
+  command?: unknown
+  entrypoint?: unknown
   healthcheck?: { test: string[] }
   depends_on?: Record<string, { condition: string }>
   ports?: string[]
+  network_mode?: string
+  profiles?: string[]
+  volumes?: string[]
 }
-const compose = Bun.YAML.parse(readFileSync("compose.yaml", "utf8")) as {
-  services: Record<string, ComposeService>
-}
+type Compose = { services: Record<string, ComposeService> }
+const readYaml = (path: string) => Bun.YAML.parse(readFileSync(path, "utf8")) as Compose
+const compose = readYaml("compose.yaml")
+const hostOverride = readYaml("compose.host.yaml")
 const dockerfile = readFileSync("Dockerfile", "utf8")
+const packageJson = JSON.parse(readFileSync("package.json", "utf8")) as { version: string }
+const lockfile = JSON.parse(readFileSync("package-lock.json", "utf8")) as {
+  packages: Record<string, { version: string }>
+}
 
 const services = {
-  gateway: { entries: GatewayEnv, load: loadGatewayConfig, port: (c: Record<string, unknown>) => c.PORT },
-  "polarity-worker": {
-    entries: WorkerEnv,
-    load: loadWorkerConfig,
-    port: (c: Record<string, unknown>) => c.WORKER_PORT,
-  },
-  "status-store": {
-    entries: StoreEnv,
-    load: loadStoreConfig,
-    port: (c: Record<string, unknown>) => c.STATUS_STORE_PORT,
-  },
+  gateway: { entries: GatewayEnv, load: loadGatewayConfig },
+  "polarity-worker": { entries: WorkerEnv, load: loadWorkerConfig },
+  "status-store": { entries: StoreEnv, load: loadStoreConfig },
+}
+
+/** Compose's merge of an override file, for the keys these files use: mappings merge, the rest is replaced. */
+function merged(name: string): ComposeService {
+  const base = compose.services[name] ?? {}
+  const override = hostOverride.services[name] ?? {}
+  return { ...base, ...override, environment: { ...base.environment, ...override.environment } }
+}
+
+/** The port a service's healthcheck asks, from the settings compose gives it. */
+function listenPort(name: keyof typeof services, environment: Record<string, string>): number {
+  const config = services[name].load(environment) as Record<string, unknown>
+  return Number(config[LISTEN_SETTINGS[name].port])
 }
 
 describe("compose.yaml", () => {
   for (const [name, service] of Object.entries(services)) {
-    test(`${name}: built from its own file, with settings it reads and accepts`, () => {
-      const spec = compose.services[name]
-      expect(spec?.build?.args?.SERVICE).toBe(name)
+    test(`${name}: built from the Dockerfile for its own file, with settings it reads and accepts`, () => {
+      const spec = compose.services[name] ?? {}
+      expect({ context: spec.build?.context, args: spec.build?.args, image: spec.image }).toEqual({
+        context: ".",
+        args: { SERVICE: name },
+        image: `sentiment-polarity/${name}:${packageJson.version}`,
+      })
       expect(existsSync(`services/${name}.ts`)).toBe(true)
-      const environment = spec?.environment ?? {}
+      // The image's entrypoint and HEALTHCHECK run it; compose overrides neither.
+      expect([spec.command, spec.entrypoint, spec.healthcheck]).toEqual([undefined, undefined, undefined])
+      const environment = spec.environment ?? {}
       expect(Object.keys(environment).filter((key) => !(key in service.entries))).toEqual([])
       const config = service.load(environment) as Record<string, unknown>
       expect(new URL(String(config.AMQP_URL)).hostname).toBe("rabbitmq")
-      expect(spec?.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${service.port(config)}/healthz`)
-      expect(spec?.depends_on?.rabbitmq?.condition).toBe("service_healthy")
+      expect(spec.depends_on?.rabbitmq?.condition).toBe("service_healthy")
     })
   }
 
-  test("the gateway publishes its port, and RabbitMQ has a health check", () => {
-    expect(compose.services.gateway?.ports).toContain("9000:9000")
+  test("publishes the gateway's own port, and nothing on the host's RabbitMQ ports", () => {
+    const gatewayPort = listenPort("gateway", compose.services.gateway?.environment ?? {})
+    expect(compose.services.gateway?.ports).toEqual([`${gatewayPort}:${gatewayPort}`])
+    const published = Object.values(compose.services).flatMap((spec) => spec.ports ?? [])
+    const hostPorts = published.map((mapping) => Number(mapping.split(":").at(-2)))
+    expect(hostPorts.filter((port) => [5672, 15672, 25672, 4369].includes(port))).toEqual([])
     expect(compose.services.rabbitmq?.healthcheck?.test.length).toBeGreaterThan(0)
+  })
+
+  test("the status store keeps its database on a volume, in the directory the image gives its user", () => {
+    const spec = compose.services["status-store"] ?? {}
+    const database = String(loadStoreConfig(spec.environment ?? {}).DATABASE_PATH)
+    expect(spec.volumes).toEqual(["status-data:/data"])
+    expect(database.startsWith("/data/")).toBe(true)
+    expect(dockerfile).toMatch(/mkdir -p \/data && chown bun:bun \/data/)
+  })
+})
+
+describe("compose.host.yaml", () => {
+  test("leaves the bundled broker out unless asked for", () => {
+    expect(hostOverride.services.rabbitmq).toEqual({ profiles: ["bundled-broker"] })
+  })
+
+  for (const name of Object.keys(services) as (keyof typeof services)[]) {
+    test(`${name}: on the host's network, against the host's broker, with settings it accepts`, () => {
+      const spec = merged(name)
+      const config = services[name].load(spec.environment ?? {}) as Record<string, unknown>
+      expect({
+        network: spec.network_mode,
+        broker: new URL(String(config.AMQP_URL)).host,
+        dependsOn: spec.depends_on,
+        // With the host's network nothing is published: the service listens on the host's port itself.
+        ports: spec.ports ?? [],
+      }).toEqual({ network: "host", broker: "127.0.0.1:5672", dependsOn: {}, ports: [] })
+    })
+  }
+
+  test("resets, rather than merges, what host networking cannot have", () => {
+    const text = readFileSync("compose.host.yaml", "utf8")
+    expect(text.match(/depends_on: !reset \{\}/g)?.length).toBe(3)
+    expect(text).toContain("ports: !reset []")
   })
 })
 
 describe("Dockerfile", () => {
-  test("copies what exists and runs the service named by its build argument", () => {
+  test("copies what exists, and the build context holds nothing else", () => {
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) =>
       (m[1] ?? "").split(" "),
     )
     expect(copied.length).toBeGreaterThan(0)
     for (const path of copied) expect({ path, exists: existsSync(path) }).toEqual({ path, exists: true })
-    expect(dockerfile).toMatch(/exec bun services\/\$\{SERVICE\}\.ts/)
+    const allowed = readFileSync(".dockerignore", "utf8")
+      .split("\n")
+      .filter((line) => line.startsWith("!"))
+      .map((line) => line.slice(1).replace(/\/$/, ""))
+    expect(allowed.toSorted()).toEqual([...new Set(copied)].toSorted())
+  })
+
+  test("runs the service named by its build argument with bun as PID 1, and checks its health", () => {
+    expect(dockerfile).toMatch(/ln -s "services\/\$\{SERVICE\}\.ts" service\.ts/)
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["bun", "service\.ts"\]$/m)
+    expect(dockerfile).toMatch(/^HEALTHCHECK .*CMD \["bun", "shared\/healthcheck\.ts"\]$/m)
+    expect(dockerfile).toMatch(/^USER bun$/m)
+  })
+
+  test("pins its base images to full versions, Bun's to the one the lockfile installs", () => {
+    const bases = dockerfileBases(dockerfile)
+    expect(bases.filter((image) => !/:\d+\.\d+\.\d+/.test(image))).toEqual([])
+    const bun = bases.find((image) => image.startsWith("oven/bun:"))
+    expect(bun).toBe(`oven/bun:${lockfile.packages["node_modules/bun"]?.version}-slim`)
+  })
+
+  test("labels the image with its version (package.json's by default), revision and source", () => {
+    expect(dockerfile).toContain(`ARG VERSION=${packageJson.version}`)
+    for (const label of ["version", "revision", "source"])
+      expect(dockerfile).toMatch(new RegExp(`org\\.opencontainers\\.image\\.${label}=`))
   })
 
   test("runs Bun with the JavaScriptCore settings of npm start (package.json's config.bunEnv)", () => {
@@ -74,5 +159,26 @@ describe("Dockerfile", () => {
       "BUN_JSC_useFTLJIT",
     ])
     for (const [name, value] of Object.entries(BUN_ENV)) expect(env).toContain(`${name}=${value}`)
+  })
+})
+
+describe("shared/healthcheck.ts", () => {
+  for (const name of Object.keys(services) as (keyof typeof services)[]) {
+    test(`${name}: asks the host and port the service listens on`, () => {
+      const { host, port } = LISTEN_SETTINGS[name]
+      expect([host in services[name].entries, port in services[name].entries]).toEqual([true, true])
+      const defaults = services[name].load({}) as Record<string, unknown>
+      expect(healthUrl({ SERVICE: name })).toBe(`http://127.0.0.1:${defaults[port]}/healthz`)
+      const custom = { SERVICE: name, [host]: "127.0.0.2", [port]: "9123" }
+      expect(services[name].load(custom)).toMatchObject({ [host]: "127.0.0.2", [port]: 9123 })
+      expect(healthUrl(custom)).toBe("http://127.0.0.2:9123/healthz")
+      expect(healthUrl({ SERVICE: name, [host]: "::" })).toBe(`http://[::1]:${defaults[port]}/healthz`)
+    })
+  }
+
+  test("names the services it knows when SERVICE is not one of them", () => {
+    expect(() => healthUrl({ SERVICE: "mailer" })).toThrow(
+      'SERVICE must be one of gateway, polarity-worker, status-store, not "mailer"',
+    )
   })
 })
