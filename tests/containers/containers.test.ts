@@ -19,7 +19,7 @@ import {
   SERVICES,
   timings,
 } from "./images.ts"
-import { type ContainerStack, startContainerStack } from "./stack.ts"
+import { type ContainerStack, freePort, startContainerStack } from "./stack.ts"
 import { isFinal, lookupAll, type PhaseFigures, TaskFlow, tally } from "./task-flow.ts"
 
 const unavailable = engineUnavailable()
@@ -234,7 +234,7 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
       const names = topologyNames(stack.prefix)
       const stops: string[] = []
 
-      const inHand = await tasksInHand(stack, 4, 1500)
+      const inHand = await tasksInHand(stack, 4, 3000)
       const worker = await stack.stop(stack.current["polarity-worker"])
       stops.push(`worker ${worker.ms} ms with 4 tasks in hand`)
       expect({ exitCode: worker.exitCode, stopped: worker.log.includes('"msg":"stopped"') }).toEqual({
@@ -276,7 +276,7 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
       await using stack = await stackFor("kill")
       await runAll(stack)
 
-      const inHand = await tasksInHand(stack, 4, 1500)
+      const inHand = await tasksInHand(stack, 4, 3000)
       await stack.kill(stack.current["polarity-worker"])
       await stack.run("polarity-worker")
       expect((await lookupAll(stack.url, inHand, 30)).map((task) => task?.status)).toEqual(
@@ -303,7 +303,7 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
         // The new worker starts beside the old one (another port), then the old one stops: no gap.
         flow.enter("worker replaced")
         const oldWorker = stack.current["polarity-worker"]
-        await stack.run("polarity-worker", { version: "2", port: stack.ports["polarity-worker"] + 1 })
+        await stack.run("polarity-worker", { version: "2", port: await freePort() })
         expect((await stack.stop(oldWorker)).exitCode).toBe(0)
         await flow.flowing()
         // One store at a time owns its SQLite file: the old one stops, the new one starts on the same volume.
