@@ -1,0 +1,54 @@
+// How the tests and the benchmark start a service as a process of its own under Bun or Deno: Deno with the
+// permissions `npm run start:deno:<service>` grants (read from package.json, so that the tests run what a
+// user runs), plus the test's own data directory.
+import { readFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import { join } from "node:path"
+
+export const RUNTIMES = ["bun", "deno"] as const
+export type Runtime = (typeof RUNTIMES)[number]
+export type ServiceName = "gateway" | "worker" | "store"
+/** Which runtime runs each service; Bun where not said. */
+export type Runtimes = Partial<Record<ServiceName, Runtime>>
+
+export const ROOT = join(import.meta.dir, "..")
+export const SERVICE_FILES: Record<ServiceName, string> = {
+  gateway: "services/gateway.ts",
+  worker: "services/polarity-worker.ts",
+  store: "services/status-store.ts",
+}
+
+const PACKAGE = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+  config: Record<string, string>
+  scripts: Record<string, string>
+}
+
+/**
+ * The Deno executable itself, not npm's `node_modules/.bin/deno` (which may be a Node wrapper when install
+ * scripts did not run): a kill -9 and a reading of RSS must reach Deno.
+ */
+export const DENO: string = createRequire(import.meta.url)("deno/install_api.cjs").runInstall()
+
+/** The flags `npm run start:deno:<service>` runs the service with: its permissions. */
+export function denoFlags(service: ServiceName): string[] {
+  const script = PACKAGE.scripts[`start:deno:${service}`] ?? ""
+  const expanded = script.replace(
+    /\$npm_package_config_(\w+)/g,
+    (_, name: string) => PACKAGE.config[name] ?? "",
+  )
+  const [command, subcommand, ...args] = expanded.split(/\s+/).filter(Boolean)
+  if (command !== "deno" || subcommand !== "run" || args.pop() !== SERVICE_FILES[service]) {
+    throw new Error(`start:deno:${service} is not "deno run <flags> ${SERVICE_FILES[service]}": ${script}`)
+  }
+  return args
+}
+
+/**
+ * The command that runs `service` under `runtime`. A Deno status store may also read and write `dataDir`,
+ * where the test keeps its database.
+ */
+export function serviceCommand(service: ServiceName, runtime: Runtime, dataDir?: string): string[] {
+  if (runtime === "bun") return [process.execPath, SERVICE_FILES[service]]
+  const data = service === "store" && dataDir ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`] : []
+  return [DENO, "run", ...denoFlags(service), ...data, SERVICE_FILES[service]]
+}
