@@ -198,8 +198,13 @@ const SUBMITTED_TASK = {
 
 const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
 
-export async function start(config: GatewayConfig) {
-  const log = createLogger(SERVICE, config.LOG_LEVEL)
+/**
+ * The gateway without a server: its Hono app, whose `app.fetch` is a plain Web-standard fetch handler that any
+ * server can serve (`start` below, Bun.serve, Deno.serve, `deno serve` of a module whose default export is the
+ * app), connected to the broker. `close` ends the live streams, lets `stopServing` finish the requests in
+ * flight, then closes the broker connection: in that order, so that no request loses its broker halfway.
+ */
+export async function createGateway(config: GatewayConfig, log = createLogger(SERVICE, config.LOG_LEVEL)) {
   const metrics = new ServiceMetrics(SERVICE)
   const broker = await Broker.connect({
     ...brokerOptions(SERVICE, config, log),
@@ -821,20 +826,29 @@ export async function start(config: GatewayConfig) {
     },
   )
 
-  const largestBody = Math.max(config.MAX_BODY_BYTES, config.MAX_BATCH_BODY_BYTES)
-  const server = serveApp(app, config.PORT, config.HOST, largestBody * 2)
-  log.info("started", { url: server.url })
-
-  async function stop(): Promise<void> {
+  async function close(stopServing: () => Promise<void> = async () => {}): Promise<void> {
     keys?.close()
     limiter?.close()
     watchers.close()
     await dashboard.close()
-    await server.stop()
+    await stopServing()
     await broker.close()
+  }
+  return { app, close, openStreams: () => watchers.size, dashboardStreams: dashboard.streams }
+}
+
+export async function start(config: GatewayConfig) {
+  const log = createLogger(SERVICE, config.LOG_LEVEL)
+  const gateway = await createGateway(config, log)
+  const largestBody = Math.max(config.MAX_BODY_BYTES, config.MAX_BATCH_BODY_BYTES)
+  const server = serveApp(gateway.app, config.PORT, config.HOST, largestBody * 2)
+  log.info("started", { url: server.url })
+
+  async function stop(): Promise<void> {
+    await gateway.close(server.stop)
     log.info("stopped")
   }
-  return { url: server.url, stop, app, openStreams: () => watchers.size, dashboardStreams: dashboard.streams }
+  return { ...gateway, url: server.url, stop }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadGatewayConfig()))
