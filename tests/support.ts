@@ -181,7 +181,7 @@ export function reviewResult(record: TaskRecord): PolarityResult {
 }
 
 /** Poll the task until it is final (the API is the thing under test, so poll it, not the store). */
-export async function waitForFinal(stack: Stack, taskId: string, timeoutMs = 15_000) {
+export async function waitForFinal(stack: Pick<Stack, "url">, taskId: string, timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     const res = await fetch(stack.url(`/polarities/tasks/${taskId}`))

@@ -1,17 +1,11 @@
 // The services as real child processes, so that a fault test can kill -9 one and start it again,
 // plus the bookkeeping every fault test reports: accepted, final, lost, doubled, redeliveries, dead-lettered.
-import { rmSync } from "node:fs"
+import { readlinkSync, rmSync } from "node:fs"
+import { dirname } from "node:path"
 import { AMQPClient } from "@cloudamqp/amqp-client"
 import { eventId, FINAL_STATUSES, type TaskEvent, type TaskRecord } from "../../shared/contracts.ts"
+import { ROOT, type Runtime, type Runtimes, type ServiceName, serviceCommand } from "../runtimes.ts"
 import { AMQP_URL, deleteTopology, testEnv } from "../support.ts"
-
-const BUN = process.execPath
-const SERVICE_FILES = {
-  gateway: "services/gateway.ts",
-  worker: "services/polarity-worker.ts",
-  store: "services/status-store.ts",
-} as const
-type ServiceName = keyof typeof SERVICE_FILES
 
 export class ServiceProcess {
   url = ""
@@ -25,12 +19,15 @@ export class ServiceProcess {
   constructor(
     readonly name: ServiceName,
     private readonly env: Record<string, string>,
+    readonly runtime: Runtime = "bun",
   ) {}
 
   /** Spawn and resolve once the service logs "started" (with its URL). */
   async start(): Promise<this> {
     const started = Promise.withResolvers<void>()
-    const proc = Bun.spawn([BUN, SERVICE_FILES[this.name]], {
+    const dataDir = this.env.DATABASE_PATH ? dirname(this.env.DATABASE_PATH) : undefined
+    const proc = Bun.spawn(serviceCommand(this.name, this.runtime, dataDir), {
+      cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdout: "pipe",
       stderr: "inherit",
@@ -83,6 +80,11 @@ export class ServiceProcess {
     return this
   }
 
+  /** The executable the process runs (`…/bun`, `…/deno`): what a test of a deployment checks. */
+  executable(): string {
+    return this.proc ? readlinkSync(`/proc/${this.proc.pid}/exe`) : ""
+  }
+
   count(msg: string): number {
     return this.logCounts.get(msg) ?? 0
   }
@@ -113,14 +115,17 @@ export interface Cluster extends AsyncDisposable {
 export async function startCluster(
   topic: string,
   overrides: Record<string, string> = {},
-  { workers = 1, startWorkers = true } = {},
+  { workers = 1, startWorkers = true, runtimes = {} as Runtimes } = {},
 ): Promise<Cluster> {
   // Info logs: the bookkeeping counts log lines such as "task redelivered".
   const { env, dataDir } = testEnv(topic, { LOG_LEVEL: "info", ENABLE_TEST_TASKS: "true", ...overrides })
   const databasePath = env.DATABASE_PATH ?? ""
-  const store = await new ServiceProcess("store", env).start()
-  const gateway = await new ServiceProcess("gateway", env).start()
-  const workerProcesses = Array.from({ length: workers }, () => new ServiceProcess("worker", env))
+  const store = await new ServiceProcess("store", env, runtimes.store).start()
+  const gateway = await new ServiceProcess("gateway", env, runtimes.gateway).start()
+  const workerProcesses = Array.from(
+    { length: workers },
+    () => new ServiceProcess("worker", env, runtimes.worker),
+  )
   if (startWorkers) await Promise.all(workerProcesses.map((w) => w.start()))
   return {
     env,
@@ -269,6 +274,53 @@ export async function queueDepth(env: Record<string, string>, queue: string): Pr
   } finally {
     await client.close().catch(() => {})
   }
+}
+
+/** Messages in the two dead-letter queues. */
+async function deadLettered(env: Record<string, string>): Promise<number> {
+  const prefix = env.AMQP_PREFIX ?? ""
+  return (
+    (await queueDepth(env, `${prefix}dead-letter.failed`)) +
+    (await queueDepth(env, `${prefix}dead-letter.poison`))
+  )
+}
+
+/**
+ * Submit `count` reviews while the cluster's workers are killed with -9 in turn, one every 150 ms, and each
+ * started again at once; then follow every accepted task to its final state, and count.
+ */
+export async function killWorkersUnderLoad(cluster: Cluster, count: number) {
+  const gatewayUrl = () => cluster.gateway.url
+  await using finals = await watchFinalEvents(cluster.env)
+  const deadBefore = await deadLettered(cluster.env)
+  const redeliveries = () => cluster.workers.reduce((sum, w) => sum + w.count("task redelivered"), 0)
+  const redeliveriesBefore = redeliveries()
+  let submitting = true
+  const load = submitReviews(gatewayUrl, { count, concurrency: 16 }).finally(() => {
+    submitting = false
+  })
+  let kills = 0
+  while (submitting) {
+    await Bun.sleep(150)
+    const victim = cluster.workers[kills % cluster.workers.length]
+    await victim?.kill()
+    kills++
+    await victim?.start()
+  }
+  const { accepted, refused, failed } = await load
+  const final = await awaitFinal(gatewayUrl, accepted)
+  const figures = {
+    accepted: accepted.length,
+    final: final.size,
+    lost: accepted.length - final.size,
+    doubled: finals.doubled(),
+    redeliveries: redeliveries() - redeliveriesBefore,
+    deadLettered: (await deadLettered(cluster.env)) - deadBefore,
+    kills,
+    refused: refused.length,
+    failed,
+  }
+  return { figures, final }
 }
 
 export interface FaultFigures {

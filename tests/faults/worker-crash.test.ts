@@ -1,64 +1,58 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import type { Runtimes } from "../runtimes.ts"
 import {
   awaitFinal,
   type Cluster,
-  queueDepth,
+  killWorkersUnderLoad,
   report,
   startCluster,
   submitReviews,
   watchFinalEvents,
 } from "./cluster.ts"
 
-let cluster: Cluster
-beforeAll(async () => {
-  cluster = await startCluster("worker-crash", {}, { workers: 2 })
-})
-afterAll(async () => {
-  await cluster?.[Symbol.asyncDispose]()
-})
+// Under Deno as under Bun: the guarantees come from the broker's acks and the store's inbox, whatever runs
+// the services.
+const KILL_DEPLOYMENTS: [string, Runtimes][] = [
+  ["Bun", {}],
+  ["Deno", { gateway: "deno", worker: "deno", store: "deno" }],
+]
 
-const gatewayUrl = () => cluster.gateway.url
-const prefix = () => cluster.env.AMQP_PREFIX ?? ""
-const deadLettered = async () =>
-  (await queueDepth(cluster.env, `${prefix()}dead-letter.failed`)) +
-  (await queueDepth(cluster.env, `${prefix()}dead-letter.poison`))
-const redeliveries = () => cluster.workers.reduce((sum, w) => sum + w.count("task redelivered"), 0)
+describe.each(KILL_DEPLOYMENTS)("%s workers killed with -9", (runtime, runtimes) => {
+  let cluster: Cluster
+  beforeAll(async () => {
+    cluster = await startCluster(`worker-kill-${runtime.toLowerCase()}`, {}, { workers: 2, runtimes })
+  })
+  afterAll(async () => {
+    await cluster?.[Symbol.asyncDispose]()
+  })
 
-describe("workers killed with -9", () => {
   test("killed repeatedly while 5,000 tasks flow: every task ends final exactly once", async () => {
-    await using finals = await watchFinalEvents(cluster.env)
-    const deadBefore = await deadLettered()
-    let submitting = true
-    const load = submitReviews(gatewayUrl, { count: 5000, concurrency: 16 }).finally(() => {
-      submitting = false
+    const { figures, final } = await killWorkersUnderLoad(cluster, 5000)
+    report(`${runtime} worker kill -9 under load`, figures)
+    expect(figures.kills).toBeGreaterThanOrEqual(3)
+    expect(figures).toMatchObject({
+      accepted: 5000,
+      final: 5000,
+      lost: 0,
+      doubled: 0,
+      deadLettered: 0,
+      refused: 0,
+      failed: 0,
     })
-    let kills = 0
-    while (submitting) {
-      await Bun.sleep(150)
-      const victim = cluster.workers[kills % cluster.workers.length]
-      await victim?.kill()
-      kills++
-      await victim?.start()
-    }
-    const { accepted, refused, failed } = await load
-    expect(refused).toEqual([])
-    expect(failed).toBe(0)
-
-    const final = await awaitFinal(gatewayUrl, accepted)
-    const figures = {
-      accepted: accepted.length,
-      final: final.size,
-      lost: accepted.length - final.size,
-      doubled: finals.doubled(),
-      redeliveries: redeliveries(),
-      deadLettered: (await deadLettered()) - deadBefore,
-      kills,
-    }
-    report("worker kill -9 under load", figures)
-    expect(kills).toBeGreaterThanOrEqual(3)
-    expect(figures).toMatchObject({ accepted: 5000, final: 5000, lost: 0, doubled: 0, deadLettered: 0 })
     expect([...final.values()].every((t) => t.status === "SUCCESS" && t.attempts === 1)).toBe(true)
   })
+})
+
+describe("workers killed with -9", () => {
+  let cluster: Cluster
+  beforeAll(async () => {
+    cluster = await startCluster("worker-crash", {}, { workers: 2 })
+  })
+  afterAll(async () => {
+    await cluster?.[Symbol.asyncDispose]()
+  })
+  const gatewayUrl = () => cluster.gateway.url
+  const redeliveries = () => cluster.workers.reduce((sum, w) => sum + w.count("task redelivered"), 0)
 
   test("a worker that dies after its outcome is confirmed but before the ack: one final state, attempts 1", async () => {
     await using finals = await watchFinalEvents(cluster.env)
