@@ -17,7 +17,15 @@ import {
   type ThroughputResult,
   warmUp,
 } from "./load.ts"
-import { brokerPids, cpuSeconds, peakRssMb, rssMb, type ServiceProcess, startStack } from "./stack.ts"
+import {
+  brokerPids,
+  cpuSeconds,
+  parseRuntimes,
+  peakRssMb,
+  rssMb,
+  type ServiceProcess,
+  startStack,
+} from "./stack.ts"
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -39,7 +47,9 @@ const USAGE = `Usage: npm run bench -- [options]
                          high enough never to refuse the benchmark, so that their checks are measured and not
                          their refusals (with --gateway-url: the key in $BENCH_API_KEY is sent)
   --gateway-url URL      use services already running behind this gateway (no RSS, nothing started)
-  --cpu-prof DIR         each service started here writes its CPU profile to DIR/<service>.md when it stops
+  --runtime R            what runs the services: bun, deno, mixed (a Deno gateway, a Bun worker and store), or
+                         each service's own, as gateway=deno,worker=bun,store=deno (default bun)
+  --cpu-prof DIR         each Bun service started here writes its CPU profile to DIR/<service>.md when it stops
   --amqp-url URL         broker (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
   --help                 this text
 
@@ -78,6 +88,7 @@ function parseOptions(argv: string[]) {
       phase: { type: "string", default: "all" },
       "gateway-url": { type: "string" },
       "api-key": { type: "boolean", default: false },
+      runtime: { type: "string", default: "bun" },
       "cpu-prof": { type: "string" },
       "amqp-url": { type: "string", default: AMQP_URL },
       help: { type: "boolean", default: false },
@@ -115,6 +126,7 @@ function parseOptions(argv: string[]) {
     phase,
     gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
     apiKey: values["api-key"] ? (process.env.BENCH_API_KEY ?? mintKey()) : undefined,
+    runtimes: parseRuntimes(values.runtime),
     cpuProfileDir: values["cpu-prof"],
     amqpUrl: values["amqp-url"],
   }
@@ -439,6 +451,7 @@ function formatReport(report: Report): string {
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
     `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}${o.apiKey ? "  with an API key" : ""}`,
+    `runtimes  gateway ${o.runtimes.gateway ?? "bun"}  worker ${o.runtimes.worker ?? "bun"}  store ${o.runtimes.store ?? "bun"}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {
     lines.push(

@@ -1,16 +1,20 @@
-// The services under test as child processes (`bun services/<name>.ts`) under a prefix of their own, and
-// what /proc tells about them and the broker: resident memory and CPU time.
+// The services under test as child processes (`bun services/<name>.ts`, or Deno as `npm run start:deno:<name>`
+// runs it) under a prefix of their own, and what /proc tells about them and the broker: resident memory and CPU
+// time.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Subprocess } from "bun"
 import { deleteTopology } from "../tests/broker.ts"
+import { RUNTIMES, type Runtime, type Runtimes, type ServiceName, serviceCommand } from "../tests/runtimes.ts"
 
 export interface StackOptions {
   amqpUrl: string
   prefix: string
   prefetch: number
   workers: number
+  /** Which runtime runs each service (Bun where not said). */
+  runtimes: Runtimes
   /** Where each service writes its CPU profile (Bun's markdown format) when it stops; none when absent. */
   cpuProfileDir?: string | undefined
   /** The gateway's further settings, e.g. API keys and their limits. */
@@ -55,17 +59,23 @@ function freePort(): number {
   return port
 }
 
-function spawnService(
-  label: string,
-  file: string,
-  env: Record<string, string>,
-  port: number,
-  cpuProfileDir?: string,
-): Child {
-  const profile = cpuProfileDir
-    ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${label}.md`]
-    : []
-  const proc = Bun.spawn([process.execPath, ...profile, join("services", file)], {
+interface Spawn {
+  label: string
+  service: ServiceName
+  runtime: Runtime
+  env: Record<string, string>
+  port: number
+  dataDir: string
+  cpuProfileDir?: string | undefined
+}
+
+function spawnService({ label, service, runtime, env, port, dataDir, cpuProfileDir }: Spawn): Child {
+  const [executable = "", ...args] = serviceCommand(service, runtime, dataDir)
+  const profile =
+    cpuProfileDir && runtime === "bun"
+      ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${label}.md`]
+      : []
+  const proc = Bun.spawn([executable, ...profile, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     // The services log JSON lines on stdout; ours carries the report, so theirs goes to stderr.
@@ -108,24 +118,25 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
   const storePort = freePort()
   const gatewayPort = freePort()
-  const children: Child[] = [
-    spawnService(
-      "status-store",
-      "status-store.ts",
-      { ...common, STATUS_STORE_PORT: String(storePort), DATABASE_PATH: join(dataDir, "status.sqlite") },
-      storePort,
-      options.cpuProfileDir,
-    ),
-  ]
+  const spawn = (label: string, service: ServiceName, env: Record<string, string>, port: number) =>
+    spawnService({
+      label,
+      service,
+      runtime: options.runtimes[service] ?? "bun",
+      env: { ...common, ...env },
+      port,
+      dataDir,
+      cpuProfileDir: options.cpuProfileDir,
+    })
+  const storeEnv = { STATUS_STORE_PORT: String(storePort), DATABASE_PATH: join(dataDir, "status.sqlite") }
+  const children: Child[] = [spawn("status-store", "store", storeEnv, storePort)]
   for (let n = 1; n <= options.workers; n++) {
     const port = freePort()
-    const env = { ...common, WORKER_PORT: String(port), WORKER_PREFETCH: String(options.prefetch) }
-    children.push(
-      spawnService(`polarity-worker#${n}`, "polarity-worker.ts", env, port, options.cpuProfileDir),
-    )
+    const env = { WORKER_PORT: String(port), WORKER_PREFETCH: String(options.prefetch) }
+    children.push(spawn(`polarity-worker#${n}`, "worker", env, port))
   }
-  const gatewayEnv = { ...common, ...options.gatewayEnv, PORT: String(gatewayPort) }
-  children.push(spawnService("gateway", "gateway.ts", gatewayEnv, gatewayPort, options.cpuProfileDir))
+  const gatewayEnv = { ...options.gatewayEnv, PORT: String(gatewayPort) }
+  children.push(spawn("gateway", "gateway", gatewayEnv, gatewayPort))
 
   // The gateway first, so nothing new comes in; the store last, so it commits every outcome.
   const stop = async () => {
@@ -144,6 +155,29 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     processes: children.map(({ label, pid }) => ({ label, pid })),
     stop,
   }
+}
+
+/**
+ * `--runtime`: one runtime for every service (`bun`, `deno`), `mixed` (a Deno gateway, a Bun worker and store),
+ * or each service's own, as `gateway=deno,worker=bun,store=deno`.
+ */
+export function parseRuntimes(value: string): Runtimes {
+  if (value === "mixed") return { gateway: "deno" }
+  if (RUNTIMES.includes(value as Runtime)) {
+    const runtime = value as Runtime
+    return { gateway: runtime, worker: runtime, store: runtime }
+  }
+  const runtimes: Runtimes = {}
+  for (const pair of value.split(",")) {
+    const [service, runtime] = pair.split("=")
+    if (!["gateway", "worker", "store"].includes(service ?? "") || !RUNTIMES.includes(runtime as Runtime)) {
+      throw new Error(
+        `--runtime must be bun, deno, mixed, or service=runtime pairs such as gateway=deno,store=bun, not "${value}"`,
+      )
+    }
+    runtimes[service as ServiceName] = runtime as Runtime
+  }
+  return runtimes
 }
 
 /** Resident set size in MB, or null once the process is gone. */
