@@ -22,6 +22,18 @@ export interface TopologyOptions {
 export const TASK_ROUTES = ["polarity", "default"] as const
 export type TaskRoute = (typeof TASK_ROUTES)[number]
 
+/**
+ * The delay ladder: a message waits out a delay of n ticks by hopping through the wait queues of the set bits of
+ * n, the longest first, without any consumer. Each wait queue has one fixed TTL, because RabbitMQ only expires
+ * the message at the head of a queue: with one TTL per queue, the head is always the first due. A tick is 100 ms,
+ * so a delay is rounded up to a tenth of a second; 25 levels hold 2^25 - 1 ticks (38.8 days), above MAX_DELAY_MS
+ * (30 days).
+ */
+export const DELAY_TICK_MS = 100
+export const DELAY_LEVELS = 25
+/** Where a message leaves the ladder for: a work queue. */
+export type DelayDestination = TaskRoute
+
 export type Topology = ReturnType<typeof topologyNames>
 
 export function topologyNames(prefix: string) {
@@ -51,7 +63,36 @@ export function topologyNames(prefix: string) {
     poisonQueue: `${prefix}dead-letter.poison`,
     failedQueue: `${prefix}dead-letter.failed`,
     retryQueue: (delayMs: number) => `${prefix}retry.${delayMs}ms`,
+    /** topic, one per level of the delay ladder; level DELAY_LEVELS - 1 is where a delayed message enters. */
+    delayExchange: (level: number) => `${prefix}delay.level${level}`,
+    /** The wait queue of a level: TTL DELAY_TICK_MS × 2^level, dead-lettering to the level below. */
+    delayQueue: (level: number) => `${prefix}delay.level${level}.${DELAY_TICK_MS * 2 ** level}ms`,
+    /** topic; where a delayed message leaves the ladder, routed by the destination at the end of its key. */
+    delayDueExchange: `${prefix}delay.due`,
   }
+}
+
+const DELAY_LEVEL_NUMBERS = Array.from({ length: DELAY_LEVELS }, (_, level) => level)
+
+/** The ladder's entry exchange: every delayed message is published here. */
+export function delayEntryExchange(names: Topology): string {
+  return names.delayExchange(DELAY_LEVELS - 1)
+}
+
+/** Whole ticks, rounded up, so a message never leaves the ladder before its time (a tick at least). */
+export function delayTicks(delayMs: number): number {
+  return Math.min(Math.max(1, Math.ceil(delayMs / DELAY_TICK_MS)), 2 ** DELAY_LEVELS - 1)
+}
+
+/** `<bit of level 24>.….<bit of level 0>.<destination>`: each level's exchange reads its own bit. */
+export function delayRoutingKey(ticks: number, destination: DelayDestination): string {
+  const bits = DELAY_LEVEL_NUMBERS.toReversed().map((level) => String(Math.floor(ticks / 2 ** level) % 2))
+  return `${bits.join(".")}.${destination}`
+}
+
+/** The binding pattern of a level that matches the given bit at its place in the key. */
+function delayBitPattern(level: number, bit: 0 | 1): string {
+  return `${"*.".repeat(DELAY_LEVELS - 1 - level)}${bit}.#`
 }
 
 /** Every queue and exchange of a prefix, e.g. to list depths or to remove a test's topology. */
@@ -66,8 +107,16 @@ export function allNames(options: Pick<TopologyOptions, "prefix" | "retry">) {
       names.statusRpcQueue,
       names.poisonQueue,
       names.failedQueue,
+      ...DELAY_LEVEL_NUMBERS.map(names.delayQueue),
     ],
-    exchanges: [names.tasksExchange, names.retryExchange, names.eventsExchange, names.deadLetterExchange],
+    exchanges: [
+      names.tasksExchange,
+      names.retryExchange,
+      names.eventsExchange,
+      names.deadLetterExchange,
+      ...DELAY_LEVEL_NUMBERS.map(names.delayExchange),
+      names.delayDueExchange,
+    ],
   }
 }
 
@@ -155,6 +204,8 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
     await channel.queueBind(queue, names.retryExchange, `retry.${delayMs}.*`)
   }
 
+  await declareDelayLadder(channel, names, options)
+
   await channel.queueDeclare(names.statusEventsQueue, durable, queueArgs())
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "task.#")
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "worker.#")
@@ -169,4 +220,46 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
     await channel.queueBind(queue, names.deadLetterExchange, key)
   }
   return names
+}
+
+/** The pattern that takes a message leaving the ladder to its destination, whatever bits came before it. */
+function dueKey(destination: DelayDestination): string {
+  return `${"*.".repeat(DELAY_LEVELS)}${destination}`
+}
+
+/**
+ * Level k's exchange sends a message whose bit k is 1 to its wait queue (TTL 2^k ticks), and one whose bit is 0
+ * straight on to level k - 1's exchange (an exchange-to-exchange binding: no wait). The wait queue dead-letters
+ * to level k - 1's exchange with the routing key unchanged; below level 0 is the due exchange, which routes by
+ * destination to the work queues. The broker does all of it: no service holds a delay.
+ */
+async function declareDelayLadder(channel: AMQPChannel, names: Topology, options: TopologyOptions) {
+  const durable = { durable: true, autoDelete: false, exclusive: false }
+  const quorum = options.queueType === "quorum"
+  await channel.exchangeDeclare(names.delayDueExchange, "topic", durable)
+  for (const route of TASK_ROUTES) {
+    await channel.queueBind(names.taskQueues[route], names.delayDueExchange, dueKey(route))
+  }
+  // Exchanges first, all of them, since each level binds to the one below.
+  for (const level of DELAY_LEVEL_NUMBERS) {
+    await channel.exchangeDeclare(names.delayExchange(level), "topic", durable)
+  }
+  // A channel waits for each reply before its next request, and creating a queue takes the broker tens of
+  // milliseconds: the levels are declared side by side on channels of their own.
+  const declareLevel = async (level: number) => {
+    const own = await channel.connection.channel()
+    const exchange = names.delayExchange(level)
+    const below = level === 0 ? names.delayDueExchange : names.delayExchange(level - 1)
+    const queue = names.delayQueue(level)
+    await own.queueDeclare(queue, durable, {
+      "x-queue-type": options.queueType,
+      "x-message-ttl": DELAY_TICK_MS * 2 ** level,
+      "x-dead-letter-exchange": below,
+      ...(quorum && { "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish" }),
+    })
+    await own.queueBind(queue, exchange, delayBitPattern(level, 1))
+    await own.exchangeBind(below, exchange, delayBitPattern(level, 0))
+    await own.close()
+  }
+  await Promise.all(DELAY_LEVEL_NUMBERS.map(declareLevel))
 }
