@@ -2,10 +2,10 @@
 // and a task's detail read on demand. Every text from a task goes in with textContent, never as HTML.
 /* global uPlot */
 
-const STATUSES = ["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "EXPIRED", "REVOKED"]
-const CANCELLABLE = new Set(["PENDING", "RETRY"])
+const STATUSES = ["SCHEDULED", "PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "EXPIRED", "REVOKED"]
+const CANCELLABLE = new Set(["SCHEDULED", "PENDING", "RETRY"])
 /** A task in these states may still change: its open detail follows it live. */
-const UNFINISHED = new Set(["PENDING", "STARTED", "RETRY"])
+const UNFINISHED = new Set(["SCHEDULED", "PENDING", "STARTED", "RETRY"])
 const RETRYABLE = new Set(["FAILURE", "EXPIRED", "REVOKED"])
 /** What the stream sends; the chart shows the last minute, 5 or 10 minutes of it. */
 const SERIES_SECONDS = 600
