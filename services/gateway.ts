@@ -10,7 +10,7 @@ import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../sha
 import {
   BatchAccepted,
   DeadLetterListing,
-  type Deadlines,
+  type Delay,
   explainIssues,
   FINAL_STATUSES,
   FlakyTaskInput,
@@ -19,7 +19,7 @@ import {
   IdempotencyKey,
   LookupTasks,
   MAX_BATCH_SIZE,
-  type PendingEvent,
+  MAX_DELAY_MS,
   ProblemDetails,
   ReplayResult,
   SubmitBatch,
@@ -37,6 +37,7 @@ import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
+import { buildTask, type PendingGroup, pendingEvent, type TaskFields } from "../shared/tasks.ts"
 import { callerOf, guard, ownerFilter } from "./gateway/access.ts"
 import { ApiKeys } from "./gateway/api-keys.ts"
 import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
@@ -122,33 +123,30 @@ const REPLAYED = { "idempotent-replayed": "true" }
 
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host)
 
-/** A task as submitted: its kind, its own fields and its deadlines, before the gateway gives it an id. */
-type Submission = DistributiveOmit<Task, keyof TaskBaseFields> & Deadlines
-type TaskBaseFields = Pick<
-  Task,
-  "task_id" | "submitted_at" | "attempt" | "run" | "expires_at" | "time_limit_ms"
->
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
-type PendingGroup = NonNullable<v.InferOutput<typeof PendingEvent>["group"]>
+/** A task as submitted: its kind, its own fields, its deadlines and its delay, before it has an id. */
+type Submission = TaskFields & Delay
 
-/** The task of a submission: deadlines in seconds from now become an instant and milliseconds. */
-function newTask({ expires_in, time_limit, ...fields }: Submission): Task {
-  const submittedAt = Date.now()
-  return {
-    ...fields,
-    task_id: uuidv7(),
-    submitted_at: submittedAt,
-    attempt: 1,
-    run: 1,
-    ...(expires_in !== undefined && { expires_at: submittedAt + Math.round(expires_in * 1000) }),
-    ...(time_limit !== undefined && { time_limit_ms: Math.max(1, Math.round(time_limit * 1000)) }),
-  } as Task
+/** When a delayed submission is due, in milliseconds since the epoch; undefined when it is due now. */
+export function dueTime({ countdown, eta }: Delay, now: number): number | undefined {
+  if (countdown !== undefined && eta !== undefined) {
+    throw new Problem(422, "give countdown or eta, not both")
+  }
+  if (countdown !== undefined) return now + Math.round(countdown * 1000)
+  if (eta === undefined) return undefined
+  const due = Date.parse(eta)
+  if (Number.isNaN(due)) throw new Problem(422, `eta: "${eta}" is not a time`)
+  if (due <= now) {
+    throw new Problem(422, `eta: ${eta} is in the past (it is ${new Date(now).toISOString()} now)`)
+  }
+  if (due - now > MAX_DELAY_MS) {
+    throw new Problem(422, `eta: ${eta} is more than ${MAX_DELAY_MS / 86_400_000} days ahead`)
+  }
+  return due
 }
 
-/** What the task was asked to do, as the status store keeps it for display. */
-function inputOf(task: Task): Record<string, unknown> {
-  const { task_id: _id, kind: _kind, submitted_at: _at, attempt: _attempt, run: _run, ...input } = task
-  return input
+/** The task of a submission, with a new id. */
+function newTask({ countdown, eta, ...fields }: Submission, now = Date.now()): Task {
+  return buildTask(fields, { taskId: uuidv7(), now, eta: dueTime({ countdown, eta }, now) })
 }
 
 /** Server-Timing: the time the request spent in the gateway (the seed app's X-Process-Time), errors included. */
@@ -251,19 +249,9 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   const tasks = new TaskPublisher(broker)
 
-  /** The task's PENDING event (attempt = run - 1), confirmed; a new submission's names its key as owner. */
+  /** The task's PENDING event, confirmed; a new submission's names its key as owner. */
   function emitPending(task: Task, owner: string | null, group?: PendingGroup): Promise<void> {
-    return events.emit({
-      state: "PENDING",
-      task_id: task.task_id,
-      attempt: task.run - 1,
-      run: task.run,
-      at: Date.now(),
-      kind: task.kind,
-      input: inputOf(task),
-      ...(owner !== null && { owner }),
-      ...(group && { group }),
-    })
+    return events.emit(pendingEvent(task, owner, group))
   }
 
   /**
@@ -362,16 +350,23 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       const task = newTask(submission)
       const claim = await claimKey(c, submission, [task.task_id])
       const taskId = claim?.task_ids[0] ?? task.task_id
-      if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true)
+      const accepted = task.eta === undefined ? "PENDING" : "SCHEDULED"
+      if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true, accepted)
       await publishTask({ ...task, task_id: taskId }, callerOf(c).owner)
-      return answerTask(c, taskId, waitMs, false)
+      return answerTask(c, taskId, waitMs, false, accepted)
     })
   }
 
   /** 200 with the task if it is final within the wait, else 202 with its status. */
-  async function answerTask(c: Context, taskId: string, waitMs: number, replayed: boolean) {
+  async function answerTask(
+    c: Context,
+    taskId: string,
+    waitMs: number,
+    replayed: boolean,
+    accepted: TaskStatus,
+  ) {
     const headers = { location: `/polarities/tasks/${taskId}`, ...(replayed && REPLAYED) }
-    let status: TaskStatus = "PENDING"
+    let status = accepted
     if (waitMs > 0 || replayed) {
       // The task is accepted whatever happens here: a status store that does not answer still means 202.
       const owner = ownerFilter(callerOf(c))
@@ -392,10 +387,11 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   }
 
   async function publishGroup(c: Context, batch: SubmitBatch, waitMs: number): Promise<Response> {
-    const { reviews, language, ...deadlines } = batch
+    const { reviews, language, ...options } = batch
     let groupId = uuidv7()
+    const now = Date.now()
     let tasks = reviews.map((review) =>
-      newTask({ kind: "polarity:review", review, ...(language && { language }), ...deadlines }),
+      newTask({ kind: "polarity:review", review, ...(language && { language }), ...options }, now),
     )
     const claim = await claimKey(
       c,
@@ -417,7 +413,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     if (waitMs > 0 && group?.results) return c.json(group, 200, headers)
     const accepted = {
       group_id: groupId,
-      status: group?.status ?? "PENDING",
+      status: group?.status ?? (tasks[0]?.eta === undefined ? "PENDING" : "SCHEDULED"),
       task_ids: tasks.map((t) => t.task_id),
     }
     return c.json(accepted, 202, headers)

@@ -18,10 +18,11 @@ import { BrokerEnv, booleanVar, ConfigError, integerVar, loadConfig, stringVar }
 import {
   MessageType,
   RevokedReply,
-  type Task,
+  Task,
   TaskBatch,
   type TaskEvent,
   TaskEventBatch,
+  TaskLookup,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
@@ -228,6 +229,9 @@ export async function start(config: WorkerConfig) {
       events.emit({ ...started, state: "STARTED", worker: workerName }).catch(() => {})
     }
     taskMetrics.taskStarted(task.kind)
+    if (task.eta !== undefined && task.attempt === task.run) {
+      taskMetrics.delayedTaskStarted(task.kind, startedAt - task.eta)
+    }
     const reports = progress.forAttempt(task, startedAt)
     const abort = new AbortController()
     const context = new AttemptContext(task.time_limit_ms, startedAt, abort.signal, reports.report)
@@ -237,6 +241,30 @@ export async function start(config: WorkerConfig) {
     await events.emit(outcome)
     taskMetrics.taskEnded(task.kind, outcome)
     if (outcome.state === "FAILURE") await fail(task, outcome.error, queue, msg)
+  }
+
+  /**
+   * Delayed tasks may have waited for days, longer than the revokes this worker remembers: the store is asked
+   * whether they were revoked, all of a message's in one query. Without an answer the worker goes by what it heard.
+   */
+  async function learnRevokesOfDelayed(tasks: unknown[]): Promise<void> {
+    const delayed = tasks.filter(
+      (task): task is Task => (task as Partial<Task>)?.eta !== undefined && v.is(Task, task),
+    )
+    if (delayed.length === 0) return
+    try {
+      const query = { op: "lookup", task_ids: delayed.map((task) => task.task_id) } as const
+      const [reply] = await askStatusStore(broker, [query], REVOKES_TIMEOUT_MS)
+      const records = checkStatusReply(TaskLookup, reply).tasks
+      delayed.forEach((task, i) => {
+        if (records[i]?.status === "REVOKED") revoked.add(`${task.task_id}:${task.run}`)
+      })
+    } catch (err) {
+      log.warn("revokes of delayed tasks unknown: the status store did not tell them", {
+        tasks: delayed.length,
+        err: (err as Error).message,
+      })
+    }
   }
 
   /** Each task of the message on its own; a malformed one is dead-lettered alone. */
@@ -262,6 +290,7 @@ export async function start(config: WorkerConfig) {
     }
     inHand += tasks.length
     try {
+      await learnRevokesOfDelayed(tasks)
       await Promise.all(tasks.map((task) => handleTask(msg, task, queue)))
       const firstDelivery = !msg.redelivered && !msg.properties.headers?.["x-redeliveries"]
       if (config.ENABLE_TEST_TASKS && firstDelivery && tasks.some(crashesBeforeAck)) crash()

@@ -468,6 +468,15 @@ export async function start(config: StoreConfig) {
     }
   }, 60_000)
   housekeeping.unref()
+  // Delayed tasks leave SCHEDULED for PENDING when their eta comes: no event says so, the clock does.
+  const promotion = setInterval(async () => {
+    try {
+      await db.promoteDueTasks(Date.now())
+    } catch (err) {
+      log.error("scheduled tasks not moved on to PENDING", { err })
+    }
+  }, 1000)
+  promotion.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQueries)
@@ -484,6 +493,7 @@ export async function start(config: StoreConfig) {
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
     await commitInHand()
     clearInterval(housekeeping)
+    clearInterval(promotion)
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
     arrivalWaiters.wakeAll()

@@ -11,8 +11,12 @@ export function explainIssues(issues: readonly v.BaseIssue<unknown>[]): string {
     .join("; ")
 }
 
-/** Celery's state names, which our users know; EXPIRED and REVOKED end a task that never ran. */
+/**
+ * Celery's state names, which our users know; EXPIRED and REVOKED end a task that never ran. SCHEDULED is a
+ * delayed task (`countdown`, `eta`) before it is due; it becomes PENDING then.
+ */
 export const TASK_STATUSES = [
+  "SCHEDULED",
   "PENDING",
   "STARTED",
   "RETRY",
@@ -109,6 +113,39 @@ const Deadlines = {
 }
 export type Deadlines = { expires_in?: number; time_limit?: number }
 
+/** The longest delay (`countdown`, `eta`) a submission may ask for: 30 days. */
+export const MAX_DELAY_MS = 30 * 24 * 3600 * 1000
+const MAX_DELAY_SECONDS = MAX_DELAY_MS / 1000
+const delayMessage = `countdown must be a number of seconds above 0 and at most ${MAX_DELAY_SECONDS} (30 days)`
+
+/**
+ * When a submission's tasks are due: `countdown` seconds from now, or at `eta`; neither means now. The broker holds
+ * the delay (shared/topology.ts, the delay ladder); whether an `eta` lies ahead is checked against the clock when the
+ * submission arrives, not here.
+ */
+const Delay = {
+  countdown: v.optional(
+    v.pipe(
+      v.number(delayMessage),
+      v.gtValue(0, delayMessage),
+      v.maxValue(MAX_DELAY_SECONDS, delayMessage),
+      v.description(
+        `Run the task this many seconds from now (fractions allowed, up to ${MAX_DELAY_SECONDS} = 30 days), rounded up to a tenth of a second. The task is SCHEDULED until then.`,
+      ),
+    ),
+  ),
+  eta: v.optional(
+    v.pipe(
+      v.string("eta must be an RFC 3339 time string"),
+      v.isoTimestamp('eta must be an RFC 3339 time with a time zone, such as "2030-01-01T09:00:00Z"'),
+      v.description(
+        "Run the task at this time (RFC 3339 with a time zone), at most 30 days ahead. Give countdown or eta, not both.",
+      ),
+    ),
+  ),
+}
+export type Delay = { countdown?: number; eta?: string }
+
 const languageOf = (what: string) =>
   v.optional(
     v.pipe(Language, v.description(`Score in this language; without it, detected from the ${what}.`)),
@@ -116,7 +153,7 @@ const languageOf = (what: string) =>
 
 /** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review, language: languageOf("review"), ...Deadlines },
+  { review: Review, language: languageOf("review"), ...Deadlines, ...Delay },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
@@ -137,6 +174,7 @@ export const SubmitBatch = v.object(
       ),
     ),
     ...Deadlines,
+    ...Delay,
   },
   'the body must be a JSON object with a "reviews" array',
 )
@@ -172,7 +210,7 @@ export type LookupTasks = v.InferOutput<typeof LookupTasks>
 
 /** POST /polarities/documents body: scored sentence by sentence. */
 export const SubmitDocument = v.object(
-  { document: Document, language: languageOf("document"), ...Deadlines },
+  { document: Document, language: languageOf("document"), ...Deadlines, ...Delay },
   'the body must be a JSON object with a "document" string',
 )
 export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
@@ -180,7 +218,8 @@ export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
 // Tasks on the work queues. `attempt` counts from 1 and goes on counting when an operator replays a task
 // that ended FAILURE; `run` is the attempt its current run began with (1, or the first attempt of a replay).
 // Retries are counted within a run, and a replay's events outrank the final state of the run before.
-// `expires_at` and `time_limit_ms` are the submission's deadlines, fixed by the gateway.
+// `expires_at` and `time_limit_ms` are the submission's deadlines, fixed by the gateway; `eta` is when a delayed
+// task is due (it came through the delay ladder).
 const Run = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 1)
 const TaskBase = {
   task_id: TaskId,
@@ -189,6 +228,7 @@ const TaskBase = {
   run: Run,
   expires_at: v.optional(EpochMillis),
   time_limit_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  eta: v.optional(EpochMillis),
 }
 
 export const ReviewTask = v.object({
@@ -221,7 +261,7 @@ const FlakyEntries = {
   crash_before_ack: v.optional(v.boolean(), false),
   sleep_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 0),
 }
-export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines })
+export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay })
 export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>
 
@@ -288,6 +328,7 @@ export const OwnerName = v.pipe(
 /**
  * Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1).
  * A task of a batch carries its group: the group's id, its place in the batch and the batch's size.
+ * A delayed task carries its `eta`: the store shows it SCHEDULED until then.
  */
 export const PendingEvent = v.object({
   ...EventBase,
@@ -296,6 +337,7 @@ export const PendingEvent = v.object({
   input: v.record(v.string(), v.unknown()),
   /** The API key's name that submitted it; absent when the API is open, and on a replay's or retry's PENDING. */
   owner: v.optional(OwnerName),
+  eta: v.optional(EpochMillis),
   group: v.optional(
     v.object({
       group_id: TaskId,
@@ -439,6 +481,8 @@ export const TaskRecord = v.object({
   /** The batch the task was submitted in, if any. */
   group_id: v.nullable(TaskId),
   submitted_at: IsoTime,
+  /** When a delayed task is (or was) due; absent for a task that was due at once. */
+  eta: v.optional(v.pipe(v.string(), v.isoTimestamp())),
   started_at: IsoTime,
   finished_at: IsoTime,
   /**
@@ -458,13 +502,14 @@ export const TaskLookup = v.object({ tasks: v.array(v.nullable(TaskRecord)) })
 export type TaskLookup = v.InferOutput<typeof TaskLookup>
 
 /**
- * A batch as the API shows it. `status` sums up its tasks: PENDING while every task is PENDING, STARTED once
+ * A batch as the API shows it. `status` sums up its tasks: SCHEDULED while every task is SCHEDULED, PENDING while
+ * every task is SCHEDULED or PENDING, STARTED once
  * any has moved on and until all are final, then SUCCESS if every task succeeded, else FAILURE. `results`
  * holds the task records in input order once the group is final, null before.
  */
 export const GroupRecord = v.object({
   group_id: TaskId,
-  status: v.picklist(["PENDING", "STARTED", "SUCCESS", "FAILURE"]),
+  status: v.picklist(["SCHEDULED", "PENDING", "STARTED", "SUCCESS", "FAILURE"]),
   size: v.pipe(v.number(), v.integer()),
   counts: v.object(
     Object.fromEntries(TASK_STATUSES.map((status) => [status, v.number()])) as Record<

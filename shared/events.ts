@@ -4,7 +4,7 @@
 // cut by count and by size, so that many long reviews never make a message too large for its consumer.
 import type { Broker } from "./amqp.ts"
 import { MessageType, type Task, type TaskEvent } from "./contracts.ts"
-import { eventRoutingKey, routeTask } from "./topology.ts"
+import { delayEntryExchange, delayRoutingKey, delayTicks, eventRoutingKey, routeTask } from "./topology.ts"
 
 interface Batch<T> {
   items: T[]
@@ -116,21 +116,29 @@ function dropSupersededStarts(pending: Map<string, Batch<TaskEvent>>): void {
   started.confirmed.resolve()
 }
 
-/** New tasks, batched per work queue: a work-queue message carries every task of a turn for that queue. */
+/**
+ * New tasks, batched per work queue: a work-queue message carries every task of a turn for that queue. A task
+ * with an `eta` ahead goes into the delay ladder instead, batched with those due in the same tick.
+ */
 export class TaskPublisher {
   private readonly batches: CoalescingPublisher<Task>
+  private readonly delayed: CoalescingPublisher<Task>
 
   constructor(broker: Broker) {
-    this.batches = new CoalescingPublisher(broker, {
-      exchange: broker.names.tasksExchange,
+    const options = {
       type: MessageType.task,
-      body: (tasks) => ({ tasks }),
+      body: (tasks: Task[]) => ({ tasks }),
       // A batch is one delivery and one ack: small enough to spread over several workers.
       maxItems: 100,
-    })
+    }
+    this.batches = new CoalescingPublisher(broker, { ...options, exchange: broker.names.tasksExchange })
+    this.delayed = new CoalescingPublisher(broker, { ...options, exchange: delayEntryExchange(broker.names) })
   }
 
   publish(task: Task): Promise<void> {
-    return this.batches.publish(routeTask(task.kind), task)
+    const route = routeTask(task.kind)
+    const delayMs = task.eta === undefined ? 0 : task.eta - Date.now()
+    if (delayMs <= 0) return this.batches.publish(route, task)
+    return this.delayed.publish(delayRoutingKey(delayTicks(delayMs), route), task)
   }
 }

@@ -85,6 +85,7 @@ describe("GET /dashboard/api/overview", () => {
     expect(v.safeParse(DashboardOverview, overview).issues).toBeUndefined()
     const { stats, queues } = overview
     expect(stats.counts).toEqual({
+      SCHEDULED: 0,
       PENDING: 0,
       STARTED: 0,
       RETRY: 0,

@@ -85,7 +85,7 @@ describe("GET /polarities/tasks rejects bad queries with a 422 problem", () => {
     [
       "an unknown status",
       "?status=DONE",
-      'status: status must be one of PENDING, STARTED, RETRY, SUCCESS, FAILURE, EXPIRED, REVOKED, not "DONE"',
+      'status: status must be one of SCHEDULED, PENDING, STARTED, RETRY, SUCCESS, FAILURE, EXPIRED, REVOKED, not "DONE"',
     ],
     ["a made-up cursor", "?cursor=bm9wZQ", 'cursor: "bm9wZQ" is not a cursor this API gave out'],
   ]

@@ -58,6 +58,7 @@ describe("the status store's state machine", () => {
       finished_at: 1020,
       progress_report: null,
       owner: null,
+      eta: null,
     })
   })
 

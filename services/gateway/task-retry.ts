@@ -13,8 +13,8 @@ export const RETRYABLE_STATUSES: ReadonlySet<TaskStatus> = new Set(["FAILURE", "
 
 /**
  * The task of the new run. Its number follows every attempt and run so far, so that its events outrank the old
- * run's final state. The old `expires_at` is dropped: the deadline was the submission's, and a retry is an
- * operator's new decision; `time_limit` is kept.
+ * run's final state. The old `expires_at` and `eta` are dropped: the deadline and the delay were the
+ * submission's, and a retry is an operator's new decision, run now; `time_limit` is kept.
  */
 export async function taskToRetry(
   store: StatusStoreClient,
@@ -31,7 +31,7 @@ export async function taskToRetry(
     )
   }
   const nextRun = Math.max(task.attempts, run) + 1
-  const { expires_at: _deadline, ...fields } = input ?? {}
+  const { expires_at: _deadline, eta: _eta, ...fields } = input ?? {}
   const submittedAt = task.submitted_at ? Date.parse(task.submitted_at) : Date.now()
   const candidate = {
     ...fields,
@@ -63,7 +63,7 @@ export function retryRoute(route: Route<"TaskAccepted">, retry: ReturnType<typeo
     {
       summary: "Run a task that ended FAILURE, EXPIRED or REVOKED again, as a new run",
       description:
-        "Publishes the task again from the input the status store kept, as a new run (as a dead-letter replay does): its attempts go on counting, it gets MAX_RETRIES retries again, and its events outrank the old run's final state. A deadline (`expires_in`) is dropped, a `time_limit` kept. Two retries at the same moment may both publish; the task then runs twice and its record converges.",
+        "Publishes the task again from the input the status store kept, as a new run (as a dead-letter replay does): its attempts go on counting, it gets MAX_RETRIES retries again, and its events outrank the old run's final state. A deadline (`expires_in`) and a delay (`countdown`, `eta`) are dropped: it runs now; a `time_limit` is kept. Two retries at the same moment may both publish; the task then runs twice and its record converges.",
       tag: "tasks",
       path: { taskId: TaskIdParam },
       responses: {

@@ -4,6 +4,7 @@ import type { TaskEvent, TaskKind } from "../../shared/contracts.ts"
 import { Counter, Gauge, Histogram, type ServiceMetrics } from "../../shared/metrics.ts"
 
 const RUN_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const LATENESS_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 
 export class WorkerMetrics {
   /** Since this process started, for its heartbeats. */
@@ -13,6 +14,7 @@ export class WorkerMetrics {
   private readonly skipped: Counter<"kind">
   private readonly progressReports: Counter
   private readonly runSeconds: Histogram<"kind" | "outcome">
+  private readonly latenessSeconds: Histogram<"kind">
 
   constructor({ registry }: ServiceMetrics, inHand: () => number) {
     const registers = [registry]
@@ -44,6 +46,13 @@ export class WorkerMetrics {
       buckets: RUN_BUCKETS,
       registers,
     })
+    this.latenessSeconds = new Histogram({
+      name: "polarity_delayed_task_lateness_seconds",
+      help: "How long after its eta a delayed task's first attempt started, by task kind.",
+      labelNames: ["kind"],
+      buckets: LATENESS_BUCKETS,
+      registers,
+    })
     new Gauge({
       name: "polarity_tasks_in_hand",
       help: "Tasks delivered to this worker and not yet acked.",
@@ -56,6 +65,10 @@ export class WorkerMetrics {
 
   taskStarted(kind: TaskKind): void {
     this.started.inc({ kind })
+  }
+
+  delayedTaskStarted(kind: TaskKind, latenessMs: number): void {
+    this.latenessSeconds.observe({ kind }, Math.max(0, latenessMs) / 1000)
   }
 
   /** How an attempt ended, or how a task ended without one (EXPIRED, or FAILURE after too many crashes). */

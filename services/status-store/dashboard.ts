@@ -95,6 +95,8 @@ export function timelineDetail(event: TaskEvent): string | null {
       return JSON.stringify({ started_at: event.started_at })
     case "FAILURE":
       return JSON.stringify({ error: event.error, started_at: event.started_at })
+    case "PENDING":
+      return event.eta === undefined ? null : JSON.stringify({ eta: event.eta })
     default:
       return null
   }
@@ -102,6 +104,7 @@ export function timelineDetail(event: TaskEvent): string | null {
 
 /** Within an attempt: queued, started, then how it ended; REVOKED last, as it outranks the rest. */
 const TIMELINE_STAGE: Record<TaskStatus, number> = {
+  SCHEDULED: 0,
   PENDING: 0,
   STARTED: 1,
   RETRY: 2,
@@ -266,8 +269,12 @@ export function toStats(now: number, windowSeconds: number, rows: FigureRows): D
   }
 }
 
-/** A task's timeline from its inbox rows, in the order the state machine ranks the events (run, attempt, stage), not by their clocks. */
-export function toTimeline(rows: InboxRow[]) {
+/**
+ * A task's timeline from its inbox rows, in the order the state machine ranks the events (run, attempt, stage),
+ * not by their clocks. A delayed task's PENDING event shows as SCHEDULED when it was submitted, then as PENDING
+ * at its eta once that has come.
+ */
+export function toTimeline(rows: InboxRow[], now = Date.now()) {
   const order = (a: TimelineRow, b: TimelineRow) =>
     a.run - b.run || a.attempt - b.attempt || TIMELINE_STAGE[a.state] - TIMELINE_STAGE[b.state]
   return rows
@@ -276,9 +283,9 @@ export function toTimeline(rows: InboxRow[]) {
       return { state: state as TaskStatus, attempt: Number(attempt), run, at, detail }
     })
     .toSorted(order)
-    .map(({ state, attempt, run, at, detail }) => {
+    .flatMap(({ state, attempt, run, at, detail }) => {
       const extra = (detail ? JSON.parse(detail) : {}) as Record<string, unknown>
-      return {
+      const entry = {
         at: iso(at),
         state,
         attempt,
@@ -288,6 +295,10 @@ export function toTimeline(rows: InboxRow[]) {
         started_at: isoOrNull(extra.started_at),
         retry_at: isoOrNull(extra.retry_at),
       }
+      const eta = typeof extra.eta === "number" ? extra.eta : undefined
+      if (eta === undefined) return [entry]
+      const scheduled = { ...entry, state: "SCHEDULED" as const }
+      return eta <= now ? [scheduled, { ...entry, at: iso(eta) }] : [scheduled]
     })
 }
 

@@ -92,6 +92,9 @@ const MIGRATIONS = [
    CREATE INDEX tasks_by_owner ON tasks (owner, task_id) WHERE owner IS NOT NULL;
    CREATE INDEX tasks_by_owner_status ON tasks (owner, status, task_id) WHERE owner IS NOT NULL;
    CREATE TABLE owner_in_flight (owner TEXT PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;`,
+  // 8: delayed tasks: when each is due, and the SCHEDULED ones by that time, to make them PENDING when it comes.
+  `ALTER TABLE tasks ADD COLUMN eta INTEGER;
+   CREATE INDEX tasks_scheduled_by_eta ON tasks (eta) WHERE status = 'SCHEDULED';`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -154,6 +157,11 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     claims.upsert.run({ ...claim, task_ids: JSON.stringify(claim.task_ids) })
     return null
   })
+  const promoteDueTasks = db.transaction((now: number): number => {
+    const promoted = tasks.promoteDue.all(now).length
+    if (promoted > 0) figures.moveCount("SCHEDULED", "PENDING", promoted)
+    return promoted
+  })
   const recordProgress = db.transaction((reports: TaskProgress[]) => {
     for (const report of reports) {
       const held = tasks.selectProgress.get(report.task_id)
@@ -186,6 +194,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     },
     revoke: async (taskId, at) => revoke(taskId, at),
     inFlight: async (owner) => tasks.inFlight.get(owner)?.tasks ?? 0,
+    promoteDueTasks: async (now) => promoteDueTasks(now),
     recentlyRevoked: async (limit) =>
       tasks.selectRevoked
         .all(limit)
@@ -236,6 +245,9 @@ function taskStatements(db: SqliteDatabase) {
       "SELECT task_id, rank FROM tasks WHERE status = 'REVOKED' ORDER BY finished_at DESC LIMIT ?",
     ),
     selectGroup: db.query<GroupRow, [string]>("SELECT * FROM groups WHERE group_id = ?"),
+    promoteDue: db.query<{ task_id: string }, [number]>(
+      "UPDATE tasks SET status = 'PENDING' WHERE status = 'SCHEDULED' AND eta <= ? RETURNING task_id",
+    ),
     groupMembers: db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE group_id = ? ORDER BY group_index"),
     list(filter: ListFilter, limit: number, after = "~"): TaskRow[] {
       const where = ["task_id < $after"]
@@ -300,6 +312,11 @@ function figureStatements(db: SqliteDatabase) {
   )
   return {
     counts,
+    /** Inside a transaction that moved `tasks` tasks from one status to another without an event. */
+    moveCount(from: string, to: string, tasks: number): void {
+      addToCount.run(from, -tasks)
+      addToCount.run(to, tasks)
+    },
     /** Inside the transaction that applied the events: what they changed, added up, one write per key. */
     record(applied: Applied[]): void {
       const deltas = figureDeltas(applied)

@@ -57,7 +57,7 @@ export interface StatusStore {
   /** The group and its tasks in input order, or null for a group the store has not heard of. */
   findGroup(groupId: string): Promise<{ group: GroupRow; members: TaskRow[] } | null>
   /**
-   * Revoke a task that has not started (PENDING, or RETRY waiting for its next attempt): checked and written
+   * Revoke a task that has not started (SCHEDULED, PENDING, or RETRY waiting for its next attempt): checked and written
    * under one lock on its row. `applied` holds the REVOKED event when it was written.
    */
   revoke(
@@ -66,6 +66,8 @@ export interface StatusStore {
   ): Promise<{ outcome: RevokeOutcome; row: TaskRow | null; applied: Applied[] }>
   /** How many of this owner's tasks are in flight (not final): kept by the events, never counted by a scan. */
   inFlight(owner: string): Promise<number>
+  /** SCHEDULED tasks whose eta has come become PENDING (their counts too); how many did. */
+  promoteDueTasks(now: number): Promise<number>
   /** The most recently revoked tasks, newest first, with the run each revoke ended. */
   recentlyRevoked(limit: number): Promise<{ task_id: string; run: number }[]>
   stats(now: number, seriesSeconds: number, windowSeconds: number): Promise<DashboardStats>

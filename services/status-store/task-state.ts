@@ -31,6 +31,8 @@ export interface TaskRow {
   progress_report: string | null
   /** The API key's name that submitted it (from its PENDING event); null when the API was open. */
   owner: string | null
+  /** When a delayed task is due; null for one due at once. */
+  eta: number | null
 }
 
 /** The columns of a task row, in the order every backend writes them. */
@@ -50,6 +52,7 @@ export const TASK_COLUMNS = [
   "finished_at",
   "progress_report",
   "owner",
+  "eta",
 ] as const satisfies readonly (keyof TaskRow)[]
 
 export interface GroupRow {
@@ -100,7 +103,9 @@ export interface Applied {
 // revokes only a task that has not started, so a worker that ran it before it heard of the revoke cannot
 // overwrite it, whatever order the events arrive in.
 const RUN_SPAN = 1_000_000
+// A delayed task's PENDING event makes it SCHEDULED, at PENDING's rank: only the clock moves it on to PENDING.
 const STAGE: Record<TaskStatus, number> = {
+  SCHEDULED: 0,
   PENDING: 0,
   STARTED: 1,
   RETRY: 2,
@@ -140,6 +145,7 @@ export function emptyRow(taskId: string): TaskRow {
     finished_at: null,
     progress_report: null,
     owner: null,
+    eta: null,
   }
 }
 
@@ -159,6 +165,7 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
     next.group_index ??= event.group?.index ?? null
     // The first submission's owner stays: a replay's or a retry's PENDING carries none.
     next.owner ??= event.owner ?? null
+    next.eta ??= event.eta ?? null
     if (event.run === 1) next.submitted_at = event.at
   }
   const rank = rankOf(event)
@@ -167,7 +174,7 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
     const cleared = { result: null, error: null, started_at: null, finished_at: null, progress_report: null }
     Object.assign(next, cleared)
   }
-  next.status = event.state
+  next.status = event.state === "PENDING" && event.eta !== undefined ? "SCHEDULED" : event.state
   next.rank = rank
   next.attempts = Math.max(current.attempts, event.attempt)
   switch (event.state) {
@@ -207,7 +214,7 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
 export type RevokeOutcome = "revoked" | "not_found" | "started" | "final"
 
 /**
- * Whether the task may be revoked now: only PENDING, or RETRY (waiting for its next attempt). The REVOKED
+ * Whether the task may be revoked now: only SCHEDULED, PENDING, or RETRY (waiting for its next attempt). The REVOKED
  * event to apply when it may; the backend decides and writes under one lock on the row.
  */
 export function revokeOf(row: TaskRow | null, at: number): { outcome: RevokeOutcome; event?: TaskEvent } {
@@ -245,17 +252,23 @@ function shownProgress(row: TaskRow): TaskRecord["progress"] {
   return { ...report.progress, at: iso(report.at) ?? "" }
 }
 
+/** SCHEDULED until its eta, whether or not the store has moved it on to PENDING yet (it does every second). */
+function statusNow(row: TaskRow): TaskStatus {
+  return row.status === "SCHEDULED" && row.eta !== null && row.eta <= Date.now() ? "PENDING" : row.status
+}
+
 export function toRecord(row: TaskRow): TaskRecord {
   const progress = shownProgress(row)
   return {
     task_id: row.task_id,
     kind: row.kind as TaskKind | null,
-    status: row.status,
+    status: statusNow(row),
     result: row.result === null ? null : JSON.parse(row.result),
     error: row.error,
     attempts: row.attempts,
     group_id: row.group_id,
     submitted_at: iso(row.submitted_at),
+    ...(row.eta !== null && { eta: iso(row.eta) ?? "" }),
     started_at: iso(row.started_at),
     finished_at: iso(row.finished_at),
     ...(progress && { progress }),
@@ -265,16 +278,18 @@ export function toRecord(row: TaskRow): TaskRecord {
 /** What a group's tasks add up to; a task whose PENDING has not arrived yet counts as PENDING. */
 export function toGroupRecord({ group, members }: { group: GroupRow; members: TaskRow[] }): GroupRecord {
   const counts = Object.fromEntries(TASK_STATUSES.map((status) => [status, 0])) as Record<TaskStatus, number>
-  for (const member of members) counts[member.status]++
+  for (const member of members) counts[statusNow(member)]++
   counts.PENDING += group.size - members.length
   const final = members.length === group.size && members.every((member) => FINAL_STATUSES.has(member.status))
   const status = final
     ? counts.SUCCESS === group.size
       ? "SUCCESS"
       : "FAILURE"
-    : counts.PENDING === group.size
-      ? "PENDING"
-      : "STARTED"
+    : counts.SCHEDULED === group.size
+      ? "SCHEDULED"
+      : counts.SCHEDULED + counts.PENDING === group.size
+        ? "PENDING"
+        : "STARTED"
   return {
     group_id: group.group_id,
     status,

@@ -21,6 +21,7 @@ afterAll(async () => {
 
 const gatewayUrl = () => cluster.gateway.url
 const RANK: Record<TaskStatus, number> = {
+  SCHEDULED: 0,
   PENDING: 0,
   STARTED: 1,
   RETRY: 1,
