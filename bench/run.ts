@@ -8,6 +8,7 @@ import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
 import { MAX_REVIEW_LENGTH } from "../shared/contracts.ts"
 import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
 import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
+import { type DelayedResult, measureDelayLateness } from "./delayed.ts"
 import { type FloorResult, floorNames, runLatencyFloor } from "./floor.ts"
 import {
   type Follow,
@@ -42,7 +43,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --window N             ceiling publishes awaiting their confirm at once (default 1000)
   --ceiling-prefetch N   unacked deliveries of the ceiling's relay (default 1000)
   --settle-timeout S     seconds without a task turning final before the rest count as lost (default 30)
-  --phase P              all | ceiling | throughput | latency (default all)
+  --delayed N            delayed tasks (countdowns of 1-5 s) whose lateness is measured (default 1000)
+  --phase P              all | ceiling | throughput | latency | delayed (default all)
   --api-key              start the gateway with an API key and send it with every request; its limits are set
                          high enough never to refuse the benchmark, so that their checks are measured and not
                          their refusals (with --gateway-url: the key in $BENCH_API_KEY is sent)
@@ -55,7 +57,7 @@ const USAGE = `Usage: npm run bench -- [options]
 
 The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
 
-const PHASES = ["all", "ceiling", "throughput", "latency"] as const
+const PHASES = ["all", "ceiling", "throughput", "latency", "delayed"] as const
 const FOLLOWS: readonly Follow[] = ["lookup", "get"]
 /** Lookups in flight at once: each carries every task due, so a few keep up with any rate. */
 const LOOKUP_CLIENTS = 4
@@ -85,6 +87,7 @@ function parseOptions(argv: string[]) {
       window: { type: "string", default: "1000" },
       "ceiling-prefetch": { type: "string", default: "1000" },
       "settle-timeout": { type: "string", default: "30" },
+      delayed: { type: "string", default: "1000" },
       phase: { type: "string", default: "all" },
       "gateway-url": { type: "string" },
       "api-key": { type: "boolean", default: false },
@@ -123,6 +126,7 @@ function parseOptions(argv: string[]) {
     window: count("window"),
     ceilingPrefetch: count("ceiling-prefetch"),
     settleTimeoutMs: count("settle-timeout") * 1000,
+    delayed: count("delayed"),
     phase,
     gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
     apiKey: values["api-key"] ? (process.env.BENCH_API_KEY ?? mintKey()) : undefined,
@@ -216,6 +220,7 @@ interface Report {
   ceiling?: CeilingResult & { cpu: CpuUsage }
   throughput?: ThroughputResult & { ratioToCeiling: number | null; cpu: CpuUsage }
   latency?: { floor: FloorResult; wait: Percentiles; poll: Percentiles }
+  delayed?: DelayedResult
   memory?: Record<string, MemoryRow>
 }
 
@@ -322,7 +327,7 @@ async function run(options: Options): Promise<Report> {
     ),
   )
 
-  const needsServices = wants("throughput") || wants("latency")
+  const needsServices = wants("throughput") || wants("latency") || wants("delayed")
   const { gatewayUrl, processes } = needsServices
     ? await servicesUnderTest(options, prefix)
     : { gatewayUrl: undefined, processes: [] }
@@ -341,6 +346,16 @@ async function run(options: Options): Promise<Report> {
     report.throughput = { ...throughput, ratioToCeiling }
   }
   if (wants("latency") && gatewayUrl) report.latency = await latencyPhase(options, prefix, gatewayUrl)
+  if (wants("delayed") && gatewayUrl) {
+    progress(`delayed: ${options.delayed} tasks with countdowns of 1 to 5 s`)
+    report.delayed = await measureDelayLateness(
+      gatewayUrl,
+      options.delayed,
+      options.concurrency,
+      options.settleTimeoutMs,
+      options.apiKey,
+    )
+  }
 
   if (processes.length > 0) {
     sampleRss(processes, memory, "endMb")
@@ -446,6 +461,10 @@ function memoryLines(memory: Record<string, MemoryRow>): string[] {
   return lines
 }
 
+function delayedLine({ tasks, lost, early, lateness: l }: DelayedResult): string {
+  return `delayed tasks: ${tasks} (countdowns 1–5 s), lateness eta → started p50 ${fixed(l.p50, 0)} ms  p90 ${fixed(l.p90, 0)} ms  p99 ${fixed(l.p99, 0)} ms  max ${fixed(l.max, 0)} ms; ${lost} not done, ${early} early`
+}
+
 function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
@@ -461,6 +480,7 @@ function formatReport(report: Report): string {
   if (report.ceiling) lines.push("", ...ceilingLines(report.ceiling, o))
   if (report.throughput) lines.push("", ...throughputLines(report.throughput))
   if (report.latency || report.throughput) lines.push("", latencyTable(report))
+  if (report.delayed) lines.push("", delayedLine(report.delayed))
   if (report.memory) lines.push("", ...memoryLines(report.memory))
   return lines.join("\n")
 }
