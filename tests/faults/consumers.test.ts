@@ -29,6 +29,15 @@ describe("a consumer the broker ends", () => {
       if (!resubscribed) await Bun.sleep(100)
     }
     expect(resubscribed).toBe(true)
+    // The log line comes before the topology is declared again: tasks flow once the queue has its consumer back.
+    let consumers = 0
+    while (consumers === 0 && Date.now() < deadline) {
+      await using amqp = await rawChannel()
+      const queue = await amqp.channel.queueDeclare(polarityQueue(), { passive: true }).catch(() => null)
+      consumers = queue?.consumerCount ?? 0
+      if (consumers === 0) await Bun.sleep(50)
+    }
+    expect(consumers).toBe(1)
     const { accepted } = await submitReviews(gatewayUrl, { count: 20, concurrency: 4 })
     expect(accepted).toHaveLength(20)
     const final = await awaitFinal(gatewayUrl, accepted)
