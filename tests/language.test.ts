@@ -72,6 +72,22 @@ describe("scoreReview in Russian", () => {
     }
   })
 
+  test("reports every inflected form as written in the review, in the order sentiment reports words", () => {
+    expect(scoreReview("ужасная ужасных ужасно", "ru")).toEqual({
+      score: -6,
+      comparative: -2,
+      polarity: "negative",
+      positive: [],
+      negative: ["ужасно", "ужасных", "ужасная"],
+      language: "ru",
+    })
+    expect(scoreReview("Отличный сервис, отличная еда, отлично!", "ru").positive).toEqual([
+      "отлично",
+      "отличная",
+      "отличный",
+    ])
+  })
+
   test("reads ё as е", () => {
     expect(scoreReview("весёлый", "ru").score).toBe(scoreReview("веселый", "ru").score)
     expect(scoreReview("весёлый", "ru").score).toBeGreaterThan(0)

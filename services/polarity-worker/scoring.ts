@@ -38,9 +38,11 @@ function russianLabels(afinn: Record<string, number>): Record<string, number> {
 /** Stemmed like every other token, so that the scoring strategy compares like with like. */
 const RUSSIAN_NEGATORS = new Set(["не", "нет", "ни"].map(stemRussian))
 
+const RUSSIAN_LABELS = russianLabels(afinnRussian)
+
 const sentiment = new Sentiment()
 sentiment.registerLanguage("ru", {
-  labels: russianLabels(afinnRussian),
+  labels: RUSSIAN_LABELS,
   // As `sentiment` does for English: a negator flips the score of the word right after it.
   scoringStrategy: {
     apply: (tokens, cursor, score) => (RUSSIAN_NEGATORS.has(tokens[cursor - 1] ?? "") ? -score : score),
@@ -51,17 +53,28 @@ sentiment.registerLanguage("ru", {
 const RUSSIAN_TOKEN = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)*|\p{Extended_Pictographic}/gu
 
 /**
- * `sentiment` looks tokens up as they are, so it is handed stems; the words it reports are mapped back to the
- * review's own words.
+ * `sentiment` walks the tokens last to first and lists each labelled one with its score in `calculation`; walking
+ * the same way pairs every score with the review's own word at that place (a stem stands for many forms).
  */
+function ownWords(words: string[], stems: string[], calculation: Record<string, number>[]) {
+  const positive: string[] = []
+  const negative: string[] = []
+  const scores = calculation.values()
+  for (let index = stems.length - 1; index >= 0; index--) {
+    if (!Object.hasOwn(RUSSIAN_LABELS, stems[index] ?? "")) continue
+    const score = Object.values(scores.next().value ?? {})[0] ?? 0
+    if (score > 0) positive.push(words[index] ?? "")
+    if (score < 0) negative.push(words[index] ?? "")
+  }
+  return { positive, negative }
+}
+
+/** `sentiment` looks tokens up as they are, so it is handed stems, and reports the review's own words. */
 function analyzeRussian(review: string) {
   const words = review.toLowerCase().match(RUSSIAN_TOKEN) ?? []
-  const stemmed = words.map((word) => [stemRussian(word), word] as const)
-  const wordOfStem = new Map(stemmed)
-  const toWord = (stem: string) => wordOfStem.get(stem) ?? stem
-  const stems = stemmed.map(([stem]) => stem).join(" ")
-  const { score, comparative, positive, negative } = sentiment.analyze(stems, { language: "ru" })
-  return { score, comparative, positive: positive.map(toWord), negative: negative.map(toWord) }
+  const stems = words.map((word) => stemRussian(word))
+  const { score, comparative, calculation } = sentiment.analyze(stems.join(" "), { language: "ru" })
+  return { score, comparative, ...ownWords(words, stems, calculation) }
 }
 
 export function scoreReview(review: string, language: Language = detectLanguage(review)): PolarityResult {
