@@ -71,6 +71,16 @@ export function healthHandler(brokerConnected: () => boolean) {
   }
 }
 
+/**
+ * Bun closes a connection that has sent nothing for its idle timeout (10 s). An event stream is quiet between
+ * its heartbeats, which may be further apart, so a stream is exempt; under servers without the timeout (Deno's)
+ * this does nothing.
+ */
+export function exemptFromIdleTimeout(c: Context): void {
+  const server = c.env as { timeout?: (request: Request, seconds: number) => void } | undefined
+  server?.timeout?.(c.req.raw, 0)
+}
+
 export interface HttpServer {
   url: string
   stop(): Promise<void>

@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import type { TaskRecord } from "../shared/contracts.ts"
-import { postReview, type Stack, startStack, submitFlaky, taskBody } from "./support.ts"
+import { MessageType, type TaskEvent, type TaskRecord } from "../shared/contracts.ts"
+import {
+  eventually,
+  postReview,
+  rawChannel,
+  type Stack,
+  startStack,
+  submitFlaky,
+  taskBody,
+  watchEvents,
+} from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -103,6 +112,35 @@ describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
     expect(events?.map((e) => e.event)).toEqual(["PENDING", "REVOKED"])
   })
 
+  test("a stream opened after the gateway heard the final state, but before the store applied it, still ends with it", async () => {
+    // A store that takes its events one message at a time, so that a backlog keeps it behind for a while.
+    await using lagging = await startStack("task-events-lag", { EVENTS_PREFETCH: "1" })
+    await using watched = await watchEvents(lagging)
+    let taskId = ""
+    const getTask = async () => taskBody(await fetch(lagging.url(`/polarities/tasks/${taskId}`)))
+    await lagging.restartWorker(async () => {
+      taskId = (await taskBody(await postReview(lagging, "lovely"))).task_id
+      await eventually(async () => expect((await getTask()).kind).toBe("polarity:review"))
+      // Other tasks' submissions, queued for the store ahead of this task's SUCCESS.
+      await publishPendingBacklog(lagging, 2000)
+    })
+    await watched.until((events) => events.some((e) => e.task_id === taskId && e.state === "SUCCESS"))
+    // What makes the case: the gateway has heard the SUCCESS, the store has not applied it yet.
+    expect((await getTask()).status).toBe("PENDING")
+    const { events } = await readStream(
+      await fetch(lagging.url(`/polarities/tasks/${taskId}/events`)),
+      30_000,
+    )
+    expect(events.at(-1)?.event).toBe("SUCCESS")
+  })
+
+  test("a stream outlives the server's 10 s idle timeout when its heartbeats are further apart", async () => {
+    await using quiet = await startStack("task-events-quiet", { ENABLE_TEST_TASKS: "true" })
+    const taskId = await submitFlaky(quiet, { sleep_ms: 12_000 })
+    const { events } = await readStream(await fetch(quiet.url(`/polarities/tasks/${taskId}/events`)), 40_000)
+    expect(events.at(-1)?.event).toBe("SUCCESS")
+  })
+
   test("a client that reconnects with the final state's id gets 204, and one with an older id the final state", async () => {
     const done = await taskBody(await postReview(stack, "lovely", "?wait=10"))
     const again = await streamOf(done.task_id, { "last-event-id": "1-SUCCESS" })
@@ -136,3 +174,26 @@ describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
     expect(stack.gateway.openStreams()).toBe(0)
   })
 })
+
+/** One message per PENDING event of a task nobody follows, straight to the store's queue, with confirms. */
+async function publishPendingBacklog(target: Stack, messages: number): Promise<void> {
+  await using amqp = await rawChannel()
+  await amqp.channel.confirmSelect()
+  const event = (): TaskEvent => ({
+    task_id: crypto.randomUUID(),
+    state: "PENDING",
+    attempt: 0,
+    run: 1,
+    at: Date.now(),
+    kind: "polarity:review",
+    input: { review: "backlog" },
+  })
+  await Promise.all(
+    Array.from({ length: messages }, () =>
+      amqp.channel.basicPublish("", target.names.statusEventsQueue, JSON.stringify({ events: [event()] }), {
+        type: MessageType.taskEvents,
+        deliveryMode: 2,
+      }),
+    ),
+  )
+}

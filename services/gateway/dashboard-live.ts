@@ -4,6 +4,7 @@
 import type { Context } from "hono"
 import { type SSEStreamingApi, streamSSE } from "hono/streaming"
 import type { DashboardOverview, TaskEvent } from "../../shared/contracts.ts"
+import { exemptFromIdleTimeout } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
 import type { QueueStats } from "./queue-stats.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
@@ -62,6 +63,7 @@ export class DashboardFeed {
    * second); `tasks` when tasks changed; `problem` when the store or the broker did not answer a tick.
    */
   stream(c: Context, release: () => void): Response {
+    exemptFromIdleTimeout(c)
     return streamSSE(c, async (stream) => {
       const viewer: Viewer = { stream, closed: Promise.withResolvers() }
       stream.onAbort(() => viewer.closed.resolve())

@@ -15,7 +15,7 @@ import {
   TaskProgressBatch,
   type TaskRecord,
 } from "../../shared/contracts.ts"
-import { Problem } from "../../shared/http.ts"
+import { exemptFromIdleTimeout, Problem } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
 import { TASK_PROGRESS_KEY } from "../../shared/topology.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
@@ -166,6 +166,8 @@ export async function streamTaskEvents(
 ): Promise<Response> {
   const { store, watchers, heartbeatMs, log, release, owner } = options
   // Watch first, then read: an event that lands in between raises the signal, and the stream reads again.
+  // The first read catches up too: an event this gateway heard just before the stream opened may still wait in
+  // the store's queue, and no signal would come for it again.
   const signal = new Signal()
   const stopWatching = watchers.watch(taskId, signal)
   const unwatch = () => {
@@ -174,7 +176,7 @@ export async function streamTaskEvents(
   }
   let record: TaskRecord | null
   try {
-    record = await store.getTask(taskId, { owner })
+    record = await store.getTask(taskId, { owner, catchUp: true })
   } catch (err) {
     unwatch()
     throw err
@@ -188,6 +190,7 @@ export async function streamTaskEvents(
     return c.body(null, 204)
   }
   let current = record
+  exemptFromIdleTimeout(c)
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => signal.raise())
     const heartbeat = setInterval(() => void stream.write(": heartbeat\n\n"), heartbeatMs)
