@@ -34,7 +34,14 @@ import {
   type TaskStatus,
 } from "../shared/contracts.ts"
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
-import { healthHandler, installErrorBoundary, Problem, runAsProgram, serveApp } from "../shared/http.ts"
+import {
+  healthHandler,
+  installErrorBoundary,
+  Problem,
+  RETRY_AFTER_SECONDS,
+  runAsProgram,
+  serveApp,
+} from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { buildTask, type PendingGroup, pendingEvent, type TaskFields } from "../shared/tasks.ts"
@@ -125,6 +132,8 @@ const isLoopback = (host: string) => host === "localhost" || host === "::1" || /
 
 /** A task as submitted: its kind, its own fields, its deadlines and its delay, before it has an id. */
 type Submission = TaskFields & Delay
+
+const isRefusal = (err: unknown): err is BrokerUnavailable => err instanceof BrokerUnavailable && err.refused
 
 /** When a delayed submission is due, in milliseconds since the epoch; undefined when it is due now. */
 export function dueTime({ countdown, eta }: Delay, now: number): number | undefined {
@@ -261,14 +270,13 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
    * the store already: a FAILURE that never ran then closes that record, so no accepted-looking task waits
    * forever. When the broker merely did not answer, the task may be queued after all, and nothing is closed.
    */
-  async function publishTask(task: Task, owner: string | null = null): Promise<void> {
-    const [queued, recorded] = await Promise.allSettled([tasks.publish(task), emitPending(task, owner)])
+  async function publishTask(task: Task, owner: string | null = null, group?: PendingGroup): Promise<void> {
+    const [queued, recorded] = await Promise.allSettled([
+      tasks.publish(task),
+      emitPending(task, owner, group),
+    ])
     if (queued.status === "rejected") {
-      if (
-        recorded.status === "fulfilled" &&
-        queued.reason instanceof BrokerUnavailable &&
-        queued.reason.refused
-      ) {
+      if (recorded.status === "fulfilled" && isRefusal(queued.reason)) {
         await closeRefused(task, queued.reason.message)
       }
       throw queued.reason
@@ -286,15 +294,25 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   }
 
   /**
-   * A batch the same way: the tasks go out in as few messages as their number and size allow, then their
-   * PENDING events likewise.
+   * A batch the same way, each task with its place in the group; the tasks of one turn still go out in as few
+   * messages as their number and size allow. A batch travels in several messages, so a nearly full queue may
+   * take some and refuse the rest: the group then records every task, the refused ones closed as FAILURE, and
+   * the answer is a 503 that says how many of the group's tasks run.
    */
   async function publishBatch(batch: Task[], groupId: string, owner: string | null): Promise<void> {
-    await Promise.all(batch.map((task) => tasks.publish(task)))
-    await Promise.all(
-      batch.map((task, index) => emitPending(task, owner, { group_id: groupId, index, size: batch.length })),
+    const size = batch.length
+    const outcomes = await Promise.allSettled(
+      batch.map((task, index) => publishTask(task, owner, { group_id: groupId, index, size })),
     )
-    for (const task of batch) taskMetrics.published(task)
+    const failures = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []))
+    const [failure] = failures
+    if (failure === undefined) return
+    if (!failures.every(isRefusal)) throw failure
+    throw new Problem(
+      503,
+      `the broker refused ${failures.length} of the ${size} tasks of group ${groupId} (${failure.message}): they ended FAILURE without running, and the other ${size - failures.length} run; GET /polarities/groups/${groupId} shows each task. Retry the refused reviews shortly`,
+      { "retry-after": String(RETRY_AFTER_SECONDS) },
+    )
   }
 
   /**

@@ -175,3 +175,41 @@ describe("POST /polarities/batch checks every review before it publishes any", (
     await expectProblem(await postBatch({ reviews: ["good"] }, "?wait=-1"), 422, /^wait: wait must be/)
   })
 })
+
+describe("a batch the work queue has room for only in part", () => {
+  test("records every task of the group, closes the refused ones as FAILURE and says so in a 503", async () => {
+    await using nearlyFull = await startStack("batch-full", { TASK_QUEUE_MAX_LENGTH: "5" })
+    const post = (path: string, body: unknown) =>
+      fetch(nearlyFull.url(path), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      })
+    const reviews = Array.from({ length: MAX_BATCH_SIZE }, (_, i) => `review number ${i}, quite good`)
+    let groupId = ""
+    await nearlyFull.restartWorker(async () => {
+      // Three of the queue's five messages are taken, so two messages of the batch (100 tasks each) fit.
+      for (const review of ["one", "two", "three"])
+        expect((await post("/polarities", { review })).status).toBe(202)
+      const res = await post("/polarities/batch", { reviews })
+      expect(res.status).toBe(503)
+      expect(res.headers.get("retry-after")).toBe("2")
+      const problem = (await res.json()) as { detail: string }
+      expect(problem.detail).toMatch(
+        /^the broker refused 800 of the 1000 tasks of group [0-9a-f-]{36} \(the queue is full\): they ended FAILURE without running, and the other 200 run; GET \/polarities\/groups\/[0-9a-f-]{36} shows each task\. Retry the refused reviews shortly$/,
+      )
+      groupId = problem.detail.match(/group ([0-9a-f-]{36})/)?.[1] ?? ""
+    })
+    const group = (await (
+      await fetch(nearlyFull.url(`/polarities/groups/${groupId}?wait=30`))
+    ).json()) as GroupRecord
+    expect(group.counts).toEqual(counts({ SUCCESS: 200, FAILURE: 800 }))
+    expect(group.results?.map((task) => task.kind)).toEqual(reviews.map(() => "polarity:review"))
+    expect(group.results?.every((task) => task.group_id === groupId && task.submitted_at !== null)).toBe(true)
+    const refused = group.results?.filter((task) => task.status === "FAILURE") ?? []
+    expect(new Set(refused.map((task) => task.error))).toEqual(
+      new Set(["the broker refused the task (the queue is full); it never ran"]),
+    )
+    expect(refused.every((task) => task.attempts === 0 && task.started_at === null)).toBe(true)
+  })
+})
