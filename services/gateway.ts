@@ -854,8 +854,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 export async function start(config: GatewayConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
   const gateway = await createGateway(config, log)
-  const largestBody = Math.max(config.MAX_BODY_BYTES, config.MAX_BATCH_BODY_BYTES)
-  const server = serveApp(gateway.app, config.PORT, config.HOST, largestBody * 2)
+  const server = serveApp(gateway.app, config.PORT, config.HOST)
   log.info("started", { url: server.url })
 
   async function stop(): Promise<void> {

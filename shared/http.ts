@@ -86,8 +86,12 @@ export interface HttpServer {
   stop(): Promise<void>
 }
 
-export function serveApp(app: Hono, port: number, hostname: string, maxRequestBodySize?: number): HttpServer {
-  const server = serve({ port, hostname, fetch: app.fetch, maxRequestBodySize })
+/**
+ * The app's own limits answer an oversized body with a problem; a server's would be a bare 413. A route that reads a
+ * body bounds it (hono/body-limit), and one that does not never buffers it, so the server takes any size.
+ */
+export function serveApp(app: Hono, port: number, hostname: string): HttpServer {
+  const server = serve({ port, hostname, fetch: app.fetch })
   return {
     url: `http://${hostname === "0.0.0.0" ? "127.0.0.1" : hostname}:${server.port}`,
     stop: server.stop,

@@ -38,7 +38,8 @@ export function serve(options: ServeOptions): Server {
       port: options.port,
       hostname: options.hostname,
       fetch: options.fetch,
-      ...(options.maxRequestBodySize !== undefined && { maxRequestBodySize: options.maxRequestBodySize }),
+      // Bun's own default is 128 MiB; absent means no limit here, as under Deno.
+      maxRequestBodySize: options.maxRequestBodySize ?? Number.MAX_SAFE_INTEGER,
     })
     return { port: server.port ?? options.port, stop: () => server.stop(false) }
   }

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, test } from "bun:test"
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { MAX_REVIEW_LENGTH } from "../shared/contracts.ts"
 import { expectProblem, type Stack, startStack } from "./support.ts"
 
@@ -80,6 +80,18 @@ describe("POST /polarities rejects bad input with problem+json", () => {
       body: stream,
     })
     await expectProblem(res, 413, /larger than/)
+  })
+
+  test("rejects a body of many megabytes with the same 413 problem, timed like every answer", async () => {
+    for (const path of ["/polarities", "/polarities/batch", "/polarities/tasks/lookup"]) {
+      const res = await fetch(stack.url(path), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ review: "x".repeat(3 * 1024 * 1024) }),
+      })
+      expect(res.headers.get("server-timing")).toMatch(/^gateway;dur=/)
+      await expectProblem(res, 413, /larger than \d+ bytes/)
+    }
   })
 
   test("rejects a wait over 30 seconds with 422", async () => {
