@@ -3,6 +3,8 @@
 // and replay the dead-letter queues.
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
+import { trimTrailingSlash } from "hono/trailing-slash"
+import { getPath, getPathNoStrict } from "hono/utils/url"
 import { v7 as uuidv7 } from "uuid"
 import * as v from "valibot"
 import { Broker, BrokerUnavailable, brokerOptions, topologyOptions } from "../shared/amqp.ts"
@@ -164,6 +166,14 @@ const serverTiming: MiddlewareHandler = async (c, next) => {
   await next()
   c.res.headers.append("server-timing", `gateway;dur=${(performance.now() - startedAt).toFixed(1)}`)
 }
+
+/**
+ * A trailing slash names the same resource: the seed app's clients post to `/polarities/`. Other methods are
+ * routed without it; a GET or HEAD is redirected to the address without it (trimTrailingSlash), so that a page's
+ * relative links resolve from one address.
+ */
+const routedPath = (request: Request) =>
+  request.method === "GET" || request.method === "HEAD" ? getPath(request) : getPathNoStrict(request)
 
 const API_INFO = {
   title: "Sentiment polarity API",
@@ -439,8 +449,9 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   const deadLetters = new DeadLetters(broker, publishTask, log)
 
-  const app = new Hono()
+  const app = new Hono({ getPath: routedPath })
   app.use(serverTiming)
+  app.use(trimTrailingSlash())
   app.use(metrics.httpMiddleware)
   app.use(securityHeaders)
   const cors = corsPolicy(config.CORS_ORIGINS)

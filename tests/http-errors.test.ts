@@ -116,3 +116,26 @@ describe("other routes answer problem+json", () => {
     await expectProblem(await fetch(stack.url("/nope")), 404, /no route for GET \/nope/)
   })
 })
+
+describe("a trailing slash names the same resource", () => {
+  test("POST /polarities/, the seed app's path, takes a review", async () => {
+    const res = await fetch(stack.url("/polarities/"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ review: "Lovely!" }),
+    })
+    expect(res.status).toBe(202)
+    expect(await res.json()).toEqual({ task_id: expect.any(String), status: "PENDING" })
+  })
+
+  test("a GET with a trailing slash is redirected to the address without it, query kept", async () => {
+    for (const path of ["/docs/", "/dashboard/", "/polarities/tasks/?status=SUCCESS"]) {
+      const res = await fetch(stack.url(path), { redirect: "manual" })
+      expect(res.status).toBe(301)
+      expect(res.headers.get("location")).toBe(stack.url(path.replace("/?", "?").replace(/\/$/, "")))
+    }
+    const page = await fetch(stack.url("/docs/"))
+    expect(page.status).toBe(200)
+    expect(page.headers.get("content-type")).toStartWith("text/html")
+  })
+})
