@@ -52,7 +52,8 @@ export function pendingEvent(
     task_id: task.task_id,
     attempt: task.run - 1,
     run: task.run,
-    at: Date.now(),
+    // A first run was submitted when it was accepted, before it was published; a replay, now.
+    at: task.run === 1 ? task.submitted_at : Date.now(),
     kind: task.kind,
     input: inputOf(task),
     ...(owner !== null && { owner }),

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { mergeEvent } from "../services/status-store/task-state.ts"
+import { mergeEvent, toRecord } from "../services/status-store/task-state.ts"
 import type { TaskEvent } from "../shared/contracts.ts"
 
 const taskId = "01a2124d-1111-7000-8000-000000000001"
@@ -156,5 +156,25 @@ describe("EXPIRED and REVOKED", () => {
         error: "expired at 1970-01-01T00:00:04.000Z before attempt 2 started",
       })
     }
+  })
+})
+
+describe("times from clocks that disagree", () => {
+  test("a worker's clock behind the gateway's never shows a task started before it was submitted", () => {
+    const early = { ...success, at: 995, started_at: 990 }
+    const record = toRecord(replay([pending, { ...started, at: 990 }, early]))
+    expect(record).toMatchObject({
+      submitted_at: new Date(1000).toISOString(),
+      started_at: new Date(1000).toISOString(),
+      finished_at: new Date(1000).toISOString(),
+    })
+  })
+
+  test("times in order are shown as they are", () => {
+    expect(toRecord(replay([pending, started, success]))).toMatchObject({
+      submitted_at: new Date(1000).toISOString(),
+      started_at: new Date(1010).toISOString(),
+      finished_at: new Date(1020).toISOString(),
+    })
   })
 })

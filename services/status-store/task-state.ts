@@ -257,8 +257,16 @@ function statusNow(row: TaskRow): TaskStatus {
   return row.status === "SCHEDULED" && row.eta !== null && row.eta <= Date.now() ? "PENDING" : row.status
 }
 
+/**
+ * Times as the API shows them. They come from the clocks of different processes, possibly of different hosts,
+ * so a worker's clock a little behind the gateway's could show a task started before it was submitted: each time
+ * is shown no earlier than the one before it.
+ */
 export function toRecord(row: TaskRow): TaskRecord {
   const progress = shownProgress(row)
+  const startedAt = row.started_at === null ? null : Math.max(row.started_at, row.submitted_at ?? 0)
+  const finishedAt =
+    row.finished_at === null ? null : Math.max(row.finished_at, startedAt ?? row.submitted_at ?? 0)
   return {
     task_id: row.task_id,
     kind: row.kind as TaskKind | null,
@@ -269,8 +277,8 @@ export function toRecord(row: TaskRow): TaskRecord {
     group_id: row.group_id,
     submitted_at: iso(row.submitted_at),
     ...(row.eta !== null && { eta: iso(row.eta) ?? "" }),
-    started_at: iso(row.started_at),
-    finished_at: iso(row.finished_at),
+    started_at: iso(startedAt),
+    finished_at: iso(finishedAt),
     ...(progress && { progress }),
   }
 }
