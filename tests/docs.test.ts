@@ -1,0 +1,39 @@
+// The reference in README.md and docs/ names metrics and settings; each must be one the services really have.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { readdirSync, readFileSync } from "node:fs"
+import { type Stack, startStack } from "./support.ts"
+
+const DOCS = [
+  "README.md",
+  ...readdirSync("docs").flatMap((file) => (file.endsWith(".md") ? [`docs/${file}`] : [])),
+]
+const docsText = DOCS.map((path) => readFileSync(path, "utf8")).join("\n")
+
+let stack: Stack
+beforeAll(async () => {
+  stack = await startStack("docs")
+})
+afterAll(async () => {
+  await stack?.[Symbol.asyncDispose]()
+})
+
+/** The metric families a service exports, from the `# TYPE` lines of its /metrics. */
+async function exportedMetrics(url: string): Promise<string[]> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return [...text.matchAll(/^# TYPE (\S+) /gm)].map((match) => match[1] ?? "")
+}
+
+describe("the docs name only what exists", () => {
+  test("every metric the docs name is exported by a service", async () => {
+    const exported = new Set(
+      (await Promise.all([stack.gateway.url, stack.worker.url, stack.store.url].map(exportedMetrics))).flat(),
+    )
+    expect(exported.size).toBeGreaterThan(20)
+    const named = new Set(docsText.match(/\b(?:polarity|nodejs|process)_[a-z0-9_]*[a-z0-9]\b/g) ?? [])
+    const histogramSeries = /_(bucket|sum|count)$/
+    const missing = [...named].filter(
+      (name) => !exported.has(name) && !exported.has(name.replace(histogramSeries, "")),
+    )
+    expect(missing).toEqual([])
+  })
+})
