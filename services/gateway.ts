@@ -160,7 +160,7 @@ function newTask({ countdown, eta, ...fields }: Submission, now = Date.now()): T
   return buildTask(fields, { taskId: uuidv7(), now, eta: dueTime({ countdown, eta }, now) })
 }
 
-/** Server-Timing: the time the request spent in the gateway (the seed app's X-Process-Time), errors included. */
+/** Server-Timing: the time the request spent in the gateway, errors included. */
 const serverTiming: MiddlewareHandler = async (c, next) => {
   const startedAt = performance.now()
   await next()
