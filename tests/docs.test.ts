@@ -1,6 +1,10 @@
 // The reference in README.md and docs/ names metrics and settings; each must be one the services really have.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { readdirSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { GatewayEnv } from "../services/gateway.ts"
+import { WorkerEnv } from "../services/polarity-worker.ts"
+import { StoreEnv } from "../services/status-store.ts"
 import { type Stack, startStack } from "./support.ts"
 
 const DOCS = [
@@ -35,5 +39,23 @@ describe("the docs name only what exists", () => {
       (name) => !exported.has(name) && !exported.has(name.replace(histogramSeries, "")),
     )
     expect(missing).toEqual([])
+  })
+
+  test("every setting a service reads is in the first column of a table in docs/configuration.md", () => {
+    const configuration = readFileSync("docs/configuration.md", "utf8")
+    const settings = new Set([GatewayEnv, WorkerEnv, StoreEnv].flatMap((env) => Object.keys(env)))
+    expect(settings.size).toBeGreaterThan(30)
+    const undocumented = [...settings].filter(
+      (name) => !new RegExp(`^\\| [^|]*\`${name}\``, "m").test(configuration),
+    )
+    expect(undocumented).toEqual([])
+  })
+
+  test("every relative link in README.md and docs/ points to a file that exists", () => {
+    const broken = DOCS.flatMap((path) => {
+      const links = [...readFileSync(path, "utf8").matchAll(/\]\(([^)#:\s]+)(?:#[^)]*)?\)/g)]
+      return links.map((link) => join(dirname(path), link[1] ?? "")).filter((target) => !existsSync(target))
+    })
+    expect(broken).toEqual([])
   })
 })
