@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { type GroupRecord, MAX_BATCH_SIZE, TASK_STATUSES, type TaskStatus } from "../shared/contracts.ts"
-import { expectProblem, type Stack, startStack, taskBody } from "./support.ts"
+import { expectProblem, rawChannel, type Stack, startStack, taskBody } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -178,7 +178,9 @@ describe("POST /polarities/batch checks every review before it publishes any", (
 
 describe("a batch the work queue has room for only in part", () => {
   test("records every task of the group, closes the refused ones as FAILURE and says so in a 503", async () => {
-    await using nearlyFull = await startStack("batch-full", { TASK_QUEUE_MAX_LENGTH: "5" })
+    // Confirms of a thousand tasks and events can be slow on a busy machine; a timeout is not what is tested.
+    const env = { TASK_QUEUE_MAX_LENGTH: "5", PUBLISH_TIMEOUT_MS: "30000" }
+    await using nearlyFull = await startStack("batch-full", env)
     const post = (path: string, body: unknown) =>
       fetch(nearlyFull.url(path), {
         method: "POST",
@@ -191,7 +193,13 @@ describe("a batch the work queue has room for only in part", () => {
       // Three of the queue's five messages are taken, so two messages of the batch (100 tasks each) fit.
       for (const review of ["one", "two", "three"])
         expect((await post("/polarities", { review })).status).toBe(202)
+      await using amqp = await rawChannel()
+      const queue = await amqp.channel.queueDeclare(nearlyFull.names.taskQueues.polarity, { passive: true })
+      expect(queue.messageCount).toBe(3)
+      expect(queue.consumerCount).toBe(0)
       const res = await post("/polarities/batch", { reviews })
+      const after = await amqp.channel.queueDeclare(nearlyFull.names.taskQueues.polarity, { passive: true })
+      expect(after.messageCount).toBe(5)
       expect(res.status).toBe(503)
       expect(res.headers.get("retry-after")).toBe("2")
       const problem = (await res.json()) as { detail: string }

@@ -113,8 +113,12 @@ describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
   })
 
   test("a stream opened after the gateway heard the final state, but before the store applied it, still ends with it", async () => {
-    // A store that takes its events one message at a time, so that a backlog keeps it behind for a while.
-    await using lagging = await startStack("task-events-lag", { EVENTS_PREFETCH: "1" })
+    // A store that takes its events one message at a time, so that a backlog keeps it behind for a while; the
+    // stream's first read waits for it to catch up, for longer than a status query usually may.
+    await using lagging = await startStack("task-events-lag", {
+      EVENTS_PREFETCH: "1",
+      RPC_TIMEOUT_MS: "30000",
+    })
     await using watched = await watchEvents(lagging)
     let taskId = ""
     const getTask = async () => taskBody(await fetch(lagging.url(`/polarities/tasks/${taskId}`)))
@@ -122,7 +126,7 @@ describe("GET /polarities/tasks/{id}/events streams the task's states", () => {
       taskId = (await taskBody(await postReview(lagging, "lovely"))).task_id
       await eventually(async () => expect((await getTask()).kind).toBe("polarity:review"))
       // Other tasks' submissions, queued for the store ahead of this task's SUCCESS.
-      await publishPendingBacklog(lagging, 2000)
+      await publishPendingBacklog(lagging, 1000)
     })
     await watched.until((events) => events.some((e) => e.task_id === taskId && e.state === "SUCCESS"))
     // What makes the case: the gateway has heard the SUCCESS, the store has not applied it yet.
