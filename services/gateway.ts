@@ -24,6 +24,10 @@ import {
   MAX_DELAY_MS,
   ProblemDetails,
   ReplayResult,
+  ScheduleInput,
+  ScheduleList,
+  SchedulePatch,
+  ScheduleRecord,
   SubmitBatch,
   SubmitDocument,
   SubmitReview,
@@ -73,6 +77,7 @@ import {
   TaskIdParam,
   WaitQuery,
 } from "./gateway/requests.ts"
+import { scheduleRoutes } from "./gateway/schedules.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
 import { retryRoute, retryTask } from "./gateway/task-retry.ts"
@@ -181,7 +186,15 @@ const API_INFO = {
   description:
     "Submit reviews and documents for sentiment scoring as tasks on RabbitMQ, follow them, and read their results. Every error is application/problem+json (RFC 9457).",
 }
-const REQUEST_SCHEMAS = { SubmitReview, SubmitDocument, SubmitBatch, LookupTasks, FlakyTaskInput }
+const REQUEST_SCHEMAS = {
+  SubmitReview,
+  SubmitDocument,
+  SubmitBatch,
+  LookupTasks,
+  FlakyTaskInput,
+  ScheduleInput,
+  SchedulePatch,
+}
 const RESPONSE_SCHEMAS = {
   TaskRecord,
   GroupRecord,
@@ -193,6 +206,8 @@ const RESPONSE_SCHEMAS = {
   Health,
   DeadLetterListing,
   ReplayResult,
+  ScheduleRecord,
+  ScheduleList,
   ...DASHBOARD_SCHEMAS,
 }
 const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
@@ -718,6 +733,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     revokeTask,
   )
   retryRoute(route, retry)
+  scheduleRoutes(route, store)
 
   /** DELETE of a task: `/polarities/tasks/{id}`, and the dashboard's Cancel button. */
   async function revokeTask(c: Context) {

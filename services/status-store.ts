@@ -1,8 +1,10 @@
 // status-store: consumes the task events into SQLite as a monotonic state machine, and answers
-// status queries over reply-to RPC (optionally holding the reply until the task is final).
+// status queries over reply-to RPC (optionally holding the reply until the task is final). It keeps the
+// periodic schedules too, and fires them (status-store/scheduler.ts): every replica does, each occurrence once.
 import { Buffer } from "node:buffer"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
+import * as v from "valibot"
 import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
 import {
@@ -18,11 +20,13 @@ import {
   TaskProgressBatch,
   WorkerHeartbeat,
 } from "../shared/contracts.ts"
-import { EventPublisher } from "../shared/events.ts"
+import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
+import { pendingEvent } from "../shared/tasks.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
+import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
 import { type Applied, type TaskRow, toGroupRecord, toRecord, visibleTo } from "./status-store/task-state.ts"
 
@@ -45,6 +49,12 @@ export const StoreEnv = {
   WORKER_LOST_AFTER_MISSED: integerVar(3, 1, 1000),
   /** A worker not heard from for this long (lost, or stopped) is no longer listed, in seconds. */
   WORKER_FORGET_AFTER_SECONDS: integerVar(3600, 60, 30 * 24 * 3600),
+  /** A JSON file of schedules (as POST /schedules takes them, each with its id) to make the schedules match at start. */
+  SCHEDULES_FILE: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty("must not be empty"))),
+  /** How often the store looks for schedules that are due: the most an occurrence fires late when all is well. */
+  SCHEDULER_TICK_MS: integerVar(250, 10, 60_000),
+  /** An occurrence at most this late still fires under `missed: "skip"`; a later one counts as missed. */
+  SCHEDULE_MISFIRE_GRACE_SECONDS: integerVar(60, 1, 366 * 24 * 3600),
 }
 export type StoreConfig = ReturnType<typeof loadStoreConfig>
 export const loadStoreConfig = (env: Record<string, string | undefined> = process.env) =>
@@ -120,12 +130,19 @@ export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
   const metrics = new ServiceMetrics(SERVICE)
   const db = openSqliteStore(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
+  if (config.SCHEDULES_FILE) {
+    await loadScheduleFile(db.schedules, config.SCHEDULES_FILE, log).catch(async (err: Error) => {
+      await db.close()
+      throw err
+    })
+  }
   const broker = await Broker.connect({
     ...brokerOptions(SERVICE, config, log),
     onReconnected: () => metrics.brokerReconnects.inc(),
   })
   const { statusEventsQueue, statusRpcQueue } = broker.names
   const events = new EventPublisher(broker)
+  const tasks = new TaskPublisher(broker)
   const storeMetrics = new StoreMetrics(metrics, () => db.statusCounts())
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
@@ -421,6 +438,12 @@ export async function start(config: StoreConfig) {
         return findGroup(query).then((group) => ({ group }))
       case "claim":
         return claimKey(query)
+      case "schedule_create":
+      case "schedule_get":
+      case "schedule_list":
+      case "schedule_update":
+      case "schedule_delete":
+        return scheduler.answer(query)
     }
   }
 
@@ -479,6 +502,22 @@ export async function start(config: StoreConfig) {
   promotion.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
+
+  const scheduler = startScheduler({
+    tables: db.schedules,
+    publish: async (task, owner) => {
+      await Promise.all([tasks.publish(task), events.emit(pendingEvent(task, owner))])
+    },
+    isKnown: async (taskId) => {
+      await catchUp()
+      return (await db.find(taskId)) !== null
+    },
+    tickMs: config.SCHEDULER_TICK_MS,
+    graceMs: config.SCHEDULE_MISFIRE_GRACE_SECONDS * 1000,
+    replica: crypto.randomUUID(),
+    log,
+  })
+
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQueries)
 
   const app = new Hono()
@@ -490,6 +529,7 @@ export async function start(config: StoreConfig) {
   log.info("started", { url: server.url, database: config.DATABASE_PATH })
 
   async function stop(): Promise<void> {
+    await scheduler.stop()
     await Promise.all([rpcConsumer.stopDeliveries(), eventConsumer.stopDeliveries()])
     await commitInHand()
     clearInterval(housekeeping)

@@ -618,6 +618,130 @@ export const TaskIdPrefix = v.pipe(
   v.regex(/^[0-9a-f-]{1,36}$/, "an id prefix is 1 to 36 lower-case hex digits and dashes"),
 )
 
+// --- Periodic schedules (shared/schedules.ts computes their occurrences).
+
+export const ScheduleId = v.pipe(
+  v.string("id must be a string"),
+  v.regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+    "id must be 1 to 64 letters, digits, '.', '_' or '-', and start with a letter or a digit",
+  ),
+  v.description("The schedule's id: given when it is created, or a UUID chosen for it."),
+)
+
+/** What a schedule does about occurrences it missed (the store was down): drop them, or run once for them all. */
+export const MISSED_POLICIES = ["skip", "run_once"] as const
+
+/** The longest `every`: a year. */
+export const MAX_EVERY_SECONDS = 366 * 24 * 3600
+
+const everyMessage = `every must be a whole number of seconds from 1 to ${MAX_EVERY_SECONDS}`
+
+/** A schedule's task: what its endpoint's body would ask for, with its kind, and no delay. */
+export const ScheduledTask = v.variant(
+  "kind",
+  [
+    v.object({ kind: v.literal("polarity:review"), ...v.omit(SubmitReview, ["countdown", "eta"]).entries }),
+    v.object({
+      kind: v.literal("document:sentences"),
+      ...v.omit(SubmitDocument, ["countdown", "eta"]).entries,
+    }),
+  ],
+  (issue) => `kind must be "polarity:review" or "document:sentences", not ${issue.received}`,
+)
+export type ScheduledTask = v.InferOutput<typeof ScheduledTask>
+
+/** When a schedule fires and what it does; `cron` and `timezone` or `every`, which shared/schedules.ts checks. */
+const ScheduleTiming = {
+  cron: v.optional(
+    v.pipe(
+      v.string("cron must be a string"),
+      v.trim(),
+      v.nonEmpty("cron must not be empty"),
+      v.maxLength(200, "cron must be at most 200 characters"),
+      v.description(
+        'A cron expression of 5 fields (minute hour day month weekday), or 6 with seconds first, as croner reads it: "0 * * * *" is every hour on the hour.',
+      ),
+    ),
+  ),
+  timezone: v.optional(
+    v.pipe(
+      v.string("timezone must be a string"),
+      v.maxLength(100, "timezone must be at most 100 characters"),
+      v.description('The IANA time zone the cron expression is read in, "UTC" by default.'),
+    ),
+  ),
+  every: v.optional(
+    v.pipe(
+      v.number(everyMessage),
+      v.integer(everyMessage),
+      v.minValue(1, everyMessage),
+      v.maxValue(MAX_EVERY_SECONDS, everyMessage),
+      v.description(
+        "Instead of cron: every this many seconds, on the multiples of it since 1970-01-01T00:00:00Z (every 3600 fires on the hour, UTC).",
+      ),
+    ),
+  ),
+  missed: v.optional(
+    v.picklist(MISSED_POLICIES, (issue) => `missed must be "skip" or "run_once", not ${issue.received}`),
+  ),
+  task: ScheduledTask,
+}
+
+/** POST /schedules body. */
+export const ScheduleInput = v.object(
+  {
+    id: v.optional(ScheduleId),
+    ...ScheduleTiming,
+    paused: v.optional(v.boolean("paused must be true or false")),
+  },
+  'the body must be a JSON object with "cron" or "every", and a "task"',
+)
+export type ScheduleInput = v.InferOutput<typeof ScheduleInput>
+
+/** PATCH /schedules/{id} body: the fields to change; `cron` and `every` replace each other. */
+export const SchedulePatch = v.object(
+  {
+    cron: ScheduleTiming.cron,
+    timezone: ScheduleTiming.timezone,
+    every: ScheduleTiming.every,
+    missed: ScheduleTiming.missed,
+    task: v.optional(ScheduledTask),
+    paused: v.optional(v.boolean("paused must be true or false")),
+  },
+  "the body must be a JSON object of the fields to change",
+)
+export type SchedulePatch = v.InferOutput<typeof SchedulePatch>
+
+/** A schedule as the store keeps it, without its state. */
+export const ScheduleDefinition = v.object({
+  cron: v.nullable(v.string()),
+  timezone: v.nullable(v.string()),
+  every: v.nullable(v.number()),
+  missed: v.picklist(MISSED_POLICIES),
+  task: ScheduledTask,
+})
+export type ScheduleDefinition = v.InferOutput<typeof ScheduleDefinition>
+
+/** A schedule as the API shows it: its definition, whether it is paused, and its last and next run. */
+export const ScheduleRecord = v.object({
+  id: v.string(),
+  ...ScheduleDefinition.entries,
+  paused: v.boolean(),
+  /** Defined in SCHEDULES_FILE, which the store loads at start: a change made through the API lasts until then. */
+  from_file: v.boolean(),
+  created_at: v.pipe(v.string(), v.isoTimestamp()),
+  updated_at: v.pipe(v.string(), v.isoTimestamp()),
+  /** The occurrence last fired, and its task. */
+  last_run_at: IsoTime,
+  last_task_id: v.nullable(TaskId),
+  /** The next occurrence; null while paused, or for a cron expression that will not fire again. */
+  next_run_at: IsoTime,
+})
+export type ScheduleRecord = v.InferOutput<typeof ScheduleRecord>
+
+export const ScheduleList = v.object({ schedules: v.array(ScheduleRecord) })
+
 const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_WAIT_MS)))
 
 /** Only what this API key submitted; absent: everything (an admin key, the dashboard, an open API). */
@@ -683,6 +807,20 @@ export const StatusQuery = v.variant("op", [
     /** Keys are namespaced per owner: two API keys may use the same Idempotency-Key for different requests. */
     owner: Owner,
   }),
+  /** A new schedule (an id taken already is refused), the gateway having checked its definition. */
+  v.object({
+    op: v.literal("schedule_create"),
+    id: ScheduleId,
+    definition: ScheduleDefinition,
+    paused: v.boolean(),
+    /** The API key's name that creates it: its tasks will belong to it. */
+    owner: v.nullable(OwnerName),
+  }),
+  v.object({ op: v.literal("schedule_get"), id: ScheduleId, owner: Owner }),
+  v.object({ op: v.literal("schedule_list"), owner: Owner }),
+  /** Merged into the schedule by the store, which checks the result; pause and resume are patches too. */
+  v.object({ op: v.literal("schedule_update"), id: ScheduleId, patch: SchedulePatch, owner: Owner }),
+  v.object({ op: v.literal("schedule_delete"), id: ScheduleId, owner: Owner }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
@@ -716,7 +854,19 @@ export const InFlightReply = v.object({ in_flight: Count })
 export const WorkersReply = v.object({ workers: v.array(WorkerRecord) })
 export const DetailReply = v.object({ detail: v.nullable(TaskDetail) })
 export const ErrorReply = v.object({ error: v.string() })
+/**
+ * A schedule op's answer: the schedule (null: no such id), or why not: `conflict` (the id is taken), `invalid`
+ * (the patched schedule is not one: the reason).
+ */
+export const ScheduleReply = v.object({
+  schedule: v.nullable(ScheduleRecord),
+  conflict: v.optional(v.literal(true)),
+  invalid: v.optional(v.string()),
+})
+export const ScheduleListReply = ScheduleList
 export const StatusReply = v.union([
+  ScheduleReply,
+  ScheduleListReply,
   StatsReply,
   InFlightReply,
   WorkersReply,

@@ -371,6 +371,7 @@ describe("on sqlite", () => {
       DROP INDEX tasks_by_owner; DROP INDEX tasks_by_owner_status; ALTER TABLE tasks DROP COLUMN owner;
       ALTER TABLE groups DROP COLUMN owner; DROP TABLE owner_in_flight;
       DROP INDEX tasks_scheduled_by_eta; ALTER TABLE tasks DROP COLUMN eta;
+      DROP TABLE schedules; DROP TABLE schedule_runs;
       PRAGMA user_version = 3`)
     raw.close()
     const db = await database.reopen()

@@ -5,6 +5,8 @@ import {
   FlakyTaskInput,
   LookupTasks,
   ProblemDetails,
+  ScheduleInput,
+  SchedulePatch,
   SubmitBatch,
   SubmitDocument,
   SubmitReview,
@@ -75,6 +77,8 @@ describe("GET /openapi.json", () => {
       SubmitBatch,
       LookupTasks,
       FlakyTaskInput,
+      ScheduleInput,
+      SchedulePatch,
     }
     const bodies = operations(doc).flatMap(({ operation }) =>
       Object.values(operation.requestBody?.content ?? {}).map((media) => media.schema.$ref),

@@ -193,7 +193,7 @@ export async function waitForFinal(stack: Pick<Stack, "url">, taskId: string, ti
 }
 
 /** Every task event published on the stack's events exchange from now on, as the status store sees them. */
-export async function watchEvents(stack: Stack) {
+export async function watchEvents(stack: Pick<Stack, "names">) {
   const amqp = await rawChannel()
   const { name } = await amqp.channel.queueDeclare("", { exclusive: true, autoDelete: true })
   await amqp.channel.queueBind(name, stack.names.eventsExchange, "task.#")

@@ -15,7 +15,7 @@ import type { H } from "hono/types"
 import * as v from "valibot"
 import { fileResponse } from "../../shared/runtime.ts"
 
-export type Method = "get" | "post" | "delete"
+export type Method = "get" | "post" | "patch" | "delete"
 type Schemas = Record<string, v.GenericSchema>
 type QuerySchema = v.ObjectSchema<v.ObjectEntries, v.ErrorMessage<v.ObjectIssue> | undefined>
 
@@ -55,9 +55,11 @@ export const REQUEST_SCHEMA_CONFIG = {
   typeMode: "input",
   ignoreActions: ["trim", "check", "raw_check"],
 } as const satisfies ConversionConfig
+/** A schedule's task is a request body kept in a response: it was trimmed and checked on the way in. */
 const OUTPUT_SCHEMA_CONFIG = {
   target: "draft-2020-12",
   typeMode: "output",
+  ignoreActions: REQUEST_SCHEMA_CONFIG.ignoreActions,
 } as const satisfies ConversionConfig
 
 const componentRef = (name: string) => `#/components/schemas/${name}`
@@ -80,10 +82,10 @@ function parameter(name: string, where: "path" | "query" | "header", schema: v.G
 }
 
 /** `ApiDocs.route` bound to an app, as a module that registers routes of its own sees it. */
-export type Route<TResponse extends string> = (
+export type Route<TResponse extends string, TRequest extends string = never> = (
   method: Method,
   path: string,
-  doc: OperationDoc<never, TResponse>,
+  doc: OperationDoc<TRequest, TResponse>,
   ...handlers: [H, ...H[]]
 ) => void
 

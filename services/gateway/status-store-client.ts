@@ -8,6 +8,10 @@ import {
   InFlightReply,
   LookupTooLarge,
   RevokeReply,
+  type ScheduleDefinition,
+  ScheduleListReply,
+  type SchedulePatch,
+  ScheduleReply,
   StatsReply,
   type StatusQuery,
   type TaskKind,
@@ -180,5 +184,30 @@ export class StatusStoreClient {
   /** Claim an Idempotency-Key; held while another request with the key is still publishing. */
   async claim(query: Extract<StatusQuery, { op: "claim" }>) {
     return this.ask(query, ClaimReply, query.lease_ms)
+  }
+
+  /** A new schedule; `conflict` when the id is taken, `invalid` when the store will not have it. */
+  async createSchedule(id: string, definition: ScheduleDefinition, paused: boolean, owner: string | null) {
+    return this.ask({ op: "schedule_create", id, definition, paused, owner }, ScheduleReply)
+  }
+
+  /** Every schedule, or only this owner's. */
+  async schedules(owner?: string) {
+    return (await this.ask({ op: "schedule_list", ...(owner && { owner }) }, ScheduleListReply)).schedules
+  }
+
+  /** The schedule, or null when there is none with this id (that the owner may see). */
+  async schedule(id: string, owner?: string) {
+    return (await this.ask({ op: "schedule_get", id, ...(owner && { owner }) }, ScheduleReply)).schedule
+  }
+
+  /** The patched schedule (null: no such id), or `invalid` with the reason the patch is refused. */
+  async updateSchedule(id: string, patch: SchedulePatch, owner?: string) {
+    return this.ask({ op: "schedule_update", id, patch, ...(owner && { owner }) }, ScheduleReply)
+  }
+
+  /** The schedule deleted, or null when there was none with this id (that the owner may see). */
+  async deleteSchedule(id: string, owner?: string) {
+    return (await this.ask({ op: "schedule_delete", id, ...(owner && { owner }) }, ScheduleReply)).schedule
   }
 }

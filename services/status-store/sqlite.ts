@@ -17,6 +17,7 @@ import {
   toTimeline,
   toWorkerRecords,
 } from "./dashboard.ts"
+import { sqliteSchedules } from "./sqlite-schedules.ts"
 import type { Claim, ListFilter, StatusStore } from "./store.ts"
 import {
   type Applied,
@@ -95,6 +96,15 @@ const MIGRATIONS = [
   // 8: delayed tasks: when each is due, and the SCHEDULED ones by that time, to make them PENDING when it comes.
   `ALTER TABLE tasks ADD COLUMN eta INTEGER;
    CREATE INDEX tasks_scheduled_by_eta ON tasks (eta) WHERE status = 'SCHEDULED';`,
+  // 9: periodic schedules, and each occurrence claimed: its primary key is what makes an occurrence fire once.
+  `CREATE TABLE schedules (id TEXT PRIMARY KEY, owner TEXT, definition TEXT NOT NULL, paused INTEGER NOT NULL,
+     from_file INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, next_run_at INTEGER,
+     last_run_at INTEGER, last_task_id TEXT) WITHOUT ROWID;
+   CREATE INDEX schedules_due ON schedules (next_run_at) WHERE paused = 0;
+   CREATE TABLE schedule_runs (schedule_id TEXT NOT NULL, occurrence INTEGER NOT NULL, task_id TEXT NOT NULL,
+     claimed_by TEXT NOT NULL, claimed_at INTEGER NOT NULL, published_at INTEGER,
+     PRIMARY KEY (schedule_id, occurrence)) WITHOUT ROWID;
+   CREATE INDEX schedule_runs_unpublished ON schedule_runs (claimed_at) WHERE published_at IS NULL;`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -211,6 +221,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       figures.pruneLatency.run(Math.floor(statsBefore / 60_000))
       figures.pruneWorkers.run(workersBefore)
     },
+    schedules: sqliteSchedules(db),
     close: async () => db.close(),
   }
 }

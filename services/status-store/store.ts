@@ -15,6 +15,7 @@ import type {
   WorkerHeartbeat,
   WorkerRecord,
 } from "../../shared/contracts.ts"
+import type { ScheduleStore } from "./schedules.ts"
 import type { Applied, GroupRow, RevokeOutcome, TaskRow } from "./task-state.ts"
 
 export interface ListFilter {
@@ -83,5 +84,7 @@ export interface StatusStore {
   forgetExpiredClaims(now: number): Promise<number>
   /** Forget throughput and latency from before `statsBefore`, and workers not heard from since `workersBefore`. */
   prune(statsBefore: number, workersBefore: number): Promise<void>
+  /** The periodic schedules and the occurrences claimed of them. */
+  schedules: ScheduleStore
   close(): Promise<void>
 }
