@@ -341,3 +341,35 @@ describe("the API docs in a browser", () => {
     expect(errors).toEqual([])
   })
 })
+
+// Last: the schedule's tasks would otherwise show in the tables the other tests read.
+describe("the dashboard's schedules", () => {
+  test("lists the schedules with their last and next run, and the last run's task opens from it", async () => {
+    const created = await fetch(stack.url("/schedules"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        id: "every-second",
+        every: 1,
+        task: { kind: "polarity:review", review: "Tick" },
+      }),
+    })
+    expect(created.status).toBe(201)
+    try {
+      await using opened = await openDashboard(stack.url("/dashboard"))
+      const { page } = opened
+      const scheduleRow = page.locator('#schedules tbody tr[data-schedule="every-second"]')
+      await scheduleRow.locator("td a").waitFor({ timeout: WAIT_MS })
+      const cells = (await scheduleRow.locator("td").allTextContents()).map((cell) => cell.trim())
+      expect(cells.slice(0, 4)).toEqual(["every-second", "every 1 s", "polarity:review", "skip"])
+      expect(cells[4]).toMatch(/ s ago$/)
+      expect(cells[5]).toMatch(/^in \d+ s$|s ago$/)
+      await scheduleRow.locator("td a").click()
+      await page.locator("#detail[open]").waitFor({ timeout: WAIT_MS })
+      expect(await page.locator("#detail-text").textContent()).toBe("Tick")
+      expect(opened.errors).toEqual([])
+    } finally {
+      await fetch(stack.url("/schedules/every-second"), { method: "DELETE" })
+    }
+  })
+})

@@ -108,7 +108,9 @@ export function checkDashboardConfig<TConfig extends DashboardConfig>(config: TC
 }
 
 export function mountDashboard(
-  route: Route<"DashboardOverview" | "TaskDetail" | "TaskPage" | "TaskRecord" | "TaskAccepted">,
+  route: Route<
+    "DashboardOverview" | "TaskDetail" | "TaskPage" | "TaskRecord" | "TaskAccepted" | "ScheduleList"
+  >,
   { config, topology, broker, store, watchers, metrics, log, streams, actions }: DashboardDeps,
 ) {
   if (!config.DASHBOARD_TOKEN && !config.DASHBOARD_USER) {
@@ -283,6 +285,18 @@ export function mountDashboard(
       problems: [401, 404, 409, 503],
     },
     actions.retry,
+  )
+
+  route(
+    "get",
+    "/dashboard/api/schedules",
+    {
+      summary: "Every schedule, with its last and next run",
+      tag: "dashboard",
+      responses: { 200: { description: "The schedules, by id", schema: "ScheduleList" } },
+      problems: [401, 503],
+    },
+    async (c) => c.json({ schedules: await store.schedules() }),
   )
 
   return {

@@ -161,6 +161,68 @@ function renderWorkers(workers) {
   )
 }
 
+// --- schedules: read every few seconds (they change rarely; their last and next runs move on their own)
+
+const SCHEDULES_REFRESH_MS = 5000
+
+const whenOf = (s) => (s.every !== null ? `every ${number.format(s.every)} s` : `${s.cron} (${s.timezone})`)
+
+/** A time ahead, as "in 5 s", or behind as `ago` says it. */
+function until(iso) {
+  if (!iso) return "–"
+  const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000)
+  if (seconds < 0) return ago(iso)
+  const text =
+    seconds < 60
+      ? `in ${seconds} s`
+      : seconds < 3600
+        ? `in ${Math.round(seconds / 60)} min`
+        : new Date(iso).toLocaleString()
+  return element("time", { datetime: iso, title: iso }, text)
+}
+
+function renderSchedules(schedules) {
+  const paused = schedules.filter((s) => s.paused).length
+  $("#schedules-summary").textContent = `${schedules.length}${paused ? `, ${paused} paused` : ""}`
+  if (schedules.length === 0) return
+  $("#schedules tbody").replaceChildren(
+    ...schedules.map((s) =>
+      element(
+        "tr",
+        { dataset: { schedule: s.id } },
+        element("td", { className: "id", title: s.from_file ? "from SCHEDULES_FILE" : "" }, s.id),
+        element("td", {}, whenOf(s)),
+        element("td", {}, s.task.kind),
+        element("td", {}, s.missed),
+        element("td", {}, s.last_task_id ? taskLink(s.last_task_id, time(s.last_run_at)) : "–"),
+        element(
+          "td",
+          {},
+          s.paused ? element("span", { className: "badge offline" }, "paused") : until(s.next_run_at),
+        ),
+      ),
+    ),
+  )
+}
+
+/** A link that opens a task's detail. */
+function taskLink(taskId, content) {
+  const link = element("a", { href: `#task=${taskId}` }, content)
+  link.addEventListener("click", (event) => {
+    event.preventDefault()
+    openDetail(taskId)
+  })
+  return link
+}
+
+async function loadSchedules() {
+  try {
+    renderSchedules((await fetchJson("dashboard/api/schedules")).schedules)
+  } catch {
+    // The live stream reports the store being away; the table keeps what it last showed.
+  }
+}
+
 /** The part of the names that every queue shares (the deployment's AMQP_PREFIX), shown once in the title. */
 function commonPrefix(names) {
   if (names.length === 0) return ""
@@ -566,3 +628,5 @@ setUpTable()
 setUpDetail()
 connect()
 loadTasks()
+loadSchedules()
+setInterval(loadSchedules, SCHEDULES_REFRESH_MS)
