@@ -1,5 +1,6 @@
-// The AMQP session every service uses: reconnecting connection, topology declared on every (re)connect,
-// confirmed + mandatory publishes, validated consumption, and dead-lettering with a reason.
+// The AMQP session every service uses: reconnecting connection that fails over between a cluster's nodes,
+// topology declared on every (re)connect, confirmed + mandatory publishes, validated consumption, and
+// dead-lettering with a reason.
 import { setTimeout as sleep } from "node:timers/promises"
 import {
   AMQPClient,
@@ -11,13 +12,14 @@ import {
   AMQPSession,
 } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
-import { type BrokerConfig, productionRisks } from "./config.ts"
+import { type BrokerConfig, brokerUrls, productionRisks } from "./config.ts"
 import { explainIssues, Task } from "./contracts.ts"
 import type { Logger } from "./log.ts"
 import { DEAD_LETTER_KEYS, declareTopology, type Topology, type TopologyOptions } from "./topology.ts"
 
 export interface BrokerOptions {
-  url: string
+  /** The nodes of one cluster (or one broker), tried in this order; they differ only in host and port. */
+  urls: string[]
   /** Connection name shown by the broker; also the service name. */
   name: string
   heartbeatSeconds: number
@@ -46,7 +48,7 @@ export function topologyOptions(config: BrokerConfig): TopologyOptions {
 /** The broker options every service derives from its BrokerEnv config. */
 export function brokerOptions(name: string, config: BrokerConfig, log: Logger): BrokerOptions {
   return {
-    url: config.AMQP_URL,
+    urls: brokerUrls(config),
     name,
     heartbeatSeconds: config.AMQP_HEARTBEAT_SECONDS,
     topology: topologyOptions(config),
@@ -121,6 +123,8 @@ export class Broker {
   private readonly listeners: (() => Promise<void>)[] = []
   private publishCount = 0
   private rpc: AMQPRPCClient | undefined
+  /** Index in `options.urls` of the node this session is (or was last) connected to. */
+  private urlIndex: number
 
   private constructor(
     private readonly session: AMQPSession,
@@ -128,20 +132,28 @@ export class Broker {
     readonly names: Topology,
     /** Message ids of mandatory publishes the broker returned as unroutable. */
     private readonly returned: Set<string>,
-  ) {}
+    urlIndex: number,
+  ) {
+    this.urlIndex = urlIndex
+  }
 
-  /** Connect, retrying until the broker answers (or `signal` aborts), and declare the topology. */
+  /**
+   * Connect, retrying until a broker answers (or `signal` aborts), and declare the topology. Each attempt
+   * tries the next address of the list, as each reconnect does later.
+   */
   static async connect(options: BrokerOptions, signal?: AbortSignal): Promise<Broker> {
-    const { log } = options
+    const { log, urls } = options
     ignoreStrayConfirmRejections(log)
-    for (const risk of productionRisks(options.url)) log.warn("production risk", { risk })
+    for (const risk of new Set(urls.flatMap(productionRisks))) log.warn("production risk", { risk })
     const returned = new Set<string>()
     let broker: Broker | undefined
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted()
+      const urlIndex = (attempt - 1) % urls.length
+      const url = urls[urlIndex] ?? ""
       try {
-        const names = await declareOnce(options)
-        const session = await AMQPSession.connect(options.url, {
+        const names = await declareOnce(url, options)
+        const session = await AMQPSession.connect(url, {
           name: options.name,
           heartbeat: options.heartbeatSeconds,
           reconnectInterval: 500,
@@ -151,15 +163,29 @@ export class Broker {
             if (msg.properties.messageId) returned.add(msg.properties.messageId)
           },
           ondisconnect: (err) => log.warn("broker disconnected", { err: err?.message }),
+          // Runs before every reconnect attempt too (`broker` exists by then): the next node of the list.
+          beforeConnect: () => broker?.failOver(),
           // Also fires on the first connect, before `broker` exists; the topology was declared just above.
           onconnect: () => void broker?.reconnected(),
         })
-        broker = new Broker(session, options, names, returned)
-        log.info("broker connected", { attempt })
+        if (urls.length > 1 && !canFailOver(session)) {
+          await session.stop()
+          throw new CannotFailOver(
+            "this @cloudamqp/amqp-client no longer exposes the session's host and port: use one broker address with it",
+          )
+        }
+        broker = new Broker(session, options, names, returned, urlIndex)
+        log.info("broker connected", { attempt, address: hostOf(url) })
         return broker
       } catch (err) {
+        if (err instanceof CannotFailOver) throw err
         const delayMs = Math.min(250 * 2 ** attempt, 5000)
-        log.warn("broker connect failed, retrying", { attempt, delayMs, err: (err as Error).message })
+        log.warn("broker connect failed, retrying", {
+          attempt,
+          address: hostOf(url),
+          delayMs,
+          err: (err as Error).message,
+        })
         await sleep(delayMs)
       }
     }
@@ -169,10 +195,27 @@ export class Broker {
     return !this.session.closed
   }
 
+  /** The node this session is (or was last) connected to, for connections of a service's own. */
+  get url(): string {
+    return this.options.urls[this.urlIndex] ?? ""
+  }
+
+  /**
+   * Point the session at the next address before it tries to reconnect. A node that has just gone is the
+   * least likely to answer, and any node of the cluster serves every queue; with one address this is a no-op.
+   */
+  private failOver(): void {
+    const { urls, log } = this.options
+    if (urls.length < 2) return
+    this.urlIndex = (this.urlIndex + 1) % urls.length
+    pointSessionAt(this.session, this.url)
+    log.debug("broker reconnecting", { address: hostOf(this.url) })
+  }
+
   private async redeclare(): Promise<void> {
     try {
-      await declareOnce(this.options)
-      this.options.log.info("broker reconnected, topology declared")
+      await declareOnce(this.url, this.options)
+      this.options.log.info("broker reconnected, topology declared", { address: hostOf(this.url) })
     } catch (err) {
       this.options.log.error("topology redeclare failed", { err })
     }
@@ -399,8 +442,8 @@ export class Broker {
 }
 
 /** Declare the topology on a short connection of its own: the session caches queue handles and would skip a redeclare. */
-async function declareOnce(options: BrokerOptions): Promise<Topology> {
-  const url = new URL(options.url)
+async function declareOnce(address: string, options: BrokerOptions): Promise<Topology> {
+  const url = new URL(address)
   url.searchParams.set("name", `${options.name}-declare`)
   const client = new AMQPClient(url.toString(), undefined, null)
   await client.connect()
@@ -409,6 +452,37 @@ async function declareOnce(options: BrokerOptions): Promise<Topology> {
   } finally {
     await client.close().catch(() => {})
   }
+}
+
+/** host:port of a broker address, for logs: never the credentials. */
+function hostOf(address: string): string {
+  return new URL(address).host
+}
+
+/** The session's connection, which amqp-client keeps private (see pointSessionAt). */
+function sessionClient(session: AMQPSession): unknown {
+  return (session as unknown as { client?: unknown }).client
+}
+
+class CannotFailOver extends Error {
+  override name = "CannotFailOver"
+}
+
+/**
+ * amqp-client 4.1 takes one URL: an AMQPSession reconnects its one AMQPClient, which reads `host` and `port` at
+ * each connect. Since the addresses differ only in host and port (checked at start-up), pointing that client at
+ * the next node is a whole failover, and the session keeps its own recovery of consumers and RPC clients.
+ * Checked once at start, so that a release which changes those internals stops start-up instead of a failover.
+ */
+function canFailOver(session: AMQPSession): boolean {
+  const client = sessionClient(session)
+  return client instanceof AMQPClient && typeof client.host === "string" && typeof client.port === "number"
+}
+
+function pointSessionAt(session: AMQPSession, address: string): void {
+  const client = sessionClient(session) as AMQPClient
+  const url = new URL(address)
+  Object.assign(client, { host: url.hostname, port: Number(url.port) || (client.tls ? 5671 : 5672) })
 }
 
 let strayRejectionsIgnored = false

@@ -36,12 +36,54 @@ export function picklistVar<const T extends readonly [string, ...string[]]>(opti
   )
 }
 
+export const DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
+
+/**
+ * What is wrong with a list of broker addresses, or undefined. The messages never repeat an address: it may
+ * hold a password. The addresses are nodes of one cluster, so only host and port may differ: that is also what
+ * lets a failover point the connection at another node without anything else changing.
+ */
+function brokerAddressProblem(addresses: string[]): string | undefined {
+  const parsed: { cluster: string; node: string }[] = []
+  for (const [i, address] of addresses.entries()) {
+    const which = addresses.length > 1 ? `address ${i + 1} of ${addresses.length}` : "the address"
+    if (!address) return `${which} is empty`
+    const url = URL.canParse(address) ? new URL(address) : undefined
+    if (!url || !["amqp:", "amqps:"].includes(url.protocol) || !url.hostname)
+      return `${which} must be an amqp:// or amqps:// URL with a host`
+    const vhost = decodeURIComponent(url.pathname.slice(1)) || "/"
+    const port = url.port || (url.protocol === "amqps:" ? "5671" : "5672")
+    parsed.push({
+      cluster: JSON.stringify([url.protocol, url.username, url.password, vhost]),
+      node: `${url.hostname}:${port}`,
+    })
+  }
+  const nodes = new Set<string>()
+  for (const [i, { cluster, node }] of parsed.entries()) {
+    if (cluster !== parsed[0]?.cluster)
+      return `address ${i + 1} differs from address 1 in scheme, user, password or virtual host: list the nodes of one cluster, which differ only in host and port`
+    if (nodes.has(node)) return `address ${i + 1} names the host and port of an earlier one`
+    nodes.add(node)
+  }
+  return undefined
+}
+
+/** Comma-separated broker addresses, tried in order; one address is a list of one. */
+const brokerAddresses = v.pipe(
+  v.string(),
+  v.transform((list) => list.split(",").map((address) => address.trim())),
+  v.check(
+    (addresses) => brokerAddressProblem(addresses) === undefined,
+    (issue) => brokerAddressProblem(issue.input as string[]) ?? "",
+  ),
+)
+
 /** What every service needs to reach the broker and name its topology. */
 export const BrokerEnv = {
-  AMQP_URL: v.pipe(
-    stringVar("amqp://guest:guest@127.0.0.1:5672"),
-    v.url("must be an amqp:// or amqps:// URL"),
-  ),
+  /** One broker URL, or the nodes of a cluster, comma-separated; unset, a local broker. */
+  AMQP_URL: v.optional(brokerAddresses),
+  /** The same as AMQP_URL, under the name other tools use for a list; set one of the two. */
+  AMQP_URLS: v.optional(brokerAddresses),
   AMQP_PREFIX: v.pipe(
     v.optional(v.string(), "sentiment."),
     v.regex(/^[\w.-]*$/, "may hold only letters, digits, '.', '_' and '-'"),
@@ -61,6 +103,15 @@ export const BrokerEnv = {
 
 export type BrokerConfig = v.InferOutput<v.ObjectSchema<typeof BrokerEnv, undefined>>
 
+/** The broker addresses to connect to, in order of preference. */
+export function brokerUrls(config: Pick<BrokerConfig, "AMQP_URL" | "AMQP_URLS">): string[] {
+  return config.AMQP_URLS ?? config.AMQP_URL ?? [DEFAULT_AMQP_URL]
+}
+
+/** Two places for one list would leave a reader guessing which one the service used. */
+const oneBrokerList = (config: Record<string, unknown>) =>
+  config.AMQP_URL === undefined || config.AMQP_URLS === undefined
+
 export class ConfigError extends Error {
   override name = "ConfigError"
 }
@@ -71,8 +122,12 @@ export function loadConfig<TEntries extends v.ObjectEntries>(
   env: Record<string, string | undefined> = process.env,
 ): v.InferOutput<v.ObjectSchema<TEntries, undefined>> {
   const result = v.safeParse(v.object(entries), env)
-  if (result.success) return result.output
-  throw new ConfigError(`invalid configuration: ${explainIssues(result.issues)}`)
+  if (!result.success) throw new ConfigError(`invalid configuration: ${explainIssues(result.issues)}`)
+  if (!oneBrokerList(result.output))
+    throw new ConfigError(
+      "invalid configuration: AMQP_URL and AMQP_URLS are both set: set one, with every address",
+    )
+  return result.output
 }
 
 /** Warn about settings that are fine on a laptop and risky anywhere else. */

@@ -2,7 +2,7 @@
 // of every queue and exchange a run declared under its prefix.
 import { AMQPClient } from "@cloudamqp/amqp-client"
 import { topologyOptions } from "../shared/amqp.ts"
-import { BrokerEnv, loadConfig } from "../shared/config.ts"
+import { BrokerEnv, brokerUrls, loadConfig } from "../shared/config.ts"
 import { allNames } from "../shared/topology.ts"
 
 export const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
@@ -25,8 +25,15 @@ export async function deleteQueuesAndExchanges(
   for (const exchange of names.exchanges) await amqp.channel.exchangeDelete(exchange)
 }
 
-/** Remove every queue and exchange that services started with this environment declared. */
+/** Remove every queue and exchange that services started with this environment declared, on a node that answers. */
 export async function deleteTopology(env: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(BrokerEnv, env)
-  await deleteQueuesAndExchanges(allNames(topologyOptions(config)), config.AMQP_URL)
+  const names = allNames(topologyOptions(config))
+  const [url, ...others] = brokerUrls(config)
+  try {
+    await deleteQueuesAndExchanges(names, url)
+  } catch (err) {
+    if (others.length === 0) throw err
+    await deleteTopology({ ...env, AMQP_URL: others.join(","), AMQP_URLS: undefined })
+  }
 }

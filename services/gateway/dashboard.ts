@@ -80,7 +80,7 @@ const TasksQuery = v.object({
 })
 
 interface DashboardDeps {
-  config: DashboardConfig & { AMQP_URL: string; SSE_HEARTBEAT_MS: number }
+  config: DashboardConfig & { SSE_HEARTBEAT_MS: number }
   topology: Pick<TopologyOptions, "prefix" | "retry">
   broker: Broker
   store: StatusStoreClient
@@ -120,7 +120,7 @@ export function mountDashboard(
   }
 
   const queues = new QueueStats({
-    amqpUrl: config.AMQP_URL,
+    amqpUrl: () => broker.url,
     topology,
     managementUrl: config.RABBITMQ_MANAGEMENT_URL,
     deadLetterQueues: [broker.names.failedQueue, broker.names.poisonQueue],

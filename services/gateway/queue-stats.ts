@@ -14,7 +14,8 @@ type QueueRow = QueueReport["queues"][number]
 const FRESH_MS = 500
 
 interface QueueStatsOptions {
-  amqpUrl: string
+  /** The node the gateway's session is on: after a failover, the next sample connects there too. */
+  amqpUrl: () => string
   topology: Pick<TopologyOptions, "prefix" | "retry">
   managementUrl: string | undefined
   deadLetterQueues: string[]
@@ -118,7 +119,7 @@ export class QueueStats {
   private async openChannel(): Promise<AMQPChannel> {
     if (this.channel && !this.channel.closed) return this.channel
     if (!this.client || this.client.closed) {
-      const url = new URL(this.options.amqpUrl)
+      const url = new URL(this.options.amqpUrl())
       url.searchParams.set("name", "gateway-queue-stats")
       this.client = new AMQPClient(url.toString(), undefined, null)
       await this.client.connect()
@@ -134,7 +135,7 @@ export class QueueStats {
     base.username = ""
     base.password = ""
     const vhost = encodeURIComponent(
-      decodeURIComponent(new URL(this.options.amqpUrl).pathname.slice(1)) || "/",
+      decodeURIComponent(new URL(this.options.amqpUrl()).pathname.slice(1)) || "/",
     )
     const rates = new Map<string, { publish: number; deliver: number }>()
     try {
