@@ -146,40 +146,57 @@ interface Load {
   concurrency?: number
   path?: string
   body?: (i: number) => unknown
-  /** Called as each 202 arrives, so that a sampler can follow the tasks while the load runs. */
-  onAccepted?: (taskId: string) => void
+  /** Called as each 202 arrives (with when its request was sent), so that a sampler can follow the tasks. */
+  onAccepted?: (taskId: string, sentAt: number) => void
+  /**
+   * Send each request with an Idempotency-Key (this prefix + its index) and send it again, after the
+   * Retry-After of a 503 or a moment after a failed connection, until it is accepted: a client that must get
+   * every task in. Without it, a refused or failed request is counted and given up.
+   */
+  retryWithKey?: string
 }
 
 /** POST from `concurrency` clients; a refused or failed request is counted, not thrown. */
 export async function submitReviews(gatewayUrl: () => string, load: Load) {
-  const { count, concurrency = 16, path = "/polarities", onAccepted } = load
+  const { count, concurrency = 16, path = "/polarities", onAccepted, retryWithKey } = load
   const body = load.body ?? ((i: number) => ({ review: `review ${i}: good but a bit sad` }))
   const accepted: string[] = []
   const refused: number[] = []
   let failed = 0
   let next = 0
+  const submit = async (i: number): Promise<"accepted" | "refused" | "failed"> => {
+    const sentAt = Date.now()
+    try {
+      const res = await fetch(`${gatewayUrl()}${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(retryWithKey && { "idempotency-key": `${retryWithKey}-${i}` }),
+        },
+        body: JSON.stringify(body(i)),
+      })
+      if (res.status === 202) {
+        const { task_id } = (await res.json()) as { task_id: string }
+        accepted.push(task_id)
+        onAccepted?.(task_id, sentAt)
+        return "accepted"
+      }
+      refused.push(res.status)
+      await res.body?.cancel()
+      if (retryWithKey) await Bun.sleep(Number(res.headers.get("retry-after") ?? 1) * 1000)
+      return "refused"
+    } catch {
+      // The gateway is down or was killed mid-request: a real client would back off, so do that.
+      failed++
+      await Bun.sleep(20)
+      return "failed"
+    }
+  }
   const client = async () => {
     while (next < count) {
       const i = next++
-      try {
-        const res = await fetch(`${gatewayUrl()}${path}`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify(body(i)),
-        })
-        if (res.status === 202) {
-          const { task_id } = (await res.json()) as { task_id: string }
-          accepted.push(task_id)
-          onAccepted?.(task_id)
-        } else {
-          refused.push(res.status)
-          await res.body?.cancel()
-        }
-      } catch {
-        // The gateway is down or was killed mid-request: a real client would back off, so do that.
-        failed++
-        await Bun.sleep(20)
-      }
+      let outcome = await submit(i)
+      while (outcome !== "accepted" && retryWithKey) outcome = await submit(i)
     }
   }
   await Promise.all(Array.from({ length: concurrency }, client))
@@ -209,10 +226,13 @@ export async function awaitFinal(gatewayUrl: () => string, taskIds: string[], ti
 
 /**
  * Counts every final event on the events exchange by task, to find tasks that ended twice differently.
- * Its queue is durable, so after a broker restart `reconnect()` picks up where it left off.
+ * Its queue is durable, so after a broker restart `reconnect()` picks up where it left off. In a cluster, give
+ * the `url` of a node that stays up and `queueType: "quorum"`, so that the queue outlives any other node.
  */
-export async function watchFinalEvents(env: Record<string, string>) {
-  const url = env.AMQP_URL ?? AMQP_URL
+export async function watchFinalEvents(
+  env: Record<string, string>,
+  { url = env.AMQP_URL ?? AMQP_URL, queueType = "classic" } = {},
+) {
   const queue = `${env.AMQP_PREFIX}test.final-events.${Math.random().toString(36).slice(2, 8)}`
   const finalIds = new Map<string, Set<string>>()
   const received = new Map<string, number>()
@@ -222,7 +242,7 @@ export async function watchFinalEvents(env: Record<string, string>) {
     client = new AMQPClient(url, undefined, null)
     await client.connect()
     const channel = await client.channel()
-    await channel.queueDeclare(queue, { durable: true, autoDelete: false })
+    await channel.queueDeclare(queue, { durable: true, autoDelete: false }, { "x-queue-type": queueType })
     for (const key of ["task.success", "task.failure"])
       await channel.queueBind(queue, `${env.AMQP_PREFIX}events`, key)
     await channel.basicConsume(queue, { noAck: true }, (msg) => {

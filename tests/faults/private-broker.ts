@@ -1,29 +1,47 @@
-// A RabbitMQ node of the test's own (own node name, ports and data directory), for tests that stop,
-// restart or kill a broker: the shared broker and any dev stack are never touched.
+// A RabbitMQ node of the test's own (own node name, ports and data directory), or a cluster of three, for tests
+// that stop, restart or kill a broker: the shared broker and any dev stack are never touched.
 // Recipe: ../shared/RABBITMQ.md. The node runs as the `rabbitmq` user, so its directory belongs to it.
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 
+/**
+ * A port nobody listens on now, in [min, max). The node's CLI tools take the ten ports from its distribution
+ * port + 10,000, so ranges stay well below 55,525.
+ */
+function freePort(min: number, max: number): number {
+  for (let tries = 0; tries < 100; tries++) {
+    const port = min + Math.floor(Math.random() * (max - min))
+    try {
+      Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true)
+      return port
+    } catch {
+      // taken: try another
+    }
+  }
+  throw new Error(`no free port in [${min}, ${max})`)
+}
+
 export class PrivateBroker {
   readonly url: string
   /** The management API's URL, with credentials, when the node was made with `{ management: true }`. */
   readonly managementUrl: string | undefined
-  private readonly node: string
+  /** The Erlang node name, e.g. `faulttest-123-4567@vm`. */
+  readonly node: string
   private readonly dir: string
   private readonly port: number
   private readonly env: Record<string, string>
 
-  constructor({ management = false } = {}) {
-    this.port = 5700 + Math.floor(Math.random() * 200)
+  constructor({ management = false, name = "faulttest" } = {}) {
+    this.port = freePort(11_000, 19_000)
     this.dir = mkdtempSync(join(tmpdir(), "rmq-test-"))
-    this.node = `faulttest-${process.pid}-${this.port}@${hostname().split(".")[0]}`
+    this.node = `${name}-${process.pid}-${this.port}@${hostname().split(".")[0]}`
     this.url = `amqp://guest:guest@127.0.0.1:${this.port}`
     this.env = {
       ...(process.env as Record<string, string>),
       RABBITMQ_NODENAME: this.node,
       RABBITMQ_NODE_PORT: String(this.port),
-      RABBITMQ_DIST_PORT: String(this.port + 20_000),
+      RABBITMQ_DIST_PORT: String(freePort(21_000, 29_000)),
       RABBITMQ_MNESIA_BASE: join(this.dir, "mnesia"),
       RABBITMQ_LOG_BASE: join(this.dir, "log"),
       RABBITMQ_ENABLED_PLUGINS_FILE: join(this.dir, "enabled_plugins"),
@@ -31,7 +49,7 @@ export class PrivateBroker {
       RABBITMQ_CONFIG_FILE: join(this.dir, "rabbitmq.conf"),
       RABBITMQ_PID_FILE: join(this.dir, "node.pid"),
     }
-    const managementPort = this.port + 1000
+    const managementPort = freePort(31_000, 39_000)
     this.managementUrl = management ? `http://guest:guest@127.0.0.1:${managementPort}/` : undefined
     writeFileSync(join(this.dir, "enabled_plugins"), management ? "[rabbitmq_management]." : "[].")
     const conf = [`listeners.tcp.local = 127.0.0.1:${this.port}`]
@@ -64,20 +82,59 @@ export class PrivateBroker {
 
   /** kill -9 of the node's Erlang VM: a crash, nothing flushed beyond what it had fsynced. */
   async kill(): Promise<void> {
-    process.kill(Number(readFileSync(join(this.dir, "node.pid"), "utf8").trim()), "SIGKILL")
+    this.killNow()
     await this.waitUntil(false)
   }
 
+  /** Join the cluster of `first` (a running node): stop the app, join, start it again. */
+  async joinCluster(first: PrivateBroker): Promise<void> {
+    this.run(["rabbitmqctl", "-n", this.node, "stop_app"])
+    this.run(["rabbitmqctl", "-n", this.node, "join_cluster", first.node])
+    this.run(["rabbitmqctl", "-n", this.node, "start_app"])
+    await this.waitUntil(true)
+  }
+
+  /** A `rabbitmqctl` command run against this node, its JSON output parsed (`--formatter json`). */
+  ctlJson<T>(args: string[]): T {
+    return JSON.parse(this.run(["rabbitmqctl", "-n", this.node, "-q", "--formatter", "json", ...args])) as T
+  }
+
+  /**
+   * Stop the node and wait for its VM to end (`stop <pid file>` waits), then make sure it is gone even if the
+   * stop failed; remove its data.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
-    this.run(["rabbitmqctl", "-n", this.node, "stop"], true)
+    const pid = this.pid()
+    this.run(["rabbitmqctl", "-n", this.node, "stop", join(this.dir, "node.pid")], true)
+    this.killNow(pid)
     rmSync(this.dir, { recursive: true, force: true })
   }
 
-  private run(command: string[], ignoreFailure = false): void {
+  /** SIGKILL to the node's VM, if it still runs; synchronous, so that a process "exit" handler can call it. */
+  killNow(pid = this.pid()): void {
+    try {
+      // The pid of a node that stopped could in principle be someone else's by now.
+      if (pid && readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "beam.smp") process.kill(pid, "SIGKILL")
+    } catch {
+      // no such process (stopped): nothing to kill
+    }
+  }
+
+  /** The VM's pid, from the pid file the node writes at start; undefined before. */
+  private pid(): number | undefined {
+    try {
+      return Number(readFileSync(join(this.dir, "node.pid"), "utf8").trim()) || undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  private run(command: string[], ignoreFailure = false): string {
     const result = Bun.spawnSync(command, { env: this.env, stdout: "pipe", stderr: "pipe" })
     if (!result.success && !ignoreFailure) {
       throw new Error(`${command.join(" ")} failed: ${result.stderr.toString()}${result.stdout.toString()}`)
     }
+    return result.stdout.toString()
   }
 
   /** `rabbitmqctl await_startup` can return early; a real AMQP handshake cannot. */
@@ -125,4 +182,51 @@ function rabbitmqUser(): { uid: number; gid: number } {
   if (Number.isNaN(uid) || Number.isNaN(gid))
     throw new Error("no rabbitmq user: is the RabbitMQ package installed?")
   return { uid, gid }
+}
+
+/**
+ * Three private nodes clustered with `join_cluster`, each with its own config file (the machine's rabbitmq.conf
+ * names 127.0.0.1:5672 as a listener). Disposing it stops every node; should the test process end without
+ * that, an "exit" handler kills what is left.
+ */
+export class PrivateCluster {
+  readonly nodes: PrivateBroker[]
+  private readonly killOnExit = () => {
+    for (const node of this.nodes) node.killNow()
+  }
+
+  constructor(size = 3) {
+    this.nodes = Array.from({ length: size }, () => new PrivateBroker({ name: "clustertest" }))
+    process.once("exit", this.killOnExit)
+  }
+
+  /** Start every node, then join the others to the first. On failure, stops what it started. */
+  async start(): Promise<void> {
+    try {
+      await Promise.all(this.nodes.map((node) => node.start()))
+      const [first, ...others] = this.nodes
+      for (const node of others) if (first) await node.joinCluster(first)
+    } catch (err) {
+      await this[Symbol.asyncDispose]()
+      throw err
+    }
+  }
+
+  /** Every node's URL, comma-separated: the value of AMQP_URL for a service that should fail over. */
+  get urls(): string {
+    return this.nodes.map((node) => node.url).join(",")
+  }
+
+  /** The running nodes, as the cluster itself reports them (asked of `via`). */
+  runningNodes(via: PrivateBroker): string[] {
+    return via.ctlJson<{ running_nodes: string[] }>(["cluster_status"]).running_nodes
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      for (const node of this.nodes) await node[Symbol.asyncDispose]()
+    } finally {
+      process.off("exit", this.killOnExit)
+    }
+  }
 }
