@@ -32,7 +32,8 @@ export class PrivateBroker {
   private readonly port: number
   private readonly env: Record<string, string>
 
-  constructor({ management = false, name = "faulttest" } = {}) {
+  /** `conf`: more lines of the node's rabbitmq.conf. */
+  constructor({ management = false, name = "faulttest", conf = [] as string[] } = {}) {
     this.port = freePort(11_000, 19_000)
     this.dir = mkdtempSync(join(tmpdir(), "rmq-test-"))
     this.node = `${name}-${process.pid}-${this.port}@${hostname().split(".")[0]}`
@@ -52,13 +53,13 @@ export class PrivateBroker {
     const managementPort = freePort(31_000, 39_000)
     this.managementUrl = management ? `http://guest:guest@127.0.0.1:${managementPort}/` : undefined
     writeFileSync(join(this.dir, "enabled_plugins"), management ? "[rabbitmq_management]." : "[].")
-    const conf = [`listeners.tcp.local = 127.0.0.1:${this.port}`]
+    const lines = [`listeners.tcp.local = 127.0.0.1:${this.port}`, ...conf]
     // Rates are sampled every half second rather than every 5 s, so that a test sees them soon.
     if (management) {
-      conf.push(`management.tcp.ip = 127.0.0.1`, `management.tcp.port = ${managementPort}`)
-      conf.push("collect_statistics_interval = 500")
+      lines.push(`management.tcp.ip = 127.0.0.1`, `management.tcp.port = ${managementPort}`)
+      lines.push("collect_statistics_interval = 500")
     }
-    writeFileSync(join(this.dir, "rabbitmq.conf"), `${conf.join("\n")}\n`)
+    writeFileSync(join(this.dir, "rabbitmq.conf"), `${lines.join("\n")}\n`)
     const { uid, gid } = rabbitmqUser()
     for (const file of ["", "enabled_plugins", "rabbitmq.conf"]) chownSync(join(this.dir, file), uid, gid)
   }
@@ -186,8 +187,9 @@ function rabbitmqUser(): { uid: number; gid: number } {
 
 /**
  * Three private nodes clustered with `join_cluster`, each with its own config file (the machine's rabbitmq.conf
- * names 127.0.0.1:5672 as a listener). Disposing it stops every node; should the test process end without
- * that, an "exit" handler kills what is left.
+ * names 127.0.0.1:5672 as a listener), which spreads the leaders of new quorum queues over the nodes as
+ * docs/deploy.md advises. Disposing it stops every node; should the test process end without that, an "exit"
+ * handler kills what is left.
  */
 export class PrivateCluster {
   readonly nodes: PrivateBroker[]
@@ -196,7 +198,8 @@ export class PrivateCluster {
   }
 
   constructor(size = 3) {
-    this.nodes = Array.from({ length: size }, () => new PrivateBroker({ name: "clustertest" }))
+    const conf = ["queue_leader_locator = balanced"]
+    this.nodes = Array.from({ length: size }, () => new PrivateBroker({ name: "clustertest", conf }))
     process.once("exit", this.killOnExit)
   }
 
