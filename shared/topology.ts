@@ -155,7 +155,13 @@ export function retryTiers(policy: RetryPolicy): number[] {
   return [...new Set(tiers)]
 }
 
-/** Declares on a channel of its own: the session caches queue handles and would skip a redeclare. */
+/**
+ * Declares on a channel of its own: the session caches queue handles and would skip a redeclare.
+ * With QUEUE_TYPE=quorum every queue declared here is a quorum queue, replicated on the nodes of a cluster: the
+ * work, quarantine, retry wait, status events, status RPC and dead-letter queues. Classic are only the queues that
+ * hold nothing to keep: each process's exclusive listener queue (Broker.listen; a quorum queue cannot be
+ * exclusive, and the news it holds is for that process alone) and direct reply-to, which stores nothing.
+ */
 export async function declareTopology(channel: AMQPChannel, options: TopologyOptions): Promise<Topology> {
   const names = topologyNames(options.prefix)
   const durable = { durable: true, autoDelete: false, exclusive: false }
