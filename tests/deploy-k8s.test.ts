@@ -115,6 +115,24 @@ describe("deploy/k8s", () => {
     })
   }
 
+  test("every file a setting names (…_FILE, …_PATH) is on a volume the pod mounts", () => {
+    const files = Object.keys(services).flatMap((name) => {
+      const pod = find("Deployment", name)?.spec.template.spec
+      return ((pod?.containers ?? []) as Container[]).flatMap((container) =>
+        Object.entries(environmentOf(container).literal)
+          .filter(([key]) => /_(FILE|PATH)$/.test(key))
+          .map(([key, path]) => {
+            const mount = container.volumeMounts?.find((m) => m.mountPath === dirname(path))
+            const volume = pod.volumes?.find((v: { name: string }) => v.name === mount?.name)
+            const source = volume?.secret?.secretName ?? volume?.persistentVolumeClaim?.claimName
+            return { service: name, key, mounted: Boolean(source) }
+          }),
+      )
+    })
+    expect(files.map((f) => f.key).toSorted()).toEqual(["API_KEYS_FILE", "DATABASE_PATH"])
+    expect(files.filter((f) => !f.mounted)).toEqual([])
+  })
+
   test("the status store's SQLite file is on its volume, and only one replica opens it", () => {
     const deployment = find("Deployment", "status-store")
     const [container] = (deployment?.spec.template.spec.containers ?? []) as Container[]
