@@ -8,6 +8,7 @@ import { BUN_ENV } from "../bench/stack.ts"
 import { GatewayEnv, loadGatewayConfig } from "../services/gateway.ts"
 import { loadWorkerConfig, WorkerEnv } from "../services/polarity-worker.ts"
 import { loadStoreConfig, StoreEnv } from "../services/status-store.ts"
+import { brokerUrls } from "../shared/config.ts"
 import { healthUrl, LISTEN_SETTINGS } from "../shared/healthcheck.ts"
 import { dockerfileBases } from "./containers/images.ts"
 
@@ -67,8 +68,8 @@ describe("compose.yaml", () => {
       expect([spec.command, spec.entrypoint, spec.healthcheck]).toEqual([undefined, undefined, undefined])
       const environment = spec.environment ?? {}
       expect(Object.keys(environment).filter((key) => !(key in service.entries))).toEqual([])
-      const config = service.load(environment) as Record<string, unknown>
-      expect(new URL(String(config.AMQP_URL)).hostname).toBe("rabbitmq")
+      const config = service.load(environment)
+      expect(brokerUrls(config).map((url) => new URL(url).hostname)).toEqual(["rabbitmq"])
       expect(spec.depends_on?.rabbitmq?.condition).toBe("service_healthy")
     })
   }
@@ -99,14 +100,14 @@ describe("compose.host.yaml", () => {
   for (const name of Object.keys(services) as (keyof typeof services)[]) {
     test(`${name}: on the host's network, against the host's broker, with settings it accepts`, () => {
       const spec = merged(name)
-      const config = services[name].load(spec.environment ?? {}) as Record<string, unknown>
+      const config = services[name].load(spec.environment ?? {})
       expect({
         network: spec.network_mode,
-        broker: new URL(String(config.AMQP_URL)).host,
+        broker: brokerUrls(config).map((url) => new URL(url).host),
         dependsOn: spec.depends_on,
         // With the host's network nothing is published: the service listens on the host's port itself.
         ports: spec.ports ?? [],
-      }).toEqual({ network: "host", broker: "127.0.0.1:5672", dependsOn: {}, ports: [] })
+      }).toEqual({ network: "host", broker: ["127.0.0.1:5672"], dependsOn: {}, ports: [] })
     })
   }
 
