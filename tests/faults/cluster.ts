@@ -115,7 +115,14 @@ export interface Cluster extends AsyncDisposable {
 export async function startCluster(
   topic: string,
   overrides: Record<string, string> = {},
-  { workers = 1, startWorkers = true, runtimes = {} as Runtimes } = {},
+  {
+    workers = 1,
+    startWorkers = true,
+    runtimes = {} as Runtimes,
+    /** False when the broker is the test's own and goes away with its queues (deleting quorum queues while a
+     * node is down takes seconds each). */
+    deleteTopologyAfter = true,
+  } = {},
 ): Promise<Cluster> {
   // Info logs: the bookkeeping counts log lines such as "task redelivered".
   const { env, dataDir } = testEnv(topic, { LOG_LEVEL: "info", ENABLE_TEST_TASKS: "true", ...overrides })
@@ -135,7 +142,7 @@ export async function startCluster(
     databasePath,
     async [Symbol.asyncDispose]() {
       await Promise.all([gateway, store, ...workerProcesses].map((s) => s.stop()))
-      await deleteTopology(env)
+      if (deleteTopologyAfter) await deleteTopology(env)
       rmSync(dataDir, { recursive: true, force: true })
     },
   }

@@ -68,6 +68,24 @@ export class PrivateBroker {
   async start(): Promise<void> {
     this.run(["rabbitmq-server", "-detached"])
     await this.waitUntil(true)
+    this.reapAfterTest()
+  }
+
+  /**
+   * Should the test process end without stopping this node (a hook that timed out, a crash, a kill; bun test
+   * runs no "exit" handlers), a watcher of its own kills the node and removes its directory once the test process
+   * is gone. It ends by itself when the node stops first.
+   */
+  private reapAfterTest(): void {
+    const pid = this.pid()
+    if (!pid) return
+    const ours = `tr '\\0' '\\n' < /proc/${pid}/environ 2>/dev/null | grep -qx 'RABBITMQ_NODENAME=${this.node}'`
+    const script = [
+      `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${pid} 2>/dev/null; do sleep 2; done`,
+      `if ! kill -0 ${process.pid} 2>/dev/null; then ${ours} && kill -9 ${pid}; rm -rf '${this.dir}'; fi`,
+    ].join("; ")
+    // setsid -f: a process of its own session, which the test runner does not end with its own children.
+    Bun.spawn(["setsid", "-f", "sh", "-c", script], { stdio: ["ignore", "ignore", "ignore"] })
   }
 
   /** Broker down, Erlang node up, data kept. */
@@ -111,11 +129,12 @@ export class PrivateBroker {
     rmSync(this.dir, { recursive: true, force: true })
   }
 
-  /** SIGKILL to the node's VM, if it still runs; synchronous, so that a process "exit" handler can call it. */
+  /** SIGKILL to the node's VM, if it still runs. */
   killNow(pid = this.pid()): void {
     try {
-      // The pid of a node that stopped could in principle be someone else's by now.
-      if (pid && readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "beam.smp") process.kill(pid, "SIGKILL")
+      // The pid of a node that stopped could in principle be someone else's by now: check it is this node.
+      const environment = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+      if (pid && environment.includes(`RABBITMQ_NODENAME=${this.node}`)) process.kill(pid, "SIGKILL")
     } catch {
       // no such process (stopped): nothing to kill
     }
@@ -188,19 +207,14 @@ function rabbitmqUser(): { uid: number; gid: number } {
 /**
  * Three private nodes clustered with `join_cluster`, each with its own config file (the machine's rabbitmq.conf
  * names 127.0.0.1:5672 as a listener), which spreads the leaders of new quorum queues over the nodes as
- * docs/deploy.md advises. Disposing it stops every node; should the test process end without that, an "exit"
- * handler kills what is left.
+ * docs/deploy.md advises. Disposing it stops every node; should the test process end without that, each node's
+ * watcher kills it.
  */
 export class PrivateCluster {
   readonly nodes: PrivateBroker[]
-  private readonly killOnExit = () => {
-    for (const node of this.nodes) node.killNow()
-  }
-
   constructor(size = 3) {
     const conf = ["queue_leader_locator = balanced"]
     this.nodes = Array.from({ length: size }, () => new PrivateBroker({ name: "clustertest", conf }))
-    process.once("exit", this.killOnExit)
   }
 
   /** Start every node, then join the others to the first. On failure, stops what it started. */
@@ -225,11 +239,10 @@ export class PrivateCluster {
     return via.ctlJson<{ running_nodes: string[] }>(["cluster_status"]).running_nodes
   }
 
+  /** Stop every node, each even if stopping another failed. */
   async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      for (const node of this.nodes) await node[Symbol.asyncDispose]()
-    } finally {
-      process.off("exit", this.killOnExit)
-    }
+    const stopped = await Promise.allSettled(this.nodes.map((node) => node[Symbol.asyncDispose]()))
+    const failure = stopped.find((result) => result.status === "rejected")
+    if (failure) throw failure.reason
   }
 }

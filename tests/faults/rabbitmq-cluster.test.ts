@@ -28,7 +28,7 @@ beforeAll(async () => {
     stack = await startCluster(
       "rabbitmq-cluster",
       { AMQP_URL: brokers.urls, QUEUE_TYPE: "quorum", PUBLISH_TIMEOUT_MS: "3000" },
-      { workers: 2 },
+      { workers: 2, deleteTopologyAfter: false },
     )
   } catch (err) {
     await brokers[Symbol.asyncDispose]()
@@ -165,6 +165,7 @@ describe("a three-node RabbitMQ cluster with QUEUE_TYPE=quorum", () => {
       await fetch(`${gatewayUrl()}/dashboard/api/overview`)
     ).json()) as DashboardOverview
     const figures = {
+      queues: stackQueues().length,
       queuesLedByKilledNode: ledByFirst,
       accepted: accepted.length,
       final: final.size,
