@@ -51,6 +51,7 @@ import {
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { buildTask, type PendingGroup, pendingEvent, type TaskFields } from "../shared/tasks.ts"
+import { WorkerControl } from "../shared/worker-control.ts"
 import { callerOf, guard, ownerFilter } from "./gateway/access.ts"
 import { ApiKeys } from "./gateway/api-keys.ts"
 import { checkDashboardConfig, DASHBOARD_SCHEMAS, DashboardEnv, mountDashboard } from "./gateway/dashboard.ts"
@@ -82,6 +83,7 @@ import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
 import { retryRoute, retryTask } from "./gateway/task-retry.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
+import { mountWorkerAdmin, WORKER_ADMIN_SCHEMAS } from "./gateway/worker-admin.ts"
 
 const SERVICE = "gateway"
 
@@ -125,6 +127,8 @@ export const GatewayEnv = {
   MAX_LOOKUP_ANSWER_BYTES: integerVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
   /** A comment line this often keeps an idle event stream open through proxies. */
   SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
+  /** How long a worker has to answer a remote-control command (a ping waits this long for the silent ones). */
+  CONTROL_TIMEOUT_MS: integerVar(2000, 100, 60_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
   ...DashboardEnv,
@@ -209,6 +213,7 @@ const RESPONSE_SCHEMAS = {
   ScheduleRecord,
   ScheduleList,
   ...DASHBOARD_SCHEMAS,
+  ...WORKER_ADMIN_SCHEMAS,
 }
 const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
 const LOCATION = {
@@ -277,6 +282,11 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   heldGauge(metrics, { streams, waits })
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
+  const control = new WorkerControl({
+    amqpUrl: config.AMQP_URL,
+    controlExchange: names.controlExchange,
+    name: `${SERVICE}-control`,
+  })
   // Long enough for a request that claimed a key to publish its task and its PENDING event.
   const claimLeaseMs = 2 * config.PUBLISH_TIMEOUT_MS + 1000
   const watchers = await listenForTaskEvents(broker, log)
@@ -867,12 +877,17 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     },
   )
 
+  const workerAdmin = { control, store, timeoutMs: config.CONTROL_TIMEOUT_MS }
+  mountWorkerAdmin(route, "/admin", "admin", workerAdmin)
+  mountWorkerAdmin(route, "/dashboard/api", "dashboard", workerAdmin)
+
   async function close(stopServing: () => Promise<void> = async () => {}): Promise<void> {
     keys?.close()
     limiter?.close()
     watchers.close()
     await dashboard.close()
     await stopServing()
+    await control.close()
     await broker.close()
   }
   return { app, close, openStreams: () => watchers.size, dashboardStreams: dashboard.streams }

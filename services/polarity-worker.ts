@@ -23,6 +23,7 @@ import {
   type TaskEvent,
   TaskEventBatch,
   TaskLookup,
+  WorkerId,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
@@ -37,8 +38,10 @@ import {
   TASK_ROUTES,
   type TaskRoute,
 } from "../shared/topology.ts"
+import { serveControl } from "./polarity-worker/control.ts"
 import { AttemptContext, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
-import { startHeartbeats } from "./polarity-worker/heartbeat.ts"
+import { Heartbeats } from "./polarity-worker/heartbeat.ts"
+import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
 
@@ -81,6 +84,10 @@ export const WorkerEnv = {
   PROGRESS_INTERVAL_MS: integerVar(250, 50, 60_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
+  /** The worker's id in heartbeats, STARTED events and remote control (Celery's `-n`); `host:pid` when unset. */
+  WORKER_NAME: v.optional(WorkerId),
+  /** Set by a pool's supervisor on the processes it starts: its own worker id. */
+  WORKER_SUPERVISOR: v.optional(v.pipe(v.string(), v.nonEmpty())),
   /** Test only (needs ENABLE_TEST_TASKS): a wait before each sentence of a document, to make a slow one. */
   TEST_SENTENCE_DELAY_MS: integerVar(0, 0, 60_000),
 }
@@ -123,14 +130,13 @@ export async function start(config: WorkerConfig) {
     testTasks: config.ENABLE_TEST_TASKS,
     sentenceDelayMs: config.TEST_SENTENCE_DELAY_MS,
   }
-  const workerName = `${hostname()}:${process.pid}`
+  const workerName = config.WORKER_NAME ?? `${hostname()}:${process.pid}`
   const { names } = broker
-  let inHand = 0
-  const taskMetrics = new WorkerMetrics(metrics, () => inHand)
+  const inHand = new InHand()
+  const taskMetrics = new WorkerMetrics(metrics, () => inHand.size)
   const progress = new ProgressReports(broker, config.PROGRESS_INTERVAL_MS, log, () =>
     taskMetrics.progressReported(),
   )
-  let drained: PromiseWithResolvers<void> | undefined
 
   // Revokes are heard on the events exchange while the worker is connected; those made while it was away are
   // asked of the status store before it takes any task, and again after a reconnect (Celery's "mingle").
@@ -214,7 +220,8 @@ export async function start(config: WorkerConfig) {
   }
 
   /** Resolves once everything the task's outcome needs (events, retry copy, dead letter) is confirmed. */
-  async function run(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
+  async function run(msg: AMQPMessage, held: Held): Promise<void> {
+    const { task, queue } = held
     if (revoked.has(`${task.task_id}:${task.run}`)) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
@@ -233,8 +240,8 @@ export async function start(config: WorkerConfig) {
       taskMetrics.delayedTaskStarted(task.kind, startedAt - task.eta)
     }
     const reports = progress.forAttempt(task, startedAt)
-    const abort = new AbortController()
-    const context = new AttemptContext(task.time_limit_ms, startedAt, abort.signal, reports.report)
+    const signal = inHand.started(held, startedAt)
+    const context = new AttemptContext(task.time_limit_ms, startedAt, signal, reports.report)
     const outcome = await outcomeOf(task, startedAt, () => execute(task, executionOptions, context), policy)
     reports.close()
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
@@ -267,8 +274,8 @@ export async function start(config: WorkerConfig) {
     }
   }
 
-  /** Each task of the message on its own; a malformed one is dead-lettered alone. */
-  async function handleTask(msg: AMQPMessage, raw: unknown, queue: string): Promise<void> {
+  /** Each task of the message on its own, held until the message is settled; a malformed one is dead-lettered. */
+  async function handleTask(msg: AMQPMessage, raw: unknown, queue: string, held: Held[]): Promise<void> {
     let task: Task
     try {
       task = checkTask(raw)
@@ -276,7 +283,9 @@ export async function start(config: WorkerConfig) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.publishDeadLetter(alone(raw), queue, err.message, "poison", msg)
     }
-    return msg.redelivered ? quarantine(msg, task, queue) : run(msg, task, queue)
+    const holding = inHand.hold(task, queue)
+    held.push(holding)
+    return msg.redelivered ? quarantine(msg, task, queue) : run(msg, holding)
   }
 
   /** The message is acked once every one of its tasks has its outcome confirmed. */
@@ -288,10 +297,11 @@ export async function start(config: WorkerConfig) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.deadLetter(msg, queue, err.message)
     }
-    inHand += tasks.length
+    inHand.messageReceived()
+    const held: Held[] = []
     try {
       await learnRevokesOfDelayed(tasks)
-      await Promise.all(tasks.map((task) => handleTask(msg, task, queue)))
+      await Promise.all(tasks.map((task) => handleTask(msg, task, queue, held)))
       const firstDelivery = !msg.redelivered && !msg.properties.headers?.["x-redeliveries"]
       if (config.ENABLE_TEST_TASKS && firstDelivery && tasks.some(crashesBeforeAck)) crash()
       await msg.ack()
@@ -300,8 +310,8 @@ export async function start(config: WorkerConfig) {
       log.error("task outcome not confirmed, requeueing", { tasks: tasks.length, err })
       await msg.nack(true).catch(() => {})
     } finally {
-      inHand -= tasks.length
-      if (inHand === 0) drained?.resolve()
+      for (const holding of held) inHand.release(holding)
+      inHand.messageSettled()
     }
   }
 
@@ -313,15 +323,45 @@ export async function start(config: WorkerConfig) {
     ]),
   )
 
-  const heartbeats = startHeartbeats(broker, {
+  const heartbeats = new Heartbeats(broker, {
     worker: workerName,
-    queues: config.WORKER_QUEUES,
-    prefetch: config.WORKER_PREFETCH,
     intervalMs: config.WORKER_HEARTBEAT_MS,
-    inHand: () => inHand,
-    totals: taskMetrics.totals,
+    describe: () => ({
+      queues: config.WORKER_QUEUES,
+      ...(config.WORKER_SUPERVISOR && { supervisor: config.WORKER_SUPERVISOR }),
+      prefetch: config.WORKER_PREFETCH,
+      in_hand: inHand.size,
+      ...taskMetrics.totals,
+    }),
     log,
   })
+  heartbeats.start()
+
+  await serveControl(
+    broker,
+    workerName,
+    (command) => {
+      switch (command.command) {
+        case "ping":
+          return { reply: "pong", heartbeat: heartbeats.now() }
+        case "active":
+          return { reply: "active", worker: workerName, tasks: inHand.list(Date.now()) }
+        case "shutdown":
+          log.info("shutdown asked by remote control")
+          // After this reply has gone out.
+          setImmediate(() => void stop())
+          return { reply: "shutting_down", worker: workerName }
+        case "pool_grow":
+        case "pool_shrink":
+          return {
+            reply: "refused",
+            worker: workerName,
+            error: `worker ${workerName} is not the supervisor of an autoscaled pool (WORKER_AUTOSCALE)`,
+          }
+      }
+    },
+    log,
+  )
 
   const app = new Hono()
   app.use(metrics.httpMiddleware)
@@ -336,18 +376,24 @@ export async function start(config: WorkerConfig) {
     worker: workerName,
   })
 
-  async function stop(): Promise<void> {
+  const stopped = Promise.withResolvers<void>()
+  async function shutDown(): Promise<void> {
     await Promise.all(consumers.map((consumer) => consumer.stopDeliveries()))
-    if (inHand > 0) {
-      drained = Promise.withResolvers()
-      await drained.promise
-    }
+    await inHand.drain()
     await heartbeats.stop()
     await server.stop()
     await broker.close()
     log.info("stopped")
+    stopped.resolve()
   }
-  return { url: server.url, stop }
+  // Once, whether a signal, the caller or remote control asks first.
+  let stopping: Promise<void> | undefined
+  function stop(): Promise<void> {
+    stopping ??= shutDown()
+    return stopping
+  }
+  /** `stopped` resolves once the worker has stopped, whoever asked. */
+  return { url: server.url, worker: workerName, stop, stopped: stopped.promise }
 }
 
 if (import.meta.main) runAsProgram(SERVICE, () => start(loadWorkerConfig()))

@@ -41,6 +41,8 @@ export const TaskId = v.pipe(v.string(), v.uuid("must be a UUID"))
 /** Milliseconds since the epoch: cheap to write and compare on the wire; the API turns them into ISO strings. */
 const EpochMillis = v.pipe(v.number(), v.integer(), v.minValue(0))
 const Attempt = v.pipe(v.number(), v.integer(), v.minValue(0))
+/** What the API shows for a time: ISO 8601 UTC, or null. */
+const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 
 /**
  * Text a person wrote: well-formed Unicode (a lone surrogate has no UTF-8 form, and no meaning) without NUL, which
@@ -426,17 +428,40 @@ export const TaskEventBatch = v.object({ events: v.pipe(v.array(TaskEvent), v.mi
 export type TaskEventBatch = v.InferOutput<typeof TaskEventBatch>
 
 /**
+ * A worker process's id: `host:pid`, as in STARTED events and heartbeats. Visible ASCII only, since it is also
+ * the routing key of the worker's control queue (`worker.<id>`).
+ */
+export const WorkerId = v.pipe(
+  v.string(),
+  v.regex(/^[\x21-\x7e]{1,300}$/, "a worker id is 1 to 300 visible ASCII characters, such as host:pid"),
+)
+
+/** An autoscaled pool, as its supervisor describes it: its bounds and the processes it runs now. */
+export const PoolInfo = v.object({
+  min: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  max: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  /** The worker ids of its processes. */
+  processes: v.array(WorkerId),
+})
+export type PoolInfo = v.InferOutput<typeof PoolInfo>
+
+/**
  * What a worker publishes every few seconds on the events exchange (routing key `worker.heartbeat`), and once
- * more as `offline` when it stops. Counts are since the worker process started.
+ * more as `offline` when it stops. Counts are since the worker process started. The supervisor of an autoscaled
+ * pool sends its own, with `pool`, and its processes send theirs, with `supervisor`.
  */
 export const WorkerHeartbeat = v.object({
   /** `host:pid`, as in STARTED events. */
-  worker: v.pipe(v.string(), v.nonEmpty(), v.maxLength(300)),
+  worker: WorkerId,
   host: v.pipe(v.string(), v.maxLength(255)),
   pid: v.pipe(v.number(), v.integer(), v.minValue(0)),
   state: v.picklist(["online", "offline"]),
   /** The work queues (routes) it consumes; absent from workers older than WORKER_QUEUES. */
   queues: v.optional(v.array(v.pipe(v.string(), v.maxLength(100)))),
+  /** A process of an autoscaled pool: its supervisor's worker id. */
+  supervisor: v.optional(WorkerId),
+  /** The supervisor of an autoscaled pool (it runs no task itself; `in_hand` is its processes'). */
+  pool: v.optional(PoolInfo),
   /** Tasks per work queue delivered before any is acked. */
   prefetch: v.pipe(v.number(), v.integer(), v.minValue(0)),
   in_hand: v.pipe(v.number(), v.integer(), v.minValue(0)),
@@ -450,14 +475,62 @@ export const WorkerHeartbeat = v.object({
 })
 export type WorkerHeartbeat = v.InferOutput<typeof WorkerHeartbeat>
 
+/**
+ * A remote-control command (Celery's `inspect` and `control`), published on the control exchange to one worker
+ * (`worker.<id>`) or to all (`worker.all`), with a reply-to and an expiration: a worker that has not read it in
+ * time never acts on it.
+ */
+export const ControlCommand = v.variant("command", [
+  /** Who is there, and how it is doing: answered with a heartbeat, fresh. */
+  v.object({ command: v.literal("ping") }),
+  /** The attempts running now and the tasks in hand waiting to run. */
+  v.object({ command: v.literal("active") }),
+  /** Stop taking tasks, finish those in hand, then exit (a pool: every process, then the supervisor). */
+  v.object({ command: v.literal("shutdown") }),
+  /** An autoscaled pool only: start `n` processes now, up to its maximum. */
+  v.object({
+    command: v.literal("pool_grow"),
+    n: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100)),
+  }),
+  /** An autoscaled pool only: stop `n` processes now (each drains first), down to its minimum. */
+  v.object({
+    command: v.literal("pool_shrink"),
+    n: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100)),
+  }),
+])
+export type ControlCommand = v.InferOutput<typeof ControlCommand>
+
+/** An attempt a worker is running, or a task it holds that waits to run (a rate limit). */
+export const ActiveTask = v.object({
+  task_id: TaskId,
+  kind: v.picklist(TASK_KINDS),
+  attempt: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  run: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  /** The work queue (route) it came from. */
+  queue: v.string(),
+  /** Null while it waits in hand. */
+  started_at: IsoTime,
+  /** How long it has run, in milliseconds; null while it waits. */
+  running_ms: v.nullable(v.number()),
+})
+export type ActiveTask = v.InferOutput<typeof ActiveTask>
+
+/** A worker's answer to a command. `refused` says why a command does not apply (a pool command to a plain worker). */
+export const ControlReply = v.variant("reply", [
+  v.object({ reply: v.literal("pong"), heartbeat: WorkerHeartbeat }),
+  v.object({ reply: v.literal("active"), worker: WorkerId, tasks: v.array(ActiveTask) }),
+  v.object({ reply: v.literal("shutting_down"), worker: WorkerId }),
+  v.object({ reply: v.literal("pool"), worker: WorkerId, pool: PoolInfo }),
+  v.object({ reply: v.literal("refused"), worker: WorkerId, error: v.string() }),
+])
+export type ControlReply = v.InferOutput<typeof ControlReply>
+
 /** A marker the status store sends through its own event queue to know it has read everything before it. */
 export const Barrier = v.object({ barrier_id: v.string() })
 export type Barrier = v.InferOutput<typeof Barrier>
 
 export const MAX_WAIT_MS = 30_000
 export const MAX_PAGE_SIZE = 100
-
-const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 
 /** The latest progress a running task reported, as the API shows it. */
 export const ProgressView = v.object({
@@ -900,6 +973,8 @@ export const MessageType = {
   statusReply: "status-reply",
   workerHeartbeat: "worker-heartbeat",
   taskProgress: "task-progress",
+  controlCommand: "control-command",
+  controlReply: "control-reply",
 } as const
 
 // --- HTTP-only bodies: what the API answers besides task records.
@@ -936,6 +1011,26 @@ export const DeadLetterListing = v.object({
 })
 
 export const ReplayResult = v.object({ replayed: v.number(), task_ids: v.array(TaskId) })
+
+/**
+ * A worker as `GET /admin/workers` shows it: its last heartbeat, or the fresher one it answered the ping with,
+ * and how long that answer took (null: it did not answer in time, or it is not online).
+ */
+export const WorkerStatus = v.object({
+  ...WorkerRecord.entries,
+  ping_ms: v.nullable(v.number()),
+})
+export type WorkerStatus = v.InferOutput<typeof WorkerStatus>
+export const WorkerList = v.object({ workers: v.array(WorkerStatus) })
+
+/** `GET /admin/workers/{id}/active`: what the worker holds now, running attempts first. */
+export const ActiveTasks = v.object({ worker: WorkerId, tasks: v.array(ActiveTask) })
+
+/** `POST /admin/workers/{id}/shutdown`: the worker took the command; it stops once its tasks in hand are done. */
+export const ShutdownAccepted = v.object({ worker: WorkerId, status: v.literal("shutting_down") })
+
+/** `POST /admin/workers/{id}/pool/grow|shrink`: the pool as its supervisor runs it after the change. */
+export const PoolSize = v.object({ worker: WorkerId, pool: PoolInfo })
 
 /**
  * Every queue of the prefix as the broker reports it. Depth and consumers come from passive declares. The rates

@@ -98,8 +98,14 @@ export function serveApp(app: Hono, port: number, hostname: string): HttpServer 
   }
 }
 
-/** The `if (import.meta.main)` body of every service: start it, stop it once on SIGTERM/SIGINT. */
-export function runAsProgram(service: string, start: () => Promise<{ stop(): Promise<void> }>): void {
+/**
+ * The `if (import.meta.main)` body of every service: start it, stop it once on SIGTERM/SIGINT, and exit once it
+ * has stopped (a worker stops by itself when remote control asks it to).
+ */
+export function runAsProgram(
+  service: string,
+  start: () => Promise<{ stop(): Promise<void>; stopped?: Promise<void> }>,
+): void {
   // Before the config is parsed (it may be what fails), so the level is read leniently here.
   const level = process.env.LOG_LEVEL as LogLevel | undefined
   const log = createLogger(
@@ -107,7 +113,10 @@ export function runAsProgram(service: string, start: () => Promise<{ stop(): Pro
     level && ["debug", "info", "warn", "error"].includes(level) ? level : "info",
   )
   start().then(
-    (running) => stopOnSignals(running.stop, log),
+    (running) => {
+      stopOnSignals(running.stop, log)
+      void running.stopped?.then(() => process.exit(0))
+    },
     (err: Error) => {
       log.error("start failed", { err: err.message })
       process.exit(1)

@@ -46,6 +46,8 @@ export function topologyNames(prefix: string) {
     eventsExchange: `${prefix}events`,
     /** direct; routing key `poison` or `failed` */
     deadLetterExchange: `${prefix}dead-letter`,
+    /** topic; remote-control commands to one worker (`worker.<id>`) or to all (`worker.all`), with a reply-to */
+    controlExchange: `${prefix}control`,
     taskQueues: { polarity: `${prefix}tasks.polarity`, default: `${prefix}tasks.default` } satisfies Record<
       TaskRoute,
       string
@@ -114,6 +116,7 @@ export function allNames(options: Pick<TopologyOptions, "prefix" | "retry">) {
       names.retryExchange,
       names.eventsExchange,
       names.deadLetterExchange,
+      names.controlExchange,
       ...DELAY_LEVEL_NUMBERS.map(names.delayExchange),
       names.delayDueExchange,
     ],
@@ -140,6 +143,18 @@ export const WORKER_HEARTBEAT_KEY = "worker.heartbeat"
  * The status store binds it for GET; each gateway's listener for its event streams.
  */
 export const TASK_PROGRESS_KEY = "progress"
+
+/**
+ * Remote control: each worker process (and each pool's supervisor) consumes an exclusive queue of its own bound
+ * to the control exchange with its own key and the broadcast key, and answers over direct reply-to. Commands are
+ * published `mandatory`: a command to a worker id that no queue is bound for comes back, which is how an unknown
+ * worker is told from one that does not answer.
+ */
+export const CONTROL_BROADCAST_KEY = "worker.all"
+
+export function controlRoutingKey(workerId: string): string {
+  return `worker.${workerId}`
+}
 
 export function retryRoutingKey(delayMs: number, route: TaskRoute): string {
   return `retry.${delayMs}.${route}`
@@ -183,6 +198,7 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
   await channel.exchangeDeclare(names.retryExchange, "topic", durable)
   await channel.exchangeDeclare(names.eventsExchange, "topic", durable)
   await channel.exchangeDeclare(names.deadLetterExchange, "direct", durable)
+  await channel.exchangeDeclare(names.controlExchange, "topic", durable)
 
   for (const route of TASK_ROUTES) {
     const queue = names.taskQueues[route]

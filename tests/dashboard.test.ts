@@ -6,6 +6,7 @@ import { rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
+import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -259,6 +260,37 @@ describe("the dashboard in a browser", () => {
         .evaluateAll((items) => items.map((li) => li.getAttribute("data-state"))),
     ).toContain("FAILURE")
     expect(opened.errors).toEqual([])
+  })
+})
+
+describe("the workers in a browser", () => {
+  test("pings the workers, lists a worker's tasks in hand, and stops another one", async () => {
+    const second = await startWorker(
+      loadWorkerConfig({ ...stack.env, WORKER_QUEUES: "polarity", WORKER_NAME: "browser-second" }),
+    )
+    try {
+      const sleeper = await postJson("/test/flaky", { sleep_ms: 3000 })
+      await using opened = await openDashboard(stack.url("/dashboard"))
+      const { page } = opened
+      const rowOf = (worker: string) => `#workers tr[data-worker="${worker}"]`
+      await page.locator(`${rowOf("browser-second")}[data-status="online"]`).waitFor({ timeout: WAIT_MS })
+      await page.locator("#ping").click()
+      await untilText(page, "#worker-message", "2 of 2 answered")
+      expect(await page.locator(`${rowOf(stack.worker.worker)} td.ping`).textContent()).toMatch(/ms$/)
+
+      await page.locator(`${rowOf(stack.worker.worker)} button[data-worker-action="active"]`).click()
+      await page.locator(`#worker-tasks tr[data-task-id="${sleeper}"]`).waitFor({ timeout: WAIT_MS })
+      expect(await page.locator("#worker-tasks-id").textContent()).toBe(stack.worker.worker)
+
+      page.on("dialog", (dialog) => void dialog.accept())
+      await page.locator(`${rowOf("browser-second")} button[data-worker-action="shutdown"]`).click()
+      await second.stopped
+      await page.locator(`${rowOf("browser-second")}[data-status="offline"]`).waitFor({ timeout: WAIT_MS })
+      expect((await waitForFinal(stack, sleeper)).status).toBe("SUCCESS")
+      expect(opened.errors).toEqual([])
+    } finally {
+      await second.stop()
+    }
   })
 })
 

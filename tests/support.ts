@@ -31,7 +31,7 @@ export interface Stack extends AsyncDisposable {
   env: Env
   names: ReturnType<typeof topologyNames>
   gateway: Awaited<ReturnType<typeof startGateway>>
-  worker: Running
+  worker: Awaited<ReturnType<typeof startWorker>>
   store: Running
   /** Stop the status store, run `whileDown`, and start it again on the same database. */
   restartStore<T>(whileDown?: () => Promise<T>): Promise<T | undefined>

@@ -133,20 +133,66 @@ function renderStats(stats) {
   drawChart(Date.parse(stats.at))
 }
 
+// --- workers: their heartbeats from the live stream; ping, tasks in hand, shutdown and pool size by remote control
+
+/** The last ping's answer per worker (milliseconds, or null for no answer), kept across the stream's renders. */
+const pings = new Map()
+let lastWorkers = []
+
+/** A pool's processes right after their supervisor; a worker's name says what it is in a pool. */
+function workerOrder(workers) {
+  const supervisorOf = (w) => w.supervisor ?? w.worker
+  return [...workers].sort(
+    (a, b) =>
+      supervisorOf(a).localeCompare(supervisorOf(b)) ||
+      Number(Boolean(a.supervisor)) - Number(Boolean(b.supervisor)) ||
+      a.worker.localeCompare(b.worker),
+  )
+}
+
+function workerName(w) {
+  if (w.pool) {
+    const { min, max, processes } = w.pool
+    return [w.worker, element("span", { className: "muted" }, ` pool of ${processes.length} (${min}–${max})`)]
+  }
+  return w.supervisor ? ["↳ ", w.worker] : [w.worker]
+}
+
+function workerActions(w) {
+  if (w.status !== "online") return element("td", {})
+  const button = (action, label, title) =>
+    element("button", { type: "button", dataset: { workerAction: action }, title }, label)
+  return element(
+    "td",
+    { className: "row-actions" },
+    button("active", "tasks", "the tasks it holds now"),
+    ...(w.pool
+      ? [button("grow", "+1", "start one more process"), button("shrink", "−1", "stop one process")]
+      : []),
+    button("shutdown", "stop", "finish the tasks in hand, then stop"),
+  )
+}
+
 function renderWorkers(workers) {
+  lastWorkers = workers
   const body = $("#workers tbody")
   const online = workers.filter((w) => w.status === "online").length
   $("#workers-summary").textContent = `${online} online of ${workers.length}`
   if (workers.length === 0) return
   body.replaceChildren(
-    ...workers.map((w) =>
-      element(
+    ...workerOrder(workers).map((w) => {
+      const ping = pings.has(w.worker)
+        ? pings.get(w.worker) === null
+          ? "no answer"
+          : duration(pings.get(w.worker))
+        : "–"
+      return element(
         "tr",
         { dataset: { worker: w.worker, status: w.status } },
         element(
           "td",
           { className: "id", title: `host ${w.host}, pid ${w.pid}, up since ${w.started_at}` },
-          w.worker,
+          ...workerName(w),
         ),
         element("td", {}, element("span", { className: `badge ${w.status}` }, w.status)),
         element("td", {}, (w.queues ?? []).join(", ") || "–"),
@@ -156,8 +202,10 @@ function renderWorkers(workers) {
         element("td", { className: "number" }, number.format(w.failed)),
         element("td", { className: "number" }, number.format(w.retried)),
         element("td", {}, time(w.last_heartbeat_at)),
-      ),
-    ),
+        element("td", { className: "number ping" }, ping),
+        workerActions(w),
+      )
+    }),
   )
 }
 
@@ -221,6 +269,73 @@ async function loadSchedules() {
   } catch {
     // The live stream reports the store being away; the table keeps what it last showed.
   }
+}
+
+const workerPath = (workerId) => `dashboard/api/workers/${encodeURIComponent(workerId)}`
+
+async function pingWorkers() {
+  const message = $("#worker-message")
+  message.textContent = "pinging…"
+  try {
+    const { workers } = await fetchJson("dashboard/api/workers")
+    pings.clear()
+    for (const w of workers) pings.set(w.worker, w.ping_ms)
+    const answered = workers.filter((w) => w.ping_ms !== null).length
+    message.textContent = `${answered} of ${workers.length} answered`
+    renderWorkers(lastWorkers)
+  } catch (err) {
+    message.textContent = err.message
+  }
+}
+
+async function showWorkerTasks(workerId) {
+  const { tasks } = await fetchJson(`${workerPath(workerId)}/active`)
+  $("#worker-tasks-id").textContent = workerId
+  $("#worker-tasks tbody").replaceChildren(
+    ...(tasks.length === 0
+      ? [element("tr", { className: "empty" }, element("td", { colspan: "5" }, "nothing in hand"))]
+      : tasks.map((task) =>
+          element(
+            "tr",
+            { dataset: { taskId: task.task_id } },
+            element("td", { className: "id" }, task.task_id),
+            element("td", {}, task.kind),
+            element("td", { className: "number" }, String(task.attempt)),
+            element("td", {}, task.queue),
+            element(
+              "td",
+              { className: "number" },
+              task.running_ms === null ? "waiting" : duration(task.running_ms),
+            ),
+          ),
+        )),
+  )
+  $("#worker-tasks").hidden = false
+}
+
+async function workerAction(action, workerId) {
+  const message = $("#worker-message")
+  try {
+    if (action === "active") return await showWorkerTasks(workerId)
+    if (action === "shutdown") {
+      if (!confirm(`Stop ${workerId} once its tasks in hand are done?`)) return
+      await fetchJson(`${workerPath(workerId)}/shutdown`, { method: "POST" })
+      message.textContent = `${workerId} is stopping`
+      return
+    }
+    const { pool } = await fetchJson(`${workerPath(workerId)}/pool/${action}`, { method: "POST" })
+    message.textContent = `${workerId}: ${pool.processes.length} processes`
+  } catch (err) {
+    message.textContent = err.message
+  }
+}
+
+function setUpWorkers() {
+  $("#ping").addEventListener("click", pingWorkers)
+  $("#workers tbody").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-worker-action]")
+    if (button) workerAction(button.dataset.workerAction, button.closest("tr").dataset.worker)
+  })
 }
 
 /** The part of the names that every queue shares (the deployment's AMQP_PREFIX), shown once in the title. */
@@ -626,6 +741,7 @@ async function replay() {
 $("#replay").addEventListener("click", replay)
 setUpTable()
 setUpDetail()
+setUpWorkers()
 connect()
 loadTasks()
 loadSchedules()
