@@ -269,24 +269,25 @@ describe("the workers in a browser", () => {
       loadWorkerConfig({ ...stack.env, WORKER_QUEUES: "polarity", WORKER_NAME: "browser-second" }),
     )
     try {
-      const sleeper = await postJson("/test/flaky", { sleep_ms: 3000 })
+      // Long enough for a browser on a busy machine to open the page and list it.
+      const sleeper = await postJson("/test/flaky", { sleep_ms: 6000 })
       await using opened = await openDashboard(stack.url("/dashboard"))
       const { page } = opened
       const rowOf = (worker: string) => `#workers tr[data-worker="${worker}"]`
       await page.locator(`${rowOf("browser-second")}[data-status="online"]`).waitFor({ timeout: WAIT_MS })
-      await page.locator("#ping").click()
-      await untilText(page, "#worker-message", "2 of 2 answered")
-      expect(await page.locator(`${rowOf(stack.worker.worker)} td.ping`).textContent()).toMatch(/ms$/)
-
       await page.locator(`${rowOf(stack.worker.worker)} button[data-worker-action="active"]`).click()
       await page.locator(`#worker-tasks tr[data-task-id="${sleeper}"]`).waitFor({ timeout: WAIT_MS })
       expect(await page.locator("#worker-tasks-id").textContent()).toBe(stack.worker.worker)
+
+      await page.locator("#ping").click()
+      await untilText(page, "#worker-message", "2 of 2 answered")
+      expect(await page.locator(`${rowOf(stack.worker.worker)} td.ping`).textContent()).toMatch(/ms$/)
 
       page.on("dialog", (dialog) => void dialog.accept())
       await page.locator(`${rowOf("browser-second")} button[data-worker-action="shutdown"]`).click()
       await second.stopped
       await page.locator(`${rowOf("browser-second")}[data-status="offline"]`).waitFor({ timeout: WAIT_MS })
-      expect((await waitForFinal(stack, sleeper)).status).toBe("SUCCESS")
+      expect((await waitForFinal(stack, sleeper, 20_000)).status).toBe("SUCCESS")
       expect(opened.errors).toEqual([])
     } finally {
       await second.stop()
