@@ -173,24 +173,25 @@ describe("the dashboard in a browser", () => {
   })
 
   test("a running document's detail shows a progress bar that moves, then its result", async () => {
-    const text = Array.from({ length: 100 }, (_, i) => `Sentence ${i} is lovely.`).join(" ")
+    // 300 sentences of 30 ms: 9 s, long enough for a browser on a busy machine to open the page and see it run.
+    const text = Array.from({ length: 300 }, (_, i) => `Sentence ${i} is lovely.`).join(" ")
     const taskId = await postJson("/polarities/documents", { document: text })
     await using opened = await openDashboard(stack.url(`/dashboard#task=${taskId}`))
     const { page } = opened
     const bar = page.locator("#detail-progress")
     await bar.waitFor({ timeout: WAIT_MS })
     const first = Number(await bar.getAttribute("data-done"))
-    expect(await bar.getAttribute("data-total")).toBe("100")
+    expect(await bar.getAttribute("data-total")).toBe("300")
     // Moved by the live stream alone: the page reads the detail again only when the state changes.
     let done = first
     for (const deadline = Date.now() + WAIT_MS; done <= first && Date.now() < deadline; await Bun.sleep(50))
       done = Number(await bar.getAttribute("data-done", { timeout: WAIT_MS }))
     expect(done).toBeGreaterThan(first)
-    expect(await page.locator("#detail-progress progress").getAttribute("max")).toBe("100")
-    expect(await bar.textContent()).toMatch(/^\d+ \/ 100 \(\d+ %\)$/)
-    await page.locator('#detail[data-status="SUCCESS"]').waitFor({ timeout: WAIT_MS })
+    expect(await page.locator("#detail-progress progress").getAttribute("max")).toBe("300")
+    expect(await bar.textContent()).toMatch(/^\d+ \/ 300 \(\d+ %\)$/)
+    await page.locator('#detail[data-status="SUCCESS"]').waitFor({ timeout: 3 * WAIT_MS })
     expect(await bar.count()).toBe(0)
-    expect(await page.locator("#detail-body").textContent()).toContain("100 positive, 0 negative")
+    expect(await page.locator("#detail-body").textContent()).toContain("300 positive, 0 negative")
     expect(opened.errors).toEqual([])
   })
 
