@@ -283,7 +283,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
   const control = new WorkerControl({
-    amqpUrl: config.AMQP_URL,
+    amqpUrl: () => broker.url,
     controlExchange: names.controlExchange,
     name: `${SERVICE}-control`,
   })

@@ -33,7 +33,8 @@ interface Pending {
 }
 
 interface ControlOptions {
-  amqpUrl: string
+  /** The broker to connect to: the one the caller's session is connected to now. */
+  amqpUrl: () => string
   controlExchange: string
   /** The connection's name, as the broker shows it. */
   name: string
@@ -147,7 +148,7 @@ export class WorkerControl {
     }
     const opening = (async () => {
       if (!this.client || this.client.closed) {
-        const url = new URL(this.options.amqpUrl)
+        const url = new URL(this.options.amqpUrl())
         url.searchParams.set("name", this.options.name)
         this.client = new AMQPClient(url.toString(), undefined, null)
         await this.client.connect()
