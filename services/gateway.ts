@@ -30,6 +30,7 @@ import {
   ScheduleRecord,
   SubmitBatch,
   SubmitDocument,
+  SubmitReport,
   SubmitReview,
   type Task,
   TaskAccepted,
@@ -66,6 +67,7 @@ import {
 } from "./gateway/hygiene.ts"
 import { heldGauge, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
+import { latestReportRoute, reportFields } from "./gateway/reports.ts"
 import {
   AdminLimitQuery,
   decodeCursor,
@@ -198,6 +200,7 @@ const REQUEST_SCHEMAS = {
   FlakyTaskInput,
   ScheduleInput,
   SchedulePatch,
+  SubmitReport,
 }
 const RESPONSE_SCHEMAS = {
   TaskRecord,
@@ -622,6 +625,28 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     limitBody,
     async (c) => submit(c, { kind: "document:sentences", ...(await readJson(c, SubmitDocument)) }),
   )
+
+  route(
+    "post",
+    "/polarities/reports",
+    {
+      summary: "Report on the polarity of the tasks scored in a window",
+      description:
+        'Publishes a `report:polarity` task (routed to the `default` queue). Its result counts the reviews and documents that succeeded among the tasks submitted in the window, per polarity and per language, with their mean score and the ten most frequent positive and negative words. `window` is `"hour"` or `"day"` before the submission; or give `from` and `to` (at most 31 days apart). With API keys on, a report covers the tasks of its key. Schedule it: `POST /schedules` with `{"kind": "report:polarity", "window": "hour"}` as its task.',
+      tag: "reports",
+      query: WaitQuery,
+      headers: IDEMPOTENCY_HEADER,
+      body: "SubmitReport",
+      ...SUBMITTED_TASK,
+    },
+    limitBody,
+    async (c) => {
+      const owner = callerOf(c).owner
+      const fields = reportFields(await readJson(c, SubmitReport))
+      return submit(c, { kind: "report:polarity", ...fields, ...(owner !== null && { owner }) })
+    },
+  )
+  latestReportRoute(route, store)
 
   route(
     "get",

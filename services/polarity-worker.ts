@@ -17,6 +17,7 @@ import {
 import { BrokerEnv, booleanVar, ConfigError, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   MessageType,
+  PolarityReportReply,
   RevokedReply,
   Task,
   TaskBatch,
@@ -129,6 +130,11 @@ export async function start(config: WorkerConfig) {
   const executionOptions = {
     testTasks: config.ENABLE_TEST_TASKS,
     sentenceDelayMs: config.TEST_SENTENCE_DELAY_MS,
+    async report(from: number, to: number, owner: string | undefined, timeoutMs: number) {
+      const query = { op: "polarity_report", from, to, ...(owner && { owner }) } as const
+      const [reply] = await askStatusStore(broker, [query], timeoutMs)
+      return checkStatusReply(PolarityReportReply, reply).report
+    },
   }
   const workerName = config.WORKER_NAME ?? `${hostname()}:${process.pid}`
   const { names } = broker

@@ -26,6 +26,7 @@ import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
+import { polarityReport } from "./status-store/polarity-report.ts"
 import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
 import { type Applied, type TaskRow, toGroupRecord, toRecord, visibleTo } from "./status-store/task-state.ts"
@@ -438,6 +439,8 @@ export async function start(config: StoreConfig) {
         return findGroup(query).then((group) => ({ group }))
       case "claim":
         return claimKey(query)
+      case "polarity_report":
+        return { report: await polarityReport(db, query.from, query.to, query.owner) }
       case "schedule_create":
       case "schedule_get":
       case "schedule_list":

@@ -217,6 +217,47 @@ export const SubmitDocument = v.object(
 )
 export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
 
+/** An API key's name: it owns what the key submits (services/gateway/api-keys.ts). */
+export const OwnerName = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "an owner is an API key's name: 1-64 letters, digits, '_', '.', '-'"),
+)
+
+/** The windows a polarity report may cover: the hour or the day before it was submitted. */
+export const REPORT_WINDOWS = ["hour", "day"] as const
+/** The longest range (`from` to `to`) a polarity report may cover: 31 days. */
+export const MAX_REPORT_RANGE_MS = 31 * 24 * 3600 * 1000
+
+const reportTime = (name: string) =>
+  v.optional(
+    v.pipe(
+      v.string(`${name} must be an RFC 3339 time string`),
+      v.isoTimestamp(`${name} must be an RFC 3339 time with a time zone, such as "2030-01-01T09:00:00Z"`),
+      v.description(
+        `With ${name === "from" ? "to" : "from"}: the report covers the tasks submitted from \`from\` until \`to\`.`,
+      ),
+    ),
+  )
+
+/** What a polarity report covers: `window`, or `from` and `to` (checked together by the gateway). */
+export const ReportWindow = {
+  window: v.optional(
+    v.pipe(
+      v.picklist(REPORT_WINDOWS, (issue) => `window must be "hour" or "day", not ${issue.received}`),
+      v.description("The hour or the day before the report task was submitted."),
+    ),
+  ),
+  from: reportTime("from"),
+  to: reportTime("to"),
+}
+
+/** POST /polarities/reports body. */
+export const SubmitReport = v.object(
+  { ...ReportWindow, ...Deadlines, ...Delay },
+  'the body must be a JSON object with "window", or "from" and "to"',
+)
+export type SubmitReport = v.InferOutput<typeof SubmitReport>
+
 // Tasks on the work queues. `attempt` counts from 1 and goes on counting when an operator replays a task
 // that ended FAILURE; `run` is the attempt its current run began with (1, or the first attempt of a replay).
 // Retries are counted within a run, and a replay's events outrank the final state of the run before.
@@ -267,7 +308,22 @@ export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay
 export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>
 
-export const Task = v.variant("kind", [ReviewTask, DocumentTask, FlakyTask])
+/**
+ * A polarity report: what the reviews and documents that succeeded in a window add up to (the worker asks the
+ * status store). `from` and `to` in milliseconds, or a `window` before the task's submission; `owner` is the API
+ * key's name it was submitted under, whose tasks it covers (all when absent).
+ */
+export const ReportTask = v.object({
+  ...TaskBase,
+  kind: v.literal("report:polarity"),
+  window: v.optional(v.picklist(REPORT_WINDOWS)),
+  from: v.optional(EpochMillis),
+  to: v.optional(EpochMillis),
+  owner: v.optional(OwnerName),
+})
+export type ReportTask = v.InferOutput<typeof ReportTask>
+
+export const Task = v.variant("kind", [ReviewTask, DocumentTask, FlakyTask, ReportTask])
 export type Task = v.InferOutput<typeof Task>
 export type TaskKind = Task["kind"]
 
@@ -281,6 +337,7 @@ export const TASK_KINDS = [
   "polarity:review",
   "document:sentences",
   "test:flaky",
+  "report:polarity",
 ] as const satisfies readonly TaskKind[]
 
 export const PolarityResult = v.object({
@@ -312,20 +369,34 @@ export type DocumentResult = v.InferOutput<typeof DocumentResult>
 
 export const FlakyResult = v.object({ succeeded_on_attempt: v.number() })
 
+const PolarityCounts = v.object({ positive: v.number(), negative: v.number(), neutral: v.number() })
+const WordCounts = v.array(v.object({ word: v.string(), count: v.number() }))
+
+/**
+ * A polarity report: over the reviews and documents that succeeded among the tasks submitted from `from` until
+ * `to`, how many of each polarity, per language too, their mean score (null without any), and the ten most
+ * frequent positive and negative words (a document's, sentence by sentence), most frequent first.
+ */
+export const PolarityReport = v.object({
+  from: v.pipe(v.string(), v.isoTimestamp()),
+  to: v.pipe(v.string(), v.isoTimestamp()),
+  tasks: v.number(),
+  counts: PolarityCounts,
+  languages: v.record(v.string(), PolarityCounts),
+  mean_score: v.nullable(v.number()),
+  top_positive: WordCounts,
+  top_negative: WordCounts,
+})
+export type PolarityReport = v.InferOutput<typeof PolarityReport>
+
 // Tried in order, and an object keeps only its own keys: a document result is no review result (it has no
 // `positive` word list), so the order cannot turn one into the other.
-export const TaskResult = v.union([PolarityResult, DocumentResult, FlakyResult])
+export const TaskResult = v.union([PolarityResult, DocumentResult, PolarityReport, FlakyResult])
 export type TaskResult = v.InferOutput<typeof TaskResult>
 
 // Task events. `at` is when the state was entered; later events repeat `started_at`
 // so that a consumer never needs the STARTED event to fill in the timeline.
 const EventBase = { task_id: TaskId, attempt: Attempt, run: Run, at: EpochMillis }
-
-/** An API key's name: it owns what the key submits (services/gateway/api-keys.ts). */
-export const OwnerName = v.pipe(
-  v.string(),
-  v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "an owner is an API key's name: 1-64 letters, digits, '_', '.', '-'"),
-)
 
 /**
  * Accepted (attempt 0, run 1), or re-opened by a replay (run = its first attempt, attempt = run - 1).
@@ -719,8 +790,14 @@ export const ScheduledTask = v.variant(
       kind: v.literal("document:sentences"),
       ...v.omit(SubmitDocument, ["countdown", "eta"]).entries,
     }),
+    v.object({
+      kind: v.literal("report:polarity"),
+      window: v.picklist(REPORT_WINDOWS, (issue) => `window must be "hour" or "day", not ${issue.received}`),
+      ...Deadlines,
+    }),
   ],
-  (issue) => `kind must be "polarity:review" or "document:sentences", not ${issue.received}`,
+  (issue) =>
+    `kind must be "polarity:review", "document:sentences" or "report:polarity", not ${issue.received}`,
 )
 export type ScheduledTask = v.InferOutput<typeof ScheduledTask>
 
@@ -894,6 +971,8 @@ export const StatusQuery = v.variant("op", [
   /** Merged into the schedule by the store, which checks the result; pause and resume are patches too. */
   v.object({ op: v.literal("schedule_update"), id: ScheduleId, patch: SchedulePatch, owner: Owner }),
   v.object({ op: v.literal("schedule_delete"), id: ScheduleId, owner: Owner }),
+  /** Add up the reviews and documents that succeeded among the tasks submitted in [from, to). */
+  v.object({ op: v.literal("polarity_report"), from: EpochMillis, to: EpochMillis, owner: Owner }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
@@ -937,7 +1016,9 @@ export const ScheduleReply = v.object({
   invalid: v.optional(v.string()),
 })
 export const ScheduleListReply = ScheduleList
+export const PolarityReportReply = v.object({ report: PolarityReport })
 export const StatusReply = v.union([
+  PolarityReportReply,
   ScheduleReply,
   ScheduleListReply,
   StatsReply,

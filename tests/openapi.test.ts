@@ -9,6 +9,7 @@ import {
   SchedulePatch,
   SubmitBatch,
   SubmitDocument,
+  SubmitReport,
   SubmitReview,
   TaskRecord,
 } from "../shared/contracts.ts"
@@ -79,6 +80,7 @@ describe("GET /openapi.json", () => {
       FlakyTaskInput,
       ScheduleInput,
       SchedulePatch,
+      SubmitReport,
     }
     const bodies = operations(doc).flatMap(({ operation }) =>
       Object.values(operation.requestBody?.content ?? {}).map((media) => media.schema.$ref),

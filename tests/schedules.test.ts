@@ -247,7 +247,7 @@ describe("/schedules", () => {
       [
         "an unknown task kind",
         { every: 60, task: { kind: "test:flaky" } },
-        'task.kind: kind must be "polarity:review" or "document:sentences", not "test:flaky"',
+        'task.kind: kind must be "polarity:review", "document:sentences" or "report:polarity", not "test:flaky"',
       ],
       [
         "a bad id",

@@ -1,7 +1,15 @@
 // Running one attempt of a task: its kind's work under the attempt's time limit and abort signal, reporting its
 // progress, and what follows from the way it ended (SUCCESS, RETRY with a delay, or FAILURE).
 import { setTimeout as sleep } from "node:timers/promises"
-import type { DocumentTask, FlakyTask, Task, TaskEvent, TaskResult } from "../../shared/contracts.ts"
+import type {
+  DocumentTask,
+  FlakyTask,
+  PolarityReport,
+  ReportTask,
+  Task,
+  TaskEvent,
+  TaskResult,
+} from "../../shared/contracts.ts"
 import { type RetryPolicy, retryDelayMs } from "../../shared/topology.ts"
 import type { ReportProgress } from "./progress.ts"
 import { scoreDocument, scoreReview } from "./scoring.ts"
@@ -67,6 +75,8 @@ export class AttemptContext {
 
 /** What the worker lets tasks do beyond their own work. */
 export interface ExecutionOptions {
+  /** The polarity report over [from, to) of the tasks of `owner` (all when absent), as the status store adds it up. */
+  report: (from: number, to: number, owner: string | undefined, timeoutMs: number) => Promise<PolarityReport>
   /** Run `test:flaky` (ENABLE_TEST_TASKS). */
   testTasks: boolean
   /** Test only: a wait before each sentence of a document, so that a test sees a slow one report progress. */
@@ -108,6 +118,21 @@ export function crash(): never {
   throw new Error("unreachable: SIGKILL was sent")
 }
 
+const WINDOW_MS = { hour: 3_600_000, day: 86_400_000 } as const
+/** How long a report may take when its task has no time limit of its own. */
+const REPORT_TIMEOUT_MS = 60_000
+
+/** A report's window: the hour or day before its submission (so a retry covers the same one), or its range. */
+function runReport(
+  task: ReportTask,
+  options: ExecutionOptions,
+  context: AttemptContext,
+): Promise<PolarityReport> {
+  const to = task.window ? task.submitted_at : (task.to ?? task.submitted_at)
+  const from = task.window ? to - WINDOW_MS[task.window] : (task.from ?? to)
+  return context.race(options.report(from, to, task.owner, task.time_limit_ms ?? REPORT_TIMEOUT_MS))
+}
+
 export async function execute(
   task: Task,
   options: ExecutionOptions,
@@ -120,6 +145,8 @@ export async function execute(
       return context.finish(await runDocument(task, options, context))
     case "test:flaky":
       return context.finish(await runFlakyTask(task, options.testTasks, context))
+    case "report:polarity":
+      return context.finish(await runReport(task, options, context))
   }
 }
 

@@ -84,7 +84,10 @@ export function startScheduler(options: SchedulerOptions) {
   }
 
   async function publishRun(schedule: Schedule, occurrence: number, taskId: string): Promise<void> {
-    const task = buildTask(schedule.definition.task, { taskId, now: Date.now() })
+    const { task: fields } = schedule.definition
+    const covers =
+      fields.kind === "report:polarity" && schedule.owner !== null ? { owner: schedule.owner } : {}
+    const task = buildTask({ ...fields, ...covers }, { taskId, now: Date.now() })
     try {
       await options.publish(task, schedule.owner)
       await tables.markPublished(schedule.id, occurrence, Date.now())

@@ -18,7 +18,7 @@ import {
   toWorkerRecords,
 } from "./dashboard.ts"
 import { sqliteSchedules } from "./sqlite-schedules.ts"
-import type { Claim, ListFilter, StatusStore } from "./store.ts"
+import type { Claim, ListFilter, ReportRow, StatusStore } from "./store.ts"
 import {
   type Applied,
   currentRun,
@@ -221,6 +221,10 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       figures.pruneLatency.run(Math.floor(statsBefore / 60_000))
       figures.pruneWorkers.run(workersBefore)
     },
+    succeededBetween: async (fromId, toId, afterId, limit, owner) =>
+      owner === undefined
+        ? tasks.succeededBetween.all(fromId, toId, afterId, limit)
+        : tasks.succeededOfOwner.all(owner, fromId, toId, afterId, limit),
     schedules: sqliteSchedules(db),
     close: async () => db.close(),
   }
@@ -256,6 +260,15 @@ function taskStatements(db: SqliteDatabase) {
       "SELECT task_id, rank FROM tasks WHERE status = 'REVOKED' ORDER BY finished_at DESC LIMIT ?",
     ),
     selectGroup: db.query<GroupRow, [string]>("SELECT * FROM groups WHERE group_id = ?"),
+    // By the primary key (ids sort by submission), or by the owner's index: a report reads only its window.
+    succeededBetween: db.query<ReportRow, [string, string, string, number]>(
+      `SELECT task_id, kind, result FROM tasks WHERE task_id >= ?1 AND task_id < ?2 AND task_id > ?3
+       AND status = 'SUCCESS' AND kind IN ('polarity:review', 'document:sentences') ORDER BY task_id LIMIT ?4`,
+    ),
+    succeededOfOwner: db.query<ReportRow, [string, string, string, string, number]>(
+      `SELECT task_id, kind, result FROM tasks WHERE owner = ?1 AND task_id >= ?2 AND task_id < ?3 AND task_id > ?4
+       AND status = 'SUCCESS' AND kind IN ('polarity:review', 'document:sentences') ORDER BY task_id LIMIT ?5`,
+    ),
     promoteDue: db.query<{ task_id: string }, [number]>(
       "UPDATE tasks SET status = 'PENDING' WHERE status = 'SCHEDULED' AND eta <= ? RETURNING task_id",
     ),

@@ -36,6 +36,13 @@ export interface Claim {
   expires_at: number
 }
 
+/** A succeeded task as a polarity report reads it (polarity-report.ts). */
+export interface ReportRow {
+  task_id: string
+  kind: string | null
+  result: string | null
+}
+
 export interface StatusStore {
   /** Apply events in one transaction (once each, by the inbox); returns those that were new, with their rows. */
   applyEvents(events: TaskEvent[]): Promise<Applied[]>
@@ -84,6 +91,17 @@ export interface StatusStore {
   forgetExpiredClaims(now: number): Promise<number>
   /** Forget throughput and latency from before `statsBefore`, and workers not heard from since `workersBefore`. */
   prune(statsBefore: number, workersBefore: number): Promise<void>
+  /**
+   * Up to `limit` succeeded reviews and documents with ids in [fromId, toId) after `afterId`, in id order; only
+   * `owner`'s when given. A polarity report reads its window a slice at a time with it.
+   */
+  succeededBetween(
+    fromId: string,
+    toId: string,
+    afterId: string,
+    limit: number,
+    owner: string | undefined,
+  ): Promise<ReportRow[]>
   /** The periodic schedules and the occurrences claimed of them. */
   schedules: ScheduleStore
   close(): Promise<void>
