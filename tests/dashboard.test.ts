@@ -406,4 +406,20 @@ describe("the dashboard's schedules", () => {
       await fetch(stack.url("/schedules/every-second"), { method: "DELETE" })
     }
   })
+
+  test("draws the polarity share of the latest reports", async () => {
+    const res = await fetch(stack.url("/polarities/reports?wait=20"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ window: "day" }),
+    })
+    expect((await taskBody(res)).status).toBe("SUCCESS")
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    await page.locator("#polarity-chart .uplot").waitFor({ timeout: WAIT_MS })
+    await page.locator("#polarity-empty[hidden]").waitFor({ state: "attached", timeout: WAIT_MS })
+    const legend = await page.locator("#polarity-chart .u-legend").textContent()
+    expect(legend).toContain("positive")
+    expect(opened.errors).toEqual([])
+  })
 })

@@ -43,6 +43,9 @@ export const DashboardEnv = {
 }
 type DashboardConfig = v.InferOutput<v.ObjectSchema<typeof DashboardEnv, undefined>>
 
+/** Reports the polarity chart shows: two days of hourly ones. */
+const REPORTS_SHOWN = 48
+
 export const DASHBOARD_SCHEMAS = { DashboardOverview, TaskDetail }
 
 const DASHBOARD_DIR = join(import.meta.dirname, "dashboard")
@@ -297,6 +300,21 @@ export function mountDashboard(
       problems: [401, 503],
     },
     async (c) => c.json({ schedules: await store.schedules() }),
+  )
+
+  route(
+    "get",
+    "/dashboard/api/reports",
+    {
+      summary: "The latest polarity reports that succeeded, newest first: the polarity share over time",
+      tag: "dashboard",
+      responses: { 200: { description: "A page of report tasks", schema: "TaskPage" } },
+      problems: [401, 503],
+    },
+    async (c) => {
+      const page = await store.listTasks("SUCCESS", REPORTS_SHOWN, undefined, { kind: "report:polarity" })
+      return c.json({ tasks: page.tasks, next_cursor: null })
+    },
   )
 
   return {

@@ -263,6 +263,53 @@ function taskLink(taskId, content) {
   return link
 }
 
+// --- the polarity share over time, from the latest polarity reports (each one a point at the end of its window)
+
+let polarityChart
+
+function renderPolarity(reports) {
+  const points = reports
+    .map((task) => task.result)
+    .filter((report) => report && report.tasks > 0)
+    .toSorted((a, b) => Date.parse(a.to) - Date.parse(b.to))
+  $("#polarity-empty").hidden = points.length > 0
+  const share = (side) => points.map((r) => Math.round((1000 * r.counts[side]) / r.tasks) / 10)
+  const data = [
+    points.map((r) => Date.parse(r.to) / 1000),
+    share("positive"),
+    share("negative"),
+    share("neutral"),
+  ]
+  const target = $("#polarity-chart")
+  if (polarityChart) return polarityChart.setData(data)
+  const line = (label, stroke) => ({
+    label,
+    stroke,
+    width: 1.5,
+    value: (_u, v) => (v == null ? "–" : `${v} %`),
+  })
+  polarityChart = new uPlot(
+    {
+      width: target.clientWidth || 600,
+      height: 160,
+      series: [{}, line("positive", "#15803d"), line("negative", "#b91c1c"), line("neutral", "#64748b")],
+      axes: [{}, { size: 50, values: (_u, ticks) => ticks.map((t) => `${t} %`) }],
+      scales: { y: { range: [0, 100] } },
+    },
+    data,
+    target,
+  )
+  window.addEventListener("resize", () => polarityChart.setSize({ width: target.clientWidth, height: 160 }))
+}
+
+async function loadReports() {
+  try {
+    renderPolarity((await fetchJson("dashboard/api/reports")).tasks)
+  } catch {
+    // As for the schedules: the live stream tells that the store is away.
+  }
+}
+
 async function loadSchedules() {
   try {
     renderSchedules((await fetchJson("dashboard/api/schedules")).schedules)
@@ -746,3 +793,5 @@ connect()
 loadTasks()
 loadSchedules()
 setInterval(loadSchedules, SCHEDULES_REFRESH_MS)
+loadReports()
+setInterval(loadReports, SCHEDULES_REFRESH_MS)
