@@ -52,6 +52,7 @@ import {
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { buildTask, type PendingGroup, pendingEvent, type TaskFields } from "../shared/tasks.ts"
+import { AllowedHosts, callbackUrlProblem } from "../shared/webhooks.ts"
 import { WorkerControl } from "../shared/worker-control.ts"
 import { callerOf, guard, ownerFilter } from "./gateway/access.ts"
 import { ApiKeys } from "./gateway/api-keys.ts"
@@ -133,6 +134,8 @@ export const GatewayEnv = {
   CONTROL_TIMEOUT_MS: integerVar(2000, 100, 60_000),
   /** Serve POST /test/flaky, the test-only task kind. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
+  /** Private and loopback hosts a callback_url may name all the same (the workers read the same list). */
+  WEBHOOK_ALLOW_HOSTS: v.optional(v.string(), ""),
   ...DashboardEnv,
 }
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>
@@ -399,9 +402,18 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     )
   }
 
+  const allowedHosts = new AllowedHosts(config.WEBHOOK_ALLOW_HOSTS)
+
+  /** A callback URL whose host is internal by its name alone (and not allowed) is refused at once. */
+  function checkCallback(url: string | undefined): void {
+    const problem = url === undefined ? null : callbackUrlProblem(url, allowedHosts)
+    if (problem) throw new Problem(422, problem)
+  }
+
   async function submit(c: Context, submission: Submission): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
     await checkInFlight(c, 1)
+    checkCallback(submission.callback_url)
     return waits.around(c, waitMs > 0, async () => {
       const task = newTask(submission)
       const claim = await claimKey(c, submission, [task.task_id])
@@ -444,6 +456,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   async function publishGroup(c: Context, batch: SubmitBatch, waitMs: number): Promise<Response> {
     const { reviews, language, ...options } = batch
+    checkCallback(options.callback_url)
     let groupId = uuidv7()
     const now = Date.now()
     let tasks = reviews.map((review) =>

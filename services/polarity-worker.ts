@@ -24,6 +24,8 @@ import {
   type TaskEvent,
   TaskEventBatch,
   TaskLookup,
+  type WebhookAttempt,
+  WebhookDelivery,
   WorkerId,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
@@ -32,19 +34,25 @@ import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { askStatusStore, checkStatusReply } from "../shared/status-rpc.ts"
 import {
+  delayEntryExchange,
+  delayRoutingKey,
+  delayTicks,
   eventRoutingKey,
   retryDelayMs,
   retryRoutingKey,
   routeTask,
   TASK_ROUTES,
   type TaskRoute,
+  WEBHOOK_ATTEMPT_KEY,
 } from "../shared/topology.ts"
+import { AllowedHosts } from "../shared/webhooks.ts"
 import { serveControl } from "./polarity-worker/control.ts"
 import { AttemptContext, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
 import { Heartbeats } from "./polarity-worker/heartbeat.ts"
 import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
+import { deliver } from "./polarity-worker/webhooks.ts"
 
 const SERVICE = "polarity-worker"
 /** How long a starting worker waits for the store's list of revokes before it starts without it. */
@@ -91,6 +99,18 @@ export const WorkerEnv = {
   WORKER_SUPERVISOR: v.optional(v.pipe(v.string(), v.nonEmpty())),
   /** Test only (needs ENABLE_TEST_TASKS): a wait before each sentence of a document, to make a slow one. */
   TEST_SENTENCE_DELAY_MS: integerVar(0, 0, 60_000),
+  /** The key completion webhooks are signed with; without it, this worker gives every delivery up, saying why. */
+  WEBHOOK_SECRET: v.optional(v.pipe(v.string(), v.minLength(16, "must be at least 16 characters"))),
+  /** Host names, addresses and networks (a.b.c.d/n) a callback may reach though they are private or loopback. */
+  WEBHOOK_ALLOW_HOSTS: v.optional(v.string(), ""),
+  /** Attempts at one delivery, the first included, before it is given up. */
+  WEBHOOK_MAX_ATTEMPTS: integerVar(10, 1, 100),
+  /** The wait before the second attempt; each later one waits twice as long (equal jitter), up to an hour. */
+  WEBHOOK_RETRY_BASE_MS: integerVar(5000, 100, 3_600_000),
+  /** How long an attempt waits for the receiver's answer. */
+  WEBHOOK_TIMEOUT_MS: integerVar(10_000, 100, 120_000),
+  /** Deliveries in hand at once (0: this worker delivers none). */
+  WEBHOOK_PREFETCH: integerVar(16, 0, 1000),
 }
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env) {
@@ -322,12 +342,86 @@ export async function start(config: WorkerConfig) {
   }
 
   // Each route's quarantine beside its work queue: a redelivered task goes back to its own route's workers.
-  const consumers = await Promise.all(
-    config.WORKER_QUEUES.flatMap((route) => [
+  // --- completion webhooks: one attempt per delivery message; a failed one waits in the ladder for the next
+  const webhookSettings = {
+    secret: config.WEBHOOK_SECRET ?? "",
+    allowed: new AllowedHosts(config.WEBHOOK_ALLOW_HOSTS),
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+  }
+  if (!config.WEBHOOK_SECRET && config.WEBHOOK_PREFETCH > 0) {
+    log.warn("completion webhooks off: WEBHOOK_SECRET is not set, deliveries are given up")
+  }
+
+  /** The wait before attempt `attempt + 1`: exponential from WEBHOOK_RETRY_BASE_MS, an hour at most, equal jitter. */
+  const webhookBackoffMs = (attempt: number) => {
+    const full = Math.min(config.WEBHOOK_RETRY_BASE_MS * 2 ** (attempt - 1), 3_600_000)
+    return Math.round(full / 2 + (Math.random() * full) / 2)
+  }
+
+  async function handleWebhook(msg: AMQPMessage): Promise<void> {
+    let delivery: WebhookDelivery
+    try {
+      delivery = decodeMessage(msg, WebhookDelivery, "WebhookDelivery")
+    } catch (err) {
+      if (!(err instanceof PoisonMessage)) throw err
+      return broker.deadLetter(msg, names.webhookQueue, err.message)
+    }
+    try {
+      const result = config.WEBHOOK_SECRET
+        ? await deliver(delivery, webhookSettings)
+        : { outcome: "refused" as const, status: null, error: "WEBHOOK_SECRET is not set on the worker" }
+      const at = Date.now()
+      const again = result.outcome === "failed" && delivery.attempt < config.WEBHOOK_MAX_ATTEMPTS
+      const waitMs = again ? webhookBackoffMs(delivery.attempt) : 0
+      if (again) {
+        const next = JSON.stringify({ ...delivery, attempt: delivery.attempt + 1 } satisfies WebhookDelivery)
+        await broker.publish(
+          delayEntryExchange(names),
+          delayRoutingKey(delayTicks(waitMs), "webhook"),
+          next,
+          {
+            type: MessageType.webhookDelivery,
+            messageId: delivery.delivery_id,
+          },
+        )
+      }
+      const outcome = result.outcome === "delivered" ? "delivered" : again ? "failed" : "gave_up"
+      if (outcome === "gave_up") {
+        log.warn("webhook given up", {
+          taskId: delivery.task_id,
+          attempt: delivery.attempt,
+          err: result.error,
+        })
+      }
+      const attempt = {
+        delivery_id: delivery.delivery_id,
+        task_id: delivery.task_id,
+        attempt: delivery.attempt,
+        at,
+        outcome,
+        status_code: result.status,
+        error: result.error?.slice(0, 2000) ?? null,
+        next_attempt_at: again ? at + waitMs : null,
+      } satisfies WebhookAttempt
+      await broker.publish(names.eventsExchange, WEBHOOK_ATTEMPT_KEY, JSON.stringify(attempt), {
+        type: MessageType.webhookAttempt,
+      })
+      await msg.ack()
+    } catch (err) {
+      log.error("webhook attempt not recorded, requeueing", { taskId: delivery.task_id, err })
+      await msg.nack(true).catch(() => {})
+    }
+  }
+
+  const consumers = await Promise.all([
+    ...config.WORKER_QUEUES.flatMap((route) => [
       broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleMessage(names.taskQueues[route])),
       broker.consume(names.quarantineQueues[route], 1, handleMessage(names.quarantineQueues[route])),
     ]),
-  )
+    ...(config.WEBHOOK_PREFETCH > 0
+      ? [broker.consume(names.webhookQueue, config.WEBHOOK_PREFETCH, handleWebhook)]
+      : []),
+  ])
 
   const heartbeats = new Heartbeats(broker, {
     worker: workerName,

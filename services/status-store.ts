@@ -18,6 +18,8 @@ import {
   TaskEventBatch,
   type TaskProgress,
   TaskProgressBatch,
+  WebhookAttempt,
+  type WebhookDelivery,
   WorkerHeartbeat,
 } from "../shared/contracts.ts"
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
@@ -25,11 +27,13 @@ import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../sh
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
+import { delayEntryExchange, delayRoutingKey } from "../shared/topology.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
 import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
 import { type Applied, type TaskRow, toGroupRecord, toRecord, visibleTo } from "./status-store/task-state.ts"
+import type { DeliveryRow } from "./status-store/webhooks.ts"
 
 const SERVICE = "status-store"
 
@@ -125,7 +129,13 @@ interface Delivery {
   barrierId?: string
   heartbeat?: WorkerHeartbeat
   progress?: TaskProgress[]
+  webhookAttempt?: WebhookAttempt
 }
+
+/** Deliveries published to the webhook queue at once. */
+const DELIVERIES_AT_ONCE = 100
+/** How often deliveries left unqueued (a crash between the commit and the publish) are published again. */
+const DELIVERY_SWEEP_MS = 5000
 
 export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
@@ -166,6 +176,9 @@ export async function start(config: StoreConfig) {
           events: [],
           heartbeat: decodeMessage(msg, WorkerHeartbeat, "WorkerHeartbeat"),
         })
+      } else if (msg.properties.type === MessageType.webhookAttempt) {
+        const webhookAttempt = decodeMessage(msg, WebhookAttempt, "WebhookAttempt")
+        uncommitted.push({ msg, events: [], webhookAttempt })
       } else if (msg.properties.type === MessageType.taskProgress) {
         const { reports } = decodeMessage(msg, TaskProgressBatch, "TaskProgressBatch")
         uncommitted.push({ msg, events: [], progress: reports })
@@ -195,11 +208,13 @@ export async function start(config: StoreConfig) {
     const events = deliveries.flatMap((d) => d.events)
     const heartbeats = deliveries.flatMap((d) => (d.heartbeat ? [d.heartbeat] : []))
     const progress = deliveries.flatMap((d) => d.progress ?? [])
+    const attempts = deliveries.flatMap((d) => (d.webhookAttempt ? [d.webhookAttempt] : []))
     let applied: Applied[]
     try {
       applied = await applyEvents(events)
       if (heartbeats.length > 0) await db.recordHeartbeats(heartbeats, Date.now())
       if (progress.length > 0) await db.recordProgress(progress)
+      if (attempts.length > 0) await db.webhooks.recordAttempts(attempts)
     } catch (err) {
       log.error("event commit failed, requeueing", { events: events.length, err })
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
@@ -210,6 +225,56 @@ export async function start(config: StoreConfig) {
       if (barrierId) barriers.get(barrierId)?.()
     }
     wakeWaiters(applied)
+    if (applied.some(({ after }) => after.callback_url !== null && FINAL_STATUSES.has(after.status))) {
+      void queueDeliveries()
+    }
+  }
+
+  // --- completion webhooks: the deliveries the commits made due go to the webhook queue (through the ladder)
+  let queueing = false
+  let queueAgain = false
+
+  /** Publish every delivery not yet queued, then mark it; one run at a time, again if asked meanwhile. */
+  async function queueDeliveries(): Promise<void> {
+    if (queueing) {
+      queueAgain = true
+      return
+    }
+    queueing = true
+    try {
+      do {
+        queueAgain = false
+        const due = await db.webhooks.unqueued(Number.POSITIVE_INFINITY, DELIVERIES_AT_ONCE)
+        await Promise.all(due.map(queueDelivery))
+        if (due.length === DELIVERIES_AT_ONCE) queueAgain = true
+      } while (queueAgain)
+    } catch (err) {
+      log.warn("webhook deliveries not queued; they will be on the next sweep", {
+        err: (err as Error).message,
+      })
+    } finally {
+      queueing = false
+    }
+  }
+
+  async function queueDelivery(delivery: DeliveryRow): Promise<void> {
+    const message = {
+      delivery_id: delivery.delivery_id,
+      task_id: delivery.task_id,
+      url: delivery.url,
+      attempt: 1,
+      record: JSON.parse(delivery.record),
+    } satisfies WebhookDelivery
+    await broker.publish(
+      delayEntryExchange(broker.names),
+      delayRoutingKey(0, "webhook"),
+      JSON.stringify(message),
+      {
+        type: MessageType.webhookDelivery,
+        messageId: delivery.delivery_id,
+      },
+    )
+    await db.webhooks.markQueued(delivery.delivery_id, Date.now())
   }
 
   async function applyEvents(events: TaskEvent[]): Promise<Applied[]> {
@@ -503,6 +568,8 @@ export async function start(config: StoreConfig) {
     }
   }, 1000)
   promotion.unref()
+  const deliverySweep = setInterval(() => void queueDeliveries(), DELIVERY_SWEEP_MS)
+  deliverySweep.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
 
@@ -537,6 +604,7 @@ export async function start(config: StoreConfig) {
     await commitInHand()
     clearInterval(housekeeping)
     clearInterval(promotion)
+    clearInterval(deliverySweep)
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
     arrivalWaiters.wakeAll()

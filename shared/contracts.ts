@@ -148,6 +148,24 @@ const Delay = {
 }
 export type Delay = { countdown?: number; eta?: string }
 
+/**
+ * Where to POST the task's record once it is final (a completion webhook, signed with WEBHOOK_SECRET). Checked
+ * against private and loopback addresses when the task is submitted (by its host) and each time it is called (by
+ * the addresses its name resolves to).
+ */
+const Notify = {
+  callback_url: v.optional(
+    v.pipe(
+      v.string("callback_url must be a string"),
+      v.maxLength(2048, "callback_url must be at most 2,048 characters"),
+      v.url("callback_url must be an absolute http:// or https:// URL"),
+      v.description(
+        "When the task is final, its record is POSTed here, signed (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature) and retried with backoff until a 2xx or WEBHOOK_MAX_ATTEMPTS.",
+      ),
+    ),
+  ),
+}
+
 const languageOf = (what: string) =>
   v.optional(
     v.pipe(Language, v.description(`Score in this language; without it, detected from the ${what}.`)),
@@ -155,7 +173,7 @@ const languageOf = (what: string) =>
 
 /** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review, language: languageOf("review"), ...Deadlines, ...Delay },
+  { review: Review, language: languageOf("review"), ...Deadlines, ...Delay, ...Notify },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
@@ -177,6 +195,7 @@ export const SubmitBatch = v.object(
     ),
     ...Deadlines,
     ...Delay,
+    ...Notify,
   },
   'the body must be a JSON object with a "reviews" array',
 )
@@ -212,7 +231,7 @@ export type LookupTasks = v.InferOutput<typeof LookupTasks>
 
 /** POST /polarities/documents body: scored sentence by sentence. */
 export const SubmitDocument = v.object(
-  { document: Document, language: languageOf("document"), ...Deadlines, ...Delay },
+  { document: Document, language: languageOf("document"), ...Deadlines, ...Delay, ...Notify },
   'the body must be a JSON object with a "document" string',
 )
 export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
@@ -253,7 +272,7 @@ export const ReportWindow = {
 
 /** POST /polarities/reports body. */
 export const SubmitReport = v.object(
-  { ...ReportWindow, ...Deadlines, ...Delay },
+  { ...ReportWindow, ...Deadlines, ...Delay, ...Notify },
   'the body must be a JSON object with "window", or "from" and "to"',
 )
 export type SubmitReport = v.InferOutput<typeof SubmitReport>
@@ -272,6 +291,7 @@ const TaskBase = {
   expires_at: v.optional(EpochMillis),
   time_limit_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
   eta: v.optional(EpochMillis),
+  callback_url: v.optional(v.string()),
 }
 
 export const ReviewTask = v.object({
@@ -304,7 +324,7 @@ const FlakyEntries = {
   crash_before_ack: v.optional(v.boolean(), false),
   sleep_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 0),
 }
-export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay })
+export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay, ...Notify })
 export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>
 
@@ -728,6 +748,48 @@ export const TimelineEntry = v.object({
   retry_at: IsoTime,
 })
 
+export const WEBHOOK_OUTCOMES = ["delivered", "failed", "gave_up"] as const
+
+/**
+ * One attempt at a completion webhook, as the worker that made it reports it (events exchange, routing key
+ * `webhook.attempt`): `failed` is tried again at `next_attempt_at`; `gave_up` is the last (out of attempts, or a URL
+ * that may not be called).
+ */
+export const WebhookAttempt = v.object({
+  delivery_id: v.pipe(v.string(), v.nonEmpty(), v.maxLength(100)),
+  task_id: TaskId,
+  attempt: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  at: EpochMillis,
+  outcome: v.picklist(WEBHOOK_OUTCOMES),
+  status_code: v.nullable(v.pipe(v.number(), v.integer())),
+  error: v.nullable(v.pipe(v.string(), v.maxLength(2000))),
+  next_attempt_at: v.nullable(EpochMillis),
+})
+export type WebhookAttempt = v.InferOutput<typeof WebhookAttempt>
+
+/** A completion webhook on the webhook queue: the task's final record and where it goes, at its nth attempt. */
+export const WebhookDelivery = v.object({
+  delivery_id: WebhookAttempt.entries.delivery_id,
+  task_id: TaskId,
+  url: v.pipe(v.string(), v.maxLength(2048)),
+  attempt: WebhookAttempt.entries.attempt,
+  record: TaskRecord,
+})
+export type WebhookDelivery = v.InferOutput<typeof WebhookDelivery>
+
+/** A webhook attempt of a task: its detail lists them after the timeline of its states. */
+export const WebhookTimelineEntry = v.object({
+  at: v.pipe(v.string(), v.isoTimestamp()),
+  webhook: v.object({
+    delivery_id: v.string(),
+    attempt: Count,
+    outcome: v.picklist(WEBHOOK_OUTCOMES),
+    status_code: v.nullable(v.number()),
+    error: v.nullable(v.string()),
+    next_attempt_at: IsoTime,
+  }),
+})
+
 /** A task with what it was asked to do (`input`: the review or document and its options) and its history. */
 export const TaskDetail = v.object({
   task: TaskRecord,
@@ -735,6 +797,8 @@ export const TaskDetail = v.object({
   /** The run the task is in: 1, or the first attempt of its latest replay or retry. */
   run: v.pipe(v.number(), v.integer(), v.minValue(1)),
   timeline: v.array(TimelineEntry),
+  /** A task with a callback_url: the attempts at delivering it, by time (the dashboard shows them in the timeline). */
+  webhooks: v.optional(v.array(WebhookTimelineEntry)),
 })
 export type TaskDetail = v.InferOutput<typeof TaskDetail>
 
@@ -794,6 +858,7 @@ export const ScheduledTask = v.variant(
       kind: v.literal("report:polarity"),
       window: v.picklist(REPORT_WINDOWS, (issue) => `window must be "hour" or "day", not ${issue.received}`),
       ...Deadlines,
+      ...Notify,
     }),
   ],
   (issue) =>
@@ -1056,6 +1121,8 @@ export const MessageType = {
   taskProgress: "task-progress",
   controlCommand: "control-command",
   controlReply: "control-reply",
+  webhookDelivery: "webhook-delivery",
+  webhookAttempt: "webhook-attempt",
 } as const
 
 // --- HTTP-only bodies: what the API answers besides task records.

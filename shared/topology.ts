@@ -31,8 +31,11 @@ export type TaskRoute = (typeof TASK_ROUTES)[number]
  */
 export const DELAY_TICK_MS = 100
 export const DELAY_LEVELS = 25
-/** Where a message leaves the ladder for: a work queue. */
-export type DelayDestination = TaskRoute
+/** Where a message leaves the ladder for: a work queue, or the webhook deliveries. */
+export type DelayDestination = TaskRoute | "webhook"
+
+/** Routing key of a worker's report of a webhook attempt, on the events exchange. */
+export const WEBHOOK_ATTEMPT_KEY = "webhook.attempt"
 
 export type Topology = ReturnType<typeof topologyNames>
 
@@ -71,6 +74,11 @@ export function topologyNames(prefix: string) {
     delayQueue: (level: number) => `${prefix}delay.level${level}.${DELAY_TICK_MS * 2 ** level}ms`,
     /** topic; where a delayed message leaves the ladder, routed by the destination at the end of its key. */
     delayDueExchange: `${prefix}delay.due`,
+    /**
+     * Completion webhooks to POST, taken by the workers. Fed through the ladder (0 ticks for a first attempt, the
+     * backoff for a retry), so that a delivery and its retries take one path.
+     */
+    webhookQueue: `${prefix}webhooks`,
   }
 }
 
@@ -109,6 +117,7 @@ export function allNames(options: Pick<TopologyOptions, "prefix" | "retry">) {
       names.statusRpcQueue,
       names.poisonQueue,
       names.failedQueue,
+      names.webhookQueue,
       ...DELAY_LEVEL_NUMBERS.map(names.delayQueue),
     ],
     exchanges: [
@@ -228,9 +237,13 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
 
   await declareDelayLadder(channel, names, options)
 
+  await channel.queueDeclare(names.webhookQueue, durable, queueArgs())
+  await channel.queueBind(names.webhookQueue, names.delayDueExchange, dueKey("webhook"))
+
   await channel.queueDeclare(names.statusEventsQueue, durable, queueArgs())
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "task.#")
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "worker.#")
+  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "webhook.#")
   await channel.queueBind(names.statusEventsQueue, names.eventsExchange, TASK_PROGRESS_KEY)
   await channel.queueDeclare(names.statusRpcQueue, durable, queueArgs())
 

@@ -372,6 +372,7 @@ describe("on sqlite", () => {
       ALTER TABLE groups DROP COLUMN owner; DROP TABLE owner_in_flight;
       DROP INDEX tasks_scheduled_by_eta; ALTER TABLE tasks DROP COLUMN eta;
       DROP TABLE schedules; DROP TABLE schedule_runs;
+      DROP TABLE webhook_deliveries; DROP TABLE webhook_attempts; ALTER TABLE tasks DROP COLUMN callback_url;
       PRAGMA user_version = 3`)
     raw.close()
     const db = await database.reopen()

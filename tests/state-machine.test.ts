@@ -59,6 +59,7 @@ describe("the status store's state machine", () => {
       progress_report: null,
       owner: null,
       eta: null,
+      callback_url: null,
     })
   })
 

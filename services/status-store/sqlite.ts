@@ -18,6 +18,7 @@ import {
   toWorkerRecords,
 } from "./dashboard.ts"
 import { sqliteSchedules } from "./sqlite-schedules.ts"
+import { sqliteWebhooks } from "./sqlite-webhooks.ts"
 import type { Claim, ListFilter, ReportRow, StatusStore } from "./store.ts"
 import {
   type Applied,
@@ -31,6 +32,7 @@ import {
   type TaskRow,
   toRecord,
 } from "./task-state.ts"
+import { dueDelivery, toWebhookEntries } from "./webhooks.ts"
 
 /** The first version's schema; MIGRATIONS bring it up to date. */
 const SCHEMA = `
@@ -105,6 +107,16 @@ const MIGRATIONS = [
      claimed_by TEXT NOT NULL, claimed_at INTEGER NOT NULL, published_at INTEGER,
      PRIMARY KEY (schedule_id, occurrence)) WITHOUT ROWID;
    CREATE INDEX schedule_runs_unpublished ON schedule_runs (claimed_at) WHERE published_at IS NULL;`,
+  // 10: completion webhooks: a task's callback URL, the deliveries due (written with the final state that made
+  // them due: an outbox) and the attempts the workers report.
+  `ALTER TABLE tasks ADD COLUMN callback_url TEXT;
+   CREATE TABLE webhook_deliveries (delivery_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, url TEXT NOT NULL,
+     record TEXT NOT NULL, created_at INTEGER NOT NULL, queued_at INTEGER) WITHOUT ROWID;
+   CREATE INDEX webhook_deliveries_unqueued ON webhook_deliveries (created_at) WHERE queued_at IS NULL;
+   CREATE TABLE webhook_attempts (delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, task_id TEXT NOT NULL,
+     at INTEGER NOT NULL, outcome TEXT NOT NULL, status_code INTEGER, error TEXT, next_attempt_at INTEGER,
+     PRIMARY KEY (delivery_id, attempt)) WITHOUT ROWID;
+   CREATE INDEX webhook_attempts_by_task ON webhook_attempts (task_id);`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -135,6 +147,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   db.exec(SCHEMA)
   migrate(db)
   const tasks = taskStatements(db)
+  const webhooks = sqliteWebhooks(db)
   const figures = figureStatements(db)
   const claims = claimStatements(db)
 
@@ -151,6 +164,8 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
         tasks.recordGroup.run(event.group.group_id, event.group.size, event.at, event.owner ?? null)
       }
       applied.push({ event, before, after })
+      const delivery = dueDelivery(before, after, Date.now())
+      if (delivery) webhooks.insertDelivery(delivery)
     }
     figures.record(applied)
     for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
@@ -196,7 +211,9 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       if (!row) return null
       const input = row.input === null ? null : (JSON.parse(row.input) as Record<string, unknown>)
       const timeline = toTimeline(figures.inboxOfTask.all(`${taskId}:`, `${taskId};`))
-      return { task: toRecord(row), input, run: Math.max(1, currentRun(row)), timeline }
+      const detail = { task: toRecord(row), input, run: Math.max(1, currentRun(row)), timeline }
+      if (row.callback_url === null) return detail
+      return { ...detail, webhooks: toWebhookEntries(webhooks.attemptsOfTask(taskId)) }
     },
     async findGroup(groupId) {
       const group = tasks.selectGroup.get(groupId)
@@ -226,6 +243,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
         ? tasks.succeededBetween.all(fromId, toId, afterId, limit)
         : tasks.succeededOfOwner.all(owner, fromId, toId, afterId, limit),
     schedules: sqliteSchedules(db),
+    webhooks: webhooks.store,
     close: async () => db.close(),
   }
 }

@@ -17,6 +17,7 @@ import type {
 } from "../../shared/contracts.ts"
 import type { ScheduleStore } from "./schedules.ts"
 import type { Applied, GroupRow, RevokeOutcome, TaskRow } from "./task-state.ts"
+import type { WebhookStore } from "./webhooks.ts"
 
 export interface ListFilter {
   /** Only this API key's tasks. */
@@ -102,6 +103,8 @@ export interface StatusStore {
     limit: number,
     owner: string | undefined,
   ): Promise<ReportRow[]>
+  /** Completion webhooks due and the attempts made at them. */
+  webhooks: WebhookStore
   /** The periodic schedules and the occurrences claimed of them. */
   schedules: ScheduleStore
   close(): Promise<void>

@@ -33,6 +33,8 @@ export interface TaskRow {
   owner: string | null
   /** When a delayed task is due; null for one due at once. */
   eta: number | null
+  /** Where its record is POSTed once it is final (a completion webhook); null for none. */
+  callback_url: string | null
 }
 
 /** The columns of a task row, in the order every backend writes them. */
@@ -53,6 +55,7 @@ export const TASK_COLUMNS = [
   "progress_report",
   "owner",
   "eta",
+  "callback_url",
 ] as const satisfies readonly (keyof TaskRow)[]
 
 export interface GroupRow {
@@ -146,6 +149,7 @@ export function emptyRow(taskId: string): TaskRow {
     progress_report: null,
     owner: null,
     eta: null,
+    callback_url: null,
   }
 }
 
@@ -166,6 +170,7 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
     // The first submission's owner stays: a replay's or a retry's PENDING carries none.
     next.owner ??= event.owner ?? null
     next.eta ??= event.eta ?? null
+    next.callback_url ??= typeof event.input.callback_url === "string" ? event.input.callback_url : null
     if (event.run === 1) next.submitted_at = event.at
   }
   const rank = rankOf(event)

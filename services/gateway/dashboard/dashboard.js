@@ -621,7 +621,21 @@ function inputView(input) {
   )
 }
 
-function timelineView(timeline) {
+/** A completion webhook's attempt, after the task's states. */
+function webhookEntry({ at, webhook }) {
+  const parts = [
+    `${new Date(at).toLocaleTimeString()} webhook `,
+    badge(webhook.outcome),
+    ` attempt ${webhook.attempt}`,
+  ]
+  if (webhook.status_code !== null) parts.push(`, HTTP ${webhook.status_code}`)
+  if (webhook.next_attempt_at)
+    parts.push(`, next attempt ${new Date(webhook.next_attempt_at).toLocaleTimeString()}`)
+  if (webhook.error) parts.push(element("div", { className: "error-text" }, webhook.error))
+  return element("li", { dataset: { webhook: webhook.outcome } }, ...parts)
+}
+
+function timelineView(timeline, webhooks = []) {
   return element(
     "ol",
     { id: "detail-timeline" },
@@ -639,6 +653,7 @@ function timelineView(timeline) {
       if (entry.error) parts.push(element("div", { className: "error-text" }, entry.error))
       return element("li", { dataset: { state: entry.state } }, ...parts)
     }),
+    ...webhooks.map(webhookEntry),
   )
 }
 
@@ -690,7 +705,7 @@ async function showDetail(taskId) {
     $("#detail-body").replaceChildren(element("p", { className: "problem" }, err.message))
     return
   }
-  const { task, input, timeline } = detail
+  const { task, input, timeline, webhooks } = detail
   dialog.dataset.status = task.status
   $("#detail-title").replaceChildren("Task ", badge(task.status))
   const section = (title, content) => (content ? [element("h3", {}, title), content] : [])
@@ -711,7 +726,7 @@ async function showDetail(taskId) {
       "Error",
       task.error ? element("div", { className: "error-text", id: "detail-error" }, task.error) : null,
     ),
-    ...section("Timeline", timelineView(timeline)),
+    ...section("Timeline", timelineView(timeline, webhooks)),
   )
   dialog.querySelector('[data-action="cancel"]').hidden = !CANCELLABLE.has(task.status)
   dialog.querySelector('[data-action="retry"]').hidden = !RETRYABLE.has(task.status)
