@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { TaskEvent } from "../shared/contracts.ts"
-import { type Stack, startStack, submitFlaky, waitForFinal, watchEvents } from "./support.ts"
+import { eventually, type Stack, startStack, submitFlaky, waitForFinal, watchEvents } from "./support.ts"
 
 // Retries 100, 200, 400 ms: short enough for a test, long enough to see them grow.
 const RETRY_BASE_DELAY_MS = 100
@@ -69,8 +69,11 @@ describe("a failing task is retried with growing delays held by the broker", () 
       attempts: 1,
       error: "NonRetryableError: planned failure on attempt 1 of the first 5",
     })
-    const listing = await (await fetch(stack.url("/admin/dead-letters/failed"), { headers: admin })).json()
-    expect(JSON.stringify(listing)).toContain(taskId)
+    // FAILURE is published before the dead letter: the listing has it a moment later.
+    await eventually(async () => {
+      const listing = await (await fetch(stack.url("/admin/dead-letters/failed"), { headers: admin })).json()
+      expect(JSON.stringify(listing)).toContain(taskId)
+    })
   })
 })
 
