@@ -376,8 +376,8 @@ describe("the API docs in a browser", () => {
   })
 })
 
-// Last: the schedule's tasks would otherwise show in the tables the other tests read.
-describe("the dashboard's schedules", () => {
+// Last: the scheduled and report tasks would otherwise show in the tables the other tests read.
+describe("the dashboard's schedules, reports and delay ladder", () => {
   test("lists the schedules with their last and next run, and the last run's task opens from it", async () => {
     const created = await fetch(stack.url("/schedules"), {
       method: "POST",
@@ -420,6 +420,17 @@ describe("the dashboard's schedules", () => {
     await page.locator("#polarity-empty[hidden]").waitFor({ state: "attached", timeout: WAIT_MS })
     const legend = await page.locator("#polarity-chart .u-legend").textContent()
     expect(legend).toContain("positive")
+    expect(opened.errors).toEqual([])
+  })
+
+  test("shows the delay ladder's 25 wait queues as one row", async () => {
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    const ladder = page.locator(
+      `#queues tr[data-queue="${stack.names.delayDueExchange.replace(/due$/, "ladder (25 wait queues)")}"]`,
+    )
+    await ladder.waitFor({ timeout: WAIT_MS })
+    expect(await page.locator('#queues tr[data-queue*="delay.level"]').count()).toBe(0)
     expect(opened.errors).toEqual([])
   })
 })

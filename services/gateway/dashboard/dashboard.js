@@ -393,6 +393,26 @@ function commonPrefix(names) {
   return prefix.slice(0, prefix.lastIndexOf(".") + 1)
 }
 
+/** The delay ladder's wait queues (`<prefix>delay.level<k>.<ms>ms`) shown as one row: messages waiting in all. */
+function foldDelayLadder(queues) {
+  const ladder = queues.filter((q) => /delay\.level\d+\.\d+ms$/.test(q.name))
+  if (ladder.length === 0) return queues
+  const sum = (field) =>
+    ladder.every((q) => q[field] === null) ? null : ladder.reduce((total, q) => total + (q[field] ?? 0), 0)
+  const folded = {
+    name: ladder[0].name.replace(/level\d+\.\d+ms$/, `ladder (${ladder.length} wait queues)`),
+    messages: sum("messages"),
+    consumers: 0,
+    dead_letter: false,
+    publish_rate: sum("publish_rate"),
+    deliver_rate: sum("deliver_rate"),
+    net_rate: sum("net_rate"),
+  }
+  const first = queues.indexOf(ladder[0])
+  const rest = queues.filter((q) => !ladder.includes(q))
+  return [...rest.slice(0, first), folded, ...rest.slice(first)]
+}
+
 function renderQueues(report) {
   const management = report.source === "management"
   const prefix = commonPrefix(report.queues.map((q) => q.name))
@@ -404,7 +424,7 @@ function renderQueues(report) {
   $("#rate-head-2").textContent = management ? "out/s" : ""
   const rate = (value) => (value === null ? "–" : decimal.format(value))
   $("#queues tbody").replaceChildren(
-    ...report.queues.map((q) =>
+    ...foldDelayLadder(report.queues).map((q) =>
       element(
         "tr",
         {
