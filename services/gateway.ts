@@ -52,6 +52,7 @@ import {
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { buildTask, type PendingGroup, pendingEvent, type TaskFields } from "../shared/tasks.ts"
+import type { Service } from "../shared/topology.ts"
 import { AllowedHosts, callbackUrlProblem } from "../shared/webhooks.ts"
 import { WorkerControl } from "../shared/worker-control.ts"
 import { callerOf, guard, ownerFilter } from "./gateway/access.ts"
@@ -88,7 +89,7 @@ import { retryRoute, retryTask } from "./gateway/task-retry.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 import { mountWorkerAdmin, WORKER_ADMIN_SCHEMAS } from "./gateway/worker-admin.ts"
 
-const SERVICE = "gateway"
+const SERVICE = "gateway" satisfies Service
 
 export const GatewayEnv = {
   ...BrokerEnv,

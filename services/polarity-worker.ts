@@ -38,9 +38,11 @@ import {
   delayRoutingKey,
   delayTicks,
   eventRoutingKey,
+  quarantineRoutingKey,
   retryDelayMs,
   retryRoutingKey,
   routeTask,
+  type Service,
   TASK_ROUTES,
   type TaskRoute,
   WEBHOOK_ATTEMPT_KEY,
@@ -54,7 +56,7 @@ import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
 import { deliver } from "./polarity-worker/webhooks.ts"
 
-const SERVICE = "polarity-worker"
+const SERVICE = "polarity-worker" satisfies Service
 /** How long a starting worker waits for the store's list of revokes before it starts without it. */
 const REVOKES_TIMEOUT_MS = 3000
 
@@ -185,7 +187,7 @@ export async function start(config: WorkerConfig) {
   async function learnRevokes(): Promise<void> {
     try {
       const query = { op: "revoked", limit: config.REVOKED_IDS_KEPT } as const
-      const [reply] = await askStatusStore(broker, [query], REVOKES_TIMEOUT_MS)
+      const [reply] = await askStatusStore(broker, SERVICE, [query], REVOKES_TIMEOUT_MS)
       const newestFirst = checkStatusReply(RevokedReply, reply).revoked
       for (const { task_id, run } of newestFirst.toReversed()) revoked.add(`${task_id}:${run}`)
       log.info("revokes learned from the status store", { tasks: newestFirst.length })
@@ -233,8 +235,10 @@ export async function start(config: WorkerConfig) {
       return fail(task, error, queue, msg)
     }
     const headers = { ...msg.properties.headers, "x-redeliveries": redeliveries }
-    const quarantineQueue = names.quarantineQueues[routeTask(task.kind)]
-    await broker.publish("", quarantineQueue, alone(task), { type: MessageType.task, headers })
+    await broker.publish(names.tasksExchange, quarantineRoutingKey(routeTask(task.kind)), alone(task), {
+      type: MessageType.task,
+      headers,
+    })
   }
 
   /** A task taken after its deadline ends EXPIRED without running: final, not retried, not dead-lettered. */
@@ -287,7 +291,7 @@ export async function start(config: WorkerConfig) {
     if (delayed.length === 0) return
     try {
       const query = { op: "lookup", task_ids: delayed.map((task) => task.task_id) } as const
-      const [reply] = await askStatusStore(broker, [query], REVOKES_TIMEOUT_MS)
+      const [reply] = await askStatusStore(broker, SERVICE, [query], REVOKES_TIMEOUT_MS)
       const records = checkStatusReply(TaskLookup, reply).tasks
       delayed.forEach((task, i) => {
         if (records[i]?.status === "REVOKED") revoked.add(`${task.task_id}:${task.run}`)

@@ -27,7 +27,7 @@ import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../sh
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
-import { delayEntryExchange, delayRoutingKey } from "../shared/topology.ts"
+import { BARRIER_KEY, delayEntryExchange, delayRoutingKey, type Service } from "../shared/topology.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
 import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
@@ -35,7 +35,7 @@ import { openSqliteStore } from "./status-store/sqlite.ts"
 import { type Applied, type TaskRow, toGroupRecord, toRecord, visibleTo } from "./status-store/task-state.ts"
 import type { DeliveryRow } from "./status-store/webhooks.ts"
 
-const SERVICE = "status-store"
+const SERVICE = "status-store" satisfies Service
 
 export const StoreEnv = {
   ...BrokerEnv,
@@ -313,7 +313,7 @@ export async function start(config: StoreConfig) {
         barrier.resolve()
       })
       broker
-        .publish("", statusEventsQueue, JSON.stringify({ barrier_id: barrierId }), {
+        .publish(broker.names.eventsExchange, BARRIER_KEY, JSON.stringify({ barrier_id: barrierId }), {
           type: MessageType.barrier,
           deliveryMode: 1,
         })

@@ -8,13 +8,13 @@ import {
   type AMQPExchange,
   type AMQPMessage,
   type AMQPProperties,
-  type AMQPRPCClient,
   AMQPSession,
 } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
 import { type BrokerConfig, brokerUrls, productionRisks } from "./config.ts"
 import { explainIssues, Task } from "./contracts.ts"
 import type { Logger } from "./log.ts"
+import { RpcClient } from "./rpc-client.ts"
 import { DEAD_LETTER_KEYS, declareTopology, type Topology, type TopologyOptions } from "./topology.ts"
 
 export interface BrokerOptions {
@@ -122,7 +122,7 @@ export class Broker {
   private readonly exchanges = new Map<string, Promise<AMQPExchange>>()
   private readonly listeners: (() => Promise<void>)[] = []
   private publishCount = 0
-  private rpc: AMQPRPCClient | undefined
+  private readonly rpc: RpcClient
   /** Index in `options.urls` of the node this session is (or was last) connected to. */
   private urlIndex: number
 
@@ -135,6 +135,7 @@ export class Broker {
     urlIndex: number,
   ) {
     this.urlIndex = urlIndex
+    this.rpc = new RpcClient(session)
   }
 
   /**
@@ -223,6 +224,7 @@ export class Broker {
 
   private async reconnected(): Promise<void> {
     this.options.onReconnected?.()
+    this.rpc.reconnected()
     await this.redeclare()
     for (const listener of this.listeners) await listener()
   }
@@ -420,19 +422,24 @@ export class Broker {
     return (await this.session.queue(queueName, { passive: true })).get({ noAck: false })
   }
 
-  /** Request/reply over direct reply-to; the timeout also expires the request in the queue. */
-  async call(queueName: string, body: string, type: string, timeoutMs: number): Promise<AMQPMessage> {
+  /** Request/reply over direct reply-to through `exchange`; the timeout also expires the request in the queue. */
+  async call(
+    exchange: string,
+    routingKey: string,
+    body: string,
+    type: string,
+    timeoutMs: number,
+  ): Promise<AMQPMessage> {
     if (!this.connected) throw new BrokerUnavailable("not connected to the broker")
-    this.rpc ??= await this.session.rpcClient()
     try {
-      return await this.rpc.call(queueName, body, {
+      return await this.rpc.call(exchange, routingKey, body, {
         timeout: timeoutMs,
         type,
         expiration: String(timeoutMs),
         contentType: "application/json",
       })
     } catch (err) {
-      throw new BrokerUnavailable(`no reply from ${queueName}: ${(err as Error).message}`)
+      throw new BrokerUnavailable(`no reply from ${exchange}/${routingKey}: ${(err as Error).message}`)
     }
   }
 

@@ -9,18 +9,21 @@ import {
   type StatusQueryBatch,
   StatusReplyBatch,
 } from "./contracts.ts"
+import { type StatusStoreCaller, statusRpcKey } from "./topology.ts"
 
 /** A group's results, or a worker's list of revokes, can be large; the store is trusted. */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024
 
-/** The replies to `queries`, in their order, not yet checked. */
+/** The replies to `queries`, in their order, not yet checked. The routing key tells the store who asks. */
 export async function askStatusStore(
   broker: Broker,
+  caller: StatusStoreCaller,
   queries: StatusQuery[],
   timeoutMs: number,
 ): Promise<unknown[]> {
   const msg = await broker.call(
-    broker.names.statusRpcQueue,
+    broker.names.rpcExchange,
+    statusRpcKey(caller),
     JSON.stringify({ queries } satisfies StatusQueryBatch),
     MessageType.statusQuery,
     timeoutMs,

@@ -1,5 +1,8 @@
-// Every exchange, queue, binding and routing key, in one place. Each service declares all of it at start
-// and after every reconnect (declares are idempotent), so services can start in any order.
+// Every exchange, queue, binding and routing key, in one place, as data: `declareTopology` declares it (each
+// service at start and after every reconnect; declares are idempotent, so services can start in any order),
+// `brokerAccess` says which service publishes and consumes what, and scripts/broker-access.ts turns both into
+// RabbitMQ users, permissions and definitions (docs/security.md). A new name goes in `topologyDeclarations`,
+// and whoever publishes to it or consumes it in `brokerAccess`: a test checks that nothing is left unowned.
 import type { AMQPChannel } from "@cloudamqp/amqp-client"
 import type { TaskKind, TaskStatus } from "./contracts.ts"
 
@@ -37,16 +40,34 @@ export type DelayDestination = TaskRoute | "webhook"
 /** Routing key of a worker's report of a webhook attempt, on the events exchange. */
 export const WEBHOOK_ATTEMPT_KEY = "webhook.attempt"
 
+/** The services, by the name each uses for its connection, its logs and its broker user. */
+export const SERVICES = ["gateway", "polarity-worker", "status-store"] as const
+export type Service = (typeof SERVICES)[number]
+
+/** Who may ask the status store over RPC: the routing key of a request names its caller. */
+export type StatusStoreCaller = Exclude<Service, "status-store">
+
 export type Topology = ReturnType<typeof topologyNames>
 
 export function topologyNames(prefix: string) {
   return {
-    /** topic; routing key `<route>` for new tasks, `retry.<delayMs>.<route>` for retries coming back */
+    /**
+     * topic; routing key `<route>` for new tasks, `retry.<delayMs>.<route>` for retries coming back from their
+     * wait queue, `quarantine` for the tasks a dead worker had in hand.
+     */
     tasksExchange: `${prefix}tasks`,
     /** topic; routing key `retry.<delayMs>.<route>` picks the wait queue of that delay */
     retryExchange: `${prefix}retry`,
-    /** topic; `task.<state>` for task events, `progress` for progress reports, `worker.heartbeat` for heartbeats */
+    /**
+     * topic; routing key `task.<state>` for task events, `progress` for progress reports, `worker.heartbeat`
+     * for workers' heartbeats, `status-store.barrier` for the store's marker in its own queue.
+     */
     eventsExchange: `${prefix}events`,
+    /**
+     * topic; requests to the status store, routing key `status-store.<caller>`. Callers publish here rather
+     * than to the default exchange, which would let them publish to any queue by its name.
+     */
+    rpcExchange: `${prefix}rpc`,
     /** direct; routing key `poison` or `failed` */
     deadLetterExchange: `${prefix}dead-letter`,
     /** topic; remote-control commands to one worker (`worker.<id>`) or to all (`worker.all`), with a reply-to */
@@ -105,34 +126,23 @@ function delayBitPattern(level: number, bit: 0 | 1): string {
   return `${"*.".repeat(DELAY_LEVELS - 1 - level)}${bit}.#`
 }
 
-/** Every queue and exchange of a prefix, e.g. to list depths or to remove a test's topology. */
-export function allNames(options: Pick<TopologyOptions, "prefix" | "retry">) {
-  const names = topologyNames(options.prefix)
-  return {
-    queues: [
-      ...Object.values(names.taskQueues),
-      ...Object.values(names.quarantineQueues),
-      ...retryTiers(options.retry).map(names.retryQueue),
-      names.statusEventsQueue,
-      names.statusRpcQueue,
-      names.poisonQueue,
-      names.failedQueue,
-      names.webhookQueue,
-      ...DELAY_LEVEL_NUMBERS.map(names.delayQueue),
-    ],
-    exchanges: [
-      names.tasksExchange,
-      names.retryExchange,
-      names.eventsExchange,
-      names.deadLetterExchange,
-      names.controlExchange,
-      ...DELAY_LEVEL_NUMBERS.map(names.delayExchange),
-      names.delayDueExchange,
-    ],
-  }
+/** The pattern that takes a message leaving the ladder to its destination, whatever bits came before it. */
+function dueKey(destination: DelayDestination): string {
+  return `${"*.".repeat(DELAY_LEVELS)}${destination}`
 }
 
 export const DEAD_LETTER_KEYS = { poison: "poison", failed: "failed" } as const
+
+/** A dead worker's tasks go to their route's quarantine queue through the tasks exchange by this key. */
+export function quarantineRoutingKey(route: TaskRoute): string {
+  return `quarantine.${route}`
+}
+
+/** Workers' heartbeats travel on the events exchange beside the task events, bound apart by this key. */
+export const WORKER_HEARTBEAT_KEY = "worker.heartbeat"
+
+/** The status store's read-your-writes marker: through the events exchange into its own queue. */
+export const BARRIER_KEY = "status-store.barrier"
 
 /** Like Celery's `route_task`: the task name's prefix picks the queue. */
 export function routeTask(kind: TaskKind): TaskRoute {
@@ -142,9 +152,6 @@ export function routeTask(kind: TaskKind): TaskRoute {
 export function eventRoutingKey(state: TaskStatus): string {
   return `task.${state.toLowerCase()}`
 }
-
-/** Workers' heartbeats travel on the events exchange beside the task events, bound apart by this key. */
-export const WORKER_HEARTBEAT_KEY = "worker.heartbeat"
 
 /**
  * Running tasks' progress reports, on the events exchange: a key outside `task.#`, since a report is no state
@@ -169,6 +176,10 @@ export function retryRoutingKey(delayMs: number, route: TaskRoute): string {
   return `retry.${delayMs}.${route}`
 }
 
+export function statusRpcKey(caller: StatusStoreCaller): string {
+  return `status-store.${caller}`
+}
+
 /** The wait before retry n (1-based): exponential, capped; each distinct value is a wait queue. */
 export function retryDelayMs(policy: RetryPolicy, retry: number): number {
   return Math.min(policy.baseDelayMs * 2 ** (retry - 1), policy.maxDelayMs)
@@ -179,16 +190,33 @@ export function retryTiers(policy: RetryPolicy): number[] {
   return [...new Set(tiers)]
 }
 
-/**
- * Declares on a channel of its own: the session caches queue handles and would skip a redeclare.
- * With QUEUE_TYPE=quorum every queue declared here is a quorum queue, replicated on the nodes of a cluster: the
- * work, quarantine, retry wait, status events, status RPC and dead-letter queues. Classic are only the queues that
- * hold nothing to keep: each process's exclusive listener queue (Broker.listen; a quorum queue cannot be
- * exclusive, and the news it holds is for that process alone) and direct reply-to, which stores nothing.
- */
-export async function declareTopology(channel: AMQPChannel, options: TopologyOptions): Promise<Topology> {
+export interface ExchangeDeclaration {
+  name: string
+  type: "topic" | "direct"
+}
+
+export interface QueueDeclaration {
+  name: string
+  arguments: Record<string, unknown>
+}
+
+/** A binding from an exchange to a queue, or to another exchange (the delay ladder's levels). */
+export interface Binding {
+  exchange: string
+  key: string
+  queue?: string
+  toExchange?: string
+}
+
+export interface TopologyDeclarations {
+  exchanges: ExchangeDeclaration[]
+  queues: QueueDeclaration[]
+  bindings: Binding[]
+}
+
+/** Every durable exchange, queue and binding of a deployment, in the order they are declared. */
+export function topologyDeclarations(options: TopologyOptions): TopologyDeclarations {
   const names = topologyNames(options.prefix)
-  const durable = { durable: true, autoDelete: false, exclusive: false }
   const quorum = options.queueType === "quorum"
   const queueArgs = (extra: Record<string, unknown> = {}) => ({
     "x-queue-type": options.queueType,
@@ -202,99 +230,134 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
     }),
     ...extra,
   })
-
-  await channel.exchangeDeclare(names.tasksExchange, "topic", durable)
-  await channel.exchangeDeclare(names.retryExchange, "topic", durable)
-  await channel.exchangeDeclare(names.eventsExchange, "topic", durable)
-  await channel.exchangeDeclare(names.deadLetterExchange, "direct", durable)
-  await channel.exchangeDeclare(names.controlExchange, "topic", durable)
+  const exchanges: ExchangeDeclaration[] = [
+    { name: names.tasksExchange, type: "topic" },
+    { name: names.retryExchange, type: "topic" },
+    { name: names.eventsExchange, type: "topic" },
+    { name: names.rpcExchange, type: "topic" },
+    { name: names.deadLetterExchange, type: "direct" },
+    { name: names.controlExchange, type: "topic" },
+  ]
+  const queues: QueueDeclaration[] = []
+  const bindings: Binding[] = []
+  const queue = (
+    name: string,
+    args: Record<string, unknown>,
+    ...bound: [exchange: string, key: string][]
+  ) => {
+    queues.push({ name, arguments: args })
+    for (const [exchange, key] of bound) bindings.push({ exchange, key, queue: name })
+  }
 
   for (const route of TASK_ROUTES) {
-    const queue = names.taskQueues[route]
     // A full work queue rejects the publish (the gateway answers 503) rather than dropping a task.
-    await channel.queueDeclare(
-      queue,
-      durable,
+    queue(
+      names.taskQueues[route],
       queueArgs({ "x-max-length": options.taskQueueMaxLength, "x-overflow": "reject-publish" }),
+      [names.tasksExchange, route],
+      [names.tasksExchange, `retry.*.${route}`],
     )
-    await channel.queueBind(queue, names.tasksExchange, route)
-    await channel.queueBind(queue, names.tasksExchange, `retry.*.${route}`)
-    await channel.queueDeclare(names.quarantineQueues[route], durable, queueArgs())
+    queue(names.quarantineQueues[route], queueArgs(), [names.tasksExchange, quarantineRoutingKey(route)])
   }
 
   // One wait queue per delay: a message waits out the queue's TTL, then dead-letters back to the tasks
   // exchange with its routing key `retry.<delay>.<route>`, so a long delay never blocks a short one.
   for (const delayMs of retryTiers(options.retry)) {
-    const queue = names.retryQueue(delayMs)
-    await channel.queueDeclare(queue, durable, {
-      "x-queue-type": options.queueType,
-      "x-message-ttl": delayMs,
-      "x-dead-letter-exchange": names.tasksExchange,
-      ...(quorum && { "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish" }),
-    })
-    await channel.queueBind(queue, names.retryExchange, `retry.${delayMs}.*`)
+    queue(
+      names.retryQueue(delayMs),
+      {
+        "x-queue-type": options.queueType,
+        "x-message-ttl": delayMs,
+        "x-dead-letter-exchange": names.tasksExchange,
+        ...(quorum && { "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish" }),
+      },
+      [names.retryExchange, `retry.${delayMs}.*`],
+    )
   }
 
-  await declareDelayLadder(channel, names, options)
+  // The delay ladder. Level k's exchange sends a message whose bit k is 1 to its wait queue (TTL 2^k ticks), and
+  // one whose bit is 0 straight on to level k - 1's exchange (an exchange-to-exchange binding: no wait). The wait
+  // queue dead-letters to level k - 1's exchange with the routing key unchanged; below level 0 is the due
+  // exchange, which routes by destination to the work queues. The broker does all of it: no service holds a delay.
+  exchanges.push({ name: names.delayDueExchange, type: "topic" })
+  for (const route of TASK_ROUTES) {
+    bindings.push({ exchange: names.delayDueExchange, key: dueKey(route), queue: names.taskQueues[route] })
+  }
+  for (const level of DELAY_LEVEL_NUMBERS) {
+    const exchange = names.delayExchange(level)
+    const below = level === 0 ? names.delayDueExchange : names.delayExchange(level - 1)
+    exchanges.push({ name: exchange, type: "topic" })
+    queue(
+      names.delayQueue(level),
+      {
+        "x-queue-type": options.queueType,
+        "x-message-ttl": DELAY_TICK_MS * 2 ** level,
+        "x-dead-letter-exchange": below,
+        ...(quorum && { "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish" }),
+      },
+      [exchange, delayBitPattern(level, 1)],
+    )
+    bindings.push({ exchange, key: delayBitPattern(level, 0), toExchange: below })
+  }
 
-  await channel.queueDeclare(names.webhookQueue, durable, queueArgs())
-  await channel.queueBind(names.webhookQueue, names.delayDueExchange, dueKey("webhook"))
+  // Completion webhooks leave the ladder for the workers that deliver them.
+  queue(names.webhookQueue, queueArgs(), [names.delayDueExchange, dueKey("webhook")])
 
-  await channel.queueDeclare(names.statusEventsQueue, durable, queueArgs())
-  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "task.#")
-  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "worker.#")
-  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, "webhook.#")
-  await channel.queueBind(names.statusEventsQueue, names.eventsExchange, TASK_PROGRESS_KEY)
-  await channel.queueDeclare(names.statusRpcQueue, durable, queueArgs())
+  queue(
+    names.statusEventsQueue,
+    queueArgs(),
+    [names.eventsExchange, "task.#"],
+    [names.eventsExchange, WORKER_HEARTBEAT_KEY],
+    [names.eventsExchange, WEBHOOK_ATTEMPT_KEY],
+    [names.eventsExchange, TASK_PROGRESS_KEY],
+    [names.eventsExchange, BARRIER_KEY],
+  )
+  queue(names.statusRpcQueue, queueArgs(), [names.rpcExchange, "status-store.*"])
 
-  for (const [key, queue] of [
+  for (const [key, name] of [
     [DEAD_LETTER_KEYS.poison, names.poisonQueue],
     [DEAD_LETTER_KEYS.failed, names.failedQueue],
   ] as const) {
-    await channel.queueDeclare(queue, durable, { "x-queue-type": options.queueType })
-    await channel.queueBind(queue, names.deadLetterExchange, key)
+    queue(name, { "x-queue-type": options.queueType }, [names.deadLetterExchange, key])
   }
-  return names
+  return { exchanges, queues, bindings }
 }
 
-/** The pattern that takes a message leaving the ladder to its destination, whatever bits came before it. */
-function dueKey(destination: DelayDestination): string {
-  return `${"*.".repeat(DELAY_LEVELS)}${destination}`
+/** Every queue and exchange of a deployment, e.g. to list depths or to remove a test's topology. */
+export function allNames(options: TopologyOptions) {
+  const { queues, exchanges } = topologyDeclarations(options)
+  return { queues: queues.map((q) => q.name), exchanges: exchanges.map((e) => e.name) }
 }
 
 /**
- * Level k's exchange sends a message whose bit k is 1 to its wait queue (TTL 2^k ticks), and one whose bit is 0
- * straight on to level k - 1's exchange (an exchange-to-exchange binding: no wait). The wait queue dead-letters
- * to level k - 1's exchange with the routing key unchanged; below level 0 is the due exchange, which routes by
- * destination to the work queues. The broker does all of it: no service holds a delay.
+ * Declares on channels of its own: the session caches queue handles and would skip a redeclare. A channel waits
+ * for each reply before its next request, and creating a queue takes the broker tens of milliseconds, so the
+ * queues and their bindings are declared side by side on several channels; the exchanges, all first, since the
+ * ladder binds each level to the one below.
+ * With QUEUE_TYPE=quorum every queue declared here is a quorum queue, replicated on the nodes of a cluster: the
+ * work, quarantine, retry wait, delay, status events, status RPC and dead-letter queues. Classic are only the
+ * queues that hold nothing to keep: each process's exclusive listener queue (Broker.listen; a quorum queue cannot
+ * be exclusive, and the news it holds is for that process alone) and direct reply-to, which stores nothing.
  */
-async function declareDelayLadder(channel: AMQPChannel, names: Topology, options: TopologyOptions) {
+export async function declareTopology(channel: AMQPChannel, options: TopologyOptions): Promise<Topology> {
   const durable = { durable: true, autoDelete: false, exclusive: false }
-  const quorum = options.queueType === "quorum"
-  await channel.exchangeDeclare(names.delayDueExchange, "topic", durable)
-  for (const route of TASK_ROUTES) {
-    await channel.queueBind(names.taskQueues[route], names.delayDueExchange, dueKey(route))
+  const { exchanges, queues, bindings } = topologyDeclarations(options)
+  for (const exchange of exchanges) await channel.exchangeDeclare(exchange.name, exchange.type, durable)
+  const inParallel = async <T>(items: T[], declare: (channel: AMQPChannel, item: T) => Promise<unknown>) => {
+    const lanes = Array.from({ length: Math.min(8, items.length) }, (_, lane) =>
+      items.filter((_, i) => i % 8 === lane),
+    )
+    await Promise.all(
+      lanes.map(async (lane) => {
+        const own = await channel.connection.channel()
+        for (const item of lane) await declare(own, item)
+        await own.close()
+      }),
+    )
   }
-  // Exchanges first, all of them, since each level binds to the one below.
-  for (const level of DELAY_LEVEL_NUMBERS) {
-    await channel.exchangeDeclare(names.delayExchange(level), "topic", durable)
-  }
-  // A channel waits for each reply before its next request, and creating a queue takes the broker tens of
-  // milliseconds: the levels are declared side by side on channels of their own.
-  const declareLevel = async (level: number) => {
-    const own = await channel.connection.channel()
-    const exchange = names.delayExchange(level)
-    const below = level === 0 ? names.delayDueExchange : names.delayExchange(level - 1)
-    const queue = names.delayQueue(level)
-    await own.queueDeclare(queue, durable, {
-      "x-queue-type": options.queueType,
-      "x-message-ttl": DELAY_TICK_MS * 2 ** level,
-      "x-dead-letter-exchange": below,
-      ...(quorum && { "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish" }),
-    })
-    await own.queueBind(queue, exchange, delayBitPattern(level, 1))
-    await own.exchangeBind(below, exchange, delayBitPattern(level, 0))
-    await own.close()
-  }
-  await Promise.all(DELAY_LEVEL_NUMBERS.map(declareLevel))
+  await inParallel(queues, (own, queue) => own.queueDeclare(queue.name, durable, queue.arguments))
+  await inParallel(bindings, (own, { exchange, key, queue, toExchange }) =>
+    queue ? own.queueBind(queue, exchange, key) : own.exchangeBind(toExchange ?? "", exchange, key),
+  )
+  return topologyNames(options.prefix)
 }

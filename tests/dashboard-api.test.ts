@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { rmSync } from "node:fs"
 import * as v from "valibot"
 import { loadGatewayConfig } from "../services/gateway.ts"
+import { topologyOptions } from "../shared/amqp.ts"
+import { BrokerEnv, loadConfig } from "../shared/config.ts"
 import { DashboardOverview, type TaskDetail, type TaskPage, type TaskRecord } from "../shared/contracts.ts"
 import { allNames } from "../shared/topology.ts"
 import {
@@ -99,10 +101,7 @@ describe("GET /dashboard/api/overview", () => {
       4, 3, 1,
     ])
     expect(stats.latency.total?.count).toBe(4)
-    const names = allNames({
-      prefix: stack.env.AMQP_PREFIX ?? "",
-      retry: { maxRetries: 0, baseDelayMs: 1000, maxDelayMs: 600_000 },
-    })
+    const names = allNames(topologyOptions(loadConfig(BrokerEnv, stack.env)))
     expect(queues.source).toBe("depth")
     expect(queues.queues.map((q) => q.name).toSorted()).toEqual(names.queues.toSorted())
     const byName = new Map(queues.queues.map((q) => [q.name, q]))

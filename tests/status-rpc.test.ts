@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { postReview, rawChannel, type Stack, startStack, taskBody } from "./support.ts"
+import { postReview, requestStore, type Stack, startStack, taskBody } from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -9,20 +9,7 @@ afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
 
-/** One request on the store's RPC queue, straight over the broker, and its one reply. */
-async function askStore(body: unknown): Promise<unknown> {
-  await using amqp = await rawChannel()
-  const reply = Promise.withResolvers<unknown>()
-  await amqp.channel.basicConsume("amq.rabbitmq.reply-to", { noAck: true }, (msg) => {
-    reply.resolve(JSON.parse(msg.bodyString() ?? ""))
-  })
-  await amqp.channel.basicPublish("", stack.names.statusRpcQueue, JSON.stringify(body), {
-    replyTo: "amq.rabbitmq.reply-to",
-    correlationId: "1",
-    type: "status-query",
-  })
-  return await reply.promise
-}
+const askStore = (body: unknown) => requestStore(stack, body)
 
 describe("the status store's RPC", () => {
   test("answers a batch of queries in one reply, in order, each on its own", async () => {

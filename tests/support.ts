@@ -16,7 +16,7 @@ import {
   TaskEventBatch,
   type TaskRecord,
 } from "../shared/contracts.ts"
-import { topologyNames } from "../shared/topology.ts"
+import { type StatusStoreCaller, statusRpcKey, topologyNames } from "../shared/topology.ts"
 import { AMQP_URL, deleteTopology, rawChannel } from "./broker.ts"
 
 export { AMQP_URL, deleteTopology, rawChannel }
@@ -220,19 +220,29 @@ export async function watchEvents(stack: Pick<Stack, "names">) {
   }
 }
 
-/** One query on the stack's status-store RPC queue, straight over the broker, and its answer. */
-export async function askStore(stack: Stack, query: unknown): Promise<unknown> {
+/** One request to the stack's status store, straight over the broker as `caller`, and its whole reply. */
+export async function requestStore(
+  stack: Pick<Stack, "names">,
+  body: unknown,
+  caller: StatusStoreCaller = "gateway",
+): Promise<unknown> {
   await using amqp = await rawChannel()
   const reply = Promise.withResolvers<unknown>()
   await amqp.channel.basicConsume("amq.rabbitmq.reply-to", { noAck: true }, (msg) => {
-    reply.resolve((JSON.parse(msg.bodyString() ?? "") as { replies: unknown[] }).replies[0])
+    reply.resolve(JSON.parse(msg.bodyString() ?? ""))
   })
-  await amqp.channel.basicPublish("", stack.names.statusRpcQueue, JSON.stringify({ queries: [query] }), {
+  await amqp.channel.basicPublish(stack.names.rpcExchange, statusRpcKey(caller), JSON.stringify(body), {
     replyTo: "amq.rabbitmq.reply-to",
     correlationId: "1",
     type: "status-query",
   })
   return await reply.promise
+}
+
+/** One query to the stack's status store, straight over the broker, and its answer. */
+export async function askStore(stack: Stack, query: unknown): Promise<unknown> {
+  const { replies } = (await requestStore(stack, { queries: [query] })) as { replies: unknown[] }
+  return replies[0]
 }
 
 /** Retry `check` until it passes or `timeoutMs` is up, for what settles a moment after the API answers. */

@@ -84,7 +84,7 @@ const TasksQuery = v.object({
 
 interface DashboardDeps {
   config: DashboardConfig & { SSE_HEARTBEAT_MS: number }
-  topology: Pick<TopologyOptions, "prefix" | "retry">
+  topology: TopologyOptions
   broker: Broker
   store: StatusStoreClient
   watchers: TaskWatchers

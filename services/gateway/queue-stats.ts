@@ -16,7 +16,7 @@ const FRESH_MS = 500
 interface QueueStatsOptions {
   /** The node the gateway's session is on: after a failover, the next sample connects there too. */
   amqpUrl: () => string
-  topology: Pick<TopologyOptions, "prefix" | "retry">
+  topology: TopologyOptions
   managementUrl: string | undefined
   deadLetterQueues: string[]
   metrics: ServiceMetrics

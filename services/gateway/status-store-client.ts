@@ -86,7 +86,7 @@ export class StatusStoreClient {
   }
 
   private send(queries: StatusQuery[], holdMs = 0): Promise<unknown[]> {
-    return askStatusStore(this.broker, queries, holdMs + this.timeoutMs)
+    return askStatusStore(this.broker, "gateway", queries, holdMs + this.timeoutMs)
   }
 
   /**
