@@ -329,9 +329,8 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   async function closeRefused(task: Task, reason: string): Promise<void> {
     const error = `the broker refused the task (${reason}); it never ran`
-    const refused = { task_id: task.task_id, attempt: task.run - 1, run: task.run, at: Date.now() }
-    await events.emit({ ...refused, state: "FAILURE", started_at: null, error }).catch((err: Error) => {
-      log.error("refused task left PENDING: its FAILURE was not published", { taskId: task.task_id, err })
+    await store.refused(task.task_id, task.run, error).catch((err: Error) => {
+      log.error("refused task left PENDING: the status store did not close it", { taskId: task.task_id, err })
     })
   }
 

@@ -154,7 +154,7 @@ export async function start(config: WorkerConfig) {
     sentenceDelayMs: config.TEST_SENTENCE_DELAY_MS,
     async report(from: number, to: number, owner: string | undefined, timeoutMs: number) {
       const query = { op: "polarity_report", from, to, ...(owner && { owner }) } as const
-      const [reply] = await askStatusStore(broker, [query], timeoutMs)
+      const [reply] = await askStatusStore(broker, SERVICE, [query], timeoutMs)
       return checkStatusReply(PolarityReportReply, reply).report
     },
   }

@@ -32,7 +32,14 @@ import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
 import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
-import { type Applied, type TaskRow, toGroupRecord, toRecord, visibleTo } from "./status-store/task-state.ts"
+import {
+  type Applied,
+  currentRun,
+  type TaskRow,
+  toGroupRecord,
+  toRecord,
+  visibleTo,
+} from "./status-store/task-state.ts"
 import type { DeliveryRow } from "./status-store/webhooks.ts"
 
 const SERVICE = "status-store" satisfies Service
@@ -426,6 +433,23 @@ export async function start(config: StoreConfig) {
   }
 
   /**
+   * A refused task's PENDING is queued ahead of this query: read it first, then end that run FAILURE. No lock is
+   * needed: no worker holds a task the broker refused, and the FAILURE is outranked by any later run.
+   */
+  async function closeRefused(query: Extract<StatusQuery, { op: "refused" }>): Promise<StatusReply> {
+    if (!(await db.find(query.task_id))) await catchUp()
+    await commitInHand()
+    const row = await db.find(query.task_id)
+    if (row?.status !== "PENDING" || currentRun(row) !== query.run)
+      return { task: row ? toRecord(row) : null }
+    const base = { task_id: row.task_id, attempt: query.run - 1, run: query.run, at: Date.now() }
+    const applied = await applyEvents([{ ...base, state: "FAILURE", started_at: null, error: query.error }])
+    wakeWaiters(applied)
+    const closed = await db.find(query.task_id)
+    return { task: closed ? toRecord(closed) : null }
+  }
+
+  /**
    * The first request with a key records its task ids and publishes them. A repeat with the same fingerprint
    * gets the same ids: as `existing` once every task is known here, else after waiting for the first request
    * to publish them. A first request that died before it published holds the key only for its lease: the next
@@ -500,6 +524,8 @@ export async function start(config: StoreConfig) {
         return revokeTask(query)
       case "revoked":
         return { revoked: await db.recentlyRevoked(query.limit) }
+      case "refused":
+        return closeRefused(query)
       case "group":
         return findGroup(query).then((group) => ({ group }))
       case "claim":

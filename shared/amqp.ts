@@ -15,7 +15,14 @@ import { type BrokerConfig, brokerUrls, productionRisks } from "./config.ts"
 import { explainIssues, Task } from "./contracts.ts"
 import type { Logger } from "./log.ts"
 import { RpcClient } from "./rpc-client.ts"
-import { DEAD_LETTER_KEYS, declareTopology, type Topology, type TopologyOptions } from "./topology.ts"
+import {
+  DEAD_LETTER_KEYS,
+  declareTopology,
+  type Topology,
+  type TopologyOptions,
+  topologyDeclarations,
+  topologyNames,
+} from "./topology.ts"
 
 export interface BrokerOptions {
   /** The nodes of one cluster (or one broker), tried in this order; they differ only in host and port. */
@@ -448,7 +455,12 @@ export class Broker {
   }
 }
 
-/** Declare the topology on a short connection of its own: the session caches queue handles and would skip a redeclare. */
+/**
+ * Declare the topology on a short connection of its own: the session caches queue handles and would skip a
+ * redeclare. A service that runs as a user of its own may not declare (docs/security.md): the operator has, and
+ * the service only checks that every exchange and queue is there, so that it fails to start, and retries,
+ * until they are, instead of losing its first publishes.
+ */
 async function declareOnce(address: string, options: BrokerOptions): Promise<Topology> {
   const url = new URL(address)
   url.searchParams.set("name", `${options.name}-declare`)
@@ -456,9 +468,29 @@ async function declareOnce(address: string, options: BrokerOptions): Promise<Top
   await client.connect()
   try {
     return await declareTopology(await client.channel(), options.topology)
+  } catch (err) {
+    if (!(err instanceof AMQPError && /ACCESS_REFUSED/.test(err.message))) throw err
+    return await checkTopology(client, options.topology)
   } finally {
     await client.close().catch(() => {})
   }
+}
+
+/** Passive declares, which need no permission; a missing name closes the channel (404), which names it. */
+async function checkTopology(client: AMQPClient, options: TopologyOptions): Promise<Topology> {
+  const channel = await client.channel()
+  const { exchanges, queues } = topologyDeclarations(options)
+  try {
+    for (const exchange of exchanges)
+      await channel.exchangeDeclare(exchange.name, exchange.type, { passive: true })
+    for (const queue of queues) await channel.queueDeclare(queue.name, { passive: true })
+  } catch (err) {
+    throw new Error(
+      `this user may not declare the topology, and part of it is missing (${(err as Error).message}): ` +
+        "declare it as the operator (scripts/broker-access.ts declare, or the definitions file)",
+    )
+  }
+  return topologyNames(options.prefix)
 }
 
 /** host:port of a broker address, for logs: never the credentials. */

@@ -997,6 +997,16 @@ export const StatusQuery = v.variant("op", [
   v.object({ op: v.literal("workers") }),
   v.object({ op: v.literal("detail"), task_id: TaskId, owner: Owner }),
   v.object({ op: v.literal("revoke"), task_id: TaskId, owner: Owner }),
+  /**
+   * The broker refused a task whose PENDING it took (a full queue): the store ends that run FAILURE without
+   * running, as only a worker may publish a FAILURE event.
+   */
+  v.object({
+    op: v.literal("refused"),
+    task_id: TaskId,
+    run: Run,
+    error: v.pipe(v.string(), v.maxLength(1000)),
+  }),
   /** The `limit` most recently revoked tasks and their runs: what a worker that was away did not hear. */
   v.object({ op: v.literal("revoked"), limit: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.object({ op: v.literal("group"), group_id: TaskId, wait_ms: WaitMs, owner: Owner }),

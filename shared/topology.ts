@@ -361,3 +361,100 @@ export async function declareTopology(channel: AMQPChannel, options: TopologyOpt
   )
   return topologyNames(options.prefix)
 }
+
+/**
+ * Routing keys too many to list (the delay ladder's: 2^25 × destinations; a worker's own control key), as a
+ * regular expression over the whole key, with examples that a test routes through the topology.
+ */
+export interface KeyPattern {
+  pattern: string
+  examples: string[]
+}
+
+/** What a service does on the broker: the source of its RabbitMQ user's permissions (scripts/broker-access.ts). */
+export interface ServiceAccess {
+  /** Exchange → the routing keys it publishes with. `""` is the default exchange: any key, i.e. any queue. */
+  publishes: Record<string, (string | KeyPattern)[]>
+  /** Queues it consumes or takes messages from. */
+  consumes: string[]
+  /** Exchange → the binding keys of the exclusive, server-named queue it listens on while it runs. */
+  listens: Record<string, (string | KeyPattern)[]>
+  /** RabbitMQ user tags, e.g. `management` to read queue rates from the management API. */
+  tags: string[]
+}
+
+/** Least privilege: each service publishes only the routing keys that are its to publish. */
+export function brokerAccess(options: TopologyOptions): Record<Service, ServiceAccess> {
+  const names = topologyNames(options.prefix)
+  const poison = DEAD_LETTER_KEYS.poison
+  /** Into the delay ladder: the delay's bits, then the destination (`<25 × (0|1).><destination>`). */
+  const intoLadder = (...destinations: DelayDestination[]): KeyPattern => ({
+    pattern: `(?:[01]\\.){${DELAY_LEVELS}}(?:${destinations.join("|")})`,
+    examples: destinations.map((destination) => delayRoutingKey(1, destination)),
+  })
+  /** A command to one worker (`worker.<id>`, any id) or to all. */
+  const controlKeys: KeyPattern = {
+    pattern: "worker\\..+",
+    examples: [controlRoutingKey("host-1:42"), CONTROL_BROADCAST_KEY],
+  }
+  return {
+    gateway: {
+      publishes: {
+        [names.tasksExchange]: [...TASK_ROUTES],
+        [delayEntryExchange(names)]: [intoLadder(...TASK_ROUTES)],
+        [names.eventsExchange]: [eventRoutingKey("PENDING")],
+        [names.rpcExchange]: [statusRpcKey("gateway")],
+        [names.controlExchange]: [controlKeys],
+        [names.deadLetterExchange]: [poison],
+      },
+      // The operator's dead-letter routes peek at both, and replay the failed ones.
+      consumes: [names.failedQueue, names.poisonQueue],
+      listens: { [names.eventsExchange]: ["task.#", TASK_PROGRESS_KEY] },
+      tags: ["management"],
+    },
+    "polarity-worker": {
+      publishes: {
+        // Direct reply-to: the answer to a remote-control command goes through the default exchange.
+        "": [],
+        [names.eventsExchange]: [
+          ...(["STARTED", "RETRY", "SUCCESS", "FAILURE", "EXPIRED"] as const).map(eventRoutingKey),
+          TASK_PROGRESS_KEY,
+          WORKER_HEARTBEAT_KEY,
+          WEBHOOK_ATTEMPT_KEY,
+        ],
+        [names.retryExchange]: retryTiers(options.retry).flatMap((delayMs) =>
+          TASK_ROUTES.map((route) => retryRoutingKey(delayMs, route)),
+        ),
+        [names.tasksExchange]: TASK_ROUTES.map(quarantineRoutingKey),
+        // A webhook delivery that failed goes back into the ladder for its next attempt.
+        [delayEntryExchange(names)]: [intoLadder("webhook")],
+        [names.rpcExchange]: [statusRpcKey("polarity-worker")],
+        [names.deadLetterExchange]: [poison, DEAD_LETTER_KEYS.failed],
+      },
+      consumes: [
+        ...TASK_ROUTES.flatMap((route) => [names.taskQueues[route], names.quarantineQueues[route]]),
+        names.webhookQueue,
+      ],
+      listens: {
+        [names.eventsExchange]: [eventRoutingKey("REVOKED")],
+        [names.controlExchange]: [controlKeys],
+      },
+      tags: [],
+    },
+    "status-store": {
+      publishes: {
+        // Direct reply-to: a reply goes through the default exchange, to the caller's `amq.rabbitmq.reply-to.*`.
+        "": [],
+        // The tasks of the periodic schedules it fires (status-store/scheduler.ts), as the gateway submits them,
+        // and the first attempt of each completion webhook.
+        [names.tasksExchange]: [...TASK_ROUTES],
+        [delayEntryExchange(names)]: [intoLadder(...TASK_ROUTES, "webhook")],
+        [names.eventsExchange]: [eventRoutingKey("PENDING"), eventRoutingKey("REVOKED"), BARRIER_KEY],
+        [names.deadLetterExchange]: [poison],
+      },
+      consumes: [names.statusEventsQueue, names.statusRpcQueue],
+      listens: {},
+      tags: [],
+    },
+  }
+}

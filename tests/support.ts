@@ -16,7 +16,7 @@ import {
   TaskEventBatch,
   type TaskRecord,
 } from "../shared/contracts.ts"
-import { type StatusStoreCaller, statusRpcKey, topologyNames } from "../shared/topology.ts"
+import { type Service, type StatusStoreCaller, statusRpcKey, topologyNames } from "../shared/topology.ts"
 import { AMQP_URL, deleteTopology, rawChannel } from "./broker.ts"
 
 export { AMQP_URL, deleteTopology, rawChannel }
@@ -67,11 +67,17 @@ export function testEnv(topic: string, overrides: Env = {}): { env: Env; dataDir
   return { env, dataDir }
 }
 
-export async function startStack(topic: string, overrides: Env = {}): Promise<Stack> {
+/** `perService` adds to the environment of one service, e.g. the AMQP_URL of its own broker user. */
+export async function startStack(
+  topic: string,
+  overrides: Env = {},
+  perService: Partial<Record<Service, Env>> = {},
+): Promise<Stack> {
   const { env, dataDir } = testEnv(topic, overrides)
-  let store = await startStore(loadStoreConfig(env))
-  let worker = await startWorker(loadWorkerConfig(env))
-  const gateway = await startGateway(loadGatewayConfig(env))
+  const envOf = (service: Service) => ({ ...env, ...perService[service] })
+  let store = await startStore(loadStoreConfig(envOf("status-store")))
+  let worker = await startWorker(loadWorkerConfig(envOf("polarity-worker")))
+  const gateway = await startGateway(loadGatewayConfig(envOf("gateway")))
   const names = topologyNames(env.AMQP_PREFIX ?? "")
   return {
     env,
@@ -86,13 +92,13 @@ export async function startStack(topic: string, overrides: Env = {}): Promise<St
     async restartWorker<T>(whileDown?: () => Promise<T>) {
       await worker.stop()
       const result = await whileDown?.()
-      worker = await startWorker(loadWorkerConfig(env))
+      worker = await startWorker(loadWorkerConfig(envOf("polarity-worker")))
       return result
     },
     async restartStore<T>(whileDown?: () => Promise<T>) {
       await store.stop()
       const result = await whileDown?.()
-      store = await startStore(loadStoreConfig(env))
+      store = await startStore(loadStoreConfig(envOf("status-store")))
       return result
     },
     url: (path) => `${gateway.url}${path}`,
@@ -222,11 +228,11 @@ export async function watchEvents(stack: Pick<Stack, "names">) {
 
 /** One request to the stack's status store, straight over the broker as `caller`, and its whole reply. */
 export async function requestStore(
-  stack: Pick<Stack, "names">,
+  stack: Pick<Stack, "names" | "env">,
   body: unknown,
   caller: StatusStoreCaller = "gateway",
 ): Promise<unknown> {
-  await using amqp = await rawChannel()
+  await using amqp = await rawChannel(stack.env.AMQP_URL)
   const reply = Promise.withResolvers<unknown>()
   await amqp.channel.basicConsume("amq.rabbitmq.reply-to", { noAck: true }, (msg) => {
     reply.resolve(JSON.parse(msg.bodyString() ?? ""))

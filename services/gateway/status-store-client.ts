@@ -170,6 +170,11 @@ export class StatusStoreClient {
     return this.ask({ op: "revoke", task_id: taskId, ...(owner !== undefined && { owner }) }, RevokeReply)
   }
 
+  /** End FAILURE a task the broker refused to queue, if its record is still at that run's PENDING. */
+  async refused(taskId: string, run: number, error: string) {
+    return (await this.ask({ op: "refused", task_id: taskId, run, error }, TaskReply)).task
+  }
+
   /** The group, held up to `waitMs` until it is final; null when the store has never heard of it. */
   async group(groupId: string, waitMs = 0, owner?: Owner) {
     const query: StatusQuery = {

@@ -149,8 +149,18 @@ export class PrivateBroker {
     }
   }
 
-  private run(command: string[], ignoreFailure = false): string {
-    const result = Bun.spawnSync(command, { env: this.env, stdout: "pipe", stderr: "pipe" })
+  /** `rabbitmqctl <args>` against this node; its output. */
+  rabbitmqctl(...args: string[]): string {
+    return this.run(["rabbitmqctl", "-n", this.node, ...args])
+  }
+
+  /** A shell script (e.g. rabbitmqctl lines) against this node: RABBITMQ_NODENAME names it to rabbitmqctl. */
+  shell(script: string, env: Record<string, string> = {}): string {
+    return this.run(["sh", "-e", "-c", script], false, env)
+  }
+
+  private run(command: string[], ignoreFailure = false, env: Record<string, string> = {}): string {
+    const result = Bun.spawnSync(command, { env: { ...this.env, ...env }, stdout: "pipe", stderr: "pipe" })
     if (!result.success && !ignoreFailure) {
       throw new Error(`${command.join(" ")} failed: ${result.stderr.toString()}${result.stdout.toString()}`)
     }
