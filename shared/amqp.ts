@@ -16,6 +16,7 @@ import { explainIssues, Task } from "./contracts.ts"
 import type { Logger } from "./log.ts"
 import { RpcClient } from "./rpc-client.ts"
 import {
+  type Binding,
   DEAD_LETTER_KEYS,
   declareTopology,
   type Topology,
@@ -338,10 +339,11 @@ export class Broker {
     handler: (msg: AMQPMessage) => Promise<void> | void,
   ): Promise<Consumer> {
     const { log } = this.options
+    const checked = this.throughBindings(queueName, handler)
     const subscribe = async () =>
       (await this.session.queue(queueName, { passive: true })).subscribe(
         { prefetch, manualAck: true },
-        handler,
+        checked,
       )
     let subscription = await subscribe()
     let missedChecks = 0
@@ -372,6 +374,21 @@ export class Broker {
         // basic.cancel alone: messages already delivered can still be acked on this channel.
         await subscription.channel.basicCancel(subscription.consumerTag).catch(() => {})
       },
+    }
+  }
+
+  /**
+   * Only messages that came through an exchange the topology binds this queue to reach the handler. Permissions
+   * decide who may publish which routing key to an exchange, but a message published to the default exchange
+   * (or another exchange bound by hand) would bypass them: it is dead-lettered instead.
+   */
+  private throughBindings(queueName: string, handler: (msg: AMQPMessage) => Promise<void> | void) {
+    const sources = exchangesReaching(queueName, topologyDeclarations(this.options.topology).bindings)
+    const expected = [...sources].join(" or ") || "none (the queue has no binding)"
+    return (msg: AMQPMessage) => {
+      if (sources.has(msg.exchange)) return handler(msg)
+      const came = msg.exchange === "" ? "the default exchange" : `exchange ${msg.exchange}`
+      return this.deadLetter(msg, queueName, `came through ${came}, not through ${expected}`)
     }
   }
 
@@ -491,6 +508,24 @@ async function checkTopology(client: AMQPClient, options: TopologyOptions): Prom
     )
   }
   return topologyNames(options.prefix)
+}
+
+/**
+ * The exchanges a message may come through to reach a queue: those bound to it, and those bound to them in turn
+ * (the delay ladder's levels, which a message leaves through the exchange its last wait queue dead-letters to).
+ */
+export function exchangesReaching(queueName: string, bindings: Binding[]): Set<string> {
+  const sources = new Set(bindings.filter((b) => b.queue === queueName).map((b) => b.exchange))
+  for (let grew = true; grew; ) {
+    grew = false
+    for (const { exchange, toExchange } of bindings) {
+      if (toExchange && sources.has(toExchange) && !sources.has(exchange)) {
+        sources.add(exchange)
+        grew = true
+      }
+    }
+  }
+  return sources
 }
 
 /** host:port of a broker address, for logs: never the credentials. */

@@ -2,10 +2,10 @@
 // and the rabbitmqctl lines in docs/security.md are what the generator prints today.
 import { describe, expect, test } from "bun:test"
 import { readFileSync } from "node:fs"
-import { rabbitmqctlScript } from "../scripts/broker-access.ts"
+import { brokerDefinitions, passwordHash, rabbitmqctlScript, vhostOf } from "../scripts/broker-access.ts"
 import { topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
-import { brokerAccess, SERVICES, topologyDeclarations } from "../shared/topology.ts"
+import { brokerAccess, SERVICES, type Service, topologyDeclarations } from "../shared/topology.ts"
 
 /** A topic binding key matches a routing key: `*` is one word, `#` zero or more. */
 function topicMatches(pattern: string, key: string): boolean {
@@ -97,5 +97,45 @@ describe("docs/security.md", () => {
   test("names every service's user", () => {
     const docs = readFileSync("docs/security.md", "utf8")
     for (const service of SERVICES) expect(docs).toContain(`sentiment.${service}`)
+  })
+})
+
+describe("compose.yaml's broker", () => {
+  interface ComposeService {
+    environment?: Record<string, string>
+  }
+  const compose = Bun.YAML.parse(readFileSync("compose.yaml", "utf8")) as {
+    "x-broker-admin": { user: string; password: string }
+    services: Record<string, ComposeService>
+  }
+  const definitions = JSON.parse(readFileSync("deploy/rabbitmq/definitions.json", "utf8")) as ReturnType<
+    typeof brokerDefinitions
+  >
+
+  test("each service connects as its own user, whose password the definitions file holds", () => {
+    for (const service of SERVICES) {
+      const url = new URL(compose.services[service]?.environment?.AMQP_URL ?? "")
+      const user = definitions.users.find((u) => u.name === decodeURIComponent(url.username))
+      expect(user?.name).toBe(`sentiment.${service}`)
+      const salt = Buffer.from(user?.password_hash ?? "", "base64").subarray(0, 4)
+      expect(passwordHash(decodeURIComponent(url.password), salt)).toBe(user?.password_hash ?? "")
+    }
+    const admin = compose["x-broker-admin"]
+    const adminUser = definitions.users.find((u) => u.name === admin.user)
+    const salt = Buffer.from(adminUser?.password_hash ?? "", "base64").subarray(0, 4)
+    expect(passwordHash(admin.password, salt)).toBe(adminUser?.password_hash ?? "")
+  })
+
+  test("deploy/rabbitmq/definitions.json is what scripts/broker-access.ts makes for compose's settings", () => {
+    const env = compose.services.gateway?.environment ?? {}
+    const options = topologyOptions(loadConfig(BrokerEnv, env))
+    const passwords = Object.fromEntries(SERVICES.map((s) => [s, "any"])) as Record<Service, string>
+    const admin = { name: compose["x-broker-admin"].user, password: "any" }
+    const expected = brokerDefinitions(options, { vhost: vhostOf(env.AMQP_URL ?? ""), passwords, admin })
+    const withoutHashes = (d: typeof definitions) => ({
+      ...d,
+      users: d.users.map(({ password_hash: _, ...user }) => user),
+    })
+    expect(withoutHashes(definitions)).toEqual(withoutHashes(expected))
   })
 })

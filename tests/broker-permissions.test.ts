@@ -312,7 +312,7 @@ describe("nor can a service read, bind or change what is not its own", () => {
 })
 
 describe("the definitions file grants what the rabbitmqctl lines grant", () => {
-  test("same users, permissions, topic permissions, exchanges, queues and bindings", () => {
+  test("same users, permissions, topic permissions, exchanges, queues and bindings", async () => {
     const dir = mkdtempSync(join(tmpdir(), "definitions-"))
     try {
       const file = join(dir, "definitions.json")
@@ -341,6 +341,8 @@ describe("the definitions file grants what the rabbitmqctl lines grant", () => {
       expect(declared.length).toBeGreaterThan(0)
       expect(ofVhost(section, "defs")).toEqual(declared)
     }
+    // The users now hold the definitions' password hashes: each still logs in with its password.
+    for (const service of SERVICES) expect(await attempt(service, async () => {})).toBe("allowed")
     const users = (exported.users ?? []).filter((u) => String(u.name).startsWith(options.prefix))
     expect(new Map(users.map(({ name, tags }) => [name, tags]))).toEqual(
       new Map(brokerUsers(options).map(({ name, tags }) => [name, tags])),

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import type { Topology } from "../shared/topology.ts"
+import { quarantineRoutingKey, statusRpcKey, type Topology } from "../shared/topology.ts"
 import {
   postReview,
   rawChannel,
@@ -58,23 +58,54 @@ describe("a work-queue message of several tasks", () => {
   })
 })
 
+/** Every queue a service consumes, and the exchange and routing key that reach it. */
+const consumedQueues: [string, (names: Topology) => { queue: string; exchange: string; key: string }][] = [
+  [
+    "the polarity work queue",
+    (n) => ({ queue: n.taskQueues.polarity, exchange: n.tasksExchange, key: "polarity" }),
+  ],
+  [
+    "the default work queue",
+    (n) => ({ queue: n.taskQueues.default, exchange: n.tasksExchange, key: "default" }),
+  ],
+  [
+    "the polarity quarantine queue",
+    (n) => ({
+      queue: n.quarantineQueues.polarity,
+      exchange: n.tasksExchange,
+      key: quarantineRoutingKey("polarity"),
+    }),
+  ],
+  [
+    "the default quarantine queue",
+    (n) => ({
+      queue: n.quarantineQueues.default,
+      exchange: n.tasksExchange,
+      key: quarantineRoutingKey("default"),
+    }),
+  ],
+  [
+    "the status store's event queue",
+    (n) => ({ queue: n.statusEventsQueue, exchange: n.eventsExchange, key: "task.success" }),
+  ],
+  [
+    "the status store's RPC queue",
+    (n) => ({ queue: n.statusRpcQueue, exchange: n.rpcExchange, key: statusRpcKey("gateway") }),
+  ],
+]
+
 describe("a malformed message on any queue is dead-lettered with its reason, and the consumer goes on", () => {
-  const consumedQueues: [string, (names: Topology) => string][] = [
-    ["the polarity work queue", (names) => names.taskQueues.polarity],
-    ["the default work queue", (names) => names.taskQueues.default],
-    ["the polarity quarantine queue", (names) => names.quarantineQueues.polarity],
-    ["the default quarantine queue", (names) => names.quarantineQueues.default],
-    ["the status store's event queue", (names) => names.statusEventsQueue],
-    ["the status store's RPC queue", (names) => names.statusRpcQueue],
-  ]
-  for (const [label, queueOf] of consumedQueues) {
+  for (const [label, route] of consumedQueues) {
     test(`on ${label}`, async () => {
-      const queue = queueOf(stack.names)
+      const { queue, exchange, key } = route(stack.names)
       {
         await using amqp = await rawChannel()
         for (const [, body] of malformed) {
           // The RPC queue's consumer answers its caller; these have a reply-to so only the body is wrong.
-          await amqp.channel.basicPublish("", queue, body, { replyTo: `${queue}.nobody`, deliveryMode: 2 })
+          await amqp.channel.basicPublish(exchange, key, body, {
+            replyTo: `${queue}.nobody`,
+            deliveryMode: 2,
+          })
         }
       }
       const deadLettered = await takeMessages(stack.names.poisonQueue, malformed.length)
@@ -106,6 +137,23 @@ describe("a malformed message on any queue is dead-lettered with its reason, and
       const res = await postReview(stack, "good and happy", "?wait=10")
       expect(res.status).toBe(200)
       expect((await taskBody(res)).status).toBe("SUCCESS")
+    })
+  }
+})
+
+describe("a message put straight into a queue through the default exchange is dead-lettered, whatever it holds", () => {
+  for (const [label, route] of consumedQueues) {
+    test(`on ${label}`, async () => {
+      const { queue } = route(stack.names)
+      {
+        await using amqp = await rawChannel()
+        await amqp.channel.basicPublish("", queue, JSON.stringify({ events: [] }), { deliveryMode: 2 })
+      }
+      const [letter] = await takeMessages(stack.names.poisonQueue, 1)
+      expect(letter?.properties.headers?.["x-original-queue"]).toBe(queue)
+      expect(String(letter?.properties.headers?.["x-dead-letter-reason"])).toStartWith(
+        "came through the default exchange, not through ",
+      )
     })
   }
 })
