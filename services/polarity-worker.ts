@@ -2,7 +2,6 @@
 // with `sentiment` in English or Russian), and reports STARTED and the outcome as events. A failed attempt is
 // retried after an exponential delay held by the broker; a task is acked only after its outcome (and any
 // retry copy) is confirmed.
-import { hostname } from "node:os"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import * as v from "valibot"
@@ -16,6 +15,8 @@ import {
 } from "../shared/amqp.ts"
 import { BrokerEnv, booleanVar, ConfigError, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
+  DetailReply,
+  MAX_HEARTBEAT_INTERVAL_MS,
   MessageType,
   PolarityReportReply,
   RevokedReply,
@@ -50,7 +51,7 @@ import {
 import { AllowedHosts } from "../shared/webhooks.ts"
 import { serveControl } from "./polarity-worker/control.ts"
 import { AttemptContext, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
-import { Heartbeats } from "./polarity-worker/heartbeat.ts"
+import { Heartbeats, workerHost } from "./polarity-worker/heartbeat.ts"
 import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
@@ -90,7 +91,7 @@ export const WorkerEnv = {
   /** Revoked task ids kept in memory to skip them (Celery keeps 50,000 too). */
   REVOKED_IDS_KEPT: integerVar(50_000, 1, 10_000_000),
   /** How often the worker publishes its heartbeat (the dashboard's worker list). */
-  WORKER_HEARTBEAT_MS: integerVar(2000, 50, 600_000),
+  WORKER_HEARTBEAT_MS: integerVar(2000, 50, MAX_HEARTBEAT_INTERVAL_MS),
   /** A running task's progress reports go out at most this often, the latest one each time. */
   PROGRESS_INTERVAL_MS: integerVar(250, 50, 60_000),
   /** Accept the test-only task kind `test:flaky`. Never in production. */
@@ -158,7 +159,7 @@ export async function start(config: WorkerConfig) {
       return checkStatusReply(PolarityReportReply, reply).report
     },
   }
-  const workerName = config.WORKER_NAME ?? `${hostname()}:${process.pid}`
+  const workerName = config.WORKER_NAME ?? `${workerHost()}:${process.pid}`
   const { names } = broker
   const inHand = new InHand()
   const taskMetrics = new WorkerMetrics(metrics, () => inHand.size)
@@ -199,6 +200,27 @@ export async function start(config: WorkerConfig) {
   }
   await learnRevokes()
 
+  /**
+   * Whether the store holds this run REVOKED. A notice alone is not enough to drop a task: a forged or stray one
+   * would leave the task PENDING for good, whereas running a task that was revoked after all changes nothing,
+   * since REVOKED outranks what the run reports. So when the store does not answer, the task runs.
+   */
+  async function revokeConfirmed(task: Task): Promise<boolean> {
+    try {
+      const [reply] = await askStatusStore(
+        broker,
+        SERVICE,
+        [{ op: "detail", task_id: task.task_id }],
+        REVOKES_TIMEOUT_MS,
+      )
+      const { detail } = checkStatusReply(DetailReply, reply)
+      return detail?.task.status === "REVOKED" && detail.run === task.run
+    } catch (err) {
+      log.warn("revoke not confirmed by the status store: the task runs", { taskId: task.task_id, err })
+      return false
+    }
+  }
+
   /** One task as a work-queue message of its own (retries, quarantine and dead letters travel one by one). */
   const alone = (task: unknown) => JSON.stringify({ tasks: [task] } satisfies TaskBatch)
 
@@ -224,7 +246,9 @@ export async function start(config: WorkerConfig) {
    * dead-lettered after REDELIVERY_LIMIT deliveries instead of taking innocent tasks with it or looping forever.
    */
   async function quarantine(msg: AMQPMessage, task: Task, queue: string): Promise<void> {
-    const redeliveries = Number(msg.properties.headers?.["x-redeliveries"] ?? 0) + 1
+    // The header is ours, but anyone who can publish to the quarantine could set it: a count, or none.
+    const before = Number(msg.properties.headers?.["x-redeliveries"] ?? 0)
+    const redeliveries = (Number.isSafeInteger(before) && before > 0 ? before : 0) + 1
     log.warn("task redelivered", { taskId: task.task_id, queue, redeliveries })
     if (redeliveries >= config.REDELIVERY_LIMIT) {
       const error = `redelivered ${redeliveries} times without finishing: it crashes or stalls its worker`
@@ -252,7 +276,7 @@ export async function start(config: WorkerConfig) {
   /** Resolves once everything the task's outcome needs (events, retry copy, dead letter) is confirmed. */
   async function run(msg: AMQPMessage, held: Held): Promise<void> {
     const { task, queue } = held
-    if (revoked.has(`${task.task_id}:${task.run}`)) {
+    if (revoked.has(`${task.task_id}:${task.run}`) && (await revokeConfirmed(task))) {
       // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
       log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
       taskMetrics.taskSkipped(task.kind)

@@ -5,22 +5,18 @@ import { Buffer } from "node:buffer"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import * as v from "valibot"
-import { Broker, brokerOptions, decodeMessage, PoisonMessage } from "../shared/amqp.ts"
+import { Broker, brokerOptions, directReplyTo, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
 import {
-  Barrier,
   FINAL_STATUSES,
   MessageType,
   type StatusQuery,
-  StatusQueryBatch,
   type StatusReply,
   type TaskEvent,
-  TaskEventBatch,
   type TaskProgress,
-  TaskProgressBatch,
-  WebhookAttempt,
+  type WebhookAttempt,
   type WebhookDelivery,
-  WorkerHeartbeat,
+  type WorkerHeartbeat,
 } from "../shared/contracts.ts"
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
@@ -28,10 +24,12 @@ import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
 import { BARRIER_KEY, delayEntryExchange, delayRoutingKey, type Service } from "../shared/topology.ts"
+import { decodeInbound, decodeRequest } from "./status-store/inbound.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
 import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
+import type { EventsOutcome } from "./status-store/store.ts"
 import {
   type Applied,
   currentRun,
@@ -53,12 +51,22 @@ export const StoreEnv = {
   SQLITE_SYNCHRONOUS: picklistVar(["FULL", "NORMAL"], "FULL"),
   /** Event messages in hand at once; all that arrive in one turn of the event loop commit in one transaction. */
   EVENTS_PREFETCH: integerVar(500, 1, 65535),
+  /**
+   * How long an event waits for its cause (the task's PENDING, the run's PENDING, the previous attempt's RETRY)
+   * before it is dead-lettered as one that will never apply, in seconds.
+   */
+  EVENT_HOLD_SECONDS: integerVar(300, 1, 7 * 24 * 3600),
   /** How long an Idempotency-Key is remembered, in seconds. */
   IDEMPOTENCY_KEY_TTL_SECONDS: integerVar(24 * 3600, 1, 30 * 24 * 3600),
   /** How long the dashboard's per-second throughput and latency histograms are kept, in hours. */
   STATS_RETENTION_HOURS: integerVar(24, 1, 24 * 366),
   /** A worker whose heartbeats stopped is shown as lost after this many intervals without one. */
   WORKER_LOST_AFTER_MISSED: integerVar(3, 1, 1000),
+  /**
+   * Workers listed at most: past it, those heard from least recently are forgotten, so that a flood of forged
+   * heartbeats cannot grow the store or the dashboard without bound (real workers come back at their next one).
+   */
+  MAX_WORKERS_TRACKED: integerVar(1000, 1, 100_000),
   /** A worker not heard from for this long (lost, or stopped) is no longer listed, in seconds. */
   WORKER_FORGET_AFTER_SECONDS: integerVar(3600, 60, 30 * 24 * 3600),
   /** A JSON file of schedules (as POST /schedules takes them, each with its id) to make the schedules match at start. */
@@ -175,23 +183,8 @@ export async function start(config: StoreConfig) {
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
     try {
-      if (msg.properties.type === MessageType.barrier) {
-        uncommitted.push({ msg, events: [], barrierId: decodeMessage(msg, Barrier, "Barrier").barrier_id })
-      } else if (msg.properties.type === MessageType.workerHeartbeat) {
-        uncommitted.push({
-          msg,
-          events: [],
-          heartbeat: decodeMessage(msg, WorkerHeartbeat, "WorkerHeartbeat"),
-        })
-      } else if (msg.properties.type === MessageType.webhookAttempt) {
-        const webhookAttempt = decodeMessage(msg, WebhookAttempt, "WebhookAttempt")
-        uncommitted.push({ msg, events: [], webhookAttempt })
-      } else if (msg.properties.type === MessageType.taskProgress) {
-        const { reports } = decodeMessage(msg, TaskProgressBatch, "TaskProgressBatch")
-        uncommitted.push({ msg, events: [], progress: reports })
-      } else {
-        uncommitted.push({ msg, events: decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events })
-      }
+      const inbound = decodeInbound(msg)
+      uncommitted.push({ msg, events: [], ...inbound })
     } catch (err) {
       if (!(err instanceof PoisonMessage)) throw err
       return broker.deadLetter(msg, statusEventsQueue, err.message)
@@ -218,10 +211,13 @@ export async function start(config: StoreConfig) {
     const attempts = deliveries.flatMap((d) => (d.webhookAttempt ? [d.webhookAttempt] : []))
     let applied: Applied[]
     try {
-      applied = await applyEvents(events)
-      if (heartbeats.length > 0) await db.recordHeartbeats(heartbeats, Date.now())
+      const outcome = await applyEvents(events)
+      applied = outcome.applied
+      if (heartbeats.length > 0) await db.recordHeartbeats(heartbeats, Date.now(), config.MAX_WORKERS_TRACKED)
       if (progress.length > 0) await db.recordProgress(progress)
       if (attempts.length > 0) await db.webhooks.recordAttempts(attempts)
+      // Before the acks: should the dead letter not go out, the deliveries come back and are refused again.
+      await deadLetterEvents(outcome.refused)
     } catch (err) {
       log.error("event commit failed, requeueing", { events: events.length, err })
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
@@ -284,13 +280,38 @@ export async function start(config: StoreConfig) {
     await db.webhooks.markQueued(delivery.delivery_id, Date.now())
   }
 
-  async function applyEvents(events: TaskEvent[]): Promise<Applied[]> {
-    if (events.length === 0) return []
+  async function applyEvents(events: TaskEvent[]): Promise<EventsOutcome> {
+    if (events.length === 0) return { applied: [], refused: [] }
     const endTimer = storeMetrics.commitSeconds.startTimer()
-    const applied = await db.applyEvents(events)
+    const outcome = await db.applyEvents(events, Date.now())
     endTimer()
-    storeMetrics.eventsCommitted(events.length, applied)
-    return applied
+    storeMetrics.eventsCommitted(events.length, outcome.applied)
+    return outcome
+  }
+
+  /** Events that may never change their task (task-state.ts's `admit`), dead-lettered together with why. */
+  async function deadLetterEvents(refused: { event: TaskEvent; reason: string }[]): Promise<void> {
+    if (refused.length === 0) return
+    const reasons = [
+      ...new Set(refused.map(({ event, reason }) => `${event.state} of ${event.task_id}: ${reason}`)),
+    ]
+    const reason = `${refused.length} event(s) refused: ${reasons.slice(0, 10).join("; ")}`.slice(0, 2000)
+    const body = JSON.stringify({ events: refused.map(({ event }) => event) })
+    await broker.publishDeadLetter(body, statusEventsQueue, reason, "poison")
+  }
+
+  /** Held events whose cause never came within EVENT_HOLD_SECONDS: dead-lettered, then forgotten. */
+  async function expireHeld(): Promise<void> {
+    for (;;) {
+      const expired = await db.heldBefore(Date.now() - config.EVENT_HOLD_SECONDS * 1000, 1000)
+      if (expired.length === 0) return
+      const refused = expired.map(({ event, waitingFor }) => ({
+        event,
+        reason: `held ${config.EVENT_HOLD_SECONDS} s waiting for ${waitingFor}, which never came`,
+      }))
+      await deadLetterEvents(refused)
+      await db.forgetHeld(expired.map(({ event }) => event))
+    }
   }
 
   /** Queries held until a task or a group is final look again when one of its tasks ends. */
@@ -443,7 +464,9 @@ export async function start(config: StoreConfig) {
     if (row?.status !== "PENDING" || currentRun(row) !== query.run)
       return { task: row ? toRecord(row) : null }
     const base = { task_id: row.task_id, attempt: query.run - 1, run: query.run, at: Date.now() }
-    const applied = await applyEvents([{ ...base, state: "FAILURE", started_at: null, error: query.error }])
+    const { applied } = await applyEvents([
+      { ...base, state: "FAILURE", started_at: null, error: query.error },
+    ])
     wakeWaiters(applied)
     const closed = await db.find(query.task_id)
     return { task: closed ? toRecord(closed) : null }
@@ -543,7 +566,8 @@ export async function start(config: StoreConfig) {
 
   // --- RPC: ack on receipt (a lost query costs its caller a timeout, nothing more), reply when answered
   async function handleQueries(msg: AMQPMessage): Promise<void> {
-    const { replyTo, correlationId } = msg.properties
+    const replyTo = directReplyTo(msg)
+    const { correlationId } = msg.properties
     const properties = {
       type: MessageType.statusReply,
       deliveryMode: 1,
@@ -555,8 +579,7 @@ export async function start(config: StoreConfig) {
         .catch((err) => log.warn("status reply not delivered", { err: err.message }))
     let queries: StatusQuery[]
     try {
-      if (!replyTo) throw new PoisonMessage("status query without reply-to")
-      queries = decodeMessage(msg, StatusQueryBatch, "StatusQueryBatch").queries
+      queries = decodeRequest(msg)
     } catch (err) {
       if (!(err instanceof PoisonMessage)) throw err
       await broker.deadLetter(msg, statusRpcQueue, err.message)
@@ -596,6 +619,11 @@ export async function start(config: StoreConfig) {
   promotion.unref()
   const deliverySweep = setInterval(() => void queueDeliveries(), DELIVERY_SWEEP_MS)
   deliverySweep.unref()
+  const heldSweep = setInterval(
+    () => void expireHeld().catch((err) => log.error("held events not dead-lettered", { err })),
+    Math.min(10_000, config.EVENT_HOLD_SECONDS * 500),
+  )
+  heldSweep.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
 
@@ -631,6 +659,7 @@ export async function start(config: StoreConfig) {
     clearInterval(housekeeping)
     clearInterval(promotion)
     clearInterval(deliverySweep)
+    clearInterval(heldSweep)
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
     arrivalWaiters.wakeAll()

@@ -119,6 +119,18 @@ export function decodeMessage<TSchema extends v.GenericSchema>(
   return result.output
 }
 
+/**
+ * Direct reply-to addresses only: RabbitMQ routes them to the channel that asked, and nowhere else. Any other
+ * reply-to would have a service publish into a queue of the requester's choosing (a work queue, say).
+ */
+const DIRECT_REPLY_TO = /^amq\.rabbitmq\.reply-to\.[A-Za-z0-9+/=._-]{1,240}$/
+
+/** Where the reply to a request may go, or null (no reply at all) when it names nowhere a reply may be sent. */
+export function directReplyTo(msg: AMQPMessage): string | null {
+  const { replyTo } = msg.properties
+  return replyTo !== undefined && DIRECT_REPLY_TO.test(replyTo) ? replyTo : null
+}
+
 /** One task of a work-queue message, checked on its own: a malformed one is poison, the others are not. */
 export function checkTask(raw: unknown): Task {
   const parsed = v.safeParse(Task, raw)
@@ -249,10 +261,15 @@ export class Broker {
     handler: (msg: AMQPMessage) => void,
     onResubscribed: () => void = () => {},
   ): Promise<void> {
+    // The queue is bound to `exchange` alone; anything else reached it by its name through the default exchange.
+    const checked = (msg: AMQPMessage) => {
+      if (msg.exchange === exchange) return handler(msg)
+      this.options.log.debug("message ignored: not from the exchange listened to", { exchange: msg.exchange })
+    }
     const subscribe = async () => {
       const queue = await this.session.queue("", { exclusive: true, autoDelete: true, durable: false })
       for (const key of keys) await queue.bind(exchange, key)
-      await queue.subscribe({ noAck: true }, handler)
+      await queue.subscribe({ noAck: true }, checked)
     }
     await subscribe()
     this.listeners.push(async () => {

@@ -1,6 +1,6 @@
 // Environment parsing: each service declares a valibot schema over process.env, built from these pieces.
 import * as v from "valibot"
-import { explainIssues } from "./contracts.ts"
+import { explainIssues, MAX_RETRIES_PER_RUN } from "./contracts.ts"
 
 /** An integer env var with a default and bounds; the message names the variable and the allowed range. */
 export function integerVar(fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -92,7 +92,7 @@ export const BrokerEnv = {
   QUEUE_TYPE: picklistVar(["classic", "quorum"], "classic"),
   TASK_QUEUE_MAX_LENGTH: integerVar(1_000_000, 1),
   /** Retries after a failed attempt (Celery's max_retries); 0 disables retries. */
-  MAX_RETRIES: integerVar(5, 0, 50),
+  MAX_RETRIES: integerVar(5, 0, MAX_RETRIES_PER_RUN),
   /** Wait before the first retry; each later retry waits twice as long, up to RETRY_MAX_DELAY_MS. */
   RETRY_BASE_DELAY_MS: integerVar(1000, 1, 86_400_000),
   RETRY_MAX_DELAY_MS: integerVar(600_000, 1, 86_400_000),

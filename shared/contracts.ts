@@ -38,9 +38,41 @@ export const MAX_BATCH_SIZE = 1000
 
 export const TaskId = v.pipe(v.string(), v.uuid("must be a UUID"))
 
+/** The last millisecond of year 9999: an ISO 8601 time of four-digit years, as the API shows them. */
+export const MAX_EPOCH_MILLIS = 253_402_300_799_999
+
 /** Milliseconds since the epoch: cheap to write and compare on the wire; the API turns them into ISO strings. */
-const EpochMillis = v.pipe(v.number(), v.integer(), v.minValue(0))
-const Attempt = v.pipe(v.number(), v.integer(), v.minValue(0))
+const EpochMillis = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_EPOCH_MILLIS))
+
+/**
+ * Attempts of one task across all its runs. A task replayed or retried past this is a loop, not work; the bound
+ * keeps the event rank (run, attempt and stage in one number: task-state.ts) exact and in order.
+ */
+export const MAX_ATTEMPT = 100_000
+/** The most retries a run may have (MAX_RETRIES' upper bound): how far past its run an attempt can be. */
+export const MAX_RETRIES_PER_RUN = 50
+const Attempt = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_ATTEMPT))
+
+/** A count on the wire: a whole number JSON and JavaScript hold exactly. */
+const Count = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))
+/** A score or a ratio: JSON's 1e400 parses as Infinity, which JSON cannot write back. */
+const Finite = v.pipe(v.number(), v.finite())
+
+/** The text of an error in an event: workers cut theirs to this many characters. */
+export const MAX_ERROR_LENGTH = 2000
+const ErrorText = v.pipe(v.string(), v.maxLength(MAX_ERROR_LENGTH))
+/**
+ * A worker's id, `host:pid` unless WORKER_NAME says otherwise: shown on the dashboard and in routing keys, so
+ * letters, digits and `.`, `_`, `-`, `:` only.
+ */
+export const WorkerId = v.pipe(
+  v.string(),
+  v.regex(
+    /^[A-Za-z0-9._:-]{1,300}$/,
+    "a worker id is 1 to 300 letters, digits, '.', '_', '-' or ':', such as host:pid",
+  ),
+)
+
 /** What the API shows for a time: ISO 8601 UTC, or null. */
 const IsoTime = v.nullable(v.pipe(v.string(), v.isoTimestamp()))
 
@@ -282,14 +314,16 @@ export type SubmitReport = v.InferOutput<typeof SubmitReport>
 // Retries are counted within a run, and a replay's events outrank the final state of the run before.
 // `expires_at` and `time_limit_ms` are the submission's deadlines, fixed by the gateway; `eta` is when a delayed
 // task is due (it came through the delay ladder).
-const Run = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 1)
+const Run = v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_ATTEMPT)), 1)
 const TaskBase = {
   task_id: TaskId,
   submitted_at: EpochMillis,
   attempt: v.pipe(Attempt, v.minValue(1)),
   run: Run,
   expires_at: v.optional(EpochMillis),
-  time_limit_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  time_limit_ms: v.optional(
+    v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_TIME_LIMIT_SECONDS * 1000)),
+  ),
   eta: v.optional(EpochMillis),
   callback_url: v.optional(v.string()),
 }
@@ -361,8 +395,8 @@ export const TASK_KINDS = [
 ] as const satisfies readonly TaskKind[]
 
 export const PolarityResult = v.object({
-  score: v.number(),
-  comparative: v.number(),
+  score: Finite,
+  comparative: Finite,
   polarity: v.picklist(["positive", "negative", "neutral"]),
   positive: v.array(v.string()),
   negative: v.array(v.string()),
@@ -377,17 +411,17 @@ export type SentenceResult = v.InferOutput<typeof SentenceResult>
 
 export const DocumentResult = v.object({
   /** The sentences' scores added up; its sign gives `polarity`. */
-  score: v.number(),
+  score: Finite,
   polarity: PolarityResult.entries.polarity,
   /** How many sentences are positive, negative and neutral. */
-  sentence_counts: v.object({ positive: v.number(), negative: v.number(), neutral: v.number() }),
+  sentence_counts: v.object({ positive: Count, negative: Count, neutral: Count }),
   /** The document's language, asked for or detected from the whole text; every sentence is scored in it. */
   language: Language,
   sentences: v.array(SentenceResult),
 })
 export type DocumentResult = v.InferOutput<typeof DocumentResult>
 
-export const FlakyResult = v.object({ succeeded_on_attempt: v.number() })
+export const FlakyResult = v.object({ succeeded_on_attempt: Count })
 
 const PolarityCounts = v.object({ positive: v.number(), negative: v.number(), neutral: v.number() })
 const WordCounts = v.array(v.object({ word: v.string(), count: v.number() }))
@@ -434,18 +468,18 @@ export const PendingEvent = v.object({
   group: v.optional(
     v.object({
       group_id: TaskId,
-      index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+      index: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_BATCH_SIZE - 1)),
       size: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_BATCH_SIZE)),
     }),
   ),
 })
-export const StartedEvent = v.object({ ...EventBase, state: v.literal("STARTED"), worker: v.string() })
+export const StartedEvent = v.object({ ...EventBase, state: v.literal("STARTED"), worker: WorkerId })
 /** Attempt `attempt` failed; attempt + 1 runs at `retry_at`. */
 export const RetryEvent = v.object({
   ...EventBase,
   state: v.literal("RETRY"),
   started_at: EpochMillis,
-  error: v.string(),
+  error: ErrorText,
   retry_at: EpochMillis,
 })
 export const SuccessEvent = v.object({
@@ -458,7 +492,7 @@ export const FailureEvent = v.object({
   ...EventBase,
   state: v.literal("FAILURE"),
   started_at: v.nullable(EpochMillis),
-  error: v.string(),
+  error: ErrorText,
 })
 
 // EXPIRED and REVOKED end a task between attempts, like PENDING: `attempt` counts the attempts that ran.
@@ -518,14 +552,8 @@ export function eventId(event: TaskEvent): string {
 export const TaskEventBatch = v.object({ events: v.pipe(v.array(TaskEvent), v.minLength(1)) })
 export type TaskEventBatch = v.InferOutput<typeof TaskEventBatch>
 
-/**
- * A worker process's id: `host:pid`, as in STARTED events and heartbeats. Visible ASCII only, since it is also
- * the routing key of the worker's control queue (`worker.<id>`).
- */
-export const WorkerId = v.pipe(
-  v.string(),
-  v.regex(/^[\x21-\x7e]{1,300}$/, "a worker id is 1 to 300 visible ASCII characters, such as host:pid"),
-)
+/** The longest heartbeat interval (WORKER_HEARTBEAT_MS' upper bound): ten minutes. */
+export const MAX_HEARTBEAT_INTERVAL_MS = 600_000
 
 /** An autoscaled pool, as its supervisor describes it: its bounds and the processes it runs now. */
 export const PoolInfo = v.object({
@@ -544,25 +572,28 @@ export type PoolInfo = v.InferOutput<typeof PoolInfo>
 export const WorkerHeartbeat = v.object({
   /** `host:pid`, as in STARTED events. */
   worker: WorkerId,
-  host: v.pipe(v.string(), v.maxLength(255)),
-  pid: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  host: v.pipe(
+    v.string(),
+    v.regex(/^[A-Za-z0-9._-]{0,253}$/, "a host name is letters, digits, '.', '_' and '-'"),
+  ),
+  pid: v.pipe(Count, v.maxValue(2 ** 32 - 1)),
   state: v.picklist(["online", "offline"]),
   /** The work queues (routes) it consumes; absent from workers older than WORKER_QUEUES. */
-  queues: v.optional(v.array(v.pipe(v.string(), v.maxLength(100)))),
+  queues: v.optional(v.pipe(v.array(v.pipe(v.string(), v.regex(/^[\w.-]{1,100}$/))), v.maxLength(64))),
   /** A process of an autoscaled pool: its supervisor's worker id. */
   supervisor: v.optional(WorkerId),
   /** The supervisor of an autoscaled pool (it runs no task itself; `in_hand` is its processes'). */
   pool: v.optional(PoolInfo),
   /** Tasks per work queue delivered before any is acked. */
-  prefetch: v.pipe(v.number(), v.integer(), v.minValue(0)),
-  in_hand: v.pipe(v.number(), v.integer(), v.minValue(0)),
-  succeeded: v.pipe(v.number(), v.integer(), v.minValue(0)),
-  failed: v.pipe(v.number(), v.integer(), v.minValue(0)),
-  retried: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  prefetch: v.pipe(Count, v.maxValue(65_535)),
+  in_hand: Count,
+  succeeded: Count,
+  failed: Count,
+  retried: Count,
   started_at: EpochMillis,
   sent_at: EpochMillis,
   /** How often this worker sends one: the store calls it lost after a few missed. */
-  interval_ms: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  interval_ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_HEARTBEAT_INTERVAL_MS)),
 })
 export type WorkerHeartbeat = v.InferOutput<typeof WorkerHeartbeat>
 
@@ -617,7 +648,7 @@ export const ControlReply = v.variant("reply", [
 export type ControlReply = v.InferOutput<typeof ControlReply>
 
 /** A marker the status store sends through its own event queue to know it has read everything before it. */
-export const Barrier = v.object({ barrier_id: v.string() })
+export const Barrier = v.object({ barrier_id: v.pipe(v.string(), v.maxLength(100)) })
 export type Barrier = v.InferOutput<typeof Barrier>
 
 export const MAX_WAIT_MS = 30_000
@@ -687,7 +718,6 @@ export const GroupRecord = v.object({
 })
 export type GroupRecord = v.InferOutput<typeof GroupRecord>
 
-const Count = v.pipe(v.number(), v.integer(), v.minValue(0))
 const StatusCounts = v.object(
   Object.fromEntries(TASK_STATUSES.map((status) => [status, Count])) as Record<TaskStatus, typeof Count>,
 )
@@ -1116,7 +1146,11 @@ export type StatusReply = v.InferOutput<typeof StatusReply>
  * What travels on the RPC queue: a gateway sends every quick query of one event-loop turn as one request,
  * and the store answers them in one reply, in the same order. Queries that hold their reply travel alone.
  */
-export const StatusQueryBatch = v.object({ queries: v.pipe(v.array(StatusQuery), v.minLength(1)) })
+/** Queries one request carries at most: the store answers them all at once, so their number is bounded. */
+export const MAX_QUERIES_PER_REQUEST = 1000
+export const StatusQueryBatch = v.object({
+  queries: v.pipe(v.array(StatusQuery), v.minLength(1), v.maxLength(MAX_QUERIES_PER_REQUEST)),
+})
 export type StatusQueryBatch = v.InferOutput<typeof StatusQueryBatch>
 export const StatusReplyBatch = v.object({ replies: v.array(v.unknown()) })
 

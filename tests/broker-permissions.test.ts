@@ -89,6 +89,16 @@ describe("services running as users of their own", () => {
     expect((await fetch(stack.url(`/polarities/tasks/${crypto.randomUUID()}`))).status).toBe(404)
   })
 
+  test("a delayed task goes down the delay ladder to its work queue", async () => {
+    const res = await fetch(stack.url("/polarities"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ review: "later, please", countdown: 0.3 }),
+    })
+    expect(res.status).toBe(202)
+    expect((await waitForFinal(stack, (await taskBody(res)).task_id)).status).toBe("SUCCESS")
+  })
+
   test("a failed attempt is retried through the retry exchange", async () => {
     const taskId = await submitFlaky(stack, { fail_times: 1 })
     expect(await waitForFinal(stack, taskId)).toMatchObject({ status: "SUCCESS", attempts: 2 })

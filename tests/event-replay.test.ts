@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test"
 import { rmSync } from "node:fs"
 import { loadStoreConfig, start as startStore } from "../services/status-store.ts"
 import { eventId, type PolarityResult, type TaskEvent } from "../shared/contracts.ts"
+import { eventRoutingKey } from "../shared/topology.ts"
 import { deleteTopology, rawChannel, testEnv } from "./support.ts"
 
 const TASKS = 200
@@ -105,15 +106,15 @@ async function applyThroughStore(events: TaskEvent[]) {
       const size = 1 + Math.floor(Math.random() * 50)
       const batch = events.slice(i, i + size)
       i += size
-      await amqp.channel.basicPublish(
-        `${env.AMQP_PREFIX}events`,
-        "task.mixed",
-        JSON.stringify({ events: batch }),
-        {
-          type: "task-events",
-          deliveryMode: 2,
-        },
-      )
+      // Each state under its own routing key, as publishers send them: the store takes a key's state only.
+      for (const state of new Set(batch.map((event) => event.state))) {
+        await amqp.channel.basicPublish(
+          `${env.AMQP_PREFIX}events`,
+          eventRoutingKey(state),
+          JSON.stringify({ events: batch.filter((event) => event.state === state) }),
+          { type: "task-events", deliveryMode: 2 },
+        )
+      }
     }
     const db = new Database(env.DATABASE_PATH ?? "", { readonly: true })
     try {

@@ -44,6 +44,21 @@ describe("a work-queue message of several tasks", () => {
     const tasks = [good(1), { kind: "polarity:review", review: 42 }, good(2)]
     {
       await using amqp = await rawChannel()
+      // Submitted as the gateway submits: the store applies a task's events only once it knows the task.
+      const submitted = [tasks[0], tasks[2]].map((task) => ({
+        task_id: (task as { task_id: string }).task_id,
+        state: "PENDING",
+        attempt: 0,
+        run: 1,
+        at: Date.now(),
+        kind: "polarity:review",
+        input: {},
+      }))
+      await amqp.channel.basicPublish(
+        stack.names.eventsExchange,
+        "task.pending",
+        JSON.stringify({ events: submitted }),
+      )
       await amqp.channel.basicPublish(stack.names.tasksExchange, "polarity", JSON.stringify({ tasks }), {
         deliveryMode: 2,
       })
@@ -100,10 +115,11 @@ describe("a malformed message on any queue is dead-lettered with its reason, and
       const { queue, exchange, key } = route(stack.names)
       {
         await using amqp = await rawChannel()
+        // The RPC queue's consumer answers its caller's direct reply-to: these have one, so only the body is wrong.
+        await amqp.channel.basicConsume("amq.rabbitmq.reply-to", { noAck: true }, () => {})
         for (const [, body] of malformed) {
-          // The RPC queue's consumer answers its caller; these have a reply-to so only the body is wrong.
           await amqp.channel.basicPublish(exchange, key, body, {
-            replyTo: `${queue}.nobody`,
+            replyTo: "amq.rabbitmq.reply-to",
             deliveryMode: 2,
           })
         }

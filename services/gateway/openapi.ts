@@ -48,12 +48,13 @@ export interface OperationDoc<TRequest extends string, TResponse extends string>
  * Request bodies are documented as the client sends them (`input`: before defaults and trimming), responses
  * and parameters as the API hands them over (`output`). `trim` has no JSON Schema keyword; the schemas'
  * descriptions say that lengths count after trimming. A `check` or `raw_check` has none either: the description
- * says it, or metadata states it (`uniqueItems`).
+ * says it, or metadata states it (`uniqueItems`). Nor has `finite`, which needs none: a JSON number is finite (the
+ * check is for what JSON.parse makes of 1e400, which JSON cannot write back).
  */
 export const REQUEST_SCHEMA_CONFIG = {
   target: "draft-2020-12",
   typeMode: "input",
-  ignoreActions: ["trim", "check", "raw_check"],
+  ignoreActions: ["trim", "check", "raw_check", "finite"],
 } as const satisfies ConversionConfig
 /** A schedule's task is a request body kept in a response: it was trimmed and checked on the way in. */
 const OUTPUT_SCHEMA_CONFIG = {

@@ -7,6 +7,7 @@ import {
   GroupReply,
   InFlightReply,
   LookupTooLarge,
+  MAX_QUERIES_PER_REQUEST,
   RevokeReply,
   type ScheduleDefinition,
   ScheduleListReply,
@@ -71,8 +72,9 @@ export class StatusStoreClient {
   }
 
   private flush(): void {
-    const batch = this.pending
-    this.pending = []
+    // A request carries at most MAX_QUERIES_PER_REQUEST: the rest of a busy turn goes in the next ones.
+    const batch = this.pending.splice(0, MAX_QUERIES_PER_REQUEST)
+    if (this.pending.length > 0) setImmediate(() => this.flush())
     this.send(batch.map((p) => p.query)).then(
       (replies) => {
         batch.forEach((p, i) => {

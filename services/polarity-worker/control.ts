@@ -3,7 +3,7 @@
 // command is answered over the reply-to it came with; a command that breaks the contract is dropped, since
 // nobody can be told.
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
-import { type Broker, decodeMessage } from "../../shared/amqp.ts"
+import { type Broker, decodeMessage, directReplyTo } from "../../shared/amqp.ts"
 import { ControlCommand, type ControlReply, MessageType } from "../../shared/contracts.ts"
 import type { Logger } from "../../shared/log.ts"
 import { CONTROL_BROADCAST_KEY, controlRoutingKey } from "../../shared/topology.ts"
@@ -17,7 +17,9 @@ export async function serveControl(
   log: Logger,
 ): Promise<void> {
   const handle = async (msg: AMQPMessage) => {
-    const { replyTo, correlationId } = msg.properties
+    // Only to a direct reply-to: never into a queue the command names.
+    const replyTo = directReplyTo(msg)
+    const { correlationId } = msg.properties
     let reply: ControlReply
     try {
       reply = await answer(decodeMessage(msg, ControlCommand, "ControlCommand"))

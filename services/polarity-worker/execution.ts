@@ -1,14 +1,16 @@
 // Running one attempt of a task: its kind's work under the attempt's time limit and abort signal, reporting its
 // progress, and what follows from the way it ended (SUCCESS, RETRY with a delay, or FAILURE).
 import { setTimeout as sleep } from "node:timers/promises"
-import type {
-  DocumentTask,
-  FlakyTask,
-  PolarityReport,
-  ReportTask,
-  Task,
-  TaskEvent,
-  TaskResult,
+import {
+  type DocumentTask,
+  type FlakyTask,
+  MAX_ATTEMPT,
+  MAX_ERROR_LENGTH,
+  type PolarityReport,
+  type ReportTask,
+  type Task,
+  type TaskEvent,
+  type TaskResult,
 } from "../../shared/contracts.ts"
 import { type RetryPolicy, retryDelayMs } from "../../shared/topology.ts"
 import type { ReportProgress } from "./progress.ts"
@@ -162,9 +164,13 @@ export async function outcomeOf(
     const result = await run()
     return { ...base, state: "SUCCESS", at: Date.now(), result }
   } catch (err) {
-    const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+    const error = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(
+      0,
+      MAX_ERROR_LENGTH,
+    )
     const retry = task.attempt - task.run + 1
-    if (err instanceof NonRetryableError || retry > policy.maxRetries) {
+    const outOfAttempts = retry > policy.maxRetries || task.attempt >= MAX_ATTEMPT
+    if (err instanceof NonRetryableError || outOfAttempts) {
       return { ...base, state: "FAILURE", at: Date.now(), error }
     }
     // Equal jitter: half the tier's delay plus a random half, so retries of a burst spread out.

@@ -13,6 +13,16 @@ export type WorkerState = Omit<
   "worker" | "host" | "pid" | "state" | "started_at" | "sent_at" | "interval_ms"
 >
 
+/**
+ * This machine's name as the status store takes it (letters, digits, `.`, `_`, `-`; the dashboard shows it):
+ * any other character becomes `-`.
+ */
+export function workerHost(): string {
+  return hostname()
+    .replace(/[^A-Za-z0-9._-]/g, "-")
+    .slice(0, 253)
+}
+
 interface HeartbeatOptions {
   worker: string
   intervalMs: number
@@ -34,7 +44,7 @@ export class Heartbeats {
     const { worker, intervalMs, describe } = this.options
     return {
       worker,
-      host: hostname(),
+      host: workerHost(),
       pid: process.pid,
       state,
       ...describe(),

@@ -19,9 +19,10 @@ import {
 } from "./dashboard.ts"
 import { sqliteSchedules } from "./sqlite-schedules.ts"
 import { sqliteWebhooks } from "./sqlite-webhooks.ts"
-import type { Claim, ListFilter, ReportRow, StatusStore } from "./store.ts"
+import type { Claim, EventsOutcome, ListFilter, ReportRow, StatusStore } from "./store.ts"
 import {
   type Applied,
+  admit,
   currentRun,
   type GroupRow,
   inFlightDeltas,
@@ -117,6 +118,11 @@ const MIGRATIONS = [
      at INTEGER NOT NULL, outcome TEXT NOT NULL, status_code INTEGER, error TEXT, next_attempt_at INTEGER,
      PRIMARY KEY (delivery_id, attempt)) WITHOUT ROWID;
    CREATE INDEX webhook_attempts_by_task ON webhook_attempts (task_id);`,
+  // 11: events held until their cause arrives (task-state.ts's `admit`): a task's, and the oldest, in order.
+  `CREATE TABLE held_events (event_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, held_at INTEGER NOT NULL,
+     waiting_for TEXT NOT NULL, event TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX held_events_by_task ON held_events (task_id);
+   CREATE INDEX held_events_by_age ON held_events (held_at);`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -151,29 +157,73 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const figures = figureStatements(db)
   const claims = claimStatements(db)
 
-  // One transaction per batch: the inbox entry and the state change commit together, or neither does.
-  const applyEvents = db.transaction((events: TaskEvent[]): Applied[] => {
-    const applied: Applied[] = []
-    for (const event of events) {
-      if (tasks.recordInInbox.run(eventId(event), event.run, event.at, timelineDetail(event)).changes === 0)
-        continue
-      const before = tasks.select.get(event.task_id)
-      const after = mergeEvent(before, event)
-      tasks.upsert.run(Object.fromEntries(TASK_COLUMNS.map((c) => [c, after[c]])))
-      if (event.state === "PENDING" && event.group) {
-        tasks.recordGroup.run(event.group.group_id, event.group.size, event.at, event.owner ?? null)
-      }
-      applied.push({ event, before, after })
-      const delivery = dueDelivery(before, after, Date.now())
-      if (delivery) webhooks.insertDelivery(delivery)
+  const held = heldStatements(db)
+
+  /** The inbox entry and the state change commit together, or neither does; null for a duplicate. */
+  function applyOne(event: TaskEvent): Applied | null {
+    if (tasks.recordInInbox.run(eventId(event), event.run, event.at, timelineDetail(event)).changes === 0)
+      return null
+    const before = tasks.select.get(event.task_id)
+    const after = mergeEvent(before, event)
+    tasks.upsert.run(Object.fromEntries(TASK_COLUMNS.map((c) => [c, after[c]])))
+    if (event.state === "PENDING" && event.group) {
+      tasks.recordGroup.run(event.group.group_id, event.group.size, event.at, event.owner ?? null)
     }
-    figures.record(applied)
-    for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
-    return applied
+    const delivery = dueDelivery(before, after, Date.now())
+    if (delivery) webhooks.insertDelivery(delivery)
+    return { event, before, after }
+  }
+
+  const seen = (id: string) => tasks.inInbox.get(id) !== null
+
+  /** Admit one event: apply it, keep it aside until its cause comes, or refuse it. */
+  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome): boolean {
+    const id = eventId(event)
+    if (seen(id)) return false
+    const admission = admit(tasks.select.get(event.task_id), event, seen)
+    if (admission.verdict === "refuse") {
+      outcome.refused.push({ event, reason: admission.reason })
+      return false
+    }
+    if (admission.verdict === "hold") {
+      held.hold.run(id, event.task_id, now, admission.waitingFor, JSON.stringify(event))
+      return false
+    }
+    const applied = applyOne(event)
+    if (applied) outcome.applied.push(applied)
+    return applied !== null
+  }
+
+  /** Events of these tasks held before: admitted again until none moves, since each may be the next one's cause. */
+  function releaseHeld(taskIds: Iterable<string>, now: number, outcome: EventsOutcome): void {
+    for (const taskId of taskIds) {
+      for (let moved = true; moved; ) {
+        moved = false
+        for (const { event_id: id, event } of held.ofTask.all(taskId)) {
+          const refused = outcome.refused.length
+          const applied = admitOne(JSON.parse(event) as TaskEvent, now, outcome)
+          if (applied || outcome.refused.length > refused || seen(id)) held.forget.run(id)
+          moved ||= applied
+        }
+      }
+    }
+  }
+
+  const applyEvents = db.transaction((events: TaskEvent[], now: number): EventsOutcome => {
+    const outcome: EventsOutcome = { applied: [], refused: [] }
+    const moved = new Set<string>()
+    for (const event of events) if (admitOne(event, now, outcome)) moved.add(event.task_id)
+    if (held.any.get()) releaseHeld(moved, now, outcome)
+    figures.record(outcome.applied)
+    for (const [owner, delta] of inFlightDeltas(outcome.applied)) tasks.addInFlight.run(owner, delta)
+    return outcome
   })
+  /** The store's own REVOKED, applied without admission: only the store revokes. */
   const revoke = db.transaction((taskId: string, at: number) => {
     const { outcome, event } = revokeOf(tasks.select.get(taskId), at)
-    const applied = event ? applyEvents([event]) : []
+    const applied = event ? [applyOne(event)].filter((a) => a !== null) : []
+    figures.record(applied)
+    for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
     return { outcome, row: tasks.select.get(taskId), applied }
   })
   const claimKey = db.transaction((claim: Claim, now: number): Claim | null => {
@@ -194,14 +244,26 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
         tasks.updateProgress.run(JSON.stringify(report), report.task_id)
     }
   })
-  const recordHeartbeats = db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number) => {
+  const recordHeartbeats = db.transaction((heartbeats: WorkerHeartbeat[], seenAt: number, keep: number) => {
     for (const heartbeat of heartbeats)
       figures.putWorker.run(heartbeat.worker, JSON.stringify(heartbeat), seenAt)
+    figures.keepWorkers.run(keep)
   })
 
   return {
-    applyEvents: async (events) => applyEvents(events),
-    recordHeartbeats: async (heartbeats, seenAt) => recordHeartbeats(heartbeats, seenAt),
+    applyEvents: async (events, now = Date.now()) => applyEvents(events, now),
+    async heldBefore(before, limit) {
+      return held.before.all(before, limit).map((row) => ({
+        event: JSON.parse(row.event) as TaskEvent,
+        heldAt: row.held_at,
+        waitingFor: row.waiting_for,
+      }))
+    },
+    async forgetHeld(events) {
+      for (const event of events) held.forget.run(eventId(event))
+    },
+    recordHeartbeats: async (heartbeats, seenAt, keep = Number.MAX_SAFE_INTEGER) =>
+      recordHeartbeats(heartbeats, seenAt, keep),
     recordProgress: async (reports) => recordProgress(reports),
     find: async (taskId) => tasks.select.get(taskId),
     findMany: async (taskIds) => taskIds.map((taskId) => tasks.select.get(taskId)),
@@ -248,8 +310,30 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   }
 }
 
+interface HeldRow {
+  event_id: string
+  held_at: number
+  waiting_for: string
+  event: string
+}
+
+function heldStatements(db: SqliteDatabase) {
+  return {
+    hold: db.query<void, [string, string, number, string, string]>(
+      "INSERT OR IGNORE INTO held_events VALUES (?, ?, ?, ?, ?)",
+    ),
+    any: db.query<{ one: number }, []>("SELECT 1 AS one FROM held_events LIMIT 1"),
+    ofTask: db.query<HeldRow, [string]>("SELECT * FROM held_events WHERE task_id = ? ORDER BY held_at"),
+    before: db.query<HeldRow, [number, number]>(
+      "SELECT * FROM held_events WHERE held_at < ? ORDER BY held_at LIMIT ?",
+    ),
+    forget: db.query<void, [string]>("DELETE FROM held_events WHERE event_id = ?"),
+  }
+}
+
 function taskStatements(db: SqliteDatabase) {
   return {
+    inInbox: db.query<{ one: number }, [string]>("SELECT 1 AS one FROM inbox WHERE event_id = ?"),
     select: db.query<TaskRow, [string]>("SELECT * FROM tasks WHERE task_id = ?"),
     upsert: db.query<void, Record<string, string | number | null>>(
       `INSERT INTO tasks (${TASK_COLUMNS.join(", ")}) VALUES (${TASK_COLUMNS.map((c) => `$${c}`).join(", ")})
@@ -387,5 +471,8 @@ function figureStatements(db: SqliteDatabase) {
     pruneThroughput: db.query<void, [number]>("DELETE FROM throughput WHERE second < ?"),
     pruneLatency: db.query<void, [number]>("DELETE FROM latency_buckets WHERE minute < ?"),
     pruneWorkers: db.query<void, [number]>("DELETE FROM workers WHERE seen_at < ?"),
+    keepWorkers: db.query<void, [number]>(
+      "DELETE FROM workers WHERE worker IN (SELECT worker FROM workers ORDER BY seen_at DESC, worker LIMIT -1 OFFSET ?)",
+    ),
   }
 }

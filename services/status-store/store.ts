@@ -44,10 +44,33 @@ export interface ReportRow {
   result: string | null
 }
 
+/** What applying a batch of events did. */
+export interface EventsOutcome {
+  applied: Applied[]
+  refused: { event: TaskEvent; reason: string }[]
+}
+
+export interface HeldEvent {
+  event: TaskEvent
+  heldAt: number
+  /** What it waits for, e.g. "the task's submission (its PENDING)". */
+  waitingFor: string
+}
+
 export interface StatusStore {
-  /** Apply events in one transaction (once each, by the inbox); returns those that were new, with their rows. */
-  applyEvents(events: TaskEvent[]): Promise<Applied[]>
-  recordHeartbeats(heartbeats: WorkerHeartbeat[], seenAt: number): Promise<void>
+  /**
+   * Admit events (task-state.ts's `admit`) and apply those that may be, in one transaction, once each (by the
+   * inbox). An event whose cause has not arrived is held, with `now` as its time, and admitted again whenever
+   * another event of its task is applied; `applied` are those new to the inbox (held ones included), with their
+   * rows; `refused` will never be.
+   */
+  applyEvents(events: TaskEvent[], now?: number): Promise<EventsOutcome>
+  /** Events held since before `before`, oldest first: their cause never came, so they are to be dead-lettered. */
+  heldBefore(before: number, limit: number): Promise<HeldEvent[]>
+  /** Drop held events, once they are dead-lettered. */
+  forgetHeld(events: TaskEvent[]): Promise<void>
+  /** Keep each worker's latest heartbeat, and only the `keep` workers heard from most recently. */
+  recordHeartbeats(heartbeats: WorkerHeartbeat[], seenAt: number, keep?: number): Promise<void>
   /**
    * Keep each task's latest progress report (`progress_report`); one older than the report held (task-state.ts's
    * `supersedes`), or of a task the store has not heard of, is dropped.

@@ -4,6 +4,7 @@
 import {
   FINAL_STATUSES,
   type GroupRecord,
+  MAX_RETRIES_PER_RUN,
   TASK_STATUSES,
   type TaskEvent,
   type TaskKind,
@@ -214,6 +215,54 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
       break
   }
   return next
+}
+
+/**
+ * Whether an event may change its task now. `apply`: its causes are known. `hold`: not yet (a worker's outcome
+ * often overtakes the gateway's PENDING by a moment); the store keeps it aside and asks again whenever another
+ * event of the task is applied, and dead-letters it after EVENT_HOLD_SECONDS. `refuse`: never, whatever comes
+ * later. So a task exists only from its submission, a run only from its PENDING, an attempt only from the
+ * failure of the one before, and nothing undoes a success.
+ */
+export type Admission =
+  | { verdict: "apply" }
+  | { verdict: "hold"; waitingFor: string }
+  | { verdict: "refuse"; reason: string }
+
+const RETRYABLE_ENDS: ReadonlySet<TaskStatus> = new Set(["FAILURE", "EXPIRED", "REVOKED"])
+
+/**
+ * `seen(eventId)`: whether the inbox holds that event (applied before). The row is the task's before the event
+ * (null when unknown). Pure, so that every backend admits the same events in the same state.
+ */
+export function admit(row: TaskRow | null, event: TaskEvent, seen: (eventId: string) => boolean): Admission {
+  const { task_id: taskId, run, attempt, state } = event
+  const refuse = (reason: string): Admission => ({ verdict: "refuse", reason })
+  const hold = (waitingFor: string): Admission => ({ verdict: "hold", waitingFor })
+  if (state === "REVOKED")
+    return refuse("a REVOKED comes from the status store alone, which applies it itself")
+  if (state === "PENDING") {
+    if (attempt !== run - 1) return refuse(`a PENDING of run ${run} has attempt ${run - 1}, not ${attempt}`)
+    if (run === 1) return { verdict: "apply" }
+    if (!row?.kind) return hold("the task's submission (its first PENDING)")
+    const current = currentRun(row)
+    if (run <= current) return { verdict: "apply" }
+    if (row.status === "SUCCESS") return refuse(`the task succeeded in run ${current}: no run comes after`)
+    if (!RETRYABLE_ENDS.has(row.status)) return hold(`the end of run ${current}`)
+    const next = Math.max(row.attempts, current) + 1
+    return run <= next ? { verdict: "apply" } : hold(`run ${next} before run ${run}`)
+  }
+  // An attempt ran (attempt ≥ run), or the run ended before its next attempt started: EXPIRED, or the FAILURE
+  // of a task the broker refused (attempt run - 1).
+  const between = state === "EXPIRED" || (state === "FAILURE" && attempt === run - 1)
+  if (attempt < (between ? run - 1 : run)) return refuse(`attempt ${attempt} comes before run ${run} began`)
+  if (attempt > run + MAX_RETRIES_PER_RUN) return refuse(`attempt ${attempt} is more retries than a run has`)
+  if (!row?.kind) return hold("the task's submission (its PENDING)")
+  if (run > currentRun(row)) return hold(`the PENDING of run ${run}`)
+  // Attempt n + 1 follows the RETRY of attempt n; an EXPIRED of n + 1 (attempt = n: n ran) follows it too.
+  const previous = between ? attempt : attempt - 1
+  if (previous >= run && !seen(`${taskId}:RETRY:${previous}`)) return hold(`the RETRY of attempt ${previous}`)
+  return { verdict: "apply" }
 }
 
 export type RevokeOutcome = "revoked" | "not_found" | "started" | "final"
