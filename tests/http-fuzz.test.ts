@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { connect } from "node:net"
 import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
 import { MAX_BATCH_SIZE } from "../shared/contracts.ts"
+import { mulberry32, pick, type Random } from "./random.ts"
 import { type Stack, startStack } from "./support.ts"
 
 const alice = mintKey()
@@ -398,21 +399,6 @@ interface JsonSchema {
   anyOf?: JsonSchema[]
   oneOf?: JsonSchema[]
 }
-
-type Random = () => number
-
-function mulberry32(seed: number): Random {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const pick = <T>(random: Random, items: readonly T[]): T => items[Math.floor(random() * items.length)] as T
 
 const ODD_STRINGS = [
   "",
