@@ -619,8 +619,11 @@ export async function start(config: StoreConfig) {
   promotion.unref()
   const deliverySweep = setInterval(() => void queueDeliveries(), DELIVERY_SWEEP_MS)
   deliverySweep.unref()
+  // In the line of commits, so that a held event is never dead-lettered while a commit is applying it.
   const heldSweep = setInterval(
-    () => void expireHeld().catch((err) => log.error("held events not dead-lettered", { err })),
+    () => {
+      commits = commits.then(expireHeld).catch((err) => log.error("held events not dead-lettered", { err }))
+    },
     Math.min(10_000, config.EVENT_HOLD_SECONDS * 500),
   )
   heldSweep.unref()
