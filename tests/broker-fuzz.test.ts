@@ -23,6 +23,8 @@ let succeeded: TaskRecord
 beforeAll(async () => {
   stack = await startStack("broker-fuzz", { EVENT_HOLD_SECONDS: "1", ADMIN_TOKEN, WORKER_PREFETCH: "8" })
   amqp = await rawChannel()
+  // Each publish resolves once the broker holds the message: the replay below must find the failed letters there.
+  await amqp.channel.confirmSelect()
   await amqp.channel.basicConsume(
     stack.names.poisonQueue,
     { noAck: true },
