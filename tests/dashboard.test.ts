@@ -216,6 +216,17 @@ describe("the dashboard in a browser", () => {
     expect(opened.errors).toEqual([])
   })
 
+  test("what a client wrote is shown as text, never as HTML", async () => {
+    const review = `<img src=x onerror="document.title='pwned'"><script>document.title='pwned'</script> awful`
+    const { task_id: taskId } = await taskBody(await postReview(stack, review, "?wait=10"))
+    await using opened = await openDashboard(stack.url(`/dashboard#task=${taskId}`))
+    const { page } = opened
+    await page.locator('#detail[open][data-status="SUCCESS"]').waitFor({ timeout: WAIT_MS })
+    expect(await page.locator("#detail-text").textContent()).toBe(review)
+    expect(await page.locator("#detail img, #detail script").count()).toBe(0)
+    expect(await page.title()).not.toBe("pwned")
+  })
+
   // Into docs/ only when asked, so that a test run leaves the checkout as it found it.
   const screenshotPath = process.env.UPDATE_SCREENSHOT
     ? "docs/dashboard.png"
