@@ -225,13 +225,11 @@ describe("a publish across a trust boundary is refused by the broker", () => {
         (n) => n.taskQueues.polarity,
       ),
     ],
-    ["the store publishes a submission", "status-store", publish(tasks, key("default"))],
     [
       "the store publishes a worker's outcome",
       "status-store",
       publish(events, key(eventRoutingKey("SUCCESS"))),
     ],
-    ["the store publishes a PENDING", "status-store", publish(events, key(eventRoutingKey("PENDING")))],
     [
       "the store publishes a retry copy",
       "status-store",
@@ -261,6 +259,7 @@ describe("a publish across a trust boundary is refused by the broker", () => {
       ),
     ],
     ["the store publishes a REVOKED", "status-store", publish(events, key(eventRoutingKey("REVOKED")))],
+    ["the store publishes a scheduled task", "status-store", publish(tasks, key("default"))],
   ]
   for (const [label, service, act] of allowed) {
     test(`but ${label}`, async () => expect(await attempt(service, act)).toBe("allowed"))
