@@ -1,11 +1,20 @@
 // Hostile messages into every queue the services consume (work queues, quarantines, the store's events and
-// requests, the failed queue an operator replays, the listeners' exchanges): each is dead-lettered with its
-// reason or ignored, no task's state changes, and every service is healthy afterwards. A table of known attacks
-// (issue 13's reproductions among them), then a seeded random part; BROKER_FUZZ_SEED=<n> replays a run.
+// requests, the webhook deliveries, the failed queue an operator replays, the listeners' exchanges: task events,
+// revoke notices, remote control): each is dead-lettered with its reason or ignored, no task's state changes,
+// and every service is healthy afterwards. A table of known attacks (issue 13's reproductions among them), then a
+// seeded random part; BROKER_FUZZ_SEED=<n> replays a run.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import type { TaskRecord } from "../shared/contracts.ts"
-import { DEAD_LETTER_KEYS, quarantineRoutingKey, statusRpcKey, type Topology } from "../shared/topology.ts"
+import {
+  CONTROL_BROADCAST_KEY,
+  DEAD_LETTER_KEYS,
+  delayEntryExchange,
+  delayRoutingKey,
+  quarantineRoutingKey,
+  statusRpcKey,
+  type Topology,
+} from "../shared/topology.ts"
 import { mulberry32, pick as pickFrom } from "./random.ts"
 import { postReview, rawChannel, type Stack, startStack, taskBody } from "./support.ts"
 
@@ -75,6 +84,10 @@ async function send({ exchange, key, body, properties }: Hostile, tag: string): 
 const events = (n: Topology) => n.eventsExchange
 const tasks = (n: Topology) => n.tasksExchange
 const rpc = (n: Topology) => n.rpcExchange
+const control = (n: Topology) => n.controlExchange
+const ladder = (n: Topology) => delayEntryExchange(n)
+/** The delay ladder's key of a webhook due at once. */
+const webhookNow = delayRoutingKey(0, "webhook")
 const key = (k: string) => () => k
 const newId = () => crypto.randomUUID()
 
@@ -382,6 +395,59 @@ function table(): Hostile[] {
       properties: directReplyTo,
       reasons: [/not a valid StatusQueryBatch/],
     },
+    // Remote control, on each worker's own listener: a command it cannot read is dropped, and it answers a
+    // direct reply-to only, never a queue the command names. (A forged `shutdown` is stopped by permissions
+    // alone: only the gateway's user may publish commands.)
+    {
+      label: "a command that is not JSON",
+      exchange: control,
+      key: key(CONTROL_BROADCAST_KEY),
+      body: "{",
+      reasons: [],
+    },
+    {
+      label: "a ping whose reply-to names a work queue",
+      exchange: control,
+      key: key(CONTROL_BROADCAST_KEY),
+      body: { command: "ping" },
+      properties: { replyTo: stack.names.taskQueues.polarity, correlationId: "1" },
+      reasons: [],
+    },
+    {
+      label: "an unknown command",
+      exchange: control,
+      key: key(CONTROL_BROADCAST_KEY),
+      body: { command: "__proto__" },
+      reasons: [],
+    },
+    // Completion webhooks, which leave the delay ladder for the workers.
+    {
+      label: "a webhook delivery that is not JSON",
+      exchange: ladder,
+      key: () => webhookNow,
+      body: "x",
+      reasons: [/not JSON/],
+    },
+    {
+      label: "a webhook delivery of another shape",
+      exchange: ladder,
+      key: () => webhookNow,
+      body: { delivery_id: newId(), url: 42 },
+      reasons: [/not a valid WebhookDelivery/],
+    },
+    {
+      label: "a webhook to the cloud's metadata address, of a task that succeeded",
+      exchange: ladder,
+      key: () => webhookNow,
+      body: {
+        delivery_id: newId(),
+        task_id: done,
+        url: "http://169.254.169.254/latest",
+        attempt: 1,
+        record: succeeded,
+      },
+      reasons: [],
+    },
     // The work queues and the quarantines.
     {
       label: "a task batch that is not JSON",
@@ -550,7 +616,10 @@ describe("hostile messages from a table", () => {
       })
     }
     // No reply went anywhere but to a direct reply-to: nothing reached the work queue as a message of its own.
-    expect(deadLetters.filter((m) => m.properties.type === "status-reply")).toEqual([])
+    const replies = deadLetters.filter((m) =>
+      ["status-reply", "control-reply"].includes(m.properties.type ?? ""),
+    )
+    expect(replies).toEqual([])
     await unchanged()
     await servicesHealthy()
   })
@@ -601,6 +670,15 @@ describe("random hostile messages", () => {
           { task_id: crypto.randomUUID(), attempt: 1, run: 1, at: T0, progress: { done: 1, total: 2 } },
         ],
       }),
+      // Never `shutdown` or a pool command: those stop the worker, which only permissions prevent.
+      () => ({ command: pick(["ping", "active"]) }),
+      () => ({
+        delivery_id: crypto.randomUUID(),
+        task_id: succeeded.task_id,
+        url: "http://127.0.0.1:9/hook",
+        attempt: 1,
+        record: succeeded,
+      }),
     ]
     /** A valid-looking body with one field of one object changed to something hostile (or removed). */
     const mutate = (value: unknown, depth = 0): unknown => {
@@ -634,6 +712,8 @@ describe("random hostile messages", () => {
           ]),
       ],
       ["rpc", rpc, () => pick([statusRpcKey("gateway"), statusRpcKey("polarity-worker"), "status-store.x"])],
+      ["control", control, () => pick([CONTROL_BROADCAST_KEY, "worker.nobody"])],
+      ["webhooks", ladder, () => webhookNow],
       [
         "tasks",
         tasks,

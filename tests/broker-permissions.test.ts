@@ -18,6 +18,9 @@ import { BrokerEnv, loadConfig } from "../shared/config.ts"
 import type { WorkerRecord } from "../shared/contracts.ts"
 import {
   BARRIER_KEY,
+  CONTROL_BROADCAST_KEY,
+  delayEntryExchange,
+  delayRoutingKey,
   eventRoutingKey,
   quarantineRoutingKey,
   retryRoutingKey,
@@ -49,6 +52,10 @@ const passwordEnv = Object.fromEntries(SERVICES.map((s) => [passwordVariable(s),
 const ADMIN_TOKEN = "a".repeat(40)
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
+/** A completion webhook's receiver, at a loopback address the allow list names. */
+const RECEIVER_ADDRESS = "127.0.0.2"
+let receiver: ReturnType<typeof Bun.serve> | undefined
+const webhooks: string[] = []
 let node: PrivateBroker
 let stack: Stack
 let options: TopologyOptions
@@ -69,15 +76,31 @@ beforeAll(async () => {
   const port = new URL(node.url).port
   urlOf = (service) =>
     `amqp://${encodeURIComponent(`${prefix}${service}`)}:${passwords[service]}@127.0.0.1:${port}`
+  receiver = Bun.serve({
+    port: 0,
+    hostname: RECEIVER_ADDRESS,
+    fetch: async (req) => {
+      webhooks.push(await req.text())
+      return new Response(null, { status: 204 })
+    },
+  })
   stack = await startStack(
     "permissions",
-    { ...env, ENABLE_TEST_TASKS: "true", ADMIN_TOKEN, WORKER_HEARTBEAT_MS: "100" },
+    {
+      ...env,
+      ENABLE_TEST_TASKS: "true",
+      ADMIN_TOKEN,
+      WORKER_HEARTBEAT_MS: "100",
+      WEBHOOK_SECRET: "whsec_cGVybWlzc2lvbnMtdGVzdC1zZWNyZXQtb2YtMzI",
+      WEBHOOK_ALLOW_HOSTS: RECEIVER_ADDRESS,
+    },
     Object.fromEntries(SERVICES.map((s) => [s, { AMQP_URL: urlOf(s) }])),
   )
 }, 120_000)
 
 afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
+  receiver?.stop(true)
   await node?.[Symbol.asyncDispose]()
 }, 60_000)
 
@@ -97,6 +120,26 @@ describe("services running as users of their own", () => {
     })
     expect(res.status).toBe(202)
     expect((await waitForFinal(stack, (await taskBody(res)).task_id)).status).toBe("SUCCESS")
+  })
+
+  test("a completion webhook goes down the delay ladder to a worker, which posts it", async () => {
+    const res = await fetch(stack.url("/polarities"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        review: "tell me",
+        callback_url: `http://${RECEIVER_ADDRESS}:${receiver?.port}/done`,
+      }),
+    })
+    const { task_id } = await taskBody(res)
+    await eventually(async () => expect(webhooks.some((body) => body.includes(task_id))).toBe(true), 15_000)
+  })
+
+  test("the gateway asks the workers over the control exchange, and they answer", async () => {
+    const res = await fetch(stack.url("/admin/workers"), { headers: admin })
+    expect(res.status).toBe(200)
+    const body = (await res.json()) as { workers: { status: string; ping_ms: number | null }[] }
+    expect(body.workers.filter((w) => w.status === "online" && typeof w.ping_ms === "number")).toHaveLength(1)
   })
 
   test("a failed attempt is retried through the retry exchange", async () => {
@@ -218,12 +261,24 @@ describe("a publish across a trust boundary is refused by the broker", () => {
       publish((n) => n.rpcExchange, key(statusRpcKey("gateway"))),
     ],
     [
-      "a worker publishes into a work queue directly",
+      "a worker publishes a delayed submission",
       "polarity-worker",
-      publish(
-        () => "",
-        (n) => n.taskQueues.polarity,
-      ),
+      publish(delayEntryExchange, () => delayRoutingKey(1, "polarity")),
+    ],
+    [
+      "a worker commands the workers",
+      "polarity-worker",
+      publish((n) => n.controlExchange, key(CONTROL_BROADCAST_KEY)),
+    ],
+    [
+      "the gateway publishes a webhook delivery",
+      "gateway",
+      publish(delayEntryExchange, () => delayRoutingKey(0, "webhook")),
+    ],
+    [
+      "the store commands the workers",
+      "status-store",
+      publish((n) => n.controlExchange, key(CONTROL_BROADCAST_KEY)),
     ],
     [
       "the store publishes a worker's outcome",
