@@ -62,14 +62,14 @@ const Finite = v.pipe(v.number(), v.finite())
 export const MAX_ERROR_LENGTH = 2000
 const ErrorText = v.pipe(v.string(), v.maxLength(MAX_ERROR_LENGTH))
 /**
- * A worker's id, `host:pid` unless WORKER_NAME says otherwise: shown on the dashboard and in routing keys, so
- * letters, digits and `.`, `_`, `-`, `:` only.
+ * A worker's id, `host:pid` unless WORKER_NAME says otherwise (Celery's `name@host` too): shown on the dashboard
+ * and in routing keys, so letters, digits and `.`, `_`, `-`, `:`, `@` only: nothing HTML or a routing key reads.
  */
 export const WorkerId = v.pipe(
   v.string(),
   v.regex(
-    /^[A-Za-z0-9._:-]{1,300}$/,
-    "a worker id is 1 to 300 letters, digits, '.', '_', '-' or ':', such as host:pid",
+    /^[A-Za-z0-9._:@-]{1,300}$/,
+    "a worker id is 1 to 300 letters, digits, '.', '_', '-', ':' or '@', such as host:pid",
   ),
 )
 
