@@ -19,6 +19,8 @@ export interface CeilingOptions {
   window: number
   /** Review length, as the throughput phase submits them. */
   reviewBytes: number
+  /** The type of queues A and B, the services' QUEUE_TYPE. */
+  queueType: "classic" | "quorum"
 }
 
 export interface CeilingResult {
@@ -87,11 +89,16 @@ export async function runCeiling(options: CeilingOptions): Promise<CeilingResult
   const [publisher, relay, sink] = sessions as [AMQPSession, AMQPSession, AMQPSession]
   let stallCheck: ReturnType<typeof setInterval> | undefined
   try {
-    const durable = { durable: true, autoDelete: false, exclusive: false }
-    const tasksIn = await publisher.queue(names.tasksQueue, durable)
-    const tasksOut = await relay.queue(names.tasksQueue, durable)
-    const eventsIn = await relay.queue(names.eventsQueue, durable)
-    const eventsOut = await sink.queue(names.eventsQueue, durable)
+    const declared = {
+      durable: true,
+      autoDelete: false,
+      exclusive: false,
+      arguments: { "x-queue-type": options.queueType },
+    }
+    const tasksIn = await publisher.queue(names.tasksQueue, declared)
+    const tasksOut = await relay.queue(names.tasksQueue, declared)
+    const eventsIn = await relay.queue(names.eventsQueue, declared)
+    const eventsOut = await sink.queue(names.eventsQueue, declared)
 
     const done = Promise.withResolvers<void>()
     let consumed = 0

@@ -53,12 +53,17 @@ const USAGE = `Usage: npm run bench -- [options]
                          each service's own, as gateway=deno,worker=bun,store=deno (default bun)
   --cpu-prof DIR         each Bun service started here writes its CPU profile to DIR/<service>.md when it stops
   --amqp-url URL         broker (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
+  --queue-type T         classic or quorum: the services' QUEUE_TYPE and the ceiling's queues (default
+                         $QUEUE_TYPE or classic)
   --help                 this text
 
 The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
 
 const PHASES = ["all", "ceiling", "throughput", "latency", "delayed"] as const
 const FOLLOWS: readonly Follow[] = ["lookup", "get"]
+/** The ceiling's queues are of the services' type, so that the ratio compares like with like. */
+const QUEUE_TYPES = ["classic", "quorum"] as const
+type QueueType = (typeof QUEUE_TYPES)[number]
 /** Lookups in flight at once: each carries every task due, so a few keep up with any rate. */
 const LOOKUP_CLIENTS = 4
 type Phase = (typeof PHASES)[number]
@@ -94,6 +99,7 @@ function parseOptions(argv: string[]) {
       runtime: { type: "string", default: "bun" },
       "cpu-prof": { type: "string" },
       "amqp-url": { type: "string", default: AMQP_URL },
+      "queue-type": { type: "string", default: process.env.QUEUE_TYPE ?? "classic" },
       help: { type: "boolean", default: false },
     },
   })
@@ -109,6 +115,9 @@ function parseOptions(argv: string[]) {
   }
   const follow = values.follow as Follow
   if (!FOLLOWS.includes(follow)) throw new Error(`--follow must be one of ${FOLLOWS.join(", ")}`)
+  const queueType = values["queue-type"] as QueueType
+  if (!QUEUE_TYPES.includes(queueType))
+    throw new Error(`--queue-type must be one of ${QUEUE_TYPES.join(", ")}`)
   const options = {
     tasks: count("tasks"),
     reviewBytes: count("review-bytes", 0),
@@ -133,6 +142,7 @@ function parseOptions(argv: string[]) {
     runtimes: parseRuntimes(values.runtime),
     cpuProfileDir: values["cpu-prof"],
     amqpUrl: values["amqp-url"],
+    queueType,
   }
   return { help: values.help, options }
 }
@@ -469,7 +479,7 @@ function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}${o.apiKey ? "  with an API key" : ""}`,
+    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}  ${o.queueType} queues${o.apiKey ? "  with an API key" : ""}`,
     `runtimes  gateway ${o.runtimes.gateway ?? "bun"}  worker ${o.runtimes.worker ?? "bun"}  store ${o.runtimes.store ?? "bun"}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {

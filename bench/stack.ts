@@ -10,6 +10,7 @@ import { RUNTIMES, type Runtime, type Runtimes, type ServiceName, serviceCommand
 
 export interface StackOptions {
   amqpUrl: string
+  queueType: "classic" | "quorum"
   prefix: string
   prefetch: number
   workers: number
@@ -111,6 +112,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     ...BUN_ENV,
     AMQP_URL: options.amqpUrl,
     AMQP_PREFIX: options.prefix,
+    QUEUE_TYPE: options.queueType,
     LOG_LEVEL: "warn",
     HOST: "127.0.0.1",
     WORKER_HOST: "127.0.0.1",
