@@ -6,6 +6,7 @@ import { rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
+import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
 
@@ -332,8 +333,20 @@ describe("the dead letters in a browser", () => {
 describe("the protected dashboard in a browser", () => {
   const token = "browser-test-dashboard-token"
   let guarded: Stack
+  const aliceKey = mintKey()
+  const postAsAlice = (path: string, body: unknown) =>
+    fetch(guarded.url(path), {
+      method: "POST",
+      headers: { authorization: `Bearer ${aliceKey}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    })
   beforeAll(async () => {
-    guarded = await startStack("dashboard-guarded", { DASHBOARD_TOKEN: token, DASHBOARD_REFRESH_MS: "250" })
+    // With API keys on: the page and its actions work with the dashboard's own cookie, and no key.
+    guarded = await startStack("dashboard-guarded", {
+      DASHBOARD_TOKEN: token,
+      DASHBOARD_REFRESH_MS: "250",
+      API_KEYS: keyLine("alice", false, aliceKey),
+    })
   })
   afterAll(async () => {
     await guarded?.[Symbol.asyncDispose]()
@@ -347,11 +360,33 @@ describe("the protected dashboard in a browser", () => {
       await page.goto(guarded.url(`/dashboard?token=${token}`))
       expect(page.url()).toBe(guarded.url("/dashboard"))
       await untilLive(page)
-      await postReview(guarded, "lovely", "?wait=10")
+      expect((await postAsAlice("/polarities?wait=10", { review: "lovely" })).status).toBe(200)
       await untilText(page, "#count-SUCCESS", "1")
     } finally {
       await page.close()
     }
+  })
+
+  test("cancels a key's task with the dashboard's cookie alone", async () => {
+    await guarded.restartWorker(async () => {
+      const res = await postAsAlice("/polarities", { review: "held while the worker is away" })
+      const { task_id: taskId } = await taskBody(res)
+      const page = await browser.newPage()
+      try {
+        // The link's fragment outlives the redirect that sets the cookie.
+        await page.goto(guarded.url(`/dashboard?token=${token}#task=${taskId}`))
+        await page.locator('#detail[open][data-status="PENDING"]').waitFor({ timeout: WAIT_MS })
+        await page.locator('#detail [data-action="cancel"]').click()
+        await page.locator('#detail[data-status="REVOKED"]').waitFor({ timeout: WAIT_MS })
+        expect(await page.locator("#detail-message").textContent()).toBe("Task cancelled.")
+      } finally {
+        await page.close()
+      }
+      const after = await fetch(guarded.url(`/polarities/tasks/${taskId}`), {
+        headers: { authorization: `Bearer ${aliceKey}` },
+      })
+      expect((await taskBody(after)).status).toBe("REVOKED")
+    })
   })
 })
 
