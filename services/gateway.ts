@@ -67,7 +67,7 @@ import {
   refuseCrossSite,
   securityHeaders,
 } from "./gateway/hygiene.ts"
-import { heldGauge, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
+import { heldGauge, InFlightQuota, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { latestReportRoute, reportFields } from "./gateway/reports.ts"
 import {
@@ -128,7 +128,7 @@ export const GatewayEnv = {
   /** Tasks an API key may have submitted and not yet final; past it, submissions are a 429. */
   MAX_TASKS_IN_FLIGHT_PER_KEY: integerVar(10_000, 1, 100_000_000),
   /** The largest answer a lookup may have; a lookup that would be larger is a 422 saying how many fit. */
-  MAX_LOOKUP_ANSWER_BYTES: integerVar(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
+  MAX_LOOKUP_ANSWER_BYTES: integerVar(1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
   /** A comment line this often keeps an idle event stream open through proxies. */
   SSE_HEARTBEAT_MS: integerVar(15_000, 10, 600_000),
   /** How long a worker has to answer a remote-control command (a ping waits this long for the silent ones). */
@@ -384,22 +384,12 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     return claim
   }
 
-  /**
-   * 429 when the key's tasks in flight (submitted, not final) and these would pass MAX_TASKS_IN_FLIGHT_PER_KEY.
-   * Requests at the same moment each see the count before the others' tasks: the quota may be passed by what a
-   * key has in flight at once, which its rate bounds. An open API has no owners, and no quota.
-   */
+  const inFlight = new InFlightQuota(config.MAX_TASKS_IN_FLIGHT_PER_KEY, (owner) => store.inFlight(owner))
+
+  /** 429 past the key's MAX_TASKS_IN_FLIGHT_PER_KEY. An open API has no owners, and no quota. */
   async function checkInFlight(c: Context, adding: number): Promise<void> {
     const { owner } = callerOf(c)
-    if (owner === null) return
-    const max = config.MAX_TASKS_IN_FLIGHT_PER_KEY
-    const inFlight = await store.inFlight(owner)
-    if (inFlight + adding <= max) return
-    throw new Problem(
-      429,
-      `the key "${owner}" has ${inFlight} tasks in flight and asks for ${adding} more; at most ${max} may be submitted and not final at once (MAX_TASKS_IN_FLIGHT_PER_KEY)`,
-      { "retry-after": "1" },
-    )
+    if (owner !== null) await inFlight.take(owner, adding)
   }
 
   const allowedHosts = new AllowedHosts(config.WEBHOOK_ALLOW_HOSTS)

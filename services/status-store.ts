@@ -536,6 +536,8 @@ export async function start(config: StoreConfig) {
       case "detail":
         return taskDetail(query)
       case "in_flight":
+        // After what is queued, as a listing: the key's submissions answered before this count.
+        await catchUp()
         return { in_flight: await db.inFlight(query.owner) }
       case "get":
         return getTask(query)

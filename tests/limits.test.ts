@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
-import { RateLimiter } from "../services/gateway/limits.ts"
+import { InFlightQuota, RateLimiter } from "../services/gateway/limits.ts"
 import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
 import { expectProblem, type Stack, startStack } from "./support.ts"
 
@@ -91,6 +91,31 @@ describe("request rate", () => {
     )
     expect(limited.filter((res) => res.status === 429).length).toBeGreaterThanOrEqual(1)
     expect(limited[0]?.headers.get("ratelimit-limit")).toBe("2")
+  })
+})
+
+describe("tasks in flight, as the gateway counts them", () => {
+  test("asks the store once for concurrent requests, adds what it accepts, and asks again before it refuses", async () => {
+    let inStore = 0
+    let asks = 0
+    const quota = new InFlightQuota(3, async (owner) => {
+      expect(owner).toBe("alice")
+      asks++
+      return inStore
+    })
+    await Promise.all([quota.take("alice", 1), quota.take("alice", 1)])
+    expect(asks).toBe(1)
+    await quota.take("alice", 1)
+    expect(asks).toBe(1)
+    // At the bound by its own count, it asks before refusing: two of the three have ended since.
+    inStore = 1
+    await quota.take("alice", 2)
+    expect(asks).toBe(2)
+    inStore = 3
+    await expect(quota.take("alice", 1)).rejects.toThrow(
+      'the key "alice" has 3 tasks in flight and asks for 1 more; at most 3 may be submitted and not final at once (MAX_TASKS_IN_FLIGHT_PER_KEY)',
+    )
+    expect(asks).toBe(3)
   })
 })
 
