@@ -91,6 +91,14 @@ import { mountWorkerAdmin, WORKER_ADMIN_SCHEMAS } from "./gateway/worker-admin.t
 
 const SERVICE = "gateway" satisfies Service
 
+/** A secret of at least `min` characters, or unset; empty is unset (compose files pass `${ADMIN_TOKEN:-}`). */
+const optionalSecret = (min: number) =>
+  v.pipe(
+    v.optional(v.string()),
+    v.transform((secret) => (secret?.trim() ? secret : undefined)),
+    v.union([v.undefined(), v.pipe(v.string(), v.minLength(min, `must be at least ${min} characters`))]),
+  )
+
 export const GatewayEnv = {
   ...BrokerEnv,
   HOST: stringVar("0.0.0.0"),
@@ -103,7 +111,7 @@ export const GatewayEnv = {
   /** How long a submission may wait for the broker's confirm before the API answers 503. */
   PUBLISH_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** When set, /admin/* takes `Authorization: Bearer <ADMIN_TOKEN>` (an admin API key too). */
-  ADMIN_TOKEN: v.optional(v.pipe(v.string(), v.minLength(32, "must be at least 32 characters"))),
+  ADMIN_TOKEN: optionalSecret(32),
   /** API keys, one `<name> <user|admin> sha256:<hex>` a line (`npm run api-key` mints one); read again on change. */
   API_KEYS_FILE: v.optional(v.pipe(v.string(), v.nonEmpty("must not be empty"))),
   /** API keys in the environment, the same lines separated by `;`. */

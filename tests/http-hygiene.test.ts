@@ -200,5 +200,6 @@ describe("admin endpoints", () => {
       "invalid configuration: ADMIN_TOKEN: must be at least 32 characters",
     )
     expect(loadGatewayConfig({ ADMIN_TOKEN: "x".repeat(32) }).ADMIN_TOKEN).toHaveLength(32)
+    expect(loadGatewayConfig({ ADMIN_TOKEN: "" }).ADMIN_TOKEN).toBeUndefined()
   })
 })
