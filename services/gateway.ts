@@ -282,18 +282,14 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     config.RATE_LIMIT_PER_SECOND > 0
       ? new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST)
       : undefined
-  const streams = new Slots(
-    "event streams",
-    config.MAX_STREAMS_PER_CALLER,
-    config.MAX_STREAMS,
-    "MAX_STREAMS_PER_CALLER",
-  )
-  const waits = new Slots(
-    "?wait= requests",
-    config.MAX_WAITS_PER_CALLER,
-    config.MAX_WAITS,
-    "MAX_WAITS_PER_CALLER",
-  )
+  const streams = new Slots("event streams", config.MAX_STREAMS_PER_CALLER, config.MAX_STREAMS, {
+    perCaller: "MAX_STREAMS_PER_CALLER",
+    max: "MAX_STREAMS",
+  })
+  const waits = new Slots("?wait= requests", config.MAX_WAITS_PER_CALLER, config.MAX_WAITS, {
+    perCaller: "MAX_WAITS_PER_CALLER",
+    max: "MAX_WAITS",
+  })
   heldGauge(metrics, { streams, waits })
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)

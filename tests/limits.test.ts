@@ -162,6 +162,25 @@ describe("streams and waits held open", () => {
     })
   })
 
+  test("past MAX_STREAMS in all, whoever asks, a 503 with Retry-After", async () => {
+    const url = await gatewayWith({ MAX_STREAMS: "1" })
+    await stack.restartWorker(async () => {
+      const taskId = await submitPending()
+      const aborter = new AbortController()
+      const follow = (key: string, signal?: AbortSignal) =>
+        fetch(url(`/polarities/tasks/${taskId}/events`), { headers: as(key), ...(signal && { signal }) })
+      expect((await follow(alice, aborter.signal)).status).toBe(200)
+      const refused = await follow(alice)
+      expect(refused.headers.get("retry-after")).toBe("1")
+      await expectProblem(
+        refused,
+        503,
+        "this gateway holds its most event streams (1, MAX_STREAMS); retry shortly",
+      )
+      aborter.abort()
+    })
+  })
+
   test("a key holds at most MAX_WAITS_PER_CALLER ?wait= requests", async () => {
     await stack.restartWorker(async () => {
       const taskId = await submitPending()

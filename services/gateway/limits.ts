@@ -99,7 +99,8 @@ export class Slots {
     private readonly what: string,
     private readonly perCaller: number,
     private readonly max: number,
-    private readonly setting: string,
+    /** The settings' names, for the messages: the limit per caller, and in all. */
+    private readonly settings: { perCaller: string; max: string },
   ) {}
 
   get open(): number {
@@ -113,14 +114,18 @@ export class Slots {
     if (key !== null && mine >= this.perCaller) {
       throw new Problem(
         429,
-        `at most ${this.perCaller} ${this.what} open at once per caller (${this.setting}); close one first`,
+        `at most ${this.perCaller} ${this.what} open at once per caller (${this.settings.perCaller}); close one first`,
         { "retry-after": "1" },
       )
     }
     if (this.total >= this.max) {
-      throw new Problem(503, `this gateway holds ${this.max} ${this.what} already; retry shortly`, {
-        "retry-after": "1",
-      })
+      throw new Problem(
+        503,
+        `this gateway holds its most ${this.what} (${this.max}, ${this.settings.max}); retry shortly`,
+        {
+          "retry-after": "1",
+        },
+      )
     }
     this.total++
     if (key !== null) this.held.set(key, mine + 1)
