@@ -746,18 +746,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       },
       problems: [404, 503],
     },
-    async (c) => {
-      const taskId = parseTaskId(c.req.param("taskId") ?? "")
-      const release = streams.take(callerOf(c))
-      return streamTaskEvents(c, taskId, {
-        store,
-        watchers,
-        heartbeatMs: config.SSE_HEARTBEAT_MS,
-        log,
-        release,
-        owner: ownerFilter(callerOf(c)),
-      })
-    },
+    followTask,
   )
   const retry = retryTask(store, publishTask)
   route(
@@ -776,6 +765,20 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   )
   retryRoute(route, retry)
   scheduleRoutes(route, store)
+
+  /** A task's event stream: `/polarities/tasks/{id}/events`, and the dashboard's open detail. */
+  async function followTask(c: Context) {
+    const taskId = parseTaskId(c.req.param("taskId") ?? "")
+    const caller = callerOf(c)
+    return streamTaskEvents(c, taskId, {
+      store,
+      watchers,
+      heartbeatMs: config.SSE_HEARTBEAT_MS,
+      log,
+      release: streams.take(caller),
+      owner: ownerFilter(caller),
+    })
+  }
 
   /** DELETE of a task: `/polarities/tasks/{id}`, and the dashboard's Cancel button. */
   async function revokeTask(c: Context) {
@@ -862,7 +865,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   const dashboard = mountDashboard(route, {
     config,
     streams,
-    actions: { revoke: revokeTask, retry },
+    actions: { revoke: revokeTask, retry, follow: followTask },
     topology: topologyOptions(config),
     broker,
     store,

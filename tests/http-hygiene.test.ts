@@ -1,23 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
+import { loadGatewayConfig } from "../services/gateway.ts"
 import { ConfigError } from "../shared/config.ts"
 import { expectProblem, type Stack, startStack } from "./support.ts"
 
 const DASHBOARD_TOKEN = "a-dashboard-token-for-hygiene"
 let stack: Stack
 /** Gateways of the same stack with other settings; the gateway scales freely, so they share its broker prefix. */
-const extra: { stop(): Promise<void> }[] = []
-async function gatewayWith(env: Record<string, string>) {
-  const gateway = await startGateway(loadGatewayConfig({ ...stack.env, ...env }))
-  extra.push(gateway)
-  return (path: string) => `${gateway.url}${path}`
-}
 
 beforeAll(async () => {
   stack = await startStack("hygiene")
 })
 afterAll(async () => {
-  await Promise.allSettled(extra.map((gateway) => gateway.stop()))
   await stack?.[Symbol.asyncDispose]()
 })
 
@@ -106,7 +99,7 @@ describe("cross-site requests", () => {
     }
     const closed = await fetch(stack.url("/polarities"), preflight)
     expect(closed.headers.get("access-control-allow-origin")).toBeNull()
-    const url = await gatewayWith({ CORS_ORIGINS: "https://app.example, https://ops.example" })
+    const url = await stack.gatewayWith({ CORS_ORIGINS: "https://app.example, https://ops.example" })
     const open = await fetch(url("/polarities"), preflight)
     expect(open.status).toBe(204)
     expect(open.headers.get("access-control-allow-origin")).toBe("https://app.example")
@@ -160,8 +153,8 @@ describe("headers", () => {
   test("the dashboard cookie is Secure over TLS, as a trusted proxy reports it", async () => {
     const login = (url: (path: string) => string, headers: Record<string, string> = {}) =>
       fetch(url(`/dashboard?token=${DASHBOARD_TOKEN}`), { redirect: "manual", headers })
-    const direct = await gatewayWith({ DASHBOARD_TOKEN })
-    const behindProxy = await gatewayWith({ DASHBOARD_TOKEN, TRUST_PROXY: "true" })
+    const direct = await stack.gatewayWith({ DASHBOARD_TOKEN })
+    const behindProxy = await stack.gatewayWith({ DASHBOARD_TOKEN, TRUST_PROXY: "true" })
     const https = { "x-forwarded-proto": "https" }
     const cookie = async (res: Response) => {
       expect(res.status).toBe(303)
@@ -185,7 +178,7 @@ describe("admin endpoints", () => {
 
   test("are open without ADMIN_TOKEN only on a loopback-only gateway; elsewhere they are off", async () => {
     expect((await fetch(stack.url("/admin/dead-letters/failed"))).status).toBe(200)
-    const exposed = await gatewayWith({ HOST: "0.0.0.0" })
+    const exposed = await stack.gatewayWith({ HOST: "0.0.0.0" })
     await expectProblem(
       await fetch(exposed("/admin/dead-letters/failed")),
       403,

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
 import { InFlightQuota, RateLimiter } from "../services/gateway/limits.ts"
-import { loadGatewayConfig, start as startGateway } from "../services/gateway.ts"
 import { expectProblem, type Stack, startStack } from "./support.ts"
 
 const alice = mintKey()
@@ -10,12 +9,6 @@ const API_KEYS = [keyLine("alice", false, alice), keyLine("bob", false, bob)].jo
 const MAX_LOOKUP_ANSWER_BYTES = 64 * 1024
 
 let stack: Stack
-const extra: { stop(): Promise<void> }[] = []
-async function gatewayWith(env: Record<string, string>) {
-  const gateway = await startGateway(loadGatewayConfig({ ...stack.env, ...env }))
-  extra.push(gateway)
-  return (path: string) => `${gateway.url}${path}`
-}
 
 beforeAll(async () => {
   stack = await startStack("limits", {
@@ -28,7 +21,6 @@ beforeAll(async () => {
   })
 })
 afterAll(async () => {
-  await Promise.allSettled(extra.map((gateway) => gateway.stop()))
   await stack?.[Symbol.asyncDispose]()
 })
 
@@ -55,7 +47,7 @@ describe("request rate", () => {
   })
 
   test("past its burst a key gets 429 with Retry-After and RateLimit headers; another key is not affected", async () => {
-    const url = await gatewayWith({ RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "3" })
+    const url = await stack.gatewayWith({ RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "3" })
     const list = (key: string) => fetch(url("/polarities/tasks?limit=1"), { headers: as(key) })
     const answers = await Promise.all([list(alice), list(alice), list(alice), list(alice), list(alice)])
     const ok = answers.filter((res) => res.status === 200)
@@ -74,13 +66,13 @@ describe("request rate", () => {
   })
 
   test("an open API is not limited unless LIMIT_BY_ADDRESS says so", async () => {
-    const open = await gatewayWith({ API_KEYS: "", RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "2" })
+    const open = await stack.gatewayWith({ API_KEYS: "", RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "2" })
     const answers = await Promise.all(
       Array.from({ length: 6 }, () => fetch(open("/polarities/tasks?limit=1"))),
     )
     expect(answers.map((res) => res.status)).toEqual([200, 200, 200, 200, 200, 200])
     expect(answers[0]?.headers.get("ratelimit-limit")).toBeNull()
-    const byAddress = await gatewayWith({
+    const byAddress = await stack.gatewayWith({
       API_KEYS: "",
       RATE_LIMIT_PER_SECOND: "1",
       RATE_LIMIT_BURST: "2",
@@ -163,7 +155,7 @@ describe("streams and waits held open", () => {
   })
 
   test("past MAX_STREAMS in all, whoever asks, a 503 with Retry-After", async () => {
-    const url = await gatewayWith({ MAX_STREAMS: "1" })
+    const url = await stack.gatewayWith({ MAX_STREAMS: "1" })
     await stack.restartWorker(async () => {
       const taskId = await submitPending()
       const aborter = new AbortController()

@@ -39,6 +39,11 @@ export interface Stack extends AsyncDisposable {
   restartWorker<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
   /** The gateway's URL + path. */
   url(path: string): string
+  /**
+   * One more gateway on the stack's broker prefix with other settings (the gateway scales freely), stopped with
+   * the stack: its URL + path.
+   */
+  gatewayWith(overrides: Env): Promise<(path: string) => string>
 }
 
 export function uniquePrefix(topic: string): string {
@@ -79,6 +84,7 @@ export async function startStack(
   let worker = await startWorker(loadWorkerConfig(envOf("polarity-worker")))
   const gateway = await startGateway(loadGatewayConfig(envOf("gateway")))
   const names = topologyNames(env.AMQP_PREFIX ?? "")
+  const moreGateways: Running[] = []
   return {
     env,
     names,
@@ -102,8 +108,13 @@ export async function startStack(
       return result
     },
     url: (path) => `${gateway.url}${path}`,
+    async gatewayWith(overrides) {
+      const another = await startGateway(loadGatewayConfig({ ...env, ...overrides }))
+      moreGateways.push(another)
+      return (path) => `${another.url}${path}`
+    },
     async [Symbol.asyncDispose]() {
-      await Promise.allSettled([gateway.stop(), worker.stop(), store.stop()])
+      await Promise.allSettled([...moreGateways, gateway, worker, store].map((service) => service.stop()))
       await deleteTopology(env)
       rmSync(dataDir, { recursive: true, force: true })
     },

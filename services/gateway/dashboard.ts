@@ -28,7 +28,7 @@ import type { Route } from "./openapi.ts"
 import { QueueStats } from "./queue-stats.ts"
 import { decodeCursor, encodeCursor, limitParam, parseTaskId, readQuery, TaskIdParam } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
-import { streamTaskEvents, type TaskWatchers } from "./task-streams.ts"
+import type { TaskWatchers } from "./task-streams.ts"
 
 export const DashboardEnv = {
   /** When set, /dashboard and its data need it: `Authorization: Bearer`, or `?token=` once (then a cookie). */
@@ -93,11 +93,11 @@ interface DashboardDeps {
   /** The gateway's event-stream slots: the live feed takes one per viewer. */
   streams: Slots
   /**
-   * The task API's DELETE and retry, served again under /dashboard for the page's Cancel and Retry buttons: behind
-   * the dashboard's credentials, which a browser sends there (its cookie is scoped to /dashboard) and an API key
-   * of the task API's would not come from.
+   * The task API's DELETE, retry and event stream, served again under /dashboard for the page's Cancel and Retry
+   * buttons and its open detail: behind the dashboard's credentials, which a browser sends there (its cookie is
+   * scoped to /dashboard) and an API key of the task API's would not come from.
    */
-  actions: { revoke: (c: Context) => Promise<Response>; retry: (c: Context) => Promise<Response> }
+  actions: Record<"revoke" | "retry" | "follow", (c: Context) => Promise<Response>>
 }
 
 /** Settings that are wrong only together: refused at start-up, before anything connects. */
@@ -248,19 +248,7 @@ export function mountDashboard(
       responses: { 200: { description: "The event stream", mediaType: "text/event-stream" } },
       problems: [401, 404, 503],
     },
-    async (c) => {
-      const taskId = parseTaskId(c.req.param("taskId") ?? "")
-      const release = streams.take(callerOf(c))
-      return streamTaskEvents(c, taskId, {
-        store,
-        watchers,
-        heartbeatMs: config.SSE_HEARTBEAT_MS,
-        log,
-        release,
-        // The dashboard is an admin's view: every task.
-        owner: undefined,
-      })
-    },
+    actions.follow,
   )
 
   route(
