@@ -78,6 +78,8 @@ describe("with API keys configured", () => {
     for (const path of ["/healthz", "/metrics", "/openapi.json", "/docs", "/docs/start.js"]) {
       expect({ path, status: (await fetch(stack.url(path))).status }).toEqual({ path, status: 200 })
     }
+    const slash = await fetch(stack.url("/docs/"), { redirect: "manual" })
+    expect(slash.status).toBe(301)
   })
 
   test("a key added to the file is accepted, and one removed is refused, without a restart", async () => {

@@ -29,8 +29,11 @@ export function callerOf(c: Context): Caller {
 
 type Access = "public" | "dashboard" | "admin" | "api"
 
-/** The only routes anyone may call. Anything not listed, including a route added later, is the task API. */
-const PUBLIC_PATHS = [/^\/healthz$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(?:\/[^/]+)?$/]
+/**
+ * The only routes anyone may call. Anything not listed, including a route added later, is the task API. A trailing
+ * slash is allowed: GET `/docs/` is redirected to `/docs`, whoever asks.
+ */
+const PUBLIC_PATHS = [/^\/healthz\/?$/, /^\/metrics\/?$/, /^\/openapi\.json\/?$/, /^\/docs(?:\/[^/]*)?$/]
 
 export function accessOf(path: string): Access {
   if (PUBLIC_PATHS.some((pattern) => pattern.test(path))) return "public"
