@@ -122,16 +122,19 @@ export async function startCluster(
     /** False when the broker is the test's own and goes away with its queues (deleting quorum queues while a
      * node is down takes seconds each). */
     deleteTopologyAfter = true,
+    /** Settings of one service only, e.g. its own broker user in AMQP_URL. */
+    serviceEnv = {} as Partial<Record<ServiceName, Record<string, string>>>,
   } = {},
 ): Promise<Cluster> {
   // Info logs: the bookkeeping counts log lines such as "task redelivered".
   const { env, dataDir } = testEnv(topic, { LOG_LEVEL: "info", ENABLE_TEST_TASKS: "true", ...overrides })
   const databasePath = env.DATABASE_PATH ?? ""
-  const store = await new ServiceProcess("store", env, runtimes.store).start()
-  const gateway = await new ServiceProcess("gateway", env, runtimes.gateway).start()
+  const envOf = (name: ServiceName) => ({ ...env, ...serviceEnv[name] })
+  const store = await new ServiceProcess("store", envOf("store"), runtimes.store).start()
+  const gateway = await new ServiceProcess("gateway", envOf("gateway"), runtimes.gateway).start()
   const workerProcesses = Array.from(
     { length: workers },
-    () => new ServiceProcess("worker", env, runtimes.worker),
+    () => new ServiceProcess("worker", envOf("worker"), runtimes.worker),
   )
   if (startWorkers) await Promise.all(workerProcesses.map((w) => w.start()))
   return {

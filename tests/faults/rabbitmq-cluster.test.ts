@@ -1,11 +1,16 @@
-// A real three-node RabbitMQ cluster of the test's own, the services given all three addresses and quorum
-// queues; then the node they are connected to, which leads the queues they declared, is killed with -9 while
-// 5,000 tasks flow. Every accepted task must end once, and the services must carry on against the survivors.
+// A real three-node RabbitMQ cluster of the test's own, set up as docs/deploy.md says: quorum queues declared
+// by the operator once the cluster has formed, and each service as a broker user of its own (which may not
+// declare anything) given all three addresses. Then the node they are connected to, which leads some of the
+// queues, is killed with -9 while 5,000 tasks flow. Every accepted task must end once, and the services must
+// carry on against the survivors.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { passwordVariable, rabbitmqctlScript } from "../../scripts/broker-access.ts"
 import { topologyOptions } from "../../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../../shared/config.ts"
 import type { DashboardOverview } from "../../shared/contracts.ts"
-import { allNames } from "../../shared/topology.ts"
+import { allNames, SERVICES, type Service } from "../../shared/topology.ts"
+import type { ServiceName } from "../runtimes.ts"
+import { uniquePrefix } from "../support.ts"
 import {
   awaitFinal,
   type Cluster,
@@ -21,15 +26,54 @@ const TASKS = 5000
 
 const brokers = new PrivateCluster(3)
 const [first, second] = brokers.nodes as [PrivateBroker, PrivateBroker, PrivateBroker]
+const prefix = uniquePrefix("rabbitmq-cluster")
+const passwords = Object.fromEntries(SERVICES.map((s) => [s, crypto.randomUUID()])) as Record<Service, string>
+
+/** Every node's address, as the service's own user. */
+function addressesOf(service: Service): string {
+  return brokers.nodes
+    .map((node) => {
+      const url = new URL(node.url)
+      url.username = `${prefix}${service}`
+      url.password = passwords[service]
+      return url.toString()
+    })
+    .join(",")
+}
+
+/** As the operator: the services' users (on one node, for the whole cluster), then the quorum topology. */
+function setUpBroker(env: Record<string, string>): void {
+  const passwordEnv = Object.fromEntries(SERVICES.map((s) => [passwordVariable(s), passwords[s]]))
+  first.shell(rabbitmqctlScript(topologyOptions(loadConfig(BrokerEnv, env)), "/"), passwordEnv)
+  const declare = Bun.spawnSync([process.execPath, "scripts/broker-access.ts", "declare"], {
+    env: { ...process.env, ...env },
+    stderr: "pipe",
+  })
+  if (!declare.success) throw new Error(`declaring the topology failed: ${declare.stderr.toString()}`)
+}
+
 let stack: Cluster
 beforeAll(async () => {
   try {
     await brokers.start()
-    stack = await startCluster(
-      "rabbitmq-cluster",
-      { AMQP_URL: brokers.urls, QUEUE_TYPE: "quorum", PUBLISH_TIMEOUT_MS: "3000" },
-      { workers: 2, deleteTopologyAfter: false },
-    )
+    // The operator's settings: an administrator (guest) on every node.
+    const env = {
+      AMQP_URL: brokers.urls,
+      AMQP_PREFIX: prefix,
+      QUEUE_TYPE: "quorum",
+      PUBLISH_TIMEOUT_MS: "3000",
+    }
+    setUpBroker(env)
+    const serviceEnv: Record<ServiceName, Record<string, string>> = {
+      gateway: { AMQP_URL: addressesOf("gateway") },
+      worker: { AMQP_URL: addressesOf("polarity-worker") },
+      store: { AMQP_URL: addressesOf("status-store") },
+    }
+    stack = await startCluster("rabbitmq-cluster", env, {
+      workers: 2,
+      deleteTopologyAfter: false,
+      serviceEnv,
+    })
   } catch (err) {
     await brokers[Symbol.asyncDispose]()
     throw err
@@ -61,7 +105,7 @@ function stackQueues(): QueueInfo[] {
     .filter((queue) => queue.name.startsWith(stack.env.AMQP_PREFIX ?? "?"))
 }
 
-/** The connection name of each service process (its session's, not the short ones that declare the topology). */
+/** The connection name of each service process (its session's, not the short ones that check the topology). */
 const serviceConnections = () =>
   ["gateway", "status-store", ...stack.workers.map(() => "polarity-worker")].toSorted()
 
