@@ -21,8 +21,6 @@ export interface ServeOptions {
   port: number
   hostname: string
   fetch: (request: Request) => Response | Promise<Response>
-  /** Larger bodies are refused with 413 before the handler reads them; unlimited when absent. */
-  maxRequestBodySize?: number | undefined
 }
 
 export interface Server {
@@ -38,51 +36,18 @@ export function serve(options: ServeOptions): Server {
       port: options.port,
       hostname: options.hostname,
       fetch: options.fetch,
-      // Bun's own default is 128 MiB; absent means no limit here, as under Deno.
-      maxRequestBodySize: options.maxRequestBodySize ?? Number.MAX_SAFE_INTEGER,
+      // Bun's own default is a bare 413 past 128 MiB; none here, as under Deno, so that the app's own limit
+      // (shared/http.ts) answers every oversized body with its problem+json.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     })
     return { port: server.port ?? options.port, stop: () => server.stop(false) }
   }
-  const fetch =
-    options.maxRequestBodySize === undefined
-      ? options.fetch
-      : limitBodies(options.fetch, options.maxRequestBodySize)
   // onListen replaces Deno's "Listening on …" line, which is not a JSON log line.
-  const server = requireDeno().serve({ port: options.port, hostname: options.hostname, onListen() {} }, fetch)
-  return { port: server.addr.port, stop: () => server.shutdown() }
-}
-
-/**
- * Deno.serve has no body limit of its own: a declared length over the limit is refused at once, and a body
- * without one (chunked) fails as it is read once it passes the limit, so that no handler holds more.
- */
-function limitBodies(fetch: ServeOptions["fetch"], maxBytes: number): ServeOptions["fetch"] {
-  return (request) => {
-    if (!request.body) return fetch(request)
-    if (Number(request.headers.get("content-length") ?? 0) > maxBytes) return payloadTooLarge(maxBytes)
-    if (request.headers.has("content-length")) return fetch(request)
-    let received = 0
-    const counted = request.body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          received += chunk.byteLength
-          if (received > maxBytes) controller.error(new Error(`the body is larger than ${maxBytes} bytes`))
-          else controller.enqueue(chunk)
-        },
-      }),
-    )
-    // Built afresh rather than from `request`, which would read its signal: Deno warns of the legacy aborts then.
-    const { method, headers, url } = request
-    return fetch(new Request(url, { method, headers, body: counted, duplex: "half" } as RequestInit))
-  }
-}
-
-function payloadTooLarge(maxBytes: number): Response {
-  const detail = `the body is larger than ${maxBytes} bytes`
-  return Response.json(
-    { type: "about:blank", title: "Payload Too Large", status: 413, detail },
-    { status: 413, headers: { "content-type": "application/problem+json", connection: "close" } },
+  const server = requireDeno().serve(
+    { port: options.port, hostname: options.hostname, onListen() {} },
+    options.fetch,
   )
+  return { port: server.addr.port, stop: () => server.shutdown() }
 }
 
 function requireDeno(): DenoRuntime {
