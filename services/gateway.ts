@@ -76,6 +76,7 @@ import {
   encodeCursor,
   ListQuery,
   parseTaskId,
+  RevokeQuery,
   readJson,
   readQuery,
   requestFingerprint,
@@ -753,13 +754,14 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     "delete",
     "/polarities/tasks/:taskId",
     {
-      summary: "Revoke a task that has not started",
+      summary: "Revoke a task that has not started, or with terminate=true one that runs",
       description:
-        "A PENDING task, or one waiting for its next attempt (RETRY), becomes REVOKED at once and workers skip it. A worker that took the task just before it heard of the revoke may still run it; the task stays REVOKED whatever that run reports.",
+        "A PENDING task, or one waiting for its next attempt (RETRY), becomes REVOKED at once and workers skip it. A worker that took the task just before it heard of the revoke may still run it; the task stays REVOKED whatever that run reports. With `terminate=true` a running (STARTED) task becomes REVOKED too, with the error `terminated while running attempt N`: the worker running it aborts the attempt (its AbortSignal) and neither retries nor dead-letters it. Without it, a running task is a 409.",
       tag: "tasks",
       path: { taskId: TaskIdParam },
+      query: RevokeQuery,
       responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
-      problems: [404, 409, 503],
+      problems: [404, 409, 422, 503],
     },
     revokeTask,
   )
@@ -783,7 +785,8 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   /** DELETE of a task: `/polarities/tasks/{id}`, and the dashboard's Cancel button. */
   async function revokeTask(c: Context) {
     const taskId = parseTaskId(c.req.param("taskId") ?? "")
-    const { revoke, task } = await store.revokeTask(taskId, ownerFilter(callerOf(c)))
+    const { terminate } = readQuery(c, RevokeQuery)
+    const { revoke, task } = await store.revokeTask(taskId, ownerFilter(callerOf(c)), terminate)
     switch (revoke) {
       case "revoked":
         return c.json(task)
@@ -792,7 +795,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       case "started":
         throw new Problem(
           409,
-          `task ${taskId} is already running; only a task that has not started can be revoked`,
+          `task ${taskId} is already running; only a task that has not started can be revoked, unless with ?terminate=true`,
         )
       case "final":
         throw new Problem(

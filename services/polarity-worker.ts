@@ -50,7 +50,14 @@ import {
 } from "../shared/topology.ts"
 import { AllowedHosts } from "../shared/webhooks.ts"
 import { serveControl } from "./polarity-worker/control.ts"
-import { AttemptContext, crash, crashesBeforeAck, execute, outcomeOf } from "./polarity-worker/execution.ts"
+import {
+  AttemptContext,
+  crash,
+  crashesBeforeAck,
+  execute,
+  outcomeOf,
+  TaskTerminated,
+} from "./polarity-worker/execution.ts"
 import { Heartbeats, workerHost } from "./polarity-worker/heartbeat.ts"
 import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
@@ -169,15 +176,18 @@ export async function start(config: WorkerConfig) {
 
   // Revokes are heard on the events exchange while the worker is connected; those made while it was away are
   // asked of the status store before it takes any task, and again after a reconnect (Celery's "mingle").
-  // A revoke ends one run: a retry of the task is a new run, and runs.
+  // A revoke ends one run: a retry of the task is a new run, and runs. A terminate (a revoke of a running task)
+  // also aborts the attempt, where this process runs it.
   const revoked = new RecentIds(config.REVOKED_IDS_KEPT)
   await broker.listen(
     names.eventsExchange,
     [eventRoutingKey("REVOKED")],
     (msg) => {
       try {
-        for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events)
+        for (const event of decodeMessage(msg, TaskEventBatch, "TaskEventBatch").events) {
           revoked.add(`${event.task_id}:${event.run}`)
+          if (event.state === "REVOKED" && event.terminate) terminate(event.task_id, event.run, event.reason)
+        }
       } catch (err) {
         log.warn("revoke notice not understood", { err })
       }
@@ -199,6 +209,12 @@ export async function start(config: WorkerConfig) {
     }
   }
   await learnRevokes()
+
+  function terminate(taskId: string, run: number, reason = "terminated"): void {
+    if (inHand.abort(taskId, run, new TaskTerminated(reason))) {
+      log.info("running task terminated", { taskId, run })
+    }
+  }
 
   /**
    * Whether the store holds this run REVOKED. A notice alone is not enough to drop a task: a forged or stray one
@@ -298,6 +314,11 @@ export async function start(config: WorkerConfig) {
     const context = new AttemptContext(task.time_limit_ms, startedAt, signal, reports.report)
     const outcome = await outcomeOf(task, startedAt, () => execute(task, executionOptions, context), policy)
     reports.close()
+    if (signal.reason instanceof TaskTerminated) {
+      // The store holds the run REVOKED already: no retry, no dead letter, and the outcome would change nothing.
+      taskMetrics.taskTerminated(task.kind)
+      return
+    }
     if (outcome.state === "RETRY") await publishRetry(task, outcome)
     await events.emit(outcome)
     taskMetrics.taskEnded(task.kind, outcome)

@@ -436,17 +436,18 @@ export async function start(config: StoreConfig) {
   }
 
   /**
-   * PENDING or RETRY (waiting for its next attempt) becomes REVOKED, checked and written under one lock on the
-   * row. The event then goes out on the events exchange, so that workers skip the task and streams end; the
-   * copy that comes back to our own queue is recognised by the inbox. A worker that took the task before it
-   * heard of the revoke still runs it, but REVOKED outranks whatever it reports for this run.
+   * PENDING or RETRY (waiting for its next attempt), or STARTED with `terminate`, becomes REVOKED, checked and
+   * written under one lock on the row. The event then goes out on the events exchange, so that workers skip the
+   * task (or abort its attempt) and streams end; the copy that comes back to our own queue is recognised by the
+   * inbox. A worker that took the task before it heard of the revoke still runs it, but REVOKED outranks
+   * whatever it reports for this run.
    */
   async function revokeTask(query: Extract<StatusQuery, { op: "revoke" }>): Promise<StatusReply> {
     // A task's owner never changes once known, so checking it before the revoke's own lock is enough.
     if (!(await findTask(query.task_id, query.owner))) return { revoke: "not_found", task: null }
     // Events already in hand first: a STARTED among them makes this a 409, not a revoke.
     await commitInHand()
-    const { outcome, row, applied } = await db.revoke(query.task_id, Date.now())
+    const { outcome, row, applied } = await db.revoke(query.task_id, Date.now(), query.terminate === true)
     storeMetrics.eventsCommitted(applied.length, applied)
     wakeWaiters(applied)
     for (const { event } of applied) await events.emit(event)

@@ -498,8 +498,19 @@ export const FailureEvent = v.object({
 // EXPIRED and REVOKED end a task between attempts, like PENDING: `attempt` counts the attempts that ran.
 /** A worker took the task after its `expires_at`: it ends without running, is not retried or dead-lettered. */
 export const ExpiredEvent = v.object({ ...EventBase, state: v.literal("EXPIRED"), expires_at: EpochMillis })
-/** The status store revoked a task that had not started (DELETE); workers skip it when it reaches them. */
-export const RevokedEvent = v.object({ ...EventBase, state: v.literal("REVOKED") })
+/**
+ * The status store revoked a task (DELETE): workers skip it when it reaches them. With `terminate`, the run's
+ * attempt was running: the worker that runs it aborts it, and nothing it reports afterwards counts.
+ */
+export const RevokedEvent = v.object({
+  ...EventBase,
+  state: v.literal("REVOKED"),
+  terminate: v.optional(v.literal(true)),
+  /** Why, as the task's `error` shows it; "revoked before it started" when absent. */
+  reason: v.optional(ErrorText),
+  /** A terminated attempt's start. */
+  started_at: v.optional(EpochMillis),
+})
 
 export const TaskEvent = v.variant("state", [
   PendingEvent,
@@ -1026,7 +1037,8 @@ export const StatusQuery = v.variant("op", [
   }),
   v.object({ op: v.literal("workers") }),
   v.object({ op: v.literal("detail"), task_id: TaskId, owner: Owner }),
-  v.object({ op: v.literal("revoke"), task_id: TaskId, owner: Owner }),
+  /** `terminate`: a running task is revoked too, and its attempt aborted (else a running task is `started`). */
+  v.object({ op: v.literal("revoke"), task_id: TaskId, owner: Owner, terminate: v.optional(v.boolean()) }),
   /**
    * The broker refused a task whose PENDING it took (a full queue): the store ends that run FAILURE without
    * running, as only a worker may publish a FAILURE event.

@@ -144,6 +144,60 @@ describe("DELETE /polarities/tasks/{id} revokes a task that has not started", ()
   })
 })
 
+describe("DELETE /polarities/tasks/{id}?terminate=true stops a running task", () => {
+  const terminate = (taskId: string, value = "true") =>
+    fetch(stack.url(`/polarities/tasks/${taskId}?terminate=${value}`), { method: "DELETE" })
+
+  test("the attempt is aborted and the task ends REVOKED with its reason, neither retried nor dead-lettered", async () => {
+    await using watch = await watchEvents(stack)
+    // Longer than the test may take: only the abort ends it in time.
+    const target = await submitFlaky(stack, { sleep_ms: 60_000 })
+    const started = await untilStatus(target, "STARTED")
+
+    const res = await terminate(target)
+    expect(res.status).toBe(200)
+    const revoked = await taskBody(res)
+    expect(revoked).toEqual({
+      task_id: target,
+      kind: "test:flaky",
+      status: "REVOKED",
+      result: null,
+      error: "terminated while running attempt 1",
+      attempts: 1,
+      group_id: null,
+      submitted_at: expect.any(String),
+      started_at: started.started_at,
+      finished_at: expect.any(String),
+    } satisfies TaskRecord)
+
+    // One task at a time: the next one runs only once the terminated one is acked.
+    const after = await submitFlaky(stack)
+    expect((await waitForFinal(stack, after)).status).toBe("SUCCESS")
+    expect(statesOf(watch.events, target).toSorted()).toEqual(["PENDING:0", "REVOKED:1", "STARTED:1"])
+    expect(await fetch(stack.url(`/polarities/tasks/${target}`)).then(taskBody)).toEqual(revoked)
+    const metrics = await fetch(`${stack.worker.url}/metrics`).then((r) => r.text())
+    expect(metrics).toMatch(
+      /^polarity_tasks_terminated_total\{kind="test:flaky",service="polarity-worker"\} 1$/m,
+    )
+    await using amqp = await rawChannel()
+    const failed = await amqp.channel.queueDeclare(stack.names.failedQueue, { passive: true })
+    expect(failed.messageCount).toBe(0)
+  })
+
+  test("a task that has not started is revoked as without terminate", async () => {
+    const blocker = await submitFlaky(stack, { sleep_ms: 300 })
+    await untilStatus(blocker, "STARTED")
+    const target = await submitFlaky(stack)
+    const res = await terminate(target)
+    expect(await taskBody(res)).toMatchObject({ status: "REVOKED", error: "revoked before it started" })
+    await waitForFinal(stack, blocker)
+  })
+
+  test("terminate must be true or false: anything else is a 422 problem", async () => {
+    await expectProblem(await terminate(crypto.randomUUID(), "yes"), 422, /terminate must be true or false/)
+  })
+})
+
 describe("DELETE /polarities/tasks/{id} refuses what cannot be revoked", () => {
   test("a running task is a 409 problem, and it goes on to finish", async () => {
     const taskId = await submitFlaky(stack, { sleep_ms: 300 })
@@ -153,7 +207,7 @@ describe("DELETE /polarities/tasks/{id} refuses what cannot be revoked", () => {
     await expectProblem(
       res,
       409,
-      `task ${taskId} is already running; only a task that has not started can be revoked`,
+      `task ${taskId} is already running; only a task that has not started can be revoked, unless with ?terminate=true`,
     )
     expect((await waitForFinal(stack, taskId)).status).toBe("SUCCESS")
   })

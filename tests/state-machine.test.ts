@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { mergeEvent, toRecord } from "../services/status-store/task-state.ts"
+import { mergeEvent, revokeOf, toRecord } from "../services/status-store/task-state.ts"
 import type { TaskEvent } from "../shared/contracts.ts"
 
 const taskId = "01a2124d-1111-7000-8000-000000000001"
@@ -125,6 +125,36 @@ describe("EXPIRED and REVOKED", () => {
     const expected = replay([pending, revoked])
     for (const order of permutations([pending, started, success, revoked, started])) {
       expect(replay(order)).toEqual(expected)
+    }
+  })
+
+  test("a running task is revoked only with terminate, with its reason and start, whatever its attempt reports", () => {
+    const running = replay([pending, started])
+    expect(revokeOf(running, 3000)).toEqual({ outcome: "started" })
+    const { outcome, event } = revokeOf(running, 3000, true)
+    expect({ outcome, event }).toEqual({
+      outcome: "revoked",
+      event: {
+        task_id: taskId,
+        state: "REVOKED",
+        attempt: 1,
+        run: 1,
+        at: 3000,
+        terminate: true,
+        reason: "terminated while running attempt 1",
+        started_at: 1010,
+      },
+    })
+    const terminated = replay([pending, started, event as TaskEvent])
+    expect(terminated).toMatchObject({
+      status: "REVOKED",
+      attempts: 1,
+      error: "terminated while running attempt 1",
+      started_at: 1010,
+      finished_at: 3000,
+    })
+    for (const order of permutations([pending, started, success, event as TaskEvent])) {
+      expect(replay(order)).toEqual(terminated)
     }
   })
 

@@ -26,7 +26,15 @@ import { DashboardFeed } from "./dashboard-live.ts"
 import type { Slots } from "./limits.ts"
 import type { Route } from "./openapi.ts"
 import { QueueStats } from "./queue-stats.ts"
-import { decodeCursor, encodeCursor, limitParam, parseTaskId, readQuery, TaskIdParam } from "./requests.ts"
+import {
+  decodeCursor,
+  encodeCursor,
+  limitParam,
+  parseTaskId,
+  RevokeQuery,
+  readQuery,
+  TaskIdParam,
+} from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
 import type { TaskWatchers } from "./task-streams.ts"
 
@@ -259,8 +267,9 @@ export function mountDashboard(
         "The dashboard's Cancel: DELETE /polarities/tasks/{task_id} behind the dashboard's credentials",
       tag: "dashboard",
       path: { taskId: TaskIdParam },
+      query: RevokeQuery,
       responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
-      problems: [401, 404, 409, 503],
+      problems: [401, 404, 409, 422, 503],
     },
     actions.revoke,
   )

@@ -88,6 +88,20 @@ export function limitParam(max: number, fallback: number) {
 
 export const AdminLimitQuery = v.object({ limit: limitParam(1000, 100) })
 
+/** `DELETE /polarities/tasks/{id}?terminate=true`: Celery's `revoke(terminate=True)`. */
+export const RevokeQuery = v.object({
+  terminate: v.pipe(
+    v.optional(v.picklist(["true", "false"], "terminate must be true or false"), "false"),
+    v.transform((raw) => raw === "true"),
+    v.boolean(),
+    v.metadata({
+      description:
+        "Also stop a running task: its attempt is aborted, and it ends REVOKED, not retried or dead-lettered.",
+      default: false,
+    }),
+  ),
+})
+
 export const ListQuery = v.object({
   status: v.optional(v.pipe(TaskStatus, v.description("Only tasks in this status."))),
   limit: limitParam(MAX_PAGE_SIZE, 20),

@@ -168,8 +168,9 @@ export class StatusStoreClient {
   }
 
   /** Revoke a task that has not started; the reply says why not otherwise. */
-  async revokeTask(taskId: string, owner?: Owner) {
-    return this.ask({ op: "revoke", task_id: taskId, ...(owner !== undefined && { owner }) }, RevokeReply)
+  async revokeTask(taskId: string, owner?: Owner, terminate = false) {
+    const query = { op: "revoke", task_id: taskId, ...(owner !== undefined && { owner }), terminate } as const
+    return this.ask(query, RevokeReply)
   }
 
   /** End FAILURE a task the broker refused to queue, if its record is still at that run's PENDING. */

@@ -26,6 +26,11 @@ export class TimeLimitExceeded extends Error {
   override name = "TimeLimitExceeded"
 }
 
+/** The reason a terminated attempt's signal is aborted with: what it reports afterwards is dropped. */
+export class TaskTerminated extends Error {
+  override name = "TaskTerminated"
+}
+
 /**
  * What one attempt's code gets: its time limit, its abort signal (a terminate), and a way to report progress.
  * JavaScript cannot stop a function from outside, so the limit and the signal act where the task lets them:

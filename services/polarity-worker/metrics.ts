@@ -12,6 +12,7 @@ export class WorkerMetrics {
   private readonly started: Counter<"kind">
   private readonly ended: Partial<Record<TaskEvent["state"], Counter<"kind">>>
   private readonly skipped: Counter<"kind">
+  private readonly terminated: Counter<"kind">
   private readonly progressReports: Counter
   private readonly runSeconds: Histogram<"kind" | "outcome">
   private readonly latenessSeconds: Histogram<"kind">
@@ -34,6 +35,10 @@ export class WorkerMetrics {
       EXPIRED: counter("polarity_tasks_expired_total", "Tasks taken after their deadline, ended unrun."),
     }
     this.skipped = counter("polarity_tasks_revoked_skipped_total", "Revoked tasks dropped unrun.")
+    this.terminated = counter(
+      "polarity_tasks_terminated_total",
+      "Running attempts aborted by a terminate (DELETE ?terminate=true), by task kind.",
+    )
     this.progressReports = new Counter({
       name: "polarity_progress_reports_total",
       help: "Progress reports of running tasks published (at most one per task per PROGRESS_INTERVAL_MS).",
@@ -77,13 +82,18 @@ export class WorkerMetrics {
     if (event.state === "SUCCESS") this.totals.succeeded++
     if (event.state === "FAILURE") this.totals.failed++
     if (event.state === "RETRY") this.totals.retried++
-    if ("started_at" in event && event.started_at !== null) {
+    if ("started_at" in event && event.started_at != null) {
       this.runSeconds.observe({ kind, outcome: event.state }, (event.at - event.started_at) / 1000)
     }
   }
 
   taskSkipped(kind: TaskKind): void {
     this.skipped.inc({ kind })
+  }
+
+  /** A terminated attempt ended: its outcome is dropped, since the store holds the task REVOKED. */
+  taskTerminated(kind: TaskKind): void {
+    this.terminated.inc({ kind })
   }
 
   progressReported(): void {

@@ -219,8 +219,8 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     return outcome
   })
   /** The store's own REVOKED, applied without admission: only the store revokes. */
-  const revoke = db.transaction((taskId: string, at: number) => {
-    const { outcome, event } = revokeOf(tasks.select.get(taskId), at)
+  const revoke = db.transaction((taskId: string, at: number, terminate: boolean) => {
+    const { outcome, event } = revokeOf(tasks.select.get(taskId), at, terminate)
     const applied = event ? [applyOne(event)].filter((a) => a !== null) : []
     figures.record(applied)
     for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
@@ -281,7 +281,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       const group = tasks.selectGroup.get(groupId)
       return group ? { group, members: tasks.groupMembers.all(groupId) } : null
     },
-    revoke: async (taskId, at) => revoke(taskId, at),
+    revoke: async (taskId, at, terminate) => revoke(taskId, at, terminate),
     inFlight: async (owner) => tasks.inFlight.get(owner)?.tasks ?? 0,
     promoteDueTasks: async (now) => promoteDueTasks(now),
     recentlyRevoked: async (limit) =>

@@ -89,12 +89,14 @@ export interface StatusStore {
   /** The group and its tasks in input order, or null for a group the store has not heard of. */
   findGroup(groupId: string): Promise<{ group: GroupRow; members: TaskRow[] } | null>
   /**
-   * Revoke a task that has not started (SCHEDULED, PENDING, or RETRY waiting for its next attempt): checked and written
-   * under one lock on its row. `applied` holds the REVOKED event when it was written.
+   * Revoke a task that has not started (SCHEDULED, PENDING, or RETRY waiting for its next attempt), or with
+   * `terminate` one that runs: checked and written under one lock on its row. `applied` holds the REVOKED event
+   * when it was written.
    */
   revoke(
     taskId: string,
     at: number,
+    terminate: boolean,
   ): Promise<{ outcome: RevokeOutcome; row: TaskRow | null; applied: Applied[] }>
   /** How many of this owner's tasks are in flight (not final): kept by the events, never counted by a scan. */
   inFlight(owner: string): Promise<number>

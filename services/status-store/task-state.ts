@@ -103,9 +103,9 @@ export interface Applied {
 }
 
 // Rank orders events within a task: by run (a replay starts a new one), then by attempt and stage.
-// Within a run the final states absorb everything after them, and REVOKED outranks the others: the store
-// revokes only a task that has not started, so a worker that ran it before it heard of the revoke cannot
-// overwrite it, whatever order the events arrive in.
+// Within a run the final states absorb everything after them, and REVOKED outranks the others: a worker that ran
+// a task before it heard of the revoke, or whose terminated attempt ended after all, cannot overwrite it, whatever
+// order the events arrive in.
 const RUN_SPAN = 1_000_000
 // A delayed task's PENDING event makes it SCHEDULED, at PENDING's rank: only the clock moves it on to PENDING.
 const STAGE: Record<TaskStatus, number> = {
@@ -211,7 +211,11 @@ export function mergeEvent(row: TaskRow | null, event: TaskEvent): TaskRow {
       })
       break
     case "REVOKED":
-      Object.assign(next, { ...neverStarted(event), error: "revoked before it started" })
+      Object.assign(next, {
+        ...neverStarted(event),
+        started_at: event.started_at ?? null,
+        error: event.reason ?? "revoked before it started",
+      })
       break
   }
   return next
@@ -268,20 +272,24 @@ export function admit(row: TaskRow | null, event: TaskEvent, seen: (eventId: str
 export type RevokeOutcome = "revoked" | "not_found" | "started" | "final"
 
 /**
- * Whether the task may be revoked now: only SCHEDULED, PENDING, or RETRY (waiting for its next attempt). The REVOKED
- * event to apply when it may; the backend decides and writes under one lock on the row.
+ * Whether the task may be revoked now: SCHEDULED, PENDING, or RETRY (waiting for its next attempt), and STARTED
+ * too with `terminate` (Celery's `revoke(terminate=True)`). The REVOKED event to apply when it may; the backend
+ * decides and writes under one lock on the row.
  */
-export function revokeOf(row: TaskRow | null, at: number): { outcome: RevokeOutcome; event?: TaskEvent } {
+export function revokeOf(
+  row: TaskRow | null,
+  at: number,
+  terminate = false,
+): { outcome: RevokeOutcome; event?: TaskEvent } {
   if (!row) return { outcome: "not_found" }
-  if (row.status === "STARTED") return { outcome: "started" }
   if (FINAL_STATUSES.has(row.status)) return { outcome: "final" }
-  const event: TaskEvent = {
-    task_id: row.task_id,
-    state: "REVOKED",
-    attempt: row.attempts,
-    run: currentRun(row),
-    at,
-  }
+  const base = { task_id: row.task_id, state: "REVOKED", run: currentRun(row), at } as const
+  if (row.status !== "STARTED") return { outcome: "revoked", event: { ...base, attempt: row.attempts } }
+  if (!terminate) return { outcome: "started" }
+  // The running attempt counts as one that ran, as a FAILURE would count it.
+  const reason = `terminated while running attempt ${row.attempts}`
+  const started = row.started_at === null ? {} : { started_at: row.started_at }
+  const event = { ...base, attempt: row.attempts, terminate: true, reason, ...started } as const
   return { outcome: "revoked", event }
 }
 
