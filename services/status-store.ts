@@ -24,6 +24,7 @@ import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
 import { BARRIER_KEY, delayEntryExchange, delayRoutingKey, type Service } from "../shared/topology.ts"
+import { inProcessFeed } from "./status-store/change-feed.ts"
 import { decodeInbound, decodeRequest } from "./status-store/inbound.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
@@ -147,6 +148,12 @@ interface Delivery {
   webhookAttempt?: WebhookAttempt
 }
 
+/**
+ * With several replicas, a barrier that another replica took from the queue is passed on by its notice; should
+ * the notice be lost, the query it holds fails after this long rather than never (the gateway has given up by then).
+ */
+const BARRIER_COVER_MS = 10_000
+
 /** Deliveries published to the webhook queue at once. */
 const DELIVERIES_AT_ONCE = 100
 /** How often deliveries left unqueued (a crash between the commit and the publish) are published again. */
@@ -155,6 +162,8 @@ const DELIVERY_SWEEP_MS = 5000
 export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
   const metrics = new ServiceMetrics(SERVICE)
+  /** This replica, as the schedules' claims and the change feed's notices name it. */
+  const replica = crypto.randomUUID()
   const db = openSqliteStore(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
   if (config.SCHEDULES_FILE) {
     await loadScheduleFile(db.schedules, config.SCHEDULES_FILE, log).catch(async (err: Error) => {
@@ -180,6 +189,20 @@ export async function start(config: StoreConfig) {
   const groupWaiters = new Waiters()
   const arrivalWaiters = new Waiters()
   const barriers = new Map<string, () => void>()
+  const changes = inProcessFeed({
+    changed(changed, here) {
+      for (const taskId of changed.ended) taskWaiters.wake(taskId)
+      for (const groupId of changed.groups) groupWaiters.wake(groupId)
+      if (!here && changed.barriers.length > 0) barriersPassedElsewhere(changed.barriers)
+    },
+    missed() {
+      taskWaiters.wakeAll()
+      groupWaiters.wakeAll()
+      arrivalWaiters.wakeAll()
+    },
+  })
+  /** How long a held query waits before it reads again, told or not. */
+  const waitSlice = (deadline: number) => Math.min(deadline - Date.now(), changes.recheckMs)
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
     try {
@@ -223,11 +246,15 @@ export async function start(config: StoreConfig) {
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
       return
     }
+    const othersBarriers: string[] = []
     for (const { msg, barrierId } of deliveries) {
       msg.ack().catch(() => {})
-      if (barrierId) barriers.get(barrierId)?.()
+      if (!barrierId) continue
+      const pass = barriers.get(barrierId)
+      if (pass) pass()
+      else othersBarriers.push(barrierId)
     }
-    wakeWaiters(applied)
+    announce(applied, othersBarriers)
     if (applied.some(({ after }) => after.callback_url !== null && FINAL_STATUSES.has(after.status))) {
       void queueDeliveries()
     }
@@ -314,14 +341,32 @@ export async function start(config: StoreConfig) {
     }
   }
 
-  /** Queries held until a task or a group is final look again when one of its tasks ends. */
-  function wakeWaiters(applied: Applied[]): void {
+  /**
+   * Queries held until a task or a group is final look again when one of its tasks ends, on whichever replica
+   * they are held; `passed` are barriers of other replicas that this commit went past.
+   */
+  function announce(applied: Applied[], passed: string[] = []): void {
+    const ended: string[] = []
+    const groups = new Set<string>()
     for (const { before, after } of applied) {
+      // Only this replica's claims wait for arrivals, and they read again each `waitSlice` anyway.
       if (!before) arrivalWaiters.wake(after.task_id)
       if (!FINAL_STATUSES.has(after.status) || before?.rank === after.rank) continue
-      taskWaiters.wake(after.task_id)
-      if (after.group_id) groupWaiters.wake(after.group_id)
+      ended.push(after.task_id)
+      if (after.group_id) groups.add(after.group_id)
     }
+    void changes.publish({ ended, groups: [...groups], barriers: passed })
+  }
+
+  /**
+   * Another replica committed our barrier, and with it every event it took before. Events queued before the
+   * barrier may still be in this replica's hand (RabbitMQ gave them out before it gave out the barrier), so
+   * commit what is in hand first; any replica does, to shorten the wait of a third one's barrier too.
+   */
+  function barriersPassedElsewhere(barrierIds: string[]): void {
+    void commitInHand().then(() => {
+      for (const barrierId of barrierIds) barriers.get(barrierId)?.()
+    })
   }
 
   // --- read-your-writes: a query for an unknown id first reads everything queued before it
@@ -336,7 +381,14 @@ export async function start(config: StoreConfig) {
     setImmediate(() => {
       nextBarrier = undefined
       const barrierId = crypto.randomUUID()
+      const cover = Number.isFinite(changes.recheckMs)
+        ? setTimeout(() => {
+            barriers.delete(barrierId)
+            barrier.reject(new Error("the status store could not read what is queued in time; try again"))
+          }, BARRIER_COVER_MS)
+        : undefined
       barriers.set(barrierId, () => {
+        clearTimeout(cover)
         barriers.delete(barrierId)
         barrier.resolve()
       })
@@ -365,7 +417,7 @@ export async function start(config: StoreConfig) {
     }
     for (const deadline = Date.now() + waitMs; group && Date.now() < deadline; ) {
       if (toGroupRecord(group).results) break
-      await groupWaiters.wait(groupId, deadline - Date.now())
+      await groupWaiters.wait(groupId, waitSlice(deadline))
       group = await read()
     }
     return group ? toGroupRecord(group) : null
@@ -386,8 +438,9 @@ export async function start(config: StoreConfig) {
 
   async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
     let row = await findTask(query.task_id, query.owner, query.catch_up)
-    if (row && query.wait_ms && !FINAL_STATUSES.has(row.status)) {
-      await taskWaiters.wait(query.task_id, query.wait_ms)
+    for (const deadline = Date.now() + (query.wait_ms ?? 0); row && !FINAL_STATUSES.has(row.status); ) {
+      if (Date.now() >= deadline) break
+      await taskWaiters.wait(query.task_id, waitSlice(deadline))
       row = visibleTo(await db.find(query.task_id), query.owner)
     }
     return { task: row ? toRecord(row) : null }
@@ -414,7 +467,7 @@ export async function start(config: StoreConfig) {
     if (rows.some(isOpen) && Date.now() < deadline) {
       for (const taskId of taskIds) {
         while (isOpen(visibleTo(await db.find(taskId), owner)) && Date.now() < deadline) {
-          await taskWaiters.wait(taskId, deadline - Date.now())
+          await taskWaiters.wait(taskId, waitSlice(deadline))
         }
       }
       rows = await read()
@@ -449,7 +502,7 @@ export async function start(config: StoreConfig) {
     await commitInHand()
     const { outcome, row, applied } = await db.revoke(query.task_id, Date.now(), query.terminate === true)
     storeMetrics.eventsCommitted(applied.length, applied)
-    wakeWaiters(applied)
+    announce(applied)
     for (const { event } of applied) await events.emit(event)
     return { revoke: outcome, task: row ? toRecord(row) : null }
   }
@@ -468,7 +521,7 @@ export async function start(config: StoreConfig) {
     const { applied } = await applyEvents([
       { ...base, state: "FAILURE", started_at: null, error: query.error },
     ])
-    wakeWaiters(applied)
+    announce(applied)
     const closed = await db.find(query.task_id)
     return { task: closed ? toRecord(closed) : null }
   }
@@ -504,7 +557,7 @@ export async function start(config: StoreConfig) {
       const missing = task_ids.find((_, i) => !rows[i])
       if (!missing) return { claim: "existing", task_ids, group_id }
       if (claim.lease_until > now) {
-        await arrivalWaiters.wait(missing, claim.lease_until - now)
+        await arrivalWaiters.wait(missing, Math.min(claim.lease_until - now, changes.recheckMs))
         continue
       }
       // The lease is over; the PENDING events may still be queued, unread.
@@ -644,7 +697,7 @@ export async function start(config: StoreConfig) {
     },
     tickMs: config.SCHEDULER_TICK_MS,
     graceMs: config.SCHEDULE_MISFIRE_GRACE_SECONDS * 1000,
-    replica: crypto.randomUUID(),
+    replica,
     log,
   })
 
@@ -671,6 +724,7 @@ export async function start(config: StoreConfig) {
     arrivalWaiters.wakeAll()
     await server.stop()
     await broker.close()
+    await changes.close()
     await db.close()
     log.info("stopped")
   }

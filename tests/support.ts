@@ -18,6 +18,7 @@ import {
 } from "../shared/contracts.ts"
 import { type Service, type StatusStoreCaller, statusRpcKey, topologyNames } from "../shared/topology.ts"
 import { AMQP_URL, deleteTopology, rawChannel } from "./broker.ts"
+import { createTestDatabase, type TestDatabase } from "./postgres.ts"
 
 export { AMQP_URL, deleteTopology, rawChannel }
 
@@ -32,8 +33,13 @@ export interface Stack extends AsyncDisposable {
   names: ReturnType<typeof topologyNames>
   gateway: Awaited<ReturnType<typeof startGateway>>
   worker: Awaited<ReturnType<typeof startWorker>>
+  /** The first status-store replica. */
   store: Running
-  /** Stop the status store, run `whileDown`, and start it again on the same database. */
+  /** Every status-store replica (one, unless the stack was started with more on PostgreSQL). */
+  stores: Running[]
+  /** The stack's own PostgreSQL database (`backend: "postgres"`), dropped with the stack. */
+  database: TestDatabase | undefined
+  /** Stop the (first) status store, run `whileDown`, and start it again on the same database. */
   restartStore<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
   /** Stop the worker, run `whileDown` (tasks then wait in their queues), and start a new worker. */
   restartWorker<T>(whileDown?: () => Promise<T>): Promise<T | undefined>
@@ -72,15 +78,31 @@ export function testEnv(topic: string, overrides: Env = {}): { env: Env; dataDir
   return { env, dataDir }
 }
 
-/** `perService` adds to the environment of one service, e.g. the AMQP_URL of its own broker user. */
+export interface StackShape {
+  /** Where the status store keeps its state: a SQLite file (the default), or a PostgreSQL database of its own. */
+  backend?: "sqlite" | "postgres"
+  /** Status-store replicas, all on the one database (more than one needs PostgreSQL). */
+  storeReplicas?: number
+}
+
+/**
+ * `perService` adds to the environment of one service, e.g. the AMQP_URL of its own broker user; `shape` says
+ * which backend the status store runs on, and how many replicas of it.
+ */
 export async function startStack(
   topic: string,
   overrides: Env = {},
   perService: Partial<Record<Service, Env>> = {},
+  { backend = "sqlite", storeReplicas = 1 }: StackShape = {},
 ): Promise<Stack> {
-  const { env, dataDir } = testEnv(topic, overrides)
+  if (storeReplicas > 1 && backend !== "postgres")
+    throw new Error("store replicas share a PostgreSQL database")
+  const database = backend === "postgres" ? await createTestDatabase(topic) : undefined
+  const { env, dataDir } = testEnv(topic, { ...(database && { DATABASE_URL: database.url }), ...overrides })
   const envOf = (service: Service) => ({ ...env, ...perService[service] })
-  let store = await startStore(loadStoreConfig(envOf("status-store")))
+  const startOneStore = () => startStore(loadStoreConfig(envOf("status-store")))
+  const stores: Running[] = []
+  for (let n = 0; n < storeReplicas; n++) stores.push(await startOneStore())
   let worker = await startWorker(loadWorkerConfig(envOf("polarity-worker")))
   const gateway = await startGateway(loadGatewayConfig(envOf("gateway")))
   const names = topologyNames(env.AMQP_PREFIX ?? "")
@@ -89,12 +111,14 @@ export async function startStack(
     env,
     names,
     gateway,
+    database,
     get worker() {
       return worker
     },
     get store() {
-      return store
+      return stores[0] as Running
     },
+    stores,
     async restartWorker<T>(whileDown?: () => Promise<T>) {
       await worker.stop()
       const result = await whileDown?.()
@@ -102,9 +126,9 @@ export async function startStack(
       return result
     },
     async restartStore<T>(whileDown?: () => Promise<T>) {
-      await store.stop()
+      await stores[0]?.stop()
       const result = await whileDown?.()
-      store = await startStore(loadStoreConfig(envOf("status-store")))
+      stores[0] = await startOneStore()
       return result
     },
     url: (path) => `${gateway.url}${path}`,
@@ -114,9 +138,10 @@ export async function startStack(
       return (path) => `${another.url}${path}`
     },
     async [Symbol.asyncDispose]() {
-      await Promise.allSettled([...moreGateways, gateway, worker, store].map((service) => service.stop()))
+      await Promise.allSettled([...moreGateways, gateway, worker, ...stores].map((service) => service.stop()))
       await deleteTopology(env)
       rmSync(dataDir, { recursive: true, force: true })
+      await database?.[Symbol.asyncDispose]()
     },
   }
 }
