@@ -2,6 +2,7 @@
 // with `sentiment` in English or Russian), and reports STARTED and the outcome as events. A failed attempt is
 // retried after an exponential delay held by the broker; a task is acked only after its outcome (and any
 // retry copy) is confirmed.
+import { setTimeout as sleep } from "node:timers/promises"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import * as v from "valibot"
@@ -62,6 +63,7 @@ import { Heartbeats, workerHost } from "./polarity-worker/heartbeat.ts"
 import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
+import { RateLimitList, RateLimits } from "./polarity-worker/rate-limits.ts"
 import { deliver } from "./polarity-worker/webhooks.ts"
 
 const SERVICE = "polarity-worker" satisfies Service
@@ -101,6 +103,11 @@ export const WorkerEnv = {
   WORKER_HEARTBEAT_MS: integerVar(2000, 50, MAX_HEARTBEAT_INTERVAL_MS),
   /** A running task's progress reports go out at most this often, the latest one each time. */
   PROGRESS_INTERVAL_MS: integerVar(250, 50, 60_000),
+  /**
+   * Per task kind, the most attempts this process starts (Celery's `rate_limit`, per worker as there):
+   * `polarity:review=200/s,document:sentences=10/m`. A task over it waits in hand until its turn.
+   */
+  RATE_LIMITS: RateLimitList,
   /** Accept the test-only task kind `test:flaky`. Never in production. */
   ENABLE_TEST_TASKS: booleanVar(false),
   /** The worker's id in heartbeats, STARTED events and remote control (Celery's `-n`); `host:pid` when unset. */
@@ -169,6 +176,7 @@ export async function start(config: WorkerConfig) {
   const workerName = config.WORKER_NAME ?? `${workerHost()}:${process.pid}`
   const { names } = broker
   const inHand = new InHand()
+  const rateLimits = new RateLimits(config.RATE_LIMITS)
   const taskMetrics = new WorkerMetrics(metrics, () => inHand.size)
   const progress = new ProgressReports(broker, config.PROGRESS_INTERVAL_MS, log, () =>
     taskMetrics.progressReported(),
@@ -289,14 +297,24 @@ export async function start(config: WorkerConfig) {
     taskMetrics.taskEnded(task.kind, expired)
   }
 
+  /** Whether the run is revoked, so that the copy in hand is dropped: the store holds REVOKED, the final state. */
+  async function skipRevoked(task: Task): Promise<boolean> {
+    if (!revoked.has(`${task.task_id}:${task.run}`) || !(await revokeConfirmed(task))) return false
+    log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
+    taskMetrics.taskSkipped(task.kind)
+    return true
+  }
+
   /** Resolves once everything the task's outcome needs (events, retry copy, dead letter) is confirmed. */
   async function run(msg: AMQPMessage, held: Held): Promise<void> {
     const { task, queue } = held
-    if (revoked.has(`${task.task_id}:${task.run}`) && (await revokeConfirmed(task))) {
-      // The store already holds REVOKED, the final state; the copy in hand is simply dropped.
-      log.info("revoked task skipped", { taskId: task.task_id, attempt: task.attempt })
-      taskMetrics.taskSkipped(task.kind)
-      return
+    if (await skipRevoked(task)) return
+    const waitMs = rateLimits.reserve(task.kind, Date.now())
+    if (waitMs > 0) {
+      // Unstarted and in hand meanwhile, so a revoke made during the wait still applies.
+      taskMetrics.rateLimited(task.kind, waitMs)
+      await sleep(waitMs)
+      if (await skipRevoked(task)) return
     }
     const startedAt = Date.now()
     if (task.expires_at !== undefined && startedAt >= task.expires_at) return expire(task, task.expires_at)

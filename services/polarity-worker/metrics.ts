@@ -13,6 +13,7 @@ export class WorkerMetrics {
   private readonly ended: Partial<Record<TaskEvent["state"], Counter<"kind">>>
   private readonly skipped: Counter<"kind">
   private readonly terminated: Counter<"kind">
+  private readonly rateLimitWait: Counter<"kind">
   private readonly progressReports: Counter
   private readonly runSeconds: Histogram<"kind" | "outcome">
   private readonly latenessSeconds: Histogram<"kind">
@@ -39,6 +40,12 @@ export class WorkerMetrics {
       "polarity_tasks_terminated_total",
       "Running attempts aborted by a terminate (DELETE ?terminate=true), by task kind.",
     )
+    this.rateLimitWait = new Counter({
+      name: "polarity_rate_limit_wait_seconds_total",
+      help: "Time tasks waited in hand for their kind's rate limit (RATE_LIMITS), by task kind.",
+      labelNames: ["kind"] as const,
+      registers,
+    })
     this.progressReports = new Counter({
       name: "polarity_progress_reports_total",
       help: "Progress reports of running tasks published (at most one per task per PROGRESS_INTERVAL_MS).",
@@ -94,6 +101,10 @@ export class WorkerMetrics {
   /** A terminated attempt ended: its outcome is dropped, since the store holds the task REVOKED. */
   taskTerminated(kind: TaskKind): void {
     this.terminated.inc({ kind })
+  }
+
+  rateLimited(kind: TaskKind, waitMs: number): void {
+    this.rateLimitWait.inc({ kind }, waitMs / 1000)
   }
 
   progressReported(): void {
