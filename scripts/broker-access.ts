@@ -212,7 +212,11 @@ async function main(command: string | undefined, env: Record<string, string | un
       const client = new AMQPClient(url, undefined, null)
       await client.connect()
       try {
-        await declareTopology(await client.channel(), options)
+        await declareTopology(await client.channel(), options, (queue, missing) =>
+          process.stderr.write(
+            `queue ${queue} kept as an earlier version declared it; it lacks ${missing}\n`,
+          ),
+        )
       } finally {
         await client.close()
       }

@@ -179,6 +179,16 @@ export function dueTime({ countdown, eta }: Delay, now: number): number | undefi
   return due
 }
 
+/** RabbitMQ 3.10's quorum queues have no priorities: a priority they would ignore is refused, not dropped. */
+function checkPriority(priority: number | undefined, queueType: GatewayConfig["QUEUE_TYPE"]): void {
+  if (priority !== undefined && queueType === "quorum") {
+    throw new Problem(
+      422,
+      "priority: this deployment's work queues are quorum queues (QUEUE_TYPE=quorum), which have no priorities in RabbitMQ 3.10; submit without priority",
+    )
+  }
+}
+
 /** The task of a submission, with a new id. */
 function newTask({ countdown, eta, ...fields }: Submission, now = Date.now()): Task {
   return buildTask(fields, { taskId: uuidv7(), now, eta: dueTime({ countdown, eta }, now) })
@@ -407,6 +417,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   async function submit(c: Context, submission: Submission): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
+    checkPriority(submission.priority, config.QUEUE_TYPE)
     await checkInFlight(c, 1)
     checkCallback(submission.callback_url)
     return waits.around(c, waitMs > 0, async () => {
@@ -445,6 +456,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
 
   async function submitBatch(c: Context, batch: SubmitBatch): Promise<Response> {
     const { wait: waitMs } = readQuery(c, WaitQuery)
+    checkPriority(batch.priority, config.QUEUE_TYPE)
     await checkInFlight(c, batch.reviews.length)
     return waits.around(c, waitMs > 0, () => publishGroup(c, batch, waitMs))
   }

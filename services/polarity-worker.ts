@@ -256,6 +256,7 @@ export async function start(config: WorkerConfig) {
       type: MessageType.task,
       messageId: task.task_id,
       expiration: String(Math.max(0, retry.retry_at - retry.at)),
+      ...(task.priority !== undefined && { priority: task.priority }),
     })
   }
 
@@ -286,6 +287,7 @@ export async function start(config: WorkerConfig) {
     await broker.publish(names.tasksExchange, quarantineRoutingKey(routeTask(task.kind)), alone(task), {
       type: MessageType.task,
       headers,
+      ...(task.priority !== undefined && { priority: task.priority }),
     })
   }
 

@@ -501,7 +501,9 @@ async function declareOnce(address: string, options: BrokerOptions): Promise<Top
   const client = new AMQPClient(url.toString(), undefined, null)
   await client.connect()
   try {
-    return await declareTopology(await client.channel(), options.topology)
+    return await declareTopology(await client.channel(), options.topology, (queue, missing) =>
+      options.log.warn("queue kept as an earlier version declared it", { queue, missing }),
+    )
   } catch (err) {
     if (!(err instanceof AMQPError && /ACCESS_REFUSED/.test(err.message))) throw err
     return await checkTopology(client, options.topology)

@@ -180,6 +180,28 @@ const Delay = {
 }
 export type Delay = { countdown?: number; eta?: string }
 
+/** RabbitMQ's message priorities, 0–9: the work queues are declared with `x-max-priority` 9. */
+export const MAX_PRIORITY = 9
+const priorityMessage = `priority must be a whole number from 0 to ${MAX_PRIORITY}`
+const PriorityValue = v.pipe(
+  v.number(priorityMessage),
+  v.integer(priorityMessage),
+  v.minValue(0, priorityMessage),
+  v.maxValue(MAX_PRIORITY, priorityMessage),
+)
+
+/** Where a task stands among those waiting in its queue; unset is 0, the lowest. */
+const Priority = {
+  priority: v.optional(
+    v.pipe(
+      PriorityValue,
+      v.description(
+        `0–${MAX_PRIORITY}, higher first: among the tasks waiting in the broker for a queue, a higher one is delivered first (unset is 0). Tasks a worker has already taken (up to WORKER_PREFETCH) are not overtaken. A 422 where QUEUE_TYPE=quorum: quorum queues have no priorities.`,
+      ),
+    ),
+  ),
+}
+
 /**
  * Where to POST the task's record once it is final (a completion webhook, signed with WEBHOOK_SECRET). Checked
  * against private and loopback addresses when the task is submitted (by its host) and each time it is called (by
@@ -205,7 +227,7 @@ const languageOf = (what: string) =>
 
 /** POST /polarities body. Without a language the worker detects it from the review. */
 export const SubmitReview = v.object(
-  { review: Review, language: languageOf("review"), ...Deadlines, ...Delay, ...Notify },
+  { review: Review, language: languageOf("review"), ...Deadlines, ...Delay, ...Priority, ...Notify },
   'the body must be a JSON object with a "review" string',
 )
 export type SubmitReview = v.InferOutput<typeof SubmitReview>
@@ -227,6 +249,7 @@ export const SubmitBatch = v.object(
     ),
     ...Deadlines,
     ...Delay,
+    ...Priority,
     ...Notify,
   },
   'the body must be a JSON object with a "reviews" array',
@@ -263,7 +286,7 @@ export type LookupTasks = v.InferOutput<typeof LookupTasks>
 
 /** POST /polarities/documents body: scored sentence by sentence. */
 export const SubmitDocument = v.object(
-  { document: Document, language: languageOf("document"), ...Deadlines, ...Delay, ...Notify },
+  { document: Document, language: languageOf("document"), ...Deadlines, ...Delay, ...Priority, ...Notify },
   'the body must be a JSON object with a "document" string',
 )
 export type SubmitDocument = v.InferOutput<typeof SubmitDocument>
@@ -304,7 +327,7 @@ export const ReportWindow = {
 
 /** POST /polarities/reports body. */
 export const SubmitReport = v.object(
-  { ...ReportWindow, ...Deadlines, ...Delay, ...Notify },
+  { ...ReportWindow, ...Deadlines, ...Delay, ...Priority, ...Notify },
   'the body must be a JSON object with "window", or "from" and "to"',
 )
 export type SubmitReport = v.InferOutput<typeof SubmitReport>
@@ -325,6 +348,8 @@ const TaskBase = {
     v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_TIME_LIMIT_SECONDS * 1000)),
   ),
   eta: v.optional(EpochMillis),
+  /** Its message's AMQP priority, kept so that a retry or a quarantined copy goes back with it. */
+  priority: v.optional(PriorityValue),
   callback_url: v.optional(v.string()),
 }
 
@@ -358,7 +383,7 @@ const FlakyEntries = {
   crash_before_ack: v.optional(v.boolean(), false),
   sleep_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 0),
 }
-export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay, ...Notify })
+export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay, ...Priority, ...Notify })
 export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })
 export type FlakyTask = v.InferOutput<typeof FlakyTask>
 

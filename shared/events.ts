@@ -7,6 +7,9 @@ import { MessageType, type Task, type TaskEvent } from "./contracts.ts"
 import { delayEntryExchange, delayRoutingKey, delayTicks, eventRoutingKey, routeTask } from "./topology.ts"
 
 interface Batch<T> {
+  routingKey: string
+  /** The message's AMQP priority: items of different priorities never share a message. */
+  priority: number | undefined
   items: T[]
   /** Characters of the items as JSON, to cut the batch before its message grows too large. */
   chars: number
@@ -39,22 +42,24 @@ export class CoalescingPublisher<T> {
     private readonly options: CoalescingOptions<T>,
   ) {}
 
-  publish(routingKey: string, item: T): Promise<void> {
+  /** Batches are keyed by routing key, and by priority for the few items that have one. */
+  publish(routingKey: string, item: T, priority?: number): Promise<void> {
     const { maxItems = 1000, maxChars = 256 * 1024 } = this.options
     const chars = JSON.stringify(item).length + 1
-    let batch = this.pending.get(routingKey)
+    const key = priority === undefined ? routingKey : `${routingKey}\n${priority}`
+    let batch = this.pending.get(key)
     if (batch && batch.chars + chars > maxChars) {
-      this.send(routingKey)
+      this.send(key)
       batch = undefined
     }
     if (!batch) {
-      batch = { items: [], chars: 0, confirmed: Promise.withResolvers() }
-      this.pending.set(routingKey, batch)
+      batch = { routingKey, priority, items: [], chars: 0, confirmed: Promise.withResolvers() }
+      this.pending.set(key, batch)
     }
     batch.items.push(item)
     batch.chars += chars
     if (batch.items.length >= maxItems) {
-      this.send(routingKey)
+      this.send(key)
     } else if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(() => this.flush())
@@ -65,17 +70,22 @@ export class CoalescingPublisher<T> {
   private flush(): void {
     this.flushScheduled = false
     this.options.beforeFlush?.(this.pending)
-    for (const routingKey of [...this.pending.keys()]) this.send(routingKey)
+    for (const key of [...this.pending.keys()]) this.send(key)
   }
 
-  private send(routingKey: string): void {
-    const batch = this.pending.get(routingKey)
+  private send(key: string): void {
+    const batch = this.pending.get(key)
     if (!batch) return
-    this.pending.delete(routingKey)
+    this.pending.delete(key)
     const body = JSON.stringify(this.options.body(batch.items))
     const { type, deliveryMode = 2 } = this.options
+    const { routingKey, priority } = batch
     this.broker
-      .publish(this.options.exchange, routingKey, body, { type, deliveryMode })
+      .publish(this.options.exchange, routingKey, body, {
+        type,
+        deliveryMode,
+        ...(priority !== undefined && { priority }),
+      })
       .then(batch.confirmed.resolve, batch.confirmed.reject)
   }
 }
@@ -138,7 +148,8 @@ export class TaskPublisher {
   publish(task: Task): Promise<void> {
     const route = routeTask(task.kind)
     const delayMs = task.eta === undefined ? 0 : task.eta - Date.now()
-    if (delayMs <= 0) return this.batches.publish(route, task)
-    return this.delayed.publish(delayRoutingKey(delayTicks(delayMs), route), task)
+    // The priority travels as the message's property, which the delay ladder's dead-lettering keeps.
+    if (delayMs <= 0) return this.batches.publish(route, task, task.priority)
+    return this.delayed.publish(delayRoutingKey(delayTicks(delayMs), route), task, task.priority)
   }
 }

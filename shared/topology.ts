@@ -4,7 +4,7 @@
 // RabbitMQ users, permissions and definitions (docs/security.md). A new name goes in `topologyDeclarations`,
 // and whoever publishes to it or consumes it in `brokerAccess`: a test checks that nothing is left unowned.
 import type { AMQPChannel } from "@cloudamqp/amqp-client"
-import type { TaskKind, TaskStatus } from "./contracts.ts"
+import { MAX_PRIORITY, type TaskKind, type TaskStatus } from "./contracts.ts"
 
 export interface RetryPolicy {
   /** Retries after the first attempt (Celery's max_retries); attempts = maxRetries + 1. */
@@ -198,6 +198,12 @@ export interface ExchangeDeclaration {
 export interface QueueDeclaration {
   name: string
   arguments: Record<string, unknown>
+  /**
+   * The arguments an earlier version declared the queue with. RabbitMQ refuses to redeclare a queue with other
+   * arguments (PRECONDITION_FAILED), so a deployment upgraded in place goes on with the queue it has, and is told
+   * what it misses (docs/operations.md, "Upgrading to priorities").
+   */
+  before?: { arguments: Record<string, unknown>; missing: string }
 }
 
 /** A binding from an exchange to a queue, or to another exchange (the delay ladder's levels). */
@@ -251,12 +257,22 @@ export function topologyDeclarations(options: TopologyOptions): TopologyDeclarat
 
   for (const route of TASK_ROUTES) {
     // A full work queue rejects the publish (the gateway answers 503) rather than dropping a task.
+    const workArgs = queueArgs({ "x-max-length": options.taskQueueMaxLength, "x-overflow": "reject-publish" })
+    // Priorities (a submission's `priority`): classic queues only, since RabbitMQ 3.10's quorum queues have none.
+    const prioritised = quorum ? workArgs : { ...workArgs, "x-max-priority": MAX_PRIORITY }
     queue(
       names.taskQueues[route],
-      queueArgs({ "x-max-length": options.taskQueueMaxLength, "x-overflow": "reject-publish" }),
+      prioritised,
       [names.tasksExchange, route],
       [names.tasksExchange, `retry.*.${route}`],
     )
+    const declared = queues.at(-1)
+    if (!quorum && declared) {
+      declared.before = {
+        arguments: workArgs,
+        missing: "priorities: it was declared without x-max-priority, so a task's priority is ignored",
+      }
+    }
     queue(names.quarantineQueues[route], queueArgs(), [names.tasksExchange, quarantineRoutingKey(route)])
   }
 
@@ -339,26 +355,50 @@ export function allNames(options: TopologyOptions) {
  * queues that hold nothing to keep: each process's exclusive listener queue (Broker.listen; a quorum queue cannot
  * be exclusive, and the news it holds is for that process alone) and direct reply-to, which stores nothing.
  */
-export async function declareTopology(channel: AMQPChannel, options: TopologyOptions): Promise<Topology> {
+export async function declareTopology(
+  channel: AMQPChannel,
+  options: TopologyOptions,
+  /** Told of each queue that stays as an earlier version declared it, and what it misses then. */
+  onEarlierQueue: (queue: string, missing: string) => void = () => {},
+): Promise<Topology> {
   const durable = { durable: true, autoDelete: false, exclusive: false }
   const { exchanges, queues, bindings } = topologyDeclarations(options)
   for (const exchange of exchanges) await channel.exchangeDeclare(exchange.name, exchange.type, durable)
-  const inParallel = async <T>(items: T[], declare: (channel: AMQPChannel, item: T) => Promise<unknown>) => {
+  /** Items spread over lanes of a channel each; `declare` answers the channel its lane goes on with. */
+  const inParallel = async <T>(
+    items: T[],
+    declare: (channel: AMQPChannel, item: T) => Promise<AMQPChannel>,
+  ) => {
     const lanes = Array.from({ length: Math.min(8, items.length) }, (_, lane) =>
       items.filter((_, i) => i % 8 === lane),
     )
     await Promise.all(
       lanes.map(async (lane) => {
-        const own = await channel.connection.channel()
-        for (const item of lane) await declare(own, item)
+        let own = await channel.connection.channel()
+        for (const item of lane) own = await declare(own, item)
         await own.close()
       }),
     )
   }
-  await inParallel(queues, (own, queue) => own.queueDeclare(queue.name, durable, queue.arguments))
-  await inParallel(bindings, (own, { exchange, key, queue, toExchange }) =>
-    queue ? own.queueBind(queue, exchange, key) : own.exchangeBind(toExchange ?? "", exchange, key),
-  )
+  // A refused redeclare closes its channel: the lane goes on with a new one.
+  const declareQueue = async (own: AMQPChannel, queue: QueueDeclaration) => {
+    try {
+      await own.queueDeclare(queue.name, durable, queue.arguments)
+      return own
+    } catch (err) {
+      if (!queue.before || !/PRECONDITION_FAILED/.test((err as Error).message)) throw err
+      const fresh = await channel.connection.channel()
+      await fresh.queueDeclare(queue.name, durable, queue.before.arguments)
+      onEarlierQueue(queue.name, queue.before.missing)
+      return fresh
+    }
+  }
+  await inParallel(queues, declareQueue)
+  await inParallel(bindings, async (own, { exchange, key, queue, toExchange }) => {
+    if (queue) await own.queueBind(queue, exchange, key)
+    else await own.exchangeBind(toExchange ?? "", exchange, key)
+    return own
+  })
   return topologyNames(options.prefix)
 }
 

@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { postReview, type Stack, startStack, submitFlaky, taskBody, waitForFinal } from "./support.ts"
+import {
+  expectProblem,
+  postBody,
+  postReview,
+  type Stack,
+  startStack,
+  submitFlaky,
+  taskBody,
+  waitForFinal,
+} from "./support.ts"
 
 let stack: Stack
 beforeAll(async () => {
@@ -46,5 +55,19 @@ describe("QUEUE_TYPE=quorum", () => {
     expect(review.status).toBe("SUCCESS")
     const flaky = await waitForFinal(stack, await submitFlaky(stack, { fail_times: 1 }))
     expect(flaky).toMatchObject({ status: "SUCCESS", attempts: 2 })
+  })
+
+  test("a submission with a priority is a 422: quorum queues have no priorities in RabbitMQ 3.10", async () => {
+    await expectProblem(
+      await postBody(stack, { review: "fine", priority: 5 }),
+      422,
+      /quorum queues \(QUEUE_TYPE=quorum\), which have no priorities in RabbitMQ 3.10/,
+    )
+    const batch = await fetch(stack.url("/polarities/batch"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ reviews: ["fine"], priority: 0 }),
+    })
+    await expectProblem(batch, 422, /no priorities/)
   })
 })
