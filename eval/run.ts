@@ -1,6 +1,6 @@
-// `npm run eval`: sign accuracy and a confusion matrix per language on the development and test sets of
-// eval/reviews.<language>.jsonl. `--misses` lists the development set's misses; the test set's are never
-// printed, so that nobody tunes on them.
+// `npm run eval`: sign accuracy and a confusion matrix per language on the development set of
+// eval/reviews.<language>.jsonl; `--test` adds the held-out test sets, for the figures of a finished change only.
+// `--misses` lists the development set's misses; the test sets' are never printed, so that nobody tunes on them.
 import { parseArgs } from "node:util"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import { Language } from "../shared/contracts.ts"
@@ -28,14 +28,16 @@ function printMisses({ misses }: Measurement) {
 }
 
 function run() {
-  const { values } = parseArgs({ options: { misses: { type: "boolean", default: false } } })
+  const { values } = parseArgs({
+    options: { misses: { type: "boolean", default: false }, test: { type: "boolean", default: false } },
+  })
   const summary: Record<string, Record<Split, number>> = {}
   for (const language of Language.options) {
     const reviews = loadReviews(language)
     const detected = reviews.filter((review) => detectLanguage(review.text) === language).length
     console.log(`${language}: ${reviews.length} reviews, language detected for ${detected}`)
     summary[language] = { dev: 0, test: 0 }
-    for (const split of SPLITS) {
+    for (const split of values.test ? SPLITS : (["dev"] as const)) {
       const measured = measure(
         reviews.filter((review) => splitOf(review.id) === split),
         (review) => scoreReview(review.text, language),
