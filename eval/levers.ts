@@ -19,6 +19,12 @@ type Levers = {
   neutralWords: boolean
   /** What a service is expected to do, scored only when negated (`не работает`). */
   negatedOnly: boolean
+  /** After `но`, `but`, the rest of the sentence counts double. */
+  contrasts: boolean
+  /** The project's emoji scores over `sentiment`'s. */
+  reviewEmoji: boolean
+  /** A negator that reaches no scored word scores −1 itself. */
+  bareNegation: boolean
 }
 
 const NONE: Levers = {
@@ -27,6 +33,9 @@ const NONE: Levers = {
   reviewWords: false,
   neutralWords: false,
   negatedOnly: false,
+  contrasts: false,
+  reviewEmoji: false,
+  bareNegation: false,
 }
 const LEVERS = Object.keys(NONE) as (keyof Levers)[]
 
@@ -43,6 +52,9 @@ function russianScoring(levers: Levers): LanguageScoring {
     labels: mergeLabels(lists, unscored, russian.stemRussian),
     negationScope: levers.negationScope ? russian.RUSSIAN.negationScope : 1,
     negatedOnly: levers.negatedOnly ? russian.RUSSIAN.negatedOnly : new Set(),
+    contrasts: levers.contrasts ? russian.RUSSIAN.contrasts : new Set(),
+    emoji: levers.reviewEmoji ? russian.RUSSIAN.emoji : {},
+    bareNegators: levers.bareNegation ? russian.RUSSIAN.bareNegators : new Set(),
   }
 }
 
@@ -60,6 +72,9 @@ function englishScoring(levers: Levers): LanguageScoring {
     negators: new Set(negators),
     negationScope: levers.negationScope ? english.ENGLISH.negationScope : 1,
     negatedOnly: levers.negatedOnly ? english.ENGLISH.negatedOnly : new Set(),
+    contrasts: levers.contrasts ? english.ENGLISH.contrasts : new Set(),
+    emoji: levers.reviewEmoji ? english.ENGLISH.emoji : {},
+    bareNegators: levers.bareNegation ? english.ENGLISH.bareNegators : new Set(),
   }
 }
 

@@ -8,7 +8,7 @@ import { Language } from "../shared/contracts.ts"
  * fails here. The test set is never measured in `npm test`, so that nothing is ever tuned on it
  * (docs/scoring.md); `npm run eval` reports it.
  */
-const DEV_FLOOR: Record<Language, number> = { ru: 0.94, en: 0.92 }
+const DEV_FLOOR: Record<Language, number> = { ru: 0.96, en: 0.94 }
 
 describe.each(Language.options)("the held-out evaluation in %p", (language) => {
   const reviews = loadReviews(language)

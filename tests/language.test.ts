@@ -71,7 +71,8 @@ describe("scoreReview in Russian", () => {
       language: "ru",
     })
     expect(scoreReview("Не плохо").polarity).toBe("positive")
-    expect(scoreReview("Не очень хороший отель").negative).toEqual(["хороший"])
+    // `очень` says nothing alone, and `не очень` is a complaint, as `not very` is.
+    expect(scoreReview("Не очень хороший отель").negative).toEqual(["хороший", "очень"])
     expect(scoreReview("Всё пришло без задержек").positive).toEqual(["задержек"])
     // A negator is an operator, not a word of its own score.
     expect(scoreReview("Нет радости").negative).toEqual(["радости"])
@@ -91,8 +92,22 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Поддержка ответила в чате", "ru").polarity).toBe("neutral")
   })
 
-  test("scores emoji too", () => {
+  test("scores emoji too, with the project's scores over sentiment's, and never negates them", () => {
     expect(scoreReview("Отлично 👍").positive).toEqual(["👍", "отлично"])
+    expect(scoreReview("Вид из окна 🙄")).toMatchObject({ score: -2, negative: ["🙄"] })
+    expect(scoreReview("Есть это невозможно 😞").negative).toEqual(["😞", "невозможно"])
+    expect(scoreReview("Не доели 😞").negative).toEqual(["😞", "не"])
+  })
+
+  test("a negator that reaches no scored word is a complaint; a preposition is not", () => {
+    expect(scoreReview("Никто ничего не сказал")).toMatchObject({ score: -1, negative: ["не"] })
+    expect(scoreReview("Кофе без сахара").polarity).toBe("neutral")
+  })
+
+  test("after a contrast the rest of the sentence counts double", () => {
+    expect(scoreReview("Вкусно, но официант грубый").score).toBe(3 - 2 * 2)
+    expect(scoreReview("Официант грубый, но вкусно").score).toBe(-2 + 3 * 2)
+    expect(scoreReview("Вкусно, но дорого. Уютно").score).toBe(3 - 2 * 2 + 2)
   })
 })
 
@@ -117,6 +132,12 @@ describe("scoreReview in English", () => {
   test("what a service should do scores only when negated", () => {
     expect(scoreReview("The courier never arrived").negative).toEqual(["arrived"])
     expect(scoreReview("The parcel arrived on Tuesday").polarity).toBe("neutral")
+  })
+
+  test("a bare negation is a complaint, and after `but` the rest of the sentence counts double", () => {
+    expect(scoreReview("Nobody tells me anything")).toMatchObject({ score: -1, negative: ["nobody"] })
+    expect(scoreReview("Coffee without sugar").polarity).toBe("neutral")
+    expect(scoreReview("Tasty, but the waiter was rude").score).toBe(2 - 2 * 2)
   })
 })
 

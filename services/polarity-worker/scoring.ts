@@ -19,7 +19,22 @@ export type LanguageScoring = {
    * complaint (`не работает`, `never arrived`, `без ответа`).
    */
   negatedOnly: ReadonlySet<string>
+  /**
+   * Keys after which the rest of the sentence counts double (`но`, `but`): what follows a contrast is what the
+   * reviewer concludes (`вкусно, но обслуживание ужасное`).
+   */
+  contrasts: ReadonlySet<string>
+  /** Emoji scores that replace `sentiment`'s own (which it writes over `labels` when a language is registered). */
+  emoji: Record<string, number>
+  /**
+   * Negators that score `BARE_NEGATION` when they reach no scored word: in a review, a bare `не` (`не
+   * перезвонили`, `nobody tells me anything`) is most often a complaint about something not done. Prepositions
+   * (`без`, `without`) are left out: `без сахара` is a description.
+   */
+  bareNegators: ReadonlySet<string>
 }
+
+const BARE_NEGATION = -1
 
 /** The language of a review that did not name one: Russian when most of its letters are Cyrillic, else English. */
 export function detectLanguage(review: string): Language {
@@ -37,25 +52,57 @@ export function detectLanguage(review: string): Language {
 const TOKEN = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*|\p{Extended_Pictographic}|[.,;:!?…()—–]+/gu
 /** What a clause's end is handed to `sentiment` as: no word list has it, and its tokenizer keeps it whole. */
 const CLAUSE_END = "|"
+const PICTOGRAPH = /^\p{Extended_Pictographic}$/u
+/** A sentence's end (a clause's too), where a contrast's reach stops. */
+const SENTENCE_END = "||"
 
 function isWord(token: string): boolean {
   return !/^[.,;:!?…()—–]+$/u.test(token)
 }
 
-/** As `sentiment` does for English, widened: a negator a few words back in the same clause flips the score. */
-function scoringStrategy({ negators, negationScope, negatedOnly }: LanguageScoring) {
+function keyOf(token: string, normalise: (word: string) => string): string {
+  if (isWord(token)) return normalise(token)
+  return /[.!?…]/u.test(token) ? SENTENCE_END : CLAUSE_END
+}
+
+/**
+ * As `sentiment` does for English, widened: a negator a few words back in the same clause flips the score, and a
+ * negator that reaches no scored word (nor another negator) scores `BARE_NEGATION` itself.
+ */
+function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number>) {
+  const { negators, negationScope, negatedOnly, contrasts } = scoring
   const isNegated = (tokens: string[], cursor: number) => {
     for (let index = cursor - 1; index >= 0 && index >= cursor - negationScope; index--) {
       const token = tokens[index] ?? CLAUSE_END
-      if (token === CLAUSE_END) return false
+      if (token === CLAUSE_END || token === SENTENCE_END) return false
       if (negators.has(token)) return true
+    }
+    return false
+  }
+  const reachesScoredWord = (tokens: string[], cursor: number) => {
+    for (let index = cursor + 1; index < tokens.length && index <= cursor + negationScope; index++) {
+      const token = tokens[index] ?? CLAUSE_END
+      if (token === CLAUSE_END || token === SENTENCE_END) return false
+      if (negators.has(token) || (Object.hasOwn(labels, token) && !PICTOGRAPH.test(token))) return true
+    }
+    return false
+  }
+  const followsContrast = (tokens: string[], cursor: number) => {
+    for (let index = cursor - 1; index >= 0; index--) {
+      const token = tokens[index] ?? SENTENCE_END
+      if (token === SENTENCE_END) return false
+      if (contrasts.has(token)) return true
     }
     return false
   }
   return {
     apply(tokens: string[], cursor: number, score: number): number {
-      if (isNegated(tokens, cursor)) return -score
-      return negatedOnly.has(tokens[cursor] ?? "") ? 0 : score
+      const token = tokens[cursor] ?? ""
+      const weight = followsContrast(tokens, cursor) ? 2 : 1
+      if (negators.has(token)) return reachesScoredWord(tokens, cursor) ? 0 : score * weight
+      // An emoji is the reviewer's mood, said after the words: `couldn't eat it 😞` is not a negated 😞.
+      if (isNegated(tokens, cursor) && !PICTOGRAPH.test(token)) return -score * weight
+      return negatedOnly.has(token) ? 0 : score * weight
     },
   }
 }
@@ -92,16 +139,19 @@ export type Analysis = Pick<PolarityResult, "score" | "comparative" | "positive"
  * and the review's own words are reported.
  */
 export function scorer(name: string, scoring: LanguageScoring): (review: string) => Analysis {
-  sentiment.registerLanguage(name, { labels: scoring.labels, scoringStrategy: scoringStrategy(scoring) })
+  const labels = { ...scoring.labels }
+  sentiment.registerLanguage(name, { labels, scoringStrategy: scoringStrategy(scoring, labels) })
+  Object.assign(labels, scoring.emoji)
+  for (const negator of scoring.bareNegators) labels[negator] = BARE_NEGATION
   return (review) => {
     const tokens = review.toLowerCase().match(TOKEN) ?? []
-    const keys = tokens.map((token) => (isWord(token) ? scoring.normalise(token) : CLAUSE_END))
+    const keys = tokens.map((token) => keyOf(token, scoring.normalise))
     const { score, calculation } = sentiment.analyze(keys.join(" "), { language: name })
     const wordCount = tokens.filter(isWord).length
     return {
       score,
       comparative: wordCount > 0 ? score / wordCount : 0,
-      ...ownWords(tokens, keys, scoring.labels, calculation),
+      ...ownWords(tokens, keys, labels, calculation),
     }
   }
 }

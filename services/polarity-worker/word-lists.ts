@@ -19,3 +19,15 @@ export function mergeLabels(
   for (const word of unscored) delete labels[normalise(word)]
   return labels
 }
+
+/**
+ * This project's emoji scores (MIT), over `sentiment`'s (Emoji Sentiment Ranking, by how tweets used them): the
+ * emoji of reviews it lacks (`🙄`, `🤬`, `🤮`, `🔥`), and stronger signs where a review means them more plainly
+ * (`👎`, `😡`, `💩`).
+ */
+export const REVIEW_EMOJI = scored([
+  [-3, "🤬 🤮 💩 😡"],
+  [-2, "🙄 🤢 😢 🤦 👎 😠 😤 😞 😔 😖 😣 😓 😩 😫 😭 💔"],
+  [2, "🔥 💯 🥰 👍 👌 🙂 🤩 😻 💪"],
+  [3, "😍 ❤ 😋 🥳 😊"],
+])
