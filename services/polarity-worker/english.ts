@@ -30,9 +30,11 @@ export const NEGATORS = [
  * service. It wins over AFINN. Scores follow AFINN: ±1 mild, ±2 clear, ±3 strong.
  */
 export const REVIEW_WORDS = scored([
+  [-3, "trash sucked shoddy shambolic"],
   [-3, "unusable defective inedible mould mold filthy stench cockroaches bedbugs scammers scam ripoff"],
   [-3, "rubbish garbage junk ruined shambles rip-off extortionate double-charged bricked rotten mouldy"],
   [-3, "moldy cockroach poisoning nightmare abysmal scammed shady sketchy robbed gouging"],
+  [-2, "subpar half-baked janky naff faff gutted tacky overhyped letdown let-down"],
   [-2, "late delayed delay slow broken broke crashes crashed crash crashing freezes buggy bug bugs glitch"],
   [-2, "glitchy laggy faulty damaged squashed smashed leaking leaked spilled torn ripped faded expired"],
   [-2, "stale soggy burnt undercooked overcooked lukewarm oversalted bland gristle outdated drains"],
@@ -50,14 +52,17 @@ export const REVIEW_WORDS = scored([
   [-1, "crowded dusty hidden ads adverts lag closed stopped declined forever ages postponed raw chewy dry"],
   [-1, "salty sour hair instead pending chased chasing escalated rescheduled oily tough flies ants buzzing"],
   [-1, "locked average hassle tiny steep hiked"],
+  [1, "legit quaint"],
   [1, "juicy crispy sorted fixed solved decent quick quickly fast instant okay ok simple quiet reasonable"],
   [1, "transparent bonus discount upgrade upgraded complimentary replaced explained"],
+  [2, "cracking ace dependable must-have must-try worthwhile value-for-money"],
   [2, "professional professionally knowledgeable efficient efficiently prompt promptly speedy swift"],
   [2, "hassle-free effortless user-friendly sturdy durable spacious roomy tidy flavourful flavorful hearty"],
   [2, "bargain accommodating courteous patiently thoughtful thoughtfully resolved intuitive convenient"],
   [2, "handy slick smooth punctual attentive welcoming cosy cozy tasty affordable solid highlight comfy"],
   [2, "refunded thanks helped compensated patient skilled expert exceptional phenomenal incredible gorgeous"],
   [2, "spot-on first-rate legend yay life-saver treat genius pleasantly smoothly"],
+  [3, "fab chuffed brill stellar"],
   [3, "seamless immaculate pristine yummy scrumptious mouth-watering gem faultless impeccable top-notch"],
   [3, "first-class five-star flawlessly flawless priceless heavenly"],
 ])
