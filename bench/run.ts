@@ -18,6 +18,7 @@ import {
   type ThroughputResult,
   warmUp,
 } from "./load.ts"
+import { measureScoring, type ScoringCost, scoringLines } from "./scoring.ts"
 import {
   brokerPids,
   cpuSeconds,
@@ -44,7 +45,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --ceiling-prefetch N   unacked deliveries of the ceiling's relay (default 1000)
   --settle-timeout S     seconds without a task turning final before the rest count as lost (default 30)
   --delayed N            delayed tasks (countdowns of 1-5 s) whose lateness is measured (default 1000)
-  --phase P              all | ceiling | throughput | latency | delayed (default all)
+  --phase P              all | scoring | ceiling | throughput | latency | delayed (default all); scoring is
+                         µs per review of scoring alone, in this process, before any service starts
+  --scoring-rounds N     reviews scored per run of the scoring phase, best of three runs (default 20000)
   --api-key              start the gateway with an API key and send it with every request; its limits are set
                          high enough never to refuse the benchmark, so that their checks are measured and not
                          their refusals (with --gateway-url: the key in $BENCH_API_KEY is sent)
@@ -59,7 +62,7 @@ const USAGE = `Usage: npm run bench -- [options]
 
 The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
 
-const PHASES = ["all", "ceiling", "throughput", "latency", "delayed"] as const
+const PHASES = ["all", "scoring", "ceiling", "throughput", "latency", "delayed"] as const
 const FOLLOWS: readonly Follow[] = ["lookup", "get"]
 /** The ceiling's queues are of the services' type, so that the ratio compares like with like. */
 const QUEUE_TYPES = ["classic", "quorum"] as const
@@ -94,6 +97,7 @@ function parseOptions(argv: string[]) {
       "settle-timeout": { type: "string", default: "30" },
       delayed: { type: "string", default: "1000" },
       phase: { type: "string", default: "all" },
+      "scoring-rounds": { type: "string", default: "20000" },
       "gateway-url": { type: "string" },
       "api-key": { type: "boolean", default: false },
       runtime: { type: "string", default: "bun" },
@@ -136,6 +140,7 @@ function parseOptions(argv: string[]) {
     ceilingPrefetch: count("ceiling-prefetch"),
     settleTimeoutMs: count("settle-timeout") * 1000,
     delayed: count("delayed"),
+    scoringRounds: count("scoring-rounds"),
     phase,
     gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
     apiKey: values["api-key"] ? (process.env.BENCH_API_KEY ?? mintKey()) : undefined,
@@ -231,6 +236,7 @@ interface Report {
   throughput?: ThroughputResult & { ratioToCeiling: number | null; cpu: CpuUsage }
   latency?: { floor: FloorResult; wait: Percentiles; poll: Percentiles }
   delayed?: DelayedResult
+  scoring?: ScoringCost[]
   memory?: Record<string, MemoryRow>
 }
 
@@ -337,6 +343,10 @@ async function run(options: Options): Promise<Report> {
     ),
   )
 
+  if (wants("scoring")) {
+    progress(`scoring: ${options.scoringRounds} reviews a run, best of three, per language`)
+    report.scoring = await measureScoring(options.scoringRounds)
+  }
   const needsServices = wants("throughput") || wants("latency") || wants("delayed")
   const { gatewayUrl, processes } = needsServices
     ? await servicesUnderTest(options, prefix)
@@ -487,6 +497,7 @@ function formatReport(report: Report): string {
       `services already running behind ${o.gatewayUrl}: not started here, so no RSS or service CPU, and --prefetch and --workers do not apply`,
     )
   }
+  if (report.scoring) lines.push("", ...scoringLines(report.scoring))
   if (report.ceiling) lines.push("", ...ceilingLines(report.ceiling, o))
   if (report.throughput) lines.push("", ...throughputLines(report.throughput))
   if (report.latency || report.throughput) lines.push("", latencyTable(report))
