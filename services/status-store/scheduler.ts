@@ -61,7 +61,11 @@ export function startScheduler(options: SchedulerOptions) {
     }
   }
 
-  /** Claim first, then move the schedule on: a replica that dies between the two leaves a claim to recover. */
+  /**
+   * Claim first, then move the schedule on: a replica that dies between the two leaves a claim to recover. The
+   * claim decides who publishes, not the move: of two replicas at the same tick, one may win the claim and the
+   * other the move, and the occurrence must still go out at once rather than after the claim's lease.
+   */
   async function fire(schedule: Schedule, now: number): Promise<void> {
     const dueAt = schedule.nextRunAt ?? now
     const plan = planRun(schedule.definition, dueAt, now, options.graceMs)
@@ -71,8 +75,8 @@ export function startScheduler(options: SchedulerOptions) {
       fired = { occurrence: plan.fire, taskId: occurrenceTaskId(schedule.id, schedule.createdAt, plan.fire) }
       won = await tables.claimRun(schedule.id, fired.occurrence, fired.taskId, options.replica, now)
     }
-    if (!(await tables.advance(schedule.id, dueAt, plan.next, fired))) return
-    if (plan.missed > 0) {
+    const advanced = await tables.advance(schedule.id, dueAt, plan.next, fired)
+    if (advanced && plan.missed > 0) {
       log.warn("schedule missed occurrences", {
         schedule: schedule.id,
         missed: plan.missed,
