@@ -256,7 +256,7 @@ const SUBMITTED_TASK = {
     200: { description: "The task finished within `?wait=`", schema: "TaskRecord", headers: LOCATION },
     202: { description: "Accepted", schema: "TaskAccepted", headers: LOCATION },
   },
-  problems: [400, 413, 415, 422, 503],
+  problems: [400, 410, 413, 415, 422, 503],
 } as const
 
 const IDEMPOTENCY_HEADER = { "idempotency-key": v.optional(IdempotencyKey) }
@@ -445,6 +445,8 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       // The task is accepted whatever happens here: a status store that does not answer still means 202.
       const owner = ownerFilter(callerOf(c))
       const record = await store.getTask(taskId, { waitMs, owner }).catch((err: Error) => {
+        // A replay whose task expired meanwhile says so, rather than that it is PENDING.
+        if (err instanceof Problem && err.status === 410) throw err
         log.warn("wait for task failed", { taskId, err: err.message })
         return null
       })
@@ -485,7 +487,13 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       ...(claim?.claim === "existing" && REPLAYED),
     }
     const owner = ownerFilter(callerOf(c))
-    const group = waitMs > 0 || claim ? await store.group(groupId, waitMs, owner).catch(() => null) : null
+    const group =
+      waitMs > 0 || claim
+        ? await store.group(groupId, waitMs, owner).catch((err: Error) => {
+            if (err instanceof Problem && err.status === 410) throw err
+            return null
+          })
+        : null
     if (waitMs > 0 && group?.results) return c.json(group, 200, headers)
     const accepted = {
       group_id: groupId,
@@ -599,7 +607,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
         },
         202: { description: "Accepted", schema: "BatchAccepted", headers: GROUP_LOCATION },
       },
-      problems: [400, 413, 415, 422, 503],
+      problems: [400, 410, 413, 415, 422, 503],
     },
     limitBatchBody,
     async (c) => submitBatch(c, await readJson(c, SubmitBatch)),
@@ -616,7 +624,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       path: { groupId: v.pipe(TaskId, v.description("The group id the batch answered.")) },
       query: WaitQuery,
       responses: { 200: { description: "The group", schema: "GroupRecord" } },
-      problems: [404, 422, 503],
+      problems: [404, 410, 422, 503],
     },
     async (c) => {
       const { wait: waitMs } = readQuery(c, WaitQuery)
@@ -696,7 +704,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     "/polarities/tasks/lookup",
     {
       summary: "Many tasks' status and results in one request",
-      description: `Answers the record of each of 1–${MAX_BATCH_SIZE} task ids, in the order asked, and \`null\` for an id that was never submitted: one request instead of a GET per task, for a client following many tasks (Celery's \`ResultSet\`). Ids accepted before the request are always found. \`?wait=\` holds the answer until every task found is final, or the time is up (Celery's \`ResultSet.join\`); it is 200 either way.`,
+      description: `Answers the record of each of 1–${MAX_BATCH_SIZE} task ids, in the order asked, and \`null\` for an id that was never submitted or whose result expired (listed in \`expired\`): one request instead of a GET per task, for a client following many tasks (Celery's \`ResultSet\`). Ids accepted before the request are always found. \`?wait=\` holds the answer until every task found is final, or the time is up (Celery's \`ResultSet.join\`); it is 200 either way.`,
       tag: "tasks",
       query: WaitQuery,
       body: "LookupTasks",
@@ -736,7 +744,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     tag: "tasks",
     path: { taskId: TaskIdParam },
     responses: { 200: { description: "The task", schema: "TaskRecord" } },
-    problems: [404, 503],
+    problems: [404, 410, 503],
   } as const
   route("get", "/polarities/tasks/:taskId", getTaskDoc, getTask)
   route(
@@ -757,7 +765,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
         200: { description: "The event stream", mediaType: "text/event-stream" },
         204: { description: "The task is final and the client has its final state already" },
       },
-      problems: [404, 503],
+      problems: [404, 410, 503],
     },
     followTask,
   )
@@ -773,7 +781,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       path: { taskId: TaskIdParam },
       query: RevokeQuery,
       responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
-      problems: [404, 409, 422, 503],
+      problems: [404, 409, 410, 422, 503],
     },
     revokeTask,
   )

@@ -6,7 +6,7 @@ import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import * as v from "valibot"
 import { Broker, brokerOptions, directReplyTo, PoisonMessage } from "../shared/amqp.ts"
-import { BrokerEnv, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
+import { BrokerEnv, durationVar, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
 import {
   FINAL_STATUSES,
   MessageType,
@@ -34,6 +34,7 @@ import type { EventsOutcome } from "./status-store/store.ts"
 import {
   type Applied,
   currentRun,
+  mintedBefore,
   type TaskRow,
   toGroupRecord,
   toRecord,
@@ -59,6 +60,15 @@ export const StoreEnv = {
   EVENT_HOLD_SECONDS: integerVar(300, 1, 7 * 24 * 3600),
   /** How long an Idempotency-Key is remembered, in seconds. */
   IDEMPOTENCY_KEY_TTL_SECONDS: integerVar(24 * 3600, 1, 30 * 24 * 3600),
+  /**
+   * How long a final task is kept after it ended (Celery's `result_expires`): its record, timeline and input go
+   * then, and reading it answers 410. `never` (or 0) keeps results for ever.
+   */
+  RESULT_EXPIRES: durationVar("1d", 1000, { never: true }),
+  /** Final tasks deleted in one transaction at most, when their results expire. */
+  RESULT_EXPIRY_BATCH: integerVar(500, 1, 100_000),
+  /** The pause between two expiry batches while more results are due, so that events commit in between. */
+  RESULT_EXPIRY_PAUSE_MS: integerVar(50, 1, 60_000),
   /** How long the dashboard's per-second throughput and latency histograms are kept, in hours. */
   STATS_RETENTION_HOURS: integerVar(24, 1, 24 * 366),
   /** A worker whose heartbeats stopped is shown as lost after this many intervals without one. */
@@ -165,6 +175,13 @@ export async function start(config: StoreConfig) {
   /** This replica, as the schedules' claims and the change feed's notices name it. */
   const replica = crypto.randomUUID()
   const db = openSqliteStore(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
+  if (!db.incrementalVacuum && config.RESULT_EXPIRES > 0)
+    log.warn(
+      "database made without incremental auto-vacuum: expired results free pages for reuse, the file does not shrink",
+      {
+        database: config.DATABASE_PATH,
+      },
+    )
   if (config.SCHEDULES_FILE) {
     await loadScheduleFile(db.schedules, config.SCHEDULES_FILE, log).catch(async (err: Error) => {
       await db.close()
@@ -310,7 +327,7 @@ export async function start(config: StoreConfig) {
   async function applyEvents(events: TaskEvent[]): Promise<EventsOutcome> {
     if (events.length === 0) return { applied: [], refused: [] }
     const endTimer = storeMetrics.commitSeconds.startTimer()
-    const outcome = await db.applyEvents(events, Date.now())
+    const outcome = await db.applyEvents(events, Date.now(), expiredBefore())
     endTimer()
     storeMetrics.eventsCommitted(events.length, outcome.applied)
     return outcome
@@ -369,6 +386,49 @@ export async function start(config: StoreConfig) {
     })
   }
 
+  // --- result expiry (RESULT_EXPIRES): final tasks deleted a small batch at a time, never a long transaction
+
+  /** Tasks that ended before this have expired; undefined when results are kept for ever. */
+  function expiredBefore(): number | undefined {
+    return config.RESULT_EXPIRES > 0 ? Date.now() - config.RESULT_EXPIRES : undefined
+  }
+
+  /**
+   * `{ expired: true }` for an id the store does not hold, minted before RESULT_EXPIRES: its task expired (410)
+   * rather than never existed (404). A task of another key that is still held stays a 404.
+   */
+  async function expiredReply(id: string): Promise<{ expired?: true }> {
+    return mintedBefore(id, expiredBefore()) && (await db.find(id)) === null ? { expired: true } : {}
+  }
+
+  let expiryTimer: ReturnType<typeof setTimeout> | undefined
+  let expiring: Promise<void> = Promise.resolve()
+  let expiryStopped = false
+  /** How long the store waits for more results to expire once none is due. */
+  const expiryIdleMs = Math.min(5000, Math.max(100, Math.floor(config.RESULT_EXPIRES / 10)))
+
+  /** One batch, then the next: soon while more are due, after `expiryIdleMs` once none is. */
+  function scheduleExpiry(delayMs: number): void {
+    if (expiryStopped) return
+    expiryTimer = setTimeout(() => {
+      expiring = expireBatch().then(scheduleExpiry)
+    }, delayMs)
+    expiryTimer.unref()
+  }
+
+  async function expireBatch(): Promise<number> {
+    const before = expiredBefore()
+    if (before === undefined) return expiryIdleMs
+    try {
+      const expired = await db.expireResults(before, config.RESULT_EXPIRY_BATCH)
+      storeMetrics.resultsExpired(expired)
+      return expired === config.RESULT_EXPIRY_BATCH ? config.RESULT_EXPIRY_PAUSE_MS : expiryIdleMs
+    } catch (err) {
+      log.error("results not expired", { err })
+      return expiryIdleMs
+    }
+  }
+
   // --- read-your-writes: a query for an unknown id first reads everything queued before it
   let nextBarrier: PromiseWithResolvers<void> | undefined
 
@@ -406,8 +466,11 @@ export async function start(config: StoreConfig) {
   }
 
   async function findGroup({ group_id: groupId, wait_ms: waitMs = 0, owner }: GroupQuery) {
+    // A group whose first task expired reads as expired: what is left of it would add up wrong.
+    const expired = () => mintedBefore(groupId, expiredBefore())
     const read = async () => {
       const group = await db.findGroup(groupId)
+      if (group && expired() && group.members.length < group.group.size) return null
       return group && visibleTo(group.group, owner) ? group : null
     }
     let group = await read()
@@ -420,7 +483,10 @@ export async function start(config: StoreConfig) {
       await groupWaiters.wait(groupId, waitSlice(deadline))
       group = await read()
     }
-    return group ? toGroupRecord(group) : null
+    if (group) return { group: toGroupRecord(group) }
+    const held = await db.findGroup(groupId)
+    const gone = expired() && (!held || held.members.length < held.group.size)
+    return gone ? { group: null, expired: true as const } : { group: null }
   }
 
   /**
@@ -443,7 +509,7 @@ export async function start(config: StoreConfig) {
       await taskWaiters.wait(query.task_id, waitSlice(deadline))
       row = visibleTo(await db.find(query.task_id), query.owner)
     }
-    return { task: row ? toRecord(row) : null }
+    return row ? { task: toRecord(row) } : { task: null, ...(await expiredReply(query.task_id)) }
   }
 
   /**
@@ -472,7 +538,18 @@ export async function start(config: StoreConfig) {
       }
       rows = await read()
     }
-    return tooLarge() ?? { tasks: rows.map((row) => (row ? toRecord(row) : null)) }
+    const tooLargeNow = tooLarge()
+    if (tooLargeNow) return tooLargeNow
+    const expired = await expiredAmong(taskIds.filter((_, i) => !rows[i]))
+    return { tasks: rows.map((row) => (row ? toRecord(row) : null)), ...(expired.length > 0 && { expired }) }
+  }
+
+  /** Which of these ids, of tasks the caller was not shown, expired (`expiredReply`). */
+  async function expiredAmong(taskIds: string[]): Promise<string[]> {
+    const old = taskIds.filter((id) => mintedBefore(id, expiredBefore()))
+    if (old.length === 0) return []
+    const held = await db.findMany(old)
+    return old.filter((_, i) => !held[i])
   }
 
   /** A page of tasks, newest first. It first reads what is queued, so that an accepted task is listed. */
@@ -497,7 +574,8 @@ export async function start(config: StoreConfig) {
    */
   async function revokeTask(query: Extract<StatusQuery, { op: "revoke" }>): Promise<StatusReply> {
     // A task's owner never changes once known, so checking it before the revoke's own lock is enough.
-    if (!(await findTask(query.task_id, query.owner))) return { revoke: "not_found", task: null }
+    if (!(await findTask(query.task_id, query.owner)))
+      return { revoke: "not_found", task: null, ...(await expiredReply(query.task_id)) }
     // Events already in hand first: a STARTED among them makes this a 409, not a revoke.
     await commitInHand()
     const { outcome, row, applied } = await db.revoke(query.task_id, Date.now(), query.terminate === true)
@@ -556,6 +634,8 @@ export async function start(config: StoreConfig) {
       const rows = await db.findMany(task_ids)
       const missing = task_ids.find((_, i) => !rows[i])
       if (!missing) return { claim: "existing", task_ids, group_id }
+      // Published long ago and expired since: publishing the ids again would only have their events refused.
+      if (mintedBefore(missing, expiredBefore())) return { claim: "existing", task_ids, group_id }
       if (claim.lease_until > now) {
         await arrivalWaiters.wait(missing, Math.min(claim.lease_until - now, changes.recheckMs))
         continue
@@ -571,13 +651,14 @@ export async function start(config: StoreConfig) {
 
   /** A task with its input and timeline; like `get`, an id the store has not seen first reads what is queued. */
   async function taskDetail({ task_id: taskId, owner }: Extract<StatusQuery, { op: "detail" }>) {
-    if (owner !== undefined && !(await findTask(taskId, owner))) return { detail: null }
+    if (owner !== undefined && !(await findTask(taskId, owner)))
+      return { detail: null, ...(await expiredReply(taskId)) }
     let detail = await db.detail(taskId)
     if (!detail?.task.kind) {
       await catchUp()
       detail = await db.detail(taskId)
     }
-    return { detail }
+    return detail ? { detail } : { detail: null, ...(await expiredReply(taskId)) }
   }
 
   async function answer(query: StatusQuery): Promise<StatusReply> {
@@ -606,7 +687,7 @@ export async function start(config: StoreConfig) {
       case "refused":
         return closeRefused(query)
       case "group":
-        return findGroup(query).then((group) => ({ group }))
+        return findGroup(query)
       case "claim":
         return claimKey(query)
       case "polarity_report":
@@ -685,6 +766,7 @@ export async function start(config: StoreConfig) {
   heldSweep.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
+  scheduleExpiry(expiryIdleMs)
 
   const scheduler = startScheduler({
     tables: db.schedules,
@@ -719,6 +801,9 @@ export async function start(config: StoreConfig) {
     clearInterval(promotion)
     clearInterval(deliverySweep)
     clearInterval(heldSweep)
+    expiryStopped = true
+    clearTimeout(expiryTimer)
+    await expiring
     taskWaiters.wakeAll()
     groupWaiters.wakeAll()
     arrivalWaiters.wakeAll()

@@ -14,6 +14,29 @@ export function integerVar(fallback: number, min: number, max = Number.MAX_SAFE_
   )
 }
 
+const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
+
+/**
+ * A duration as milliseconds: a number with a unit (`500ms`, `90s`, `15m`, `12h`, `1d`; a bare number is in seconds,
+ * as Celery's `result_expires` is), at least `minMs`; `never` (or `0`) reads as 0 when `never` is allowed.
+ */
+export function durationVar(fallback: string, minMs: number, { never = false } = {}) {
+  const problem = `must be a duration such as 90s, 15m, 12h or 1d, of at least ${minMs} ms${never ? ", or never" : ""}`
+  return v.pipe(
+    v.optional(v.string(), fallback),
+    v.trim(),
+    v.toLowerCase(),
+    v.transform((text) => {
+      if (never && (text === "never" || text === "0")) return 0
+      const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text)
+      if (!match) return Number.NaN
+      const unit = (match[2] ?? "s") as keyof typeof DURATION_UNITS_MS
+      return Number(match[1]) * DURATION_UNITS_MS[unit]
+    }),
+    v.check((ms) => (never && ms === 0) || (Number.isSafeInteger(ms) && ms >= minMs), problem),
+  )
+}
+
 export function booleanVar(fallback: boolean) {
   return v.pipe(
     v.optional(v.string(), String(fallback)),

@@ -729,7 +729,11 @@ export const TaskPage = v.object({ tasks: v.array(TaskRecord), next_cursor: v.nu
 export type TaskPage = v.InferOutput<typeof TaskPage>
 
 /** The answer to a lookup: the record of each id asked for, in the same order; null for an id never submitted. */
-export const TaskLookup = v.object({ tasks: v.array(v.nullable(TaskRecord)) })
+/** `expired`: those of the ids answered null whose results expired (RESULT_EXPIRES), when any did. */
+export const TaskLookup = v.object({
+  tasks: v.array(v.nullable(TaskRecord)),
+  expired: v.optional(v.array(TaskId)),
+})
 export type TaskLookup = v.InferOutput<typeof TaskLookup>
 
 /**
@@ -1118,18 +1122,21 @@ export const StatusQuery = v.variant("op", [
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
-export const TaskReply = v.object({ task: v.nullable(TaskRecord) })
+/** On a null: the id's task was held once, and its result expired (RESULT_EXPIRES); the API answers 410. */
+const Expired = v.optional(v.literal(true))
+export const TaskReply = v.object({ task: v.nullable(TaskRecord), expired: Expired })
 export const TaskPageReply = v.object({ tasks: v.array(TaskRecord), next_after: v.nullable(TaskId) })
 /** `revoked` (the task is now REVOKED), or why not: `not_found`, `started` (running), `final` (finished). */
 export const RevokeReply = v.object({
   revoke: v.picklist(["revoked", "not_found", "started", "final"]),
   task: v.nullable(TaskRecord),
+  expired: Expired,
 })
 /** Newest first. */
 export const RevokedReply = v.object({
   revoked: v.array(v.object({ task_id: TaskId, run: v.pipe(v.number(), v.integer(), v.minValue(1)) })),
 })
-export const GroupReply = v.object({ group: v.nullable(GroupRecord) })
+export const GroupReply = v.object({ group: v.nullable(GroupRecord), expired: Expired })
 /**
  * `claimed`: publish these ids (new ones, or a takeover's: the same ids again); `existing`: they were
  * published, answer them; `mismatch`: the key belongs to another request.
@@ -1146,7 +1153,7 @@ export const LookupTooLarge = v.object({
 export const StatsReply = v.object({ stats: DashboardStats })
 export const InFlightReply = v.object({ in_flight: Count })
 export const WorkersReply = v.object({ workers: v.array(WorkerRecord) })
-export const DetailReply = v.object({ detail: v.nullable(TaskDetail) })
+export const DetailReply = v.object({ detail: v.nullable(TaskDetail), expired: Expired })
 export const ErrorReply = v.object({ error: v.string() })
 /**
  * A schedule op's answer: the schedule (null: no such id), or why not: `conflict` (the id is taken), `invalid`

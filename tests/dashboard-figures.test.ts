@@ -369,7 +369,7 @@ describe("on sqlite", () => {
       ALTER TABLE tasks DROP COLUMN progress_report; ALTER TABLE tasks RENAME COLUMN rank TO progress;
       DROP INDEX tasks_by_owner; DROP INDEX tasks_by_owner_status; ALTER TABLE tasks DROP COLUMN owner;
       ALTER TABLE groups DROP COLUMN owner; DROP TABLE owner_in_flight; DROP TABLE held_events;
-      DROP INDEX tasks_scheduled_by_eta; ALTER TABLE tasks DROP COLUMN eta;
+      DROP INDEX tasks_final_by_end; DROP INDEX tasks_scheduled_by_eta; ALTER TABLE tasks DROP COLUMN eta;
       DROP TABLE schedules; DROP TABLE schedule_runs;
       DROP TABLE webhook_deliveries; DROP TABLE webhook_attempts; ALTER TABLE tasks DROP COLUMN callback_url;
       PRAGMA user_version = 3`)

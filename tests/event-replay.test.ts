@@ -98,7 +98,8 @@ function shuffledWithDuplicates(events: TaskEvent[]): TaskEvent[] {
 
 /** Feed the events to a fresh status store through the broker, in batches of random size; return its rows. */
 async function applyThroughStore(events: TaskEvent[]) {
-  const { env, dataDir } = testEnv("event-replay")
+  // The histories ended in 2023: under any retention they would expire while they are fed in.
+  const { env, dataDir } = testEnv("event-replay", { RESULT_EXPIRES: "never" })
   const store = await startStore(loadStoreConfig(env))
   try {
     await using amqp = await rawChannel()

@@ -235,7 +235,7 @@ export function mountDashboard(
       tag: "dashboard",
       path: { taskId: TaskIdParam },
       responses: { 200: { description: "The task's detail", schema: "TaskDetail" } },
-      problems: [401, 404, 503],
+      problems: [401, 404, 410, 503],
     },
     async (c) => {
       const taskId = parseTaskId(c.req.param("taskId") ?? "")
@@ -254,7 +254,7 @@ export function mountDashboard(
       tag: "dashboard",
       path: { taskId: TaskIdParam },
       responses: { 200: { description: "The event stream", mediaType: "text/event-stream" } },
-      problems: [401, 404, 503],
+      problems: [401, 404, 410, 503],
     },
     actions.follow,
   )
@@ -269,7 +269,7 @@ export function mountDashboard(
       path: { taskId: TaskIdParam },
       query: RevokeQuery,
       responses: { 200: { description: "The task, now REVOKED", schema: "TaskRecord" } },
-      problems: [401, 404, 409, 422, 503],
+      problems: [401, 404, 409, 410, 422, 503],
     },
     actions.revoke,
   )
@@ -282,7 +282,7 @@ export function mountDashboard(
       tag: "dashboard",
       path: { taskId: TaskIdParam },
       responses: { 202: { description: "Published again", schema: "TaskAccepted" } },
-      problems: [401, 404, 409, 503],
+      problems: [401, 404, 409, 410, 503],
     },
     actions.retry,
   )

@@ -23,6 +23,7 @@ import {
   type TaskStatus,
   WorkersReply,
 } from "../../shared/contracts.ts"
+import { Problem } from "../../shared/http.ts"
 import { askStatusStore, checkStatusReply } from "../../shared/status-rpc.ts"
 
 const LOOKUP_ANSWER = v.union([TaskLookup, LookupTooLarge])
@@ -38,6 +39,23 @@ interface LookupOptions {
 interface PendingQuery {
   query: StatusQuery
   answered: PromiseWithResolvers<unknown>
+}
+
+/**
+ * The answer for a task or group the store held once and has deleted since (RESULT_EXPIRES): 410 rather than 404,
+ * so that a client can tell a result it came too late for from an id that never was.
+ */
+function expired(what: "task" | "group", id: string): Problem {
+  return new Problem(
+    410,
+    `${what} ${id} has expired: the status store deletes a task's result RESULT_EXPIRES after it ends (1 day by default)`,
+  )
+}
+
+/** A task's reply, or 410 when the task expired. */
+function unlessExpired<TReply extends { expired?: true | undefined }>(reply: TReply, id: string): TReply {
+  if (reply.expired) throw expired("task", id)
+  return reply
 }
 
 export class StatusStoreClient {
@@ -93,7 +111,7 @@ export class StatusStoreClient {
 
   /**
    * The task, or null when the store has never heard of it (after reading every event queued before) or it is
-   * not `owner`'s. Every method that reads or acts on tasks takes the owner: undefined sees them all.
+   * not `owner`'s; a 410 Problem when it expired. Every method that reads or acts on tasks takes the owner: undefined sees them all.
    */
   async getTask(
     taskId: string,
@@ -106,7 +124,7 @@ export class StatusStoreClient {
       ...(catchUp && { catch_up: true }),
       ...(owner !== undefined && { owner }),
     }
-    return (await this.ask(query, TaskReply, waitMs)).task
+    return unlessExpired(await this.ask(query, TaskReply, waitMs), taskId).task
   }
 
   async listTasks(
@@ -149,7 +167,7 @@ export class StatusStoreClient {
   /** The task with its input and timeline, or null when the store has never heard of it. */
   async taskDetail(taskId: string, owner?: Owner) {
     const query: StatusQuery = { op: "detail", task_id: taskId, ...(owner !== undefined && { owner }) }
-    return (await this.ask(query, DetailReply)).detail
+    return unlessExpired(await this.ask(query, DetailReply), taskId).detail
   }
 
   /** How many of the owner's tasks are in flight (submitted, not final). */
@@ -170,7 +188,7 @@ export class StatusStoreClient {
   /** Revoke a task that has not started; the reply says why not otherwise. */
   async revokeTask(taskId: string, owner?: Owner, terminate = false) {
     const query = { op: "revoke", task_id: taskId, ...(owner !== undefined && { owner }), terminate } as const
-    return this.ask(query, RevokeReply)
+    return unlessExpired(await this.ask(query, RevokeReply), taskId)
   }
 
   /** End FAILURE a task the broker refused to queue, if its record is still at that run's PENDING. */
@@ -186,7 +204,9 @@ export class StatusStoreClient {
       ...(waitMs > 0 && { wait_ms: waitMs }),
       ...(owner !== undefined && { owner }),
     }
-    return (await this.ask(query, GroupReply, waitMs)).group
+    const reply = await this.ask(query, GroupReply, waitMs)
+    if (reply.expired) throw expired("group", groupId)
+    return reply.group
   }
 
   /** Claim an Idempotency-Key; held while another request with the key is still publishing. */

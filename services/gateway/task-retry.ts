@@ -73,7 +73,7 @@ export function retryRoute(route: Route<"TaskAccepted">, retry: ReturnType<typeo
           headers: { location: "The task's URL: `/polarities/tasks/{task_id}`" },
         },
       },
-      problems: [404, 409, 503],
+      problems: [404, 409, 410, 503],
     },
     retry,
   )

@@ -16,6 +16,7 @@ export class StoreMetrics {
   private readonly latency: Histogram<"phase">
   readonly commitSeconds: Histogram
   private readonly queries: Counter<"op">
+  private readonly expired: Counter
 
   constructor({ registry }: ServiceMetrics, statusCounts: () => Promise<Record<TaskStatus, number>>) {
     const registers = [registry]
@@ -64,6 +65,15 @@ export class StoreMetrics {
       labelNames: ["op"],
       registers,
     })
+    this.expired = new Counter({
+      name: "polarity_results_expired_total",
+      help: "Final tasks deleted, with their timelines, once older than RESULT_EXPIRES.",
+      registers,
+    })
+  }
+
+  resultsExpired(tasks: number): void {
+    if (tasks > 0) this.expired.inc(tasks)
   }
 
   /** After a commit: `received` events, of which `applied` were new. */

@@ -14,9 +14,10 @@ export function sqliteWebhooks(db: SqliteDatabase) {
   const markQueued = db.query<void, [number, string]>(
     "UPDATE webhook_deliveries SET queued_at = ? WHERE delivery_id = ?",
   )
+  // Not for a task the store no longer holds: an attempt reported after its task's result expired.
   const insertAttempt = db.query<void, Record<string, string | number | null>>(
-    `INSERT OR IGNORE INTO webhook_attempts VALUES ($delivery_id, $attempt, $task_id, $at, $outcome, $status_code,
-       $error, $next_attempt_at)`,
+    `INSERT OR IGNORE INTO webhook_attempts SELECT $delivery_id, $attempt, $task_id, $at, $outcome, $status_code,
+       $error, $next_attempt_at WHERE EXISTS (SELECT 1 FROM tasks WHERE task_id = $task_id)`,
   )
   const attemptsOfTask = db.query<WebhookAttempt, [string]>(
     "SELECT * FROM webhook_attempts WHERE task_id = ? ORDER BY at, attempt",

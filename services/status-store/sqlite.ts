@@ -35,6 +35,15 @@ import {
 } from "./task-state.ts"
 import { dueDelivery, toWebhookEntries } from "./webhooks.ts"
 
+/** The final statuses, as the expiry index and its query both spell them (the index serves only that spelling). */
+const FINAL_SQL = "('SUCCESS', 'FAILURE', 'EXPIRED', 'REVOKED')"
+
+/**
+ * Free pages handed back to the file system after each expiry batch, at most (4 MiB of 4 KiB pages): enough for
+ * what a batch frees, and small steps, as the store's one connection does nothing else meanwhile.
+ */
+const VACUUM_PAGES_PER_BATCH = 1024
+
 /** The first version's schema; MIGRATIONS bring it up to date. */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS tasks (
@@ -123,6 +132,8 @@ const MIGRATIONS = [
      waiting_for TEXT NOT NULL, event TEXT NOT NULL) WITHOUT ROWID;
    CREATE INDEX held_events_by_task ON held_events (task_id);
    CREATE INDEX held_events_by_age ON held_events (held_at);`,
+  // 12: result expiry (RESULT_EXPIRES): the final tasks by when they ended, so that each batch reads the oldest.
+  `CREATE INDEX tasks_final_by_end ON tasks (finished_at) WHERE status IN ${FINAL_SQL};`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -144,9 +155,20 @@ interface ClaimRow extends Omit<Claim, "task_ids"> {
   task_ids: string
 }
 
-export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): StatusStore {
+export interface SqliteStore extends StatusStore {
+  /**
+   * Whether the file gives back the pages that expired results free (auto_vacuum INCREMENTAL). A database made
+   * before this store did so keeps them as free pages, which new rows reuse: the file stops growing but does not
+   * shrink, until a VACUUM (docs/operations.md).
+   */
+  readonly incrementalVacuum: boolean
+}
+
+export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): SqliteStore {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true })
   const db = openSqlite(path)
+  // Takes effect only on a new, empty database, before its first table; an older one keeps its mode.
+  db.exec("PRAGMA auto_vacuum = INCREMENTAL")
   db.exec("PRAGMA journal_mode = WAL")
   db.exec(`PRAGMA synchronous = ${synchronous}`)
   db.exec("PRAGMA busy_timeout = 5000")
@@ -158,6 +180,9 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const claims = claimStatements(db)
 
   const held = heldStatements(db)
+  const expiry = expiryStatements(db)
+  const incrementalVacuum =
+    db.query<{ auto_vacuum: number }, []>("PRAGMA auto_vacuum").get()?.auto_vacuum === 2
 
   /** The inbox entry and the state change commit together, or neither does; null for a duplicate. */
   function applyOne(event: TaskEvent): Applied | null {
@@ -177,10 +202,10 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const seen = (id: string) => tasks.inInbox.get(id) !== null
 
   /** Admit one event: apply it, keep it aside until its cause comes, or refuse it. */
-  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome): boolean {
+  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome, expiredBefore?: number): boolean {
     const id = eventId(event)
     if (seen(id)) return false
-    const admission = admit(tasks.select.get(event.task_id), event, seen)
+    const admission = admit(tasks.select.get(event.task_id), event, seen, expiredBefore)
     if (admission.verdict === "refuse") {
       outcome.refused.push({ event, reason: admission.reason })
       return false
@@ -209,10 +234,10 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     }
   }
 
-  const applyEvents = db.transaction((events: TaskEvent[], now: number): EventsOutcome => {
+  const applyEvents = db.transaction((events: TaskEvent[], now: number, expiredBefore?: number) => {
     const outcome: EventsOutcome = { applied: [], refused: [] }
     const moved = new Set<string>()
-    for (const event of events) if (admitOne(event, now, outcome)) moved.add(event.task_id)
+    for (const event of events) if (admitOne(event, now, outcome, expiredBefore)) moved.add(event.task_id)
     if (held.any.get()) releaseHeld(moved, now, outcome)
     figures.record(outcome.applied)
     for (const [owner, delta] of inFlightDeltas(outcome.applied)) tasks.addInFlight.run(owner, delta)
@@ -225,6 +250,24 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     figures.record(applied)
     for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
     return { outcome, row: tasks.select.get(taskId), applied }
+  })
+  const expireResults = db.transaction((before: number, limit: number): number => {
+    const expired = expiry.oldestFinal.all(before, limit)
+    const gone = new Map<string, number>()
+    for (const { task_id: taskId, status } of expired) {
+      expiry.deleteTask.run(taskId)
+      // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
+      expiry.deleteInbox.run(`${taskId}:`, `${taskId};`)
+      expiry.deleteHeld.run(taskId)
+      expiry.deleteDeliveries.run(`${taskId}.`, `${taskId}/`)
+      expiry.deleteAttempts.run(taskId)
+      gone.set(status, (gone.get(status) ?? 0) + 1)
+    }
+    for (const groupId of new Set(expired.map((row) => row.group_id))) {
+      if (groupId !== null) expiry.deleteEmptyGroup.run(groupId)
+    }
+    for (const [status, tasks] of gone) figures.addToCount.run(status, -tasks)
+    return expired.length
   })
   const claimKey = db.transaction((claim: Claim, now: number): Claim | null => {
     const held = claims.select.get(claim.key, now)
@@ -251,7 +294,14 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   })
 
   return {
-    applyEvents: async (events, now = Date.now()) => applyEvents(events, now),
+    incrementalVacuum,
+    applyEvents: async (events, now = Date.now(), expiredBefore = undefined) =>
+      applyEvents(events, now, expiredBefore),
+    async expireResults(before, limit) {
+      const expired = expireResults(before, limit)
+      if (expired > 0 && incrementalVacuum) db.exec(`PRAGMA incremental_vacuum(${VACUUM_PAGES_PER_BATCH})`)
+      return expired
+    },
     async heldBefore(before, limit) {
       return held.before.all(before, limit).map((row) => ({
         event: JSON.parse(row.event) as TaskEvent,
@@ -395,6 +445,27 @@ function taskStatements(db: SqliteDatabase) {
   }
 }
 
+function expiryStatements(db: SqliteDatabase) {
+  return {
+    // Named: without statistics the planner takes tasks_by_status_kind and sorts every final task, each batch.
+    oldestFinal: db.query<Pick<TaskRow, "task_id" | "status" | "group_id">, [number, number]>(
+      `SELECT task_id, status, group_id FROM tasks INDEXED BY tasks_final_by_end
+       WHERE status IN ${FINAL_SQL} AND finished_at < ?1 AND (eta IS NULL OR eta < ?1)
+       ORDER BY finished_at LIMIT ?2`,
+    ),
+    deleteTask: db.query<void, [string]>("DELETE FROM tasks WHERE task_id = ?"),
+    deleteInbox: db.query<void, [string, string]>("DELETE FROM inbox WHERE event_id > ? AND event_id < ?"),
+    deleteHeld: db.query<void, [string]>("DELETE FROM held_events WHERE task_id = ?"),
+    deleteDeliveries: db.query<void, [string, string]>(
+      "DELETE FROM webhook_deliveries WHERE delivery_id > ? AND delivery_id < ?",
+    ),
+    deleteAttempts: db.query<void, [string]>("DELETE FROM webhook_attempts WHERE task_id = ?"),
+    deleteEmptyGroup: db.query<void, [string]>(
+      "DELETE FROM groups WHERE group_id = ?1 AND NOT EXISTS (SELECT 1 FROM tasks WHERE group_id = ?1)",
+    ),
+  }
+}
+
 function claimStatements(db: SqliteDatabase) {
   return {
     select: db.query<ClaimRow, [string, number]>(
@@ -438,6 +509,7 @@ function figureStatements(db: SqliteDatabase) {
   )
   return {
     counts,
+    addToCount,
     /** Inside a transaction that moved `tasks` tasks from one status to another without an event. */
     moveCount(from: string, to: string, tasks: number): void {
       addToCount.run(from, -tasks)

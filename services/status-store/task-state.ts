@@ -237,14 +237,23 @@ const RETRYABLE_ENDS: ReadonlySet<TaskStatus> = new Set(["FAILURE", "EXPIRED", "
 
 /**
  * `seen(eventId)`: whether the inbox holds that event (applied before). The row is the task's before the event
- * (null when unknown). Pure, so that every backend admits the same events in the same state.
+ * (null when unknown). `expiredBefore`: tasks that ended before it are deleted (RESULT_EXPIRES). Pure, so that
+ * every backend admits the same events in the same state.
  */
-export function admit(row: TaskRow | null, event: TaskEvent, seen: (eventId: string) => boolean): Admission {
+export function admit(
+  row: TaskRow | null,
+  event: TaskEvent,
+  seen: (eventId: string) => boolean,
+  expiredBefore?: number,
+): Admission {
   const { task_id: taskId, run, attempt, state } = event
   const refuse = (reason: string): Admission => ({ verdict: "refuse", reason })
   const hold = (waitingFor: string): Admission => ({ verdict: "hold", waitingFor })
   if (state === "REVOKED")
     return refuse("a REVOKED comes from the status store alone, which applies it itself")
+  // A late copy of an expired task's event (its inbox rows went with it) must not bring the task back.
+  if (!row && mintedBefore(taskId, expiredBefore))
+    return refuse("its task is older than RESULT_EXPIRES and not held: its result expired")
   if (state === "PENDING") {
     if (attempt !== run - 1) return refuse(`a PENDING of run ${run} has attempt ${run - 1}, not ${attempt}`)
     if (run === 1) return { verdict: "apply" }
@@ -267,6 +276,22 @@ export function admit(row: TaskRow | null, event: TaskEvent, seen: (eventId: str
   const previous = between ? attempt : attempt - 1
   if (previous >= run && !seen(`${taskId}:RETRY:${previous}`)) return hold(`the RETRY of attempt ${previous}`)
   return { verdict: "apply" }
+}
+
+/**
+ * When an id was minted, from the time a UUIDv7 carries in its first 48 bits (the gateway mints task and group ids
+ * at submission, the scheduler at the occurrence); null for an id of another version, which tells nothing.
+ */
+export function mintedAt(id: string): number | null {
+  return id[14] === "7" ? Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16) : null
+}
+
+/**
+ * Whether an id the store does not hold belongs to a task whose result expired: a final task is deleted only
+ * once it ended before `expiredBefore`, so it was minted before too. Undefined `expiredBefore`: results are kept.
+ */
+export function mintedBefore(id: string, expiredBefore: number | undefined): boolean {
+  return expiredBefore !== undefined && (mintedAt(id) ?? Number.POSITIVE_INFINITY) < expiredBefore
 }
 
 export type RevokeOutcome = "revoked" | "not_found" | "started" | "final"
