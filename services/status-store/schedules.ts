@@ -77,6 +77,18 @@ export interface ScheduleRow {
   last_task_id: string | null
 }
 
+/** The columns a backend writes of a schedule (its last run is written by `advance` alone). */
+export const toScheduleRow = (schedule: Schedule) => ({
+  id: schedule.id,
+  owner: schedule.owner,
+  definition: JSON.stringify(schedule.definition),
+  paused: schedule.paused ? 1 : 0,
+  from_file: schedule.fromFile ? 1 : 0,
+  created_at: schedule.createdAt,
+  updated_at: schedule.updatedAt,
+  next_run_at: schedule.nextRunAt,
+})
+
 const millis = (value: number | string | null) => (value === null ? null : Number(value))
 
 export function fromScheduleRow(row: ScheduleRow): Schedule {

@@ -3,10 +3,10 @@
 import type { SqliteDatabase } from "../../shared/runtime.ts"
 import {
   fromScheduleRow,
-  type Schedule,
   type ScheduleRow,
   type ScheduleStore,
   type UnpublishedRun,
+  toScheduleRow as values,
 } from "./schedules.ts"
 
 export function sqliteSchedules(db: SqliteDatabase): ScheduleStore {
@@ -53,17 +53,6 @@ export function sqliteSchedules(db: SqliteDatabase): ScheduleStore {
   const removeWithRuns = db.transaction((id: string): boolean => {
     removeRuns.run(id)
     return remove.run(id).changes === 1
-  })
-
-  const values = (schedule: Schedule) => ({
-    id: schedule.id,
-    owner: schedule.owner,
-    definition: JSON.stringify(schedule.definition),
-    paused: schedule.paused ? 1 : 0,
-    from_file: schedule.fromFile ? 1 : 0,
-    created_at: schedule.createdAt,
-    updated_at: schedule.updatedAt,
-    next_run_at: schedule.nextRunAt,
   })
 
   return {
