@@ -1,4 +1,4 @@
-// status-store: consumes the task events into SQLite as a monotonic state machine, and answers
+// status-store: consumes the task events into SQLite or PostgreSQL as a monotonic state machine, and answers
 // status queries over reply-to RPC (optionally holding the reply until the task is final). It keeps the
 // periodic schedules too, and fires them (status-store/scheduler.ts): every replica does, each occurrence once.
 import { Buffer } from "node:buffer"
@@ -20,7 +20,7 @@ import {
 } from "../shared/contracts.ts"
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
 import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
-import { createLogger } from "../shared/log.ts"
+import { createLogger, type Logger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
 import { BARRIER_KEY, delayEntryExchange, delayRoutingKey, type Service } from "../shared/topology.ts"
@@ -28,9 +28,10 @@ import { inProcessFeed } from "./status-store/change-feed.ts"
 import { decodeInbound, decodeRequest } from "./status-store/inbound.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
+import { openPostgresStore } from "./status-store/postgres.ts"
 import { loadScheduleFile, startScheduler } from "./status-store/scheduler.ts"
 import { openSqliteStore } from "./status-store/sqlite.ts"
-import type { EventsOutcome } from "./status-store/store.ts"
+import type { EventsOutcome, StatusStore } from "./status-store/store.ts"
 import {
   type Applied,
   currentRun,
@@ -44,11 +45,29 @@ import type { DeliveryRow } from "./status-store/webhooks.ts"
 
 const SERVICE = "status-store" satisfies Service
 
+/** The messages never repeat the URL: it may hold a password. */
+const databaseUrl = v.pipe(
+  v.string(),
+  v.trim(),
+  v.check(
+    (url) => URL.canParse(url) && ["postgres:", "postgresql:"].includes(new URL(url).protocol),
+    "must be a postgres:// or postgresql:// URL (unset, the store uses the SQLite file at DATABASE_PATH)",
+  ),
+  v.check((url) => new URL(url).hostname !== "", "must name the PostgreSQL server's host"),
+)
+
 export const StoreEnv = {
   ...BrokerEnv,
   STATUS_STORE_HOST: stringVar("0.0.0.0"),
   STATUS_STORE_PORT: integerVar(9002, 0, 65535),
   DATABASE_PATH: stringVar("./data/status-store.sqlite"),
+  /**
+   * A postgres:// URL: the store runs on PostgreSQL, where several replicas can share the database; without it,
+   * on the SQLite file at DATABASE_PATH, which one process owns.
+   */
+  DATABASE_URL: v.optional(databaseUrl),
+  /** PostgreSQL connections each replica opens at most. */
+  DATABASE_POOL_SIZE: integerVar(10, 1, 1000),
   /** FULL: an acked event survives power loss. NORMAL: survives a process crash, and commits faster. */
   SQLITE_SYNCHRONOUS: picklistVar(["FULL", "NORMAL"], "FULL"),
   /** Event messages in hand at once; all that arrive in one turn of the event loop commit in one transaction. */
@@ -90,6 +109,25 @@ export const StoreEnv = {
 export type StoreConfig = ReturnType<typeof loadStoreConfig>
 export const loadStoreConfig = (env: Record<string, string | undefined> = process.env) =>
   loadConfig(StoreEnv, env)
+
+/** PostgreSQL when DATABASE_URL is set, else the SQLite file at DATABASE_PATH. */
+async function openStore(config: StoreConfig, log: Logger): Promise<StatusStore> {
+  if (config.DATABASE_URL) return openPostgresStore(config.DATABASE_URL, config.DATABASE_POOL_SIZE)
+  const db = openSqliteStore(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
+  if (!db.incrementalVacuum && config.RESULT_EXPIRES > 0)
+    log.warn(
+      "database made without incremental auto-vacuum: expired results free pages for reuse, the file does not shrink",
+      { database: config.DATABASE_PATH },
+    )
+  return db
+}
+
+/** Where the store keeps its tasks, for the log: the server and database, never the password. */
+function databaseOf(config: StoreConfig): string {
+  if (!config.DATABASE_URL) return config.DATABASE_PATH
+  const url = new URL(config.DATABASE_URL)
+  return `postgres://${url.host}${url.pathname}`
+}
 
 /** Queries held until something about a key (a task, a group) changes, or their time is up. */
 class Waiters {
@@ -174,14 +212,7 @@ export async function start(config: StoreConfig) {
   const metrics = new ServiceMetrics(SERVICE)
   /** This replica, as the schedules' claims and the change feed's notices name it. */
   const replica = crypto.randomUUID()
-  const db = openSqliteStore(config.DATABASE_PATH, config.SQLITE_SYNCHRONOUS)
-  if (!db.incrementalVacuum && config.RESULT_EXPIRES > 0)
-    log.warn(
-      "database made without incremental auto-vacuum: expired results free pages for reuse, the file does not shrink",
-      {
-        database: config.DATABASE_PATH,
-      },
-    )
+  const db = await openStore(config, log)
   if (config.SCHEDULES_FILE) {
     await loadScheduleFile(db.schedules, config.SCHEDULES_FILE, log).catch(async (err: Error) => {
       await db.close()
@@ -791,7 +822,7 @@ export async function start(config: StoreConfig) {
   healthRoute(app, () => broker.connected)
   app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.STATUS_STORE_PORT, config.STATUS_STORE_HOST)
-  log.info("started", { url: server.url, database: config.DATABASE_PATH })
+  log.info("started", { url: server.url, database: databaseOf(config) })
 
   async function stop(): Promise<void> {
     await scheduler.stop()

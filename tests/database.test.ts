@@ -1,7 +1,10 @@
 import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
 import { rmSync } from "node:fs"
+import { openPostgresStore } from "../services/status-store/postgres.ts"
+import { connectPostgres, POSTGRES_SCHEMA_VERSION } from "../services/status-store/postgres-schema.ts"
 import { SQLITE_SCHEMA_VERSION } from "../services/status-store/sqlite.ts"
+import { createTestDatabase } from "./postgres.ts"
 import { openTestDatabase } from "./store-backends.ts"
 
 describe("the status store's SQLite database", () => {
@@ -29,5 +32,37 @@ describe("the status store's SQLite database", () => {
       ])
     }
     expect(await database.query("PRAGMA user_version")).toEqual([{ user_version: SQLITE_SCHEMA_VERSION }])
+  })
+})
+
+describe("the status store's PostgreSQL database", () => {
+  test("replicas that start at once migrate it once, one after another", async () => {
+    await using database = await createTestDatabase("migrations")
+    const replicas = await Promise.all([1, 2, 3].map(() => openPostgresStore(database.url, 1)))
+    await Promise.all(replicas.map((replica) => replica.close()))
+    const raw = connectPostgres(database.url, 1)
+    try {
+      const versions = await raw<
+        { version: number }[]
+      >`SELECT version FROM schema_migrations ORDER BY version`
+      expect(versions.map((row) => row.version)).toEqual(
+        Array.from({ length: POSTGRES_SCHEMA_VERSION }, (_, i) => i + 1),
+      )
+    } finally {
+      await raw.end()
+    }
+  })
+
+  test("a database migrated by a newer store is refused with its version", async () => {
+    await using database = await openTestDatabase("postgres")
+    const raw = connectPostgres(database.path, 1)
+    try {
+      await raw`INSERT INTO schema_migrations VALUES (${POSTGRES_SCHEMA_VERSION + 1}, 0)`
+    } finally {
+      await raw.end()
+    }
+    await expect(database.reopen()).rejects.toThrow(
+      `the database is at schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this status store's ${POSTGRES_SCHEMA_VERSION}`,
+    )
   })
 })

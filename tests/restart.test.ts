@@ -1,15 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { STORE_BACKENDS } from "./store-backends.ts"
 import { postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
 
-let stack: Stack
-beforeAll(async () => {
-  stack = await startStack("restart")
-})
-afterAll(async () => {
-  await stack?.[Symbol.asyncDispose]()
-})
+describe.each(STORE_BACKENDS)("the status store keeps state across restarts (%s)", (backend) => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack(`restart-${backend}`, {}, {}, { backend })
+  })
+  afterAll(async () => {
+    await stack?.[Symbol.asyncDispose]()
+  })
 
-describe("the status store keeps state across restarts", () => {
   test("results from before a restart are still there after it", async () => {
     const before = await Promise.all(
       ["awful", "lovely", "a table"].map(async (review) =>

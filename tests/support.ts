@@ -19,6 +19,7 @@ import {
 import { type Service, type StatusStoreCaller, statusRpcKey, topologyNames } from "../shared/topology.ts"
 import { AMQP_URL, deleteTopology, rawChannel } from "./broker.ts"
 import { createTestDatabase, type TestDatabase } from "./postgres.ts"
+import { type StoreBackend, storeBackend } from "./store-backends.ts"
 
 export { AMQP_URL, deleteTopology, rawChannel }
 
@@ -78,9 +79,12 @@ export function testEnv(topic: string, overrides: Env = {}): { env: Env; dataDir
   return { env, dataDir }
 }
 
+/** TEST_STORE_BACKEND=postgres runs every stack's store on PostgreSQL: the whole suite, on the other backend. */
+const DEFAULT_BACKEND = storeBackend(process.env.TEST_STORE_BACKEND ?? "sqlite")
+
 export interface StackShape {
   /** Where the status store keeps its state: a SQLite file (the default), or a PostgreSQL database of its own. */
-  backend?: "sqlite" | "postgres"
+  backend?: StoreBackend
   /** Status-store replicas, all on the one database (more than one needs PostgreSQL). */
   storeReplicas?: number
 }
@@ -93,7 +97,7 @@ export async function startStack(
   topic: string,
   overrides: Env = {},
   perService: Partial<Record<Service, Env>> = {},
-  { backend = "sqlite", storeReplicas = 1 }: StackShape = {},
+  { backend = DEFAULT_BACKEND, storeReplicas = 1 }: StackShape = {},
 ): Promise<Stack> {
   if (storeReplicas > 1 && backend !== "postgres")
     throw new Error("store replicas share a PostgreSQL database")
