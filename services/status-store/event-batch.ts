@@ -48,9 +48,11 @@ export class EventBatch {
   private readonly held = new Map<string, HeldRow>()
   private readonly changed = new Set<string>()
 
+  /** `expiredBefore`: tasks that ended before it are deleted (task-state.ts's `admit`). */
   constructor(
     snapshot: TaskSnapshot,
     private readonly now: number,
+    private readonly expiredBefore?: number,
   ) {
     this.rows = new Map(snapshot.rows)
     this.seen = new Set(snapshot.seen)
@@ -100,7 +102,8 @@ export class EventBatch {
   private admit(event: TaskEvent): boolean {
     const id = eventId(event)
     if (this.seen.has(id)) return false
-    const admission = admit(this.row(event.task_id), event, (seenId) => this.seen.has(seenId))
+    const seen = (seenId: string) => this.seen.has(seenId)
+    const admission = admit(this.row(event.task_id), event, seen, this.expiredBefore)
     if (admission.verdict === "refuse") {
       this.outcome.refused.push({ event, reason: admission.reason })
       return false

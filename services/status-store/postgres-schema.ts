@@ -1,6 +1,6 @@
 // The status store's tables on PostgreSQL, as versioned migrations, and the connection every replica opens.
 // Times are epoch milliseconds (BIGINT, read back as numbers); text keys that the store ranges over or sorts by
-// (task ids, event ids, worker and schedule names) compare byte by byte (COLLATE "C"), as SQLite's do: a range
+// (task ids, event and delivery ids, worker and schedule names) compare byte by byte (COLLATE "C"), as SQLite's do: a range
 // like `event_id > '<task>:' AND event_id < '<task>;'` must not depend on the database's locale.
 import postgres from "postgres"
 
@@ -25,6 +25,9 @@ export function connectPostgres(url: string, poolSize: number) {
 }
 export type Sql = ReturnType<typeof connectPostgres>
 export type Tx = postgres.TransactionSql<{ bigint: number }>
+
+/** The final statuses, as the expiry index and its query both spell them (the index serves only that spelling). */
+export const FINAL_SQL = "('SUCCESS', 'FAILURE', 'EXPIRED', 'REVOKED')"
 
 /** Applied in order, once each: schema_migrations lists those a database has. */
 const MIGRATIONS = [
@@ -64,7 +67,7 @@ const MIGRATIONS = [
      claimed_by TEXT NOT NULL, claimed_at BIGINT NOT NULL, published_at BIGINT,
      PRIMARY KEY (schedule_id, occurrence));
    CREATE INDEX schedule_runs_unpublished ON schedule_runs (claimed_at) WHERE published_at IS NULL;
-   CREATE TABLE webhook_deliveries (delivery_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, url TEXT NOT NULL,
+   CREATE TABLE webhook_deliveries (delivery_id TEXT COLLATE "C" PRIMARY KEY, task_id TEXT NOT NULL, url TEXT NOT NULL,
      record TEXT NOT NULL, created_at BIGINT NOT NULL, queued_at BIGINT);
    CREATE INDEX webhook_deliveries_unqueued ON webhook_deliveries (created_at) WHERE queued_at IS NULL;
    CREATE TABLE webhook_attempts (delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, task_id TEXT NOT NULL,
@@ -75,6 +78,8 @@ const MIGRATIONS = [
      held_at BIGINT NOT NULL, waiting_for TEXT NOT NULL, event TEXT NOT NULL);
    CREATE INDEX held_events_by_task ON held_events (task_id);
    CREATE INDEX held_events_by_age ON held_events (held_at);`,
+  // 2: result expiry (RESULT_EXPIRES): the final tasks by when they ended, so that each batch reads the oldest.
+  `CREATE INDEX tasks_final_by_end ON tasks (finished_at) WHERE status IN ${FINAL_SQL};`,
 ]
 
 /** The schema version this code brings a database to. */

@@ -21,8 +21,10 @@ export function postgresWebhooks(sql: Sql) {
     },
     async recordAttempts(attempts) {
       if (attempts.length === 0) return
+      // Not for a task the store no longer holds: an attempt reported after its task's result expired.
       await sql`INSERT INTO webhook_attempts
-        SELECT * FROM json_populate_recordset(NULL::webhook_attempts, ${asJson(attempts)}::text::json)
+        SELECT * FROM json_populate_recordset(NULL::webhook_attempts, ${asJson(attempts)}::text::json) AS attempt
+        WHERE EXISTS (SELECT 1 FROM tasks WHERE tasks.task_id = attempt.task_id)
         ON CONFLICT DO NOTHING`
     },
   }

@@ -20,7 +20,15 @@ import {
 } from "./dashboard.ts"
 import { EventBatch, type HeldRow, type TaskSnapshot } from "./event-batch.ts"
 import { postgresSchedules } from "./postgres-schedules.ts"
-import { asJson, connectPostgres, inTransaction, migrate, type Sql, type Tx } from "./postgres-schema.ts"
+import {
+  asJson,
+  connectPostgres,
+  FINAL_SQL,
+  inTransaction,
+  migrate,
+  type Sql,
+  type Tx,
+} from "./postgres-schema.ts"
 import { postgresWebhooks } from "./postgres-webhooks.ts"
 import type { Claim, ListFilter, ReportRow, StatusStore } from "./store.ts"
 import {
@@ -144,6 +152,42 @@ async function addToCounts(tx: Tx, deltas: { status: string; tasks: number }[]):
     ON CONFLICT (status) DO UPDATE SET tasks = status_counts.tasks + excluded.tasks`
 }
 
+/**
+ * Delete a batch of the oldest expired final tasks with everything kept by task (store.ts's `expireResults`).
+ * Rows another transaction holds (an event being applied to that task) are left for the next batch; a replica
+ * that applies an event to a task deleted here waits for this commit and then finds no task: the event is refused.
+ */
+const expireResults = (sql: Sql, before: number, limit: number) =>
+  inTransaction(sql, async (tx) => {
+    const expired = await tx<
+      Pick<TaskRow, "task_id" | "status" | "group_id">[]
+    >`SELECT task_id, status, group_id
+      FROM tasks WHERE status IN ${tx.unsafe(FINAL_SQL)} AND finished_at < ${before}
+        AND (eta IS NULL OR eta < ${before})
+      ORDER BY finished_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`
+    if (expired.length === 0) return 0
+    const ids = tx.array(expired.map((row) => row.task_id))
+    await tx`DELETE FROM tasks WHERE task_id = ANY(${ids}::text[])`
+    // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
+    await tx`DELETE FROM inbox USING unnest(${ids}::text[]) AS t(id)
+      WHERE event_id > t.id || ':' AND event_id < t.id || ';'`
+    await tx`DELETE FROM held_events WHERE task_id = ANY(${ids}::text[])`
+    await tx`DELETE FROM webhook_deliveries USING unnest(${ids}::text[]) AS t(id)
+      WHERE delivery_id > t.id || '.' AND delivery_id < t.id || '/'`
+    await tx`DELETE FROM webhook_attempts WHERE task_id = ANY(${ids}::text[])`
+    const groups = [...new Set(expired.map((row) => row.group_id).filter((id) => id !== null))]
+    if (groups.length > 0)
+      await tx`DELETE FROM groups WHERE group_id = ANY(${tx.array(groups)}::text[])
+        AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.group_id = groups.group_id)`
+    const gone = new Map<string, number>()
+    for (const { status } of expired) gone.set(status, (gone.get(status) ?? 0) - 1)
+    await addToCounts(
+      tx,
+      [...gone].map(([status, tasks]) => ({ status, tasks })),
+    )
+    return expired.length
+  })
+
 interface ClaimRow extends Omit<Claim, "task_ids"> {
   task_ids: string
 }
@@ -152,9 +196,14 @@ function postgresStore(sql: Sql): StatusStore {
   const webhooks = postgresWebhooks(sql)
 
   /** Apply `build`'s events to the tasks named, under their locks, and write what changed: one transaction. */
-  const applyToTasks = <T>(taskIds: string[], now: number, build: (batch: EventBatch) => T) =>
+  const applyToTasks = <T>(
+    taskIds: string[],
+    now: number,
+    build: (batch: EventBatch) => T,
+    expiredBefore?: number,
+  ) =>
     inTransaction(sql, async (tx) => {
-      const batch = new EventBatch(await lockTasks(tx, taskIds), now)
+      const batch = new EventBatch(await lockTasks(tx, taskIds), now, expiredBefore)
       const result = build(batch)
       await writeBatch(tx, batch)
       return { batch, result }
@@ -288,12 +337,14 @@ function postgresStore(sql: Sql): StatusStore {
   }
 
   return {
-    async applyEvents(events, now = Date.now()) {
+    async applyEvents(events, now = Date.now(), expiredBefore = undefined) {
       if (events.length === 0) return { applied: [], refused: [] }
       const taskIds = events.map((event) => event.task_id)
-      const { batch } = await applyToTasks(taskIds, now, (batch) => batch.admitAll(events))
+      const admitAll = (batch: EventBatch) => batch.admitAll(events)
+      const { batch } = await applyToTasks(taskIds, now, admitAll, expiredBefore)
       return batch.outcome
     },
+    expireResults: (before, limit) => expireResults(sql, before, limit),
     async heldBefore(before, limit) {
       const rows = await sql<HeldRow[]>`SELECT * FROM held_events WHERE held_at < ${before}
         ORDER BY held_at LIMIT ${limit}`
@@ -324,9 +375,9 @@ function postgresStore(sql: Sql): StatusStore {
       >`SELECT * FROM tasks WHERE group_id = ${groupId} ORDER BY group_index`
       return { group, members: [...members] }
     },
-    async revoke(taskId, at) {
+    async revoke(taskId, at, terminate) {
       const { batch, result: outcome } = await applyToTasks([taskId], at, (batch) => {
-        const { outcome, event } = revokeOf(batch.row(taskId), at)
+        const { outcome, event } = revokeOf(batch.row(taskId), at, terminate)
         if (event) batch.apply(event)
         return outcome
       })
