@@ -3,6 +3,7 @@
 // retried after an exponential delay held by the broker; a task is acked only after its outcome (and any
 // retry copy) is confirmed.
 import { setTimeout as sleep } from "node:timers/promises"
+import { fileURLToPath } from "node:url"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import * as v from "valibot"
@@ -64,6 +65,7 @@ import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
 import { RateLimitList, RateLimits } from "./polarity-worker/rate-limits.ts"
+import { startSupervisor } from "./polarity-worker/supervisor.ts"
 import { deliver } from "./polarity-worker/webhooks.ts"
 
 const SERVICE = "polarity-worker" satisfies Service
@@ -83,6 +85,20 @@ const QueueList = v.pipe(
   v.minLength(1, "must name at least one queue"),
   v.check((queues) => new Set(queues).size === queues.length, "must not name a queue twice"),
   v.transform((queues): TaskRoute[] => queues),
+)
+
+/** `max,min` (Celery's order), or `max` alone (min 0): the bounds of an autoscaled pool. */
+const Autoscale = v.optional(
+  v.pipe(
+    v.string(),
+    v.regex(/^\d{1,3}(,\d{1,3})?$/, "must be max,min (Celery's order), such as 8,2"),
+    v.transform((raw) => {
+      const [max = 0, min = 0] = raw.split(",").map(Number)
+      return { max, min }
+    }),
+    v.check(({ max }) => max >= 1 && max <= 100, "the maximum must be 1 to 100 processes"),
+    v.check(({ max, min }) => min <= max, "the minimum must not be above the maximum"),
+  ),
 )
 
 export const WorkerEnv = {
@@ -112,6 +128,17 @@ export const WorkerEnv = {
   ENABLE_TEST_TASKS: booleanVar(false),
   /** The worker's id in heartbeats, STARTED events and remote control (Celery's `-n`); `host:pid` when unset. */
   WORKER_NAME: v.optional(WorkerId),
+  /**
+   * `max,min`: this program is the supervisor of a pool of worker processes that grows with its queues' backlog
+   * and shrinks when idle (Celery's `--autoscale`); unset, it is one worker process.
+   */
+  WORKER_AUTOSCALE: Autoscale,
+  /** Tasks waiting per process in the pool's queues above which the pool grows. */
+  AUTOSCALE_BACKLOG: integerVar(10, 1, 1_000_000),
+  /** How often the pool's supervisor reads its queues' depth. */
+  AUTOSCALE_INTERVAL_MS: integerVar(1000, 50, 60_000),
+  /** How long a process of a pool holds no task, with nothing waiting, before it is stopped. */
+  AUTOSCALE_IDLE_MS: integerVar(30_000, 100, 86_400_000),
   /** Set by a pool's supervisor on the processes it starts: its own worker id. */
   WORKER_SUPERVISOR: v.optional(v.pipe(v.string(), v.nonEmpty())),
   /** Test only (needs ENABLE_TEST_TASKS): a wait before each sentence of a document, to make a slow one. */
@@ -136,6 +163,36 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     throw new ConfigError("invalid configuration: TEST_SENTENCE_DELAY_MS needs ENABLE_TEST_TASKS=true")
   }
   return config
+}
+
+/** The supervisor of an autoscaled pool: it consumes no task, its processes do (`polarity-worker/supervisor.ts`). */
+export async function startPool(
+  config: WorkerConfig & { WORKER_AUTOSCALE: { max: number; min: number } },
+  script: string,
+  env: Record<string, string | undefined> = process.env,
+) {
+  const log = createLogger(SERVICE, config.LOG_LEVEL)
+  const metrics = new ServiceMetrics(SERVICE)
+  const broker = await Broker.connect({
+    ...brokerOptions(SERVICE, config, log),
+    onReconnected: () => metrics.brokerReconnects.inc(),
+  })
+  const settings = {
+    ...config.WORKER_AUTOSCALE,
+    name: config.WORKER_NAME ?? `${workerHost()}:${process.pid}`,
+    backlogPerProcess: config.AUTOSCALE_BACKLOG,
+    idleMs: config.AUTOSCALE_IDLE_MS,
+    intervalMs: config.AUTOSCALE_INTERVAL_MS,
+    queues: config.WORKER_QUEUES,
+    queueNames: config.WORKER_QUEUES.map((route) => broker.names.taskQueues[route]),
+    prefetch: config.WORKER_PREFETCH,
+    heartbeatMs: config.WORKER_HEARTBEAT_MS,
+    host: config.WORKER_HOST,
+    port: config.WORKER_PORT,
+    script,
+    env,
+  }
+  return startSupervisor(settings, broker, metrics, log)
 }
 
 /** The most recent `capacity` ids added, oldest forgotten first: a bounded memory of revoked tasks. */
@@ -545,8 +602,20 @@ export async function start(config: WorkerConfig) {
     worker: workerName,
   })
 
+  // A process of a pool whose supervisor is gone (killed, so it could not stop its processes) stops too.
+  const supervisorPid = process.ppid
+  const orphanCheck = config.WORKER_SUPERVISOR
+    ? setInterval(() => {
+        if (process.ppid === supervisorPid) return
+        log.warn("the pool's supervisor is gone: stopping")
+        void stop()
+      }, 1000)
+    : undefined
+  orphanCheck?.unref()
+
   const stopped = Promise.withResolvers<void>()
   async function shutDown(): Promise<void> {
+    clearInterval(orphanCheck)
     await Promise.all(consumers.map((consumer) => consumer.stopDeliveries()))
     await inHand.drain()
     await heartbeats.stop()
@@ -565,4 +634,12 @@ export async function start(config: WorkerConfig) {
   return { url: server.url, worker: workerName, stop, stopped: stopped.promise }
 }
 
-if (import.meta.main) runAsProgram(SERVICE, () => start(loadWorkerConfig()))
+if (import.meta.main) {
+  runAsProgram(SERVICE, () => {
+    const config = loadWorkerConfig()
+    const { WORKER_AUTOSCALE: autoscale } = config
+    // A process of a pool gets the pool's settings too, and is a worker all the same.
+    if (!autoscale || config.WORKER_SUPERVISOR) return start(config)
+    return startPool({ ...config, WORKER_AUTOSCALE: autoscale }, fileURLToPath(import.meta.url))
+  })
+}

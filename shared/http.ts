@@ -112,11 +112,13 @@ export function runAsProgram(
     service,
     level && ["debug", "info", "warn", "error"].includes(level) ? level : "info",
   )
-  start().then(
-    (running) => {
-      stopOnSignals(running.stop, log)
-      void running.stopped?.then(() => process.exit(0))
-    },
+  // A config error thrown before the first await is a failed start too.
+  const starting = Promise.resolve().then(start)
+  // From the first moment: a signal during start-up (an autoscaled pool shrinking by a process just started)
+  // stops the service gracefully once it is up, rather than killing it with whatever it has taken in hand.
+  stopOnSignals(() => starting.then((running) => running.stop()), log)
+  starting.then(
+    (running) => void running.stopped?.then(() => process.exit(0)),
     (err: Error) => {
       log.error("start failed", { err: err.message })
       process.exit(1)

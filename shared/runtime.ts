@@ -1,7 +1,8 @@
-// What differs between Bun and Deno, in one place: serving a fetch handler, SQLite and reading a file into a
-// Response. Everything else in services/ and shared/ is Web-standard or a node: module that both runtimes
+// What differs between Bun and Deno, in one place: serving a fetch handler, SQLite, reading a file into a
+// Response, and starting another program under the same runtime. Everything else in services/ and shared/ is Web-standard or a node: module that both runtimes
 // implement (node:crypto, node:timers/promises, node:fs), or an npm package that works in both (uuid).
 import type { Database as BunDatabase } from "bun:sqlite"
+import { spawn } from "node:child_process"
 import type { DatabaseSync } from "node:sqlite"
 
 /** The little of Deno's global that this module uses (Deno's own types are not part of the tsc build). */
@@ -53,6 +54,37 @@ export function serve(options: ServeOptions): Server {
 function requireDeno(): DenoRuntime {
   if (!Deno) throw new Error("neither Bun nor Deno: the services run on one of the two")
   return Deno
+}
+
+// ---- Processes -------------------------------------------------------------------------------------------
+
+export interface ChildProcess {
+  pid: number
+  /** Resolves once it has exited: its exit code, or the signal that ended it. */
+  exited: Promise<{ code: number | null; signal: string | null }>
+  kill(signal: "SIGTERM" | "SIGKILL"): void
+}
+
+/**
+ * Run `script` under this process's runtime (node:child_process, which both implement): Bun takes the script
+ * alone, Deno `run` with `denoFlags`, its permissions. Its output goes to this process's own, line for line.
+ */
+export function spawnScript(
+  script: string,
+  options: { env: Record<string, string | undefined>; denoFlags: string[] },
+): ChildProcess {
+  const args = isBun ? [script] : ["run", ...options.denoFlags, script]
+  const child = spawn(process.execPath, args, { env: options.env, stdio: ["ignore", "inherit", "inherit"] })
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }))
+    // A program that cannot start (no such executable) never exits: it ends here instead.
+    child.once("error", () => resolve({ code: null, signal: null }))
+  })
+  return {
+    pid: child.pid ?? 0,
+    exited,
+    kill: (signal) => void child.kill(signal),
+  }
 }
 
 // ---- Files -----------------------------------------------------------------------------------------------

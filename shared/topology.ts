@@ -476,7 +476,8 @@ export function brokerAccess(options: TopologyOptions): Record<Service, ServiceA
         names.webhookQueue,
       ],
       listens: {
-        [names.eventsExchange]: [eventRoutingKey("REVOKED")],
+        // Heartbeats: an autoscaled pool's supervisor reads its processes' (what each holds).
+        [names.eventsExchange]: [eventRoutingKey("REVOKED"), WORKER_HEARTBEAT_KEY],
         [names.controlExchange]: [controlKeys],
       },
       tags: [],

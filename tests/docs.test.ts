@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { GatewayEnv } from "../services/gateway.ts"
-import { WorkerEnv } from "../services/polarity-worker.ts"
+import { loadWorkerConfig, startPool, WorkerEnv } from "../services/polarity-worker.ts"
 import { StoreEnv } from "../services/status-store.ts"
 import { type Stack, startStack } from "./support.ts"
 
@@ -14,10 +14,16 @@ const DOCS = [
 const docsText = DOCS.map((path) => readFileSync(path, "utf8")).join("\n")
 
 let stack: Stack
+// The supervisor of an autoscaled pool has metrics of its own; with a minimum of 0 and nothing waiting it starts
+// no process.
+let pool: Awaited<ReturnType<typeof startPool>>
 beforeAll(async () => {
   stack = await startStack("docs")
+  const config = loadWorkerConfig({ ...stack.env, WORKER_NAME: "docs-pool" })
+  pool = await startPool({ ...config, WORKER_AUTOSCALE: { max: 1, min: 0 } }, "services/polarity-worker.ts")
 })
 afterAll(async () => {
+  await pool?.stop()
   await stack?.[Symbol.asyncDispose]()
 })
 
@@ -30,7 +36,11 @@ async function exportedMetrics(url: string): Promise<string[]> {
 describe("the docs name only what exists", () => {
   test("every metric the docs name is exported by a service", async () => {
     const exported = new Set(
-      (await Promise.all([stack.gateway.url, stack.worker.url, stack.store.url].map(exportedMetrics))).flat(),
+      (
+        await Promise.all(
+          [stack.gateway.url, stack.worker.url, stack.store.url, pool.url].map(exportedMetrics),
+        )
+      ).flat(),
     )
     expect(exported.size).toBeGreaterThan(20)
     const named = new Set(docsText.match(/\b(?:polarity|nodejs|process)_[a-z0-9_]*[a-z0-9]\b/g) ?? [])
