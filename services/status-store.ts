@@ -206,6 +206,11 @@ const BARRIER_COVER_MS = 10_000
 const DELIVERIES_AT_ONCE = 100
 /** How often deliveries left unqueued (a crash between the commit and the publish) are published again. */
 const DELIVERY_SWEEP_MS = 5000
+/**
+ * How long /healthz waits for the database to answer `SELECT 1` before it reports it unreachable: long enough
+ * for a busy pool to hand out a connection, short of a probe's usual timeout.
+ */
+const DATABASE_PING_MS = 2000
 
 export async function start(config: StoreConfig) {
   const log = createLogger(SERVICE, config.LOG_LEVEL)
@@ -819,7 +824,19 @@ export async function start(config: StoreConfig) {
   const app = new Hono()
   app.use(metrics.httpMiddleware)
   installErrorBoundary(app, log)
-  healthRoute(app, () => broker.connected)
+  /** A cheap query per probe, bounded: a database that hangs reads as unreachable, not as a hung /healthz. */
+  async function databaseReachable(): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), DATABASE_PING_MS)
+    })
+    const answered = db.ping().then(
+      () => true,
+      () => false,
+    )
+    return Promise.race([answered, timeout]).finally(() => clearTimeout(timer))
+  }
+  healthRoute(app, () => broker.connected, databaseReachable)
   app.get("/metrics", metrics.handler)
   const server = serveApp(app, config.STATUS_STORE_PORT, config.STATUS_STORE_HOST)
   log.info("started", { url: server.url, database: databaseOf(config) })

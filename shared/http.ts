@@ -57,16 +57,27 @@ export function installErrorBoundary(app: Hono, log: Logger): void {
   })
 }
 
-export function healthRoute(app: Hono, brokerConnected: () => boolean): void {
-  app.get("/healthz", healthHandler(brokerConnected))
+/** `databaseReachable`: for a service with a database (the status store), whether it answers now. */
+export function healthRoute(
+  app: Hono,
+  brokerConnected: () => boolean,
+  databaseReachable?: () => Promise<boolean>,
+): void {
+  app.get("/healthz", healthHandler(brokerConnected, databaseReachable))
 }
 
-export function healthHandler(brokerConnected: () => boolean) {
-  return (c: Context) => {
+export function healthHandler(brokerConnected: () => boolean, databaseReachable?: () => Promise<boolean>) {
+  return async (c: Context) => {
     const connected = brokerConnected()
+    const reachable = databaseReachable ? await databaseReachable() : undefined
+    const ok = connected && reachable !== false
     return c.json(
-      { status: connected ? "ok" : "degraded", broker: connected ? "connected" : "disconnected" },
-      connected ? 200 : 503,
+      {
+        status: ok ? "ok" : "degraded",
+        broker: connected ? "connected" : "disconnected",
+        ...(reachable !== undefined && { database: reachable ? "reachable" : "unreachable" }),
+      },
+      ok ? 200 : 503,
     )
   }
 }

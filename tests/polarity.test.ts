@@ -121,7 +121,8 @@ describe("/healthz", () => {
     for (const service of [stack.gateway, stack.worker, stack.store]) {
       const res = await fetch(`${service.url}/healthz`)
       expect(res.status).toBe(200)
-      expect(await res.json()).toEqual({ status: "ok", broker: "connected" })
+      const database = service === stack.store ? { database: "reachable" } : {}
+      expect(await res.json()).toEqual({ status: "ok", broker: "connected", ...database })
     }
   })
 })

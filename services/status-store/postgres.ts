@@ -425,6 +425,9 @@ function postgresStore(sql: Sql): StatusStore {
           AND kind IN ('polarity:review', 'document:sentences') ORDER BY task_id LIMIT ${limit}`),
       ]
     },
+    async ping() {
+      await sql`SELECT 1`
+    },
     schedules: postgresSchedules(sql),
     webhooks: webhooks.store,
     close: () => sql.end({ timeout: 5 }),

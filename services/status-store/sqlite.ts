@@ -354,6 +354,9 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       owner === undefined
         ? tasks.succeededBetween.all(fromId, toId, afterId, limit)
         : tasks.succeededOfOwner.all(owner, fromId, toId, afterId, limit),
+    async ping() {
+      db.query("SELECT 1").get()
+    },
     schedules: sqliteSchedules(db),
     webhooks: webhooks.store,
     close: async () => db.close(),

@@ -4,7 +4,7 @@
 // in the same transaction, so that what it stores never depends on which process applied what.
 //
 // To add state to tasks (a column, a table): add it to task-state.ts (TaskRow, TASK_COLUMNS, mergeEvent), then
-// a migration to each backend's MIGRATIONS list (sqlite.ts, postgres.ts); the store tests run on both.
+// a migration to each backend's MIGRATIONS list (sqlite.ts, postgres-schema.ts); the store tests run on both.
 import type {
   DashboardStats,
   TaskDetail,
@@ -136,6 +136,8 @@ export interface StatusStore {
     limit: number,
     owner: string | undefined,
   ): Promise<ReportRow[]>
+  /** Resolves once the database has answered a trivial query: what /healthz reports. */
+  ping(): Promise<void>
   /** Completion webhooks due and the attempts made at them. */
   webhooks: WebhookStore
   /** The periodic schedules and the occurrences claimed of them. */

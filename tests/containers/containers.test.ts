@@ -216,7 +216,11 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
         expect({ service, status: health.status, body: await health.json() }).toEqual({
           service,
           status: 200,
-          body: { status: "ok", broker: "connected" },
+          body: {
+            status: "ok",
+            broker: "connected",
+            ...(service === "status-store" && { database: "reachable" }),
+          },
         })
         // The runtime itself is PID 1, so docker stop's SIGTERM reaches it with no shell in between.
         const pid1 = await docker(["exec", stack.current[service], "cat", "/proc/1/cmdline"])
