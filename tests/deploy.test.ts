@@ -83,18 +83,42 @@ describe("compose.yaml", () => {
     expect(compose.services.rabbitmq?.healthcheck?.test.length).toBeGreaterThan(0)
   })
 
-  test("the status store keeps its database on a volume, in the directory the image gives its user", () => {
-    const spec = compose.services["status-store"] ?? {}
-    const database = String(loadStoreConfig(spec.environment ?? {}).DATABASE_PATH)
-    expect(spec.volumes).toEqual(["status-data:/data"])
-    expect(database.startsWith("/data/")).toBe(true)
+  test("the status store runs on the bundled PostgreSQL, which keeps its data on a volume and publishes no port", () => {
+    const store = compose.services["status-store"] ?? {}
+    const url = new URL(String(loadStoreConfig(store.environment ?? {}).DATABASE_URL))
+    const postgres = compose.services[url.hostname] ?? {}
+    const environment = postgres.environment ?? {}
+    expect({
+      database: [url.username, decodeURIComponent(url.password), url.pathname.slice(1), url.port] as (
+        | string
+        | undefined
+      )[],
+      dependsOn: store.depends_on,
+      volumes: postgres.volumes,
+      ports: postgres.ports,
+      healthcheck: postgres.healthcheck?.test.slice(0, 2),
+    }).toEqual({
+      database: [environment.POSTGRES_USER, environment.POSTGRES_PASSWORD, environment.POSTGRES_DB, "5432"],
+      dependsOn: {
+        rabbitmq: { condition: "service_healthy" },
+        [url.hostname]: { condition: "service_healthy" },
+      },
+      volumes: ["postgres-data:/var/lib/postgresql/data"],
+      ports: undefined,
+      healthcheck: ["CMD", "pg_isready"],
+    })
+    expect(postgres.image).toMatch(/^postgres:\d+\.\d+-/)
+    // Without DATABASE_URL (npm start, a container of its own) the store keeps its SQLite file in /data.
     expect(dockerfile).toMatch(/mkdir -p \/data && chown bun:bun \/data/)
   })
 })
 
 describe("compose.host.yaml", () => {
-  test("leaves the bundled broker out unless asked for", () => {
+  test("leaves the bundled broker and database out unless asked for", () => {
     expect(hostOverride.services.rabbitmq).toEqual({ profiles: ["bundled-broker"] })
+    expect(hostOverride.services.postgres).toEqual({ profiles: ["bundled-database"] })
+    const store = loadStoreConfig(merged("status-store").environment ?? {})
+    expect(new URL(String(store.DATABASE_URL)).host).toBe("127.0.0.1:5432")
   })
 
   for (const name of Object.keys(services) as (keyof typeof services)[]) {
