@@ -173,6 +173,26 @@ describe("the dashboard in a browser", () => {
     expect(opened.errors).toEqual([])
   })
 
+  test("terminates a running task from its detail, after a confirmation", async () => {
+    const running = await postJson("/test/flaky", { sleep_ms: 60_000 })
+    await using opened = await openDashboard(stack.url(`/dashboard#task=${running}`))
+    const { page } = opened
+    await page.locator('#detail[open][data-status="STARTED"]').waitFor({ timeout: WAIT_MS })
+    expect(await page.locator('#detail [data-action="cancel"]').isHidden()).toBe(true)
+    const asked: string[] = []
+    page.on("dialog", (dialog) => {
+      asked.push(dialog.message())
+      void dialog.accept()
+    })
+    await page.locator('#detail [data-action="terminate"]').click()
+    await page.locator('#detail[data-status="REVOKED"]').waitFor({ timeout: WAIT_MS })
+    expect(asked).toEqual(["Stop this running task? It ends REVOKED and is not retried."])
+    expect(await page.locator("#detail-message").textContent()).toBe("Task terminated.")
+    expect(await page.locator("#detail-error").textContent()).toBe("terminated while running attempt 1")
+    expect(await page.locator('#detail [data-action="terminate"]').isHidden()).toBe(true)
+    expect(opened.errors).toEqual([])
+  })
+
   test("a running document's detail shows a progress bar that moves, then its result", async () => {
     // 300 sentences of 30 ms: 9 s, long enough for a browser on a busy machine to open the page and see it run.
     const text = Array.from({ length: 300 }, (_, i) => `Sentence ${i} is lovely.`).join(" ")

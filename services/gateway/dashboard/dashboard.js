@@ -749,6 +749,7 @@ async function showDetail(taskId) {
     ...section("Timeline", timelineView(timeline, webhooks)),
   )
   dialog.querySelector('[data-action="cancel"]').hidden = !CANCELLABLE.has(task.status)
+  dialog.querySelector('[data-action="terminate"]').hidden = task.status !== "STARTED"
   dialog.querySelector('[data-action="retry"]').hidden = !RETRYABLE.has(task.status)
   follow(taskId, task.status)
 }
@@ -760,13 +761,26 @@ async function openDetail(taskId) {
   if (!$("#detail").open) $("#detail").showModal()
 }
 
+const ACTIONS = {
+  cancel: (taskId) => ({ path: `dashboard/api/tasks/${taskId}`, method: "DELETE", done: "cancelled" }),
+  terminate: (taskId) => ({
+    path: `dashboard/api/tasks/${taskId}?terminate=true`,
+    method: "DELETE",
+    done: "terminated",
+  }),
+  retry: (taskId) => ({
+    path: `dashboard/api/tasks/${taskId}/retry`,
+    method: "POST",
+    done: "queued again as a new run",
+  }),
+}
+
 async function act(action) {
   const taskId = $("#detail").dataset.taskId
   const message = $("#detail-message")
-  const request =
-    action === "cancel"
-      ? { path: `dashboard/api/tasks/${taskId}`, method: "DELETE", done: "cancelled" }
-      : { path: `dashboard/api/tasks/${taskId}/retry`, method: "POST", done: "queued again as a new run" }
+  const request = ACTIONS[action](taskId)
+  if (action === "terminate" && !confirm("Stop this running task? It ends REVOKED and is not retried."))
+    return
   try {
     await fetchJson(request.path, { method: request.method })
     message.textContent = `Task ${request.done}.`
