@@ -69,6 +69,8 @@ import { startSupervisor } from "./polarity-worker/supervisor.ts"
 import { deliver } from "./polarity-worker/webhooks.ts"
 
 const SERVICE = "polarity-worker" satisfies Service
+/** How a process of a pool exits when a terminated task will not stop: its supervisor replaces it. */
+const EXIT_TERMINATED = 70
 /** How long a starting worker waits for the store's list of revokes before it starts without it. */
 const REVOKES_TIMEOUT_MS = 3000
 
@@ -139,6 +141,8 @@ export const WorkerEnv = {
   AUTOSCALE_INTERVAL_MS: integerVar(1000, 50, 60_000),
   /** How long a process of a pool holds no task, with nothing waiting, before it is stopped. */
   AUTOSCALE_IDLE_MS: integerVar(30_000, 100, 86_400_000),
+  /** A process of a pool whose terminated attempt still runs after this long exits, and the pool replaces it. */
+  POOL_TERMINATE_GRACE_MS: integerVar(5000, 0, 600_000),
   /** Set by a pool's supervisor on the processes it starts: its own worker id. */
   WORKER_SUPERVISOR: v.optional(v.pipe(v.string(), v.nonEmpty())),
   /** Test only (needs ENABLE_TEST_TASKS): a wait before each sentence of a document, to make a slow one. */
@@ -276,9 +280,20 @@ export async function start(config: WorkerConfig) {
   await learnRevokes()
 
   function terminate(taskId: string, run: number, reason = "terminated"): void {
-    if (inHand.abort(taskId, run, new TaskTerminated(reason))) {
-      log.info("running task terminated", { taskId, run })
-    }
+    if (!inHand.abort(taskId, run, new TaskTerminated(reason))) return
+    log.info("running task terminated", { taskId, run })
+    // Task code that does not heed its signal runs on. A process of a pool exits, and its supervisor replaces
+    // it; what else it held goes back to the queue unacked, as after any crash. Alone, a worker has nobody to
+    // replace it: it lets the attempt run, and drops its outcome.
+    if (!config.WORKER_SUPERVISOR) return
+    setTimeout(() => {
+      if (!inHand.running(taskId, run)) return
+      log.warn("a terminated task runs on: this process of the pool exits, to be replaced", {
+        taskId,
+        graceMs: config.POOL_TERMINATE_GRACE_MS,
+      })
+      process.exit(EXIT_TERMINATED)
+    }, config.POOL_TERMINATE_GRACE_MS).unref()
   }
 
   /**
@@ -390,6 +405,7 @@ export async function start(config: WorkerConfig) {
     const signal = inHand.started(held, startedAt)
     const context = new AttemptContext(task.time_limit_ms, startedAt, signal, reports.report)
     const outcome = await outcomeOf(task, startedAt, () => execute(task, executionOptions, context), policy)
+    inHand.attemptEnded(held)
     reports.close()
     if (signal.reason instanceof TaskTerminated) {
       // The store holds the run REVOKED already: no retry, no dead letter, and the outcome would change nothing.

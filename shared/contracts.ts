@@ -374,7 +374,8 @@ export type DocumentTask = v.InferOutput<typeof DocumentTask>
  * Test-only (accepted where ENABLE_TEST_TASKS=true), to make retries, dead-lettering, crash recovery and
  * deadlines testable for real: sleeps `sleep_ms` (asynchronously, as I/O would), then fails its first
  * `fail_times` attempts (with NonRetryableError when `non_retryable`); `crash_worker` kills the worker on
- * every delivery; `crash_before_ack` kills it once, after the outcome is confirmed and before the ack.
+ * every delivery; `crash_before_ack` kills it once, after the outcome is confirmed and before the ack;
+ * `ignore_abort` sleeps deaf to its abort signal, as task code that never checks it would.
  */
 const FlakyEntries = {
   fail_times: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
@@ -382,6 +383,7 @@ const FlakyEntries = {
   crash_worker: v.optional(v.boolean(), false),
   crash_before_ack: v.optional(v.boolean(), false),
   sleep_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 0),
+  ignore_abort: v.optional(v.boolean(), false),
 }
 export const FlakyTaskInput = v.object({ ...FlakyEntries, ...Deadlines, ...Delay, ...Priority, ...Notify })
 export const FlakyTask = v.object({ ...TaskBase, kind: v.literal("test:flaky"), ...FlakyEntries })

@@ -23,7 +23,7 @@ const MIN = 1
 
 let stack: Stack
 let pool: ReturnType<typeof Bun.spawn>
-const logs: { msg: string; worker?: string; url?: string; process?: string }[] = []
+const logs: { msg: string; worker?: string; url?: string; process?: string; taskId?: string }[] = []
 const poolUrl = Promise.withResolvers<string>()
 const latest = new Map<string, WorkerHeartbeat>()
 let heartbeatSeen = Promise.withResolvers<void>()
@@ -76,6 +76,7 @@ beforeAll(async () => {
       AUTOSCALE_BACKLOG: "2",
       AUTOSCALE_INTERVAL_MS: "100",
       AUTOSCALE_IDLE_MS: "1000",
+      POOL_TERMINATE_GRACE_MS: "300",
     },
     stdout: "pipe",
     stderr: "inherit",
@@ -189,6 +190,45 @@ describe("WORKER_AUTOSCALE", () => {
     // The replacement takes tasks.
     const taskId = await submitFlaky(stack)
     expect((await waitForFinal(stack, taskId)).status).toBe("SUCCESS")
+  })
+
+  test("a terminated task that does not heed its signal: its process exits and is replaced, the task ends REVOKED", async () => {
+    const before = await poolUntil(
+      (h) => processesOf(h).length === MIN && latest.has(processesOf(h)[0] ?? ""),
+    )
+    const holder = processesOf(before)[0] ?? ""
+    const replacedBefore = await poolMetric("polarity_pool_replaced_total")
+    await using watch = await watchEvents(stack)
+    const taskId = await submitFlaky(stack, { sleep_ms: 60_000, ignore_abort: true })
+    await watch.until((events) => events.some((e) => e.task_id === taskId && e.state === "STARTED"))
+
+    const res = await fetch(stack.url(`/polarities/tasks/${taskId}?terminate=true`), { method: "DELETE" })
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ status: "REVOKED", error: "terminated while running attempt 1" })
+    const after = await poolUntil((h) => processesOf(h).length === MIN && !processesOf(h).includes(holder))
+    expect(processesOf(after)).not.toContain(holder)
+    expect(await poolMetric("polarity_pool_replaced_total")).toBe(replacedBefore + 1)
+    const exits = logs.filter(
+      (entry) => entry.msg === "a terminated task runs on: this process of the pool exits, to be replaced",
+    )
+    expect(exits.map((entry) => entry.taskId)).toEqual([taskId])
+
+    // The replacement takes tasks, and drops the terminated one when it comes back from the dead process.
+    const next = await submitFlaky(stack)
+    expect((await waitForFinal(stack, next)).status).toBe("SUCCESS")
+    await using amqp = await rawChannel()
+    await eventually(async () => {
+      const quarantine = await amqp.channel.queueDeclare(stack.names.quarantineQueues.default, {
+        passive: true,
+      })
+      expect({ waiting: quarantine.messageCount, inHand: latest.get(POOL)?.in_hand }).toEqual({
+        waiting: 0,
+        inHand: 0,
+      })
+    }, 15_000)
+    const states = watch.events.filter((e) => e.task_id === taskId).map((e) => `${e.state}:${e.attempt}`)
+    expect(states.toSorted()).toEqual(["PENDING:0", "REVOKED:1", "STARTED:1"])
+    expect((await waitForFinal(stack, taskId)).status).toBe("REVOKED")
   })
 
   test("GET /admin/workers lists the supervisor with its pool and each process with its supervisor", async () => {

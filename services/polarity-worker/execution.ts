@@ -94,7 +94,7 @@ async function runFlakyTask(task: FlakyTask, enabled: boolean, context: AttemptC
   if (!enabled)
     throw new NonRetryableError("test tasks are disabled on this worker (ENABLE_TEST_TASKS=false)")
   if (task.crash_worker) crash()
-  if (task.sleep_ms > 0) await context.race(sleep(task.sleep_ms))
+  if (task.sleep_ms > 0) await (task.ignore_abort ? sleep(task.sleep_ms) : context.race(sleep(task.sleep_ms)))
   if (task.attempt <= task.fail_times) {
     const message = `planned failure on attempt ${task.attempt} of the first ${task.fail_times}`
     throw task.non_retryable ? new NonRetryableError(message) : new Error(message)

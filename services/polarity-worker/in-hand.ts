@@ -8,6 +8,8 @@ export interface Held {
   /** Set once the attempt runs. */
   startedAt?: number
   abort?: AbortController
+  /** Set once the attempt's code has returned or thrown. */
+  attemptEnded?: boolean
 }
 
 export class InHand {
@@ -42,6 +44,19 @@ export class InHand {
     held.startedAt = at
     held.abort = new AbortController()
     return held.abort.signal
+  }
+
+  attemptEnded(held: Held): void {
+    held.attemptEnded = true
+  }
+
+  /** Whether this process still runs an attempt of this task's run (one aborted included). */
+  running(taskId: string, run: number): boolean {
+    for (const held of this.held) {
+      if (held.task.task_id === taskId && held.task.run === run && held.abort && !held.attemptEnded)
+        return true
+    }
+    return false
   }
 
   release(held: Held): void {
