@@ -64,7 +64,7 @@ export function brokerUsers(options: TopologyOptions): BrokerUser[] {
       .map((e) => e.name),
   )
   return SERVICES.map((service) => {
-    const { publishes, consumes, listens, tags } = access[service]
+    const { publishes, consumes, purges, listens, tags } = access[service]
     const listening = Object.keys(listens).length > 0 ? [SERVER_NAMED] : []
     const touched = [...Object.keys(publishes), ...Object.keys(listens)].filter((e) => topicExchanges.has(e))
     return {
@@ -73,7 +73,7 @@ export function brokerUsers(options: TopologyOptions): BrokerUser[] {
       tags,
       configure: exactly(listening),
       write: exactly([...Object.keys(publishes), ...listening]),
-      read: exactly([...consumes, ...Object.keys(listens), ...listening]),
+      read: exactly([...consumes, ...purges, ...Object.keys(listens), ...listening]),
       topic: [...new Set(touched)].sort().map((exchange) => ({
         exchange,
         write: exactly(publishes[exchange] ?? []),

@@ -69,6 +69,7 @@ import {
 } from "./gateway/hygiene.ts"
 import { heldGauge, InFlightQuota, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
+import { mountQueueAdmin, QUEUE_ADMIN_SCHEMAS } from "./gateway/queue-admin.ts"
 import { latestReportRoute, reportFields } from "./gateway/reports.ts"
 import {
   AdminLimitQuery,
@@ -240,6 +241,7 @@ const RESPONSE_SCHEMAS = {
   ScheduleList,
   ...DASHBOARD_SCHEMAS,
   ...WORKER_ADMIN_SCHEMAS,
+  ...QUEUE_ADMIN_SCHEMAS,
 }
 const REPLAYED_HEADER = "`true` when an Idempotency-Key repeated an earlier request"
 const LOCATION = {
@@ -938,6 +940,9 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   const workerAdmin = { control, store, timeoutMs: config.CONTROL_TIMEOUT_MS }
   mountWorkerAdmin(route, "/admin", "admin", workerAdmin)
   mountWorkerAdmin(route, "/dashboard/api", "dashboard", workerAdmin)
+  const queueAdmin = { broker, store, queues: dashboard.queues }
+  mountQueueAdmin(route, "/admin", "admin", queueAdmin)
+  mountQueueAdmin(route, "/dashboard/api", "dashboard", queueAdmin)
 
   async function close(stopServing: () => Promise<void> = async () => {}): Promise<void> {
     keys?.close()

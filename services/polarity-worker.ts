@@ -21,6 +21,8 @@ import {
   MAX_HEARTBEAT_INTERVAL_MS,
   MessageType,
   PolarityReportReply,
+  QueuePause,
+  QueuePausesReply,
   RevokedReply,
   Task,
   TaskBatch,
@@ -41,6 +43,7 @@ import {
   delayRoutingKey,
   delayTicks,
   eventRoutingKey,
+  QUEUE_PAUSE_KEY,
   quarantineRoutingKey,
   retryDelayMs,
   retryRoutingKey,
@@ -64,6 +67,7 @@ import { Heartbeats, workerHost } from "./polarity-worker/heartbeat.ts"
 import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
+import { QueuePauses } from "./polarity-worker/queue-pauses.ts"
 import { RateLimitList, RateLimits } from "./polarity-worker/rate-limits.ts"
 import { startSupervisor } from "./polarity-worker/supervisor.ts"
 import { deliver } from "./polarity-worker/webhooks.ts"
@@ -555,15 +559,58 @@ export async function start(config: WorkerConfig) {
     }
   }
 
-  const consumers = await Promise.all([
-    ...config.WORKER_QUEUES.flatMap((route) => [
-      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleMessage(names.taskQueues[route])),
-      broker.consume(names.quarantineQueues[route], 1, handleMessage(names.quarantineQueues[route])),
-    ]),
-    ...(config.WEBHOOK_PREFETCH > 0
-      ? [broker.consume(names.webhookQueue, config.WEBHOOK_PREFETCH, handleWebhook)]
-      : []),
-  ])
+  // A paused queue is not consumed (polarity-worker/queue-pauses.ts): the paused set is asked of the status store
+  // before any task is taken, again after a reconnect, and followed on the events exchange meanwhile.
+  const pauses = new QueuePauses(
+    config.WORKER_QUEUES,
+    (route) =>
+      Promise.all([
+        broker.consume(
+          names.taskQueues[route],
+          config.WORKER_PREFETCH,
+          handleMessage(names.taskQueues[route]),
+        ),
+        broker.consume(names.quarantineQueues[route], 1, handleMessage(names.quarantineQueues[route])),
+      ]),
+    log,
+  )
+  await broker.listen(
+    names.eventsExchange,
+    [QUEUE_PAUSE_KEY],
+    (msg) => {
+      try {
+        pauses.apply([decodeMessage(msg, QueuePause, "QueuePause")]).catch((err: Error) => {
+          log.error("pause or resume not applied", { err: err.message })
+        })
+      } catch (err) {
+        log.warn("pause notice not understood", { err })
+      }
+    },
+    () => void learnPauses(),
+  )
+
+  /** Without the store's answer the worker consumes every queue, and keeps asking until the store answers. */
+  async function learnPauses(): Promise<void> {
+    if (pauses.stopped) return
+    try {
+      const [reply] = await askStatusStore(broker, SERVICE, [{ op: "queue_pauses" }], REVOKES_TIMEOUT_MS)
+      await pauses.apply(checkStatusReply(QueuePausesReply, reply).queue_pauses)
+      const paused = pauses.paused()
+      if (paused.length > 0)
+        log.info("paused queues learned from the status store: not consuming them", { paused })
+    } catch (err) {
+      log.warn("paused queues unknown: the status store did not tell them; asking again", {
+        err: (err as Error).message,
+      })
+      await pauses.apply([])
+      setTimeout(() => void learnPauses(), REVOKES_TIMEOUT_MS).unref()
+    }
+  }
+  await learnPauses()
+  const consumers =
+    config.WEBHOOK_PREFETCH > 0
+      ? [await broker.consume(names.webhookQueue, config.WEBHOOK_PREFETCH, handleWebhook)]
+      : []
 
   const heartbeats = new Heartbeats(broker, {
     worker: workerName,
@@ -632,7 +679,7 @@ export async function start(config: WorkerConfig) {
   const stopped = Promise.withResolvers<void>()
   async function shutDown(): Promise<void> {
     clearInterval(orphanCheck)
-    await Promise.all(consumers.map((consumer) => consumer.stopDeliveries()))
+    await Promise.all([pauses.stop(), ...consumers.map((consumer) => consumer.stopDeliveries())])
     await inHand.drain()
     await heartbeats.stop()
     await server.stop()

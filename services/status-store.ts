@@ -10,8 +10,10 @@ import { BrokerEnv, durationVar, integerVar, loadConfig, picklistVar, stringVar 
 import {
   FINAL_STATUSES,
   MessageType,
+  type QueuePause,
   type StatusQuery,
   type StatusReply,
+  TASK_KINDS,
   type TaskEvent,
   type TaskProgress,
   type WebhookAttempt,
@@ -23,7 +25,14 @@ import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../sh
 import { createLogger, type Logger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
-import { BARRIER_KEY, delayEntryExchange, delayRoutingKey, type Service } from "../shared/topology.ts"
+import {
+  BARRIER_KEY,
+  delayEntryExchange,
+  delayRoutingKey,
+  QUEUE_PAUSE_KEY,
+  routeTask,
+  type Service,
+} from "../shared/topology.ts"
 import { inProcessFeed } from "./status-store/change-feed.ts"
 import { decodeInbound, decodeRequest } from "./status-store/inbound.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
@@ -201,6 +210,9 @@ interface Delivery {
  * the notice be lost, the query it holds fails after this long rather than never (the gateway has given up by then).
  */
 const BARRIER_COVER_MS = 10_000
+
+/** Tasks a purge revokes in one transaction: each batch's REVOKED events go out before the next is read. */
+const PURGE_BATCH = 1000
 
 /** Deliveries published to the webhook queue at once. */
 const DELIVERIES_AT_ONCE = 100
@@ -697,6 +709,44 @@ export async function start(config: StoreConfig) {
     return detail ? { detail } : { detail: null, ...(await expiredReply(taskId)) }
   }
 
+  /** Kept, then told to every worker listening; those not running ask when they start (`queue_pauses`). */
+  async function pauseQueue({ queue, paused }: Extract<StatusQuery, { op: "pause_queue" }>) {
+    const pause = await db.setQueuePaused(queue, paused, Date.now())
+    await broker.publish(
+      broker.names.eventsExchange,
+      QUEUE_PAUSE_KEY,
+      JSON.stringify(pause satisfies QueuePause),
+      { type: MessageType.queuePause },
+      { mandatory: false },
+    )
+    log.info(paused ? "queue paused" : "queue resumed", { queue })
+    return { queue_pause: pause }
+  }
+
+  /**
+   * The queue's messages are gone (the gateway purged them before asking): every task of its route that has not
+   * started ends REVOKED, those waiting in the delay ladder or for a retry too, so that none stays PENDING. Events
+   * queued before this are read first: the PENDING of a task whose message was purged may still be in our queue.
+   * The REVOKED events go out as a DELETE's do, so that workers skip what they hold or what comes out of the
+   * ladder later.
+   */
+  async function purgeQueue({ queue }: Extract<StatusQuery, { op: "purge_queue" }>) {
+    await catchUp()
+    await commitInHand()
+    const kinds = TASK_KINDS.filter((kind) => routeTask(kind) === queue)
+    let revoked = 0
+    for (;;) {
+      const batch = await db.revokeNotStarted(kinds, Date.now(), "purged", PURGE_BATCH)
+      storeMetrics.eventsCommitted(batch.length, batch)
+      announce(batch)
+      await Promise.all(batch.map(({ event }) => events.emit(event)))
+      revoked += batch.length
+      if (batch.length < PURGE_BATCH) break
+    }
+    log.info("queue purged", { queue, revoked })
+    return { revoked }
+  }
+
   async function answer(query: StatusQuery): Promise<StatusReply> {
     storeMetrics.queryAnswered(query.op)
     switch (query.op) {
@@ -728,6 +778,12 @@ export async function start(config: StoreConfig) {
         return claimKey(query)
       case "polarity_report":
         return { report: await polarityReport(db, query.from, query.to, query.owner) }
+      case "queue_pauses":
+        return { queue_pauses: await db.queuePauses() }
+      case "pause_queue":
+        return pauseQueue(query)
+      case "purge_queue":
+        return purgeQueue(query)
       case "schedule_create":
       case "schedule_get":
       case "schedule_list":

@@ -463,6 +463,12 @@ export class Broker {
     return (await this.session.queue(queueName, { passive: true })).get({ noAck: false })
   }
 
+  /** Remove every ready message of a queue (those delivered and not yet acked stay); how many were removed. */
+  async purge(queueName: string): Promise<number> {
+    if (!this.connected) throw new BrokerUnavailable("not connected to the broker")
+    return (await (await this.session.queue(queueName, { passive: true })).purge()).messageCount
+  }
+
   /** Request/reply over direct reply-to through `exchange`; the timeout also expires the request in the queue. */
   async call(
     exchange: string,

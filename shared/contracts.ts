@@ -1034,6 +1034,22 @@ const WaitMs = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxVa
 /** Only what this API key submitted; absent: everything (an admin key, the dashboard, an open API). */
 const Owner = v.optional(OwnerName)
 
+/** The work queues, by route: a task's kind picks its route (shared/topology.ts names the queues). */
+export const TASK_ROUTES = ["polarity", "default"] as const
+export type TaskRoute = (typeof TASK_ROUTES)[number]
+export const TaskRoute = v.picklist(
+  TASK_ROUTES,
+  (issue) => `the queue must be one of ${TASK_ROUTES.join(", ")}, not ${issue.received}`,
+)
+
+/**
+ * Whether a work queue is paused (no worker consumes it), as the status store keeps it and announces it on the
+ * events exchange. `changed_at` only grows: a worker applies a notice or an answer only when it is newer than
+ * what it has, so a late answer never undoes a later change.
+ */
+export const QueuePause = v.object({ queue: TaskRoute, paused: v.boolean(), changed_at: EpochMillis })
+export type QueuePause = v.InferOutput<typeof QueuePause>
+
 /**
  * RPC request to the status store. `owner` limits a query to what that key submitted: anything else reads as
  * absent. `wait_ms` holds the reply until the task is final or the time is up;
@@ -1121,6 +1137,14 @@ export const StatusQuery = v.variant("op", [
   v.object({ op: v.literal("schedule_delete"), id: ScheduleId, owner: Owner }),
   /** Add up the reviews and documents that succeeded among the tasks submitted in [from, to). */
   v.object({ op: v.literal("polarity_report"), from: EpochMillis, to: EpochMillis, owner: Owner }),
+  /** Every work queue that was ever paused or resumed, and whether it is paused now. */
+  v.object({ op: v.literal("queue_pauses") }),
+  v.object({ op: v.literal("pause_queue"), queue: TaskRoute, paused: v.boolean() }),
+  /**
+   * End REVOKED ("purged") every task of the queue's route that has not started (SCHEDULED, PENDING, RETRY),
+   * after reading every event already queued. The caller has purged the queue's messages first.
+   */
+  v.object({ op: v.literal("purge_queue"), queue: TaskRoute }),
 ])
 export type StatusQuery = v.InferOutput<typeof StatusQuery>
 
@@ -1139,6 +1163,9 @@ export const RevokedReply = v.object({
   revoked: v.array(v.object({ task_id: TaskId, run: v.pipe(v.number(), v.integer(), v.minValue(1)) })),
 })
 export const GroupReply = v.object({ group: v.nullable(GroupRecord), expired: Expired })
+export const QueuePausesReply = v.object({ queue_pauses: v.array(QueuePause) })
+export const QueuePauseReply = v.object({ queue_pause: QueuePause })
+export const PurgeReply = v.object({ revoked: Count })
 /**
  * `claimed`: publish these ids (new ones, or a takeover's: the same ids again); `existing`: they were
  * published, answer them; `mismatch`: the key belongs to another request.
@@ -1184,6 +1211,9 @@ export const StatusReply = v.union([
   RevokedReply,
   GroupReply,
   ClaimReply,
+  QueuePausesReply,
+  QueuePauseReply,
+  PurgeReply,
   ErrorReply,
 ])
 export type StatusReply = v.InferOutput<typeof StatusReply>
@@ -1213,6 +1243,7 @@ export const MessageType = {
   controlReply: "control-reply",
   webhookDelivery: "webhook-delivery",
   webhookAttempt: "webhook-attempt",
+  queuePause: "queue-pause",
 } as const
 
 // --- HTTP-only bodies: what the API answers besides task records.
@@ -1295,9 +1326,42 @@ export const QueueReport = v.object({
 export type QueueReport = v.InferOutput<typeof QueueReport>
 
 /** Everything the dashboard shows beside the task table, at once. */
+/** A work queue as an operator pauses, resumes and purges it. */
+export const TaskQueueState = v.object({
+  queue: TaskRoute,
+  /** The broker's name of its work queue (its quarantine queue is paused and purged with it). */
+  work_queue: v.string(),
+  paused: v.boolean(),
+  /** When it was last paused or resumed; null if never. */
+  changed_at: v.nullable(v.pipe(v.string(), v.isoTimestamp())),
+})
+export type TaskQueueState = v.InferOutput<typeof TaskQueueState>
+
+export const TaskQueueList = v.object({
+  queues: v.array(
+    v.object({
+      ...TaskQueueState.entries,
+      /** Tasks' messages waiting in the work queue and its quarantine queue; null when the broker did not say. */
+      messages: v.nullable(Count),
+      consumers: v.nullable(Count),
+    }),
+  ),
+})
+export type TaskQueueList = v.InferOutput<typeof TaskQueueList>
+
+export const PurgeResult = v.object({
+  queue: TaskRoute,
+  /** Messages removed from the work queue and its quarantine queue (each holds 1–100 tasks). */
+  messages_purged: Count,
+  /** Tasks of the queue that had not started and are now REVOKED ("purged"), delayed and retrying ones included. */
+  tasks_revoked: Count,
+})
+export type PurgeResult = v.InferOutput<typeof PurgeResult>
+
 export const DashboardOverview = v.object({
   stats: DashboardStats,
   workers: v.array(WorkerRecord),
   queues: QueueReport,
+  task_queues: v.array(TaskQueueState),
 })
 export type DashboardOverview = v.InferOutput<typeof DashboardOverview>

@@ -4,7 +4,7 @@
 // RabbitMQ users, permissions and definitions (docs/security.md). A new name goes in `topologyDeclarations`,
 // and whoever publishes to it or consumes it in `brokerAccess`: a test checks that nothing is left unowned.
 import type { AMQPChannel } from "@cloudamqp/amqp-client"
-import { MAX_PRIORITY, type TaskKind, type TaskStatus } from "./contracts.ts"
+import { MAX_PRIORITY, TASK_ROUTES, type TaskKind, type TaskRoute, type TaskStatus } from "./contracts.ts"
 
 export interface RetryPolicy {
   /** Retries after the first attempt (Celery's max_retries); attempts = maxRetries + 1. */
@@ -22,8 +22,7 @@ export interface TopologyOptions {
   deliveryLimit: number
 }
 
-export const TASK_ROUTES = ["polarity", "default"] as const
-export type TaskRoute = (typeof TASK_ROUTES)[number]
+export { TASK_ROUTES, type TaskRoute }
 
 /**
  * The delay ladder: a message waits out a delay of n ticks by hopping through the wait queues of the set bits of
@@ -137,6 +136,13 @@ export const DEAD_LETTER_KEYS = { poison: "poison", failed: "failed" } as const
 export function quarantineRoutingKey(route: TaskRoute): string {
   return `quarantine.${route}`
 }
+
+/**
+ * A work queue paused or resumed (a QueuePause), from the status store to every worker's listener on the events
+ * exchange. Published without `mandatory`: with no worker running, nobody needs to hear it now, and each worker
+ * asks the store for the paused queues when it starts.
+ */
+export const QUEUE_PAUSE_KEY = "queue.pause"
 
 /** Workers' heartbeats travel on the events exchange beside the task events, bound apart by this key. */
 export const WORKER_HEARTBEAT_KEY = "worker.heartbeat"
@@ -417,6 +423,11 @@ export interface ServiceAccess {
   publishes: Record<string, (string | KeyPattern)[]>
   /** Queues it consumes or takes messages from. */
   consumes: string[]
+  /**
+   * Queues an operator may purge through it. RabbitMQ grants queue.purge with the read permission, which would
+   * let it consume them too: kept apart from `consumes` so that each queue keeps one consumer.
+   */
+  purges: string[]
   /** Exchange → the binding keys of the exclusive, server-named queue it listens on while it runs. */
   listens: Record<string, (string | KeyPattern)[]>
   /** RabbitMQ user tags, e.g. `management` to read queue rates from the management API. */
@@ -449,6 +460,7 @@ export function brokerAccess(options: TopologyOptions): Record<Service, ServiceA
       },
       // The operator's dead-letter routes peek at both, and replay the failed ones.
       consumes: [names.failedQueue, names.poisonQueue],
+      purges: TASK_ROUTES.flatMap((route) => [names.taskQueues[route], names.quarantineQueues[route]]),
       listens: { [names.eventsExchange]: ["task.#", TASK_PROGRESS_KEY] },
       tags: ["management"],
     },
@@ -475,9 +487,10 @@ export function brokerAccess(options: TopologyOptions): Record<Service, ServiceA
         ...TASK_ROUTES.flatMap((route) => [names.taskQueues[route], names.quarantineQueues[route]]),
         names.webhookQueue,
       ],
+      purges: [],
       listens: {
         // Heartbeats: an autoscaled pool's supervisor reads its processes' (what each holds).
-        [names.eventsExchange]: [eventRoutingKey("REVOKED"), WORKER_HEARTBEAT_KEY],
+        [names.eventsExchange]: [eventRoutingKey("REVOKED"), WORKER_HEARTBEAT_KEY, QUEUE_PAUSE_KEY],
         [names.controlExchange]: [controlKeys],
       },
       tags: [],
@@ -490,10 +503,16 @@ export function brokerAccess(options: TopologyOptions): Record<Service, ServiceA
         // and the first attempt of each completion webhook.
         [names.tasksExchange]: [...TASK_ROUTES],
         [delayEntryExchange(names)]: [intoLadder(...TASK_ROUTES, "webhook")],
-        [names.eventsExchange]: [eventRoutingKey("PENDING"), eventRoutingKey("REVOKED"), BARRIER_KEY],
+        [names.eventsExchange]: [
+          eventRoutingKey("PENDING"),
+          eventRoutingKey("REVOKED"),
+          BARRIER_KEY,
+          QUEUE_PAUSE_KEY,
+        ],
         [names.deadLetterExchange]: [poison],
       },
       consumes: [names.statusEventsQueue, names.statusRpcQueue],
+      purges: [],
       listens: {},
       tags: [],
     },

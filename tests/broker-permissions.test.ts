@@ -22,6 +22,7 @@ import {
   delayEntryExchange,
   delayRoutingKey,
   eventRoutingKey,
+  QUEUE_PAUSE_KEY,
   quarantineRoutingKey,
   retryRoutingKey,
   SERVICES,
@@ -315,14 +316,25 @@ describe("a publish across a trust boundary is refused by the broker", () => {
     ],
     ["the store publishes a REVOKED", "status-store", publish(events, key(eventRoutingKey("REVOKED")))],
     ["the store publishes a scheduled task", "status-store", publish(tasks, key("default"))],
+    ["the store publishes a queue's pause", "status-store", publish(events, key(QUEUE_PAUSE_KEY))],
   ]
   for (const [label, service, act] of allowed) {
     test(`but ${label}`, async () => expect(await attempt(service, act)).toBe("allowed"))
   }
+  test("but the gateway purges a work queue (an operator's purge)", async () => {
+    expect(await attempt("gateway", (channel, names) => channel.queuePurge(names.taskQueues.default))).toBe(
+      "allowed",
+    )
+  })
 })
 
 describe("nor can a service read, bind or change what is not its own", () => {
   const cases: [string, Service, Parameters<typeof attempt>[1]][] = [
+    [
+      "the store purges a work queue",
+      "status-store",
+      (channel, names) => channel.queuePurge(names.taskQueues.polarity),
+    ],
     [
       "a worker listens to every task event",
       "polarity-worker",

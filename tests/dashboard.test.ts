@@ -489,6 +489,36 @@ describe("the dashboard's schedules, reports and delay ladder", () => {
     expect(opened.errors).toEqual([])
   })
 
+  test("pauses a work queue, purges it after a confirmation, and resumes it", async () => {
+    await using opened = await openDashboard(stack.url("/dashboard"))
+    const { page } = opened
+    const polarity = `#queues tr[data-route="polarity"]`
+    await page.locator(`${polarity} button[data-queue-action="pause"]`).click()
+    await page.locator(`${polarity}.paused .badge`).waitFor({ timeout: WAIT_MS })
+    await untilText(page, "#queue-message", "polarity paused")
+    const waiting = await postJson("/polarities", { review: "waits in a paused queue" })
+
+    const confirmed: string[] = []
+    page.once("dialog", (dialog) => {
+      confirmed.push(dialog.message())
+      void dialog.accept()
+    })
+    await page.locator(`${polarity} button[data-queue-action="purge"]`).click()
+    await untilText(page, "#queue-message", "polarity: 1 messages purged, 1 tasks revoked")
+    expect(confirmed).toEqual(["Purge queue polarity? Every task of it that has not started ends REVOKED."])
+    expect(await taskBody(await fetch(stack.url(`/polarities/tasks/${waiting}`)))).toMatchObject({
+      status: "REVOKED",
+      error: "purged",
+    })
+
+    await page.locator(`${polarity} button[data-queue-action="resume"]`).click()
+    await page
+      .locator(`${polarity}:not(.paused) button[data-queue-action="pause"]`)
+      .waitFor({ timeout: WAIT_MS })
+    expect((await taskBody(await postReview(stack, "runs again", "?wait=10"))).status).toBe("SUCCESS")
+    expect(opened.errors).toEqual([])
+  })
+
   test("shows the delay ladder's 25 wait queues as one row", async () => {
     await using opened = await openDashboard(stack.url("/dashboard"))
     const { page } = opened

@@ -150,6 +150,13 @@ export async function startStack(
   }
 }
 
+/** A queue's depth and consumers, as the broker reports them now. */
+export async function queueState(queue: string): Promise<{ messages: number; consumers: number }> {
+  await using amqp = await rawChannel()
+  const { messageCount, consumerCount } = await amqp.channel.queueDeclare(queue, { passive: true })
+  return { messages: messageCount, consumers: consumerCount }
+}
+
 /** Consume `count` messages from a queue the test owns alone, or fail after `timeoutMs`. */
 export async function takeMessages(queue: string, count: number, timeoutMs = 10_000): Promise<AMQPMessage[]> {
   await using amqp = await rawChannel()

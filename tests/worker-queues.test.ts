@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { ConfigError } from "../shared/config.ts"
 import type { WorkerRecord } from "../shared/contracts.ts"
-import { askStore, eventually, postReview, rawChannel, type Stack, startStack, taskBody } from "./support.ts"
+import { askStore, eventually, postReview, queueState, type Stack, startStack, taskBody } from "./support.ts"
 
 // The stack's own worker consumes the default queue alone.
 let stack: Stack
@@ -12,12 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.[Symbol.asyncDispose]()
 })
-
-async function queueState(queue: string) {
-  await using amqp = await rawChannel()
-  const { messageCount, consumerCount } = await amqp.channel.queueDeclare(queue, { passive: true })
-  return { messages: messageCount, consumers: consumerCount }
-}
 
 const postDocument = (document: string) =>
   fetch(stack.url("/polarities/documents?wait=10"), {

@@ -3,7 +3,7 @@
 // Task events from the gateway's listener tell the browsers to look at their task table again.
 import type { Context } from "hono"
 import { type SSEStreamingApi, streamSSE } from "hono/streaming"
-import type { DashboardOverview, TaskEvent } from "../../shared/contracts.ts"
+import type { DashboardOverview, TaskEvent, TaskQueueState } from "../../shared/contracts.ts"
 import { exemptFromIdleTimeout } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
 import type { QueueStats } from "./queue-stats.ts"
@@ -21,6 +21,8 @@ const TASKS_CHANGED_MS = 500
 interface FeedOptions {
   store: StatusStoreClient
   queues: QueueStats
+  /** The work queues, paused or not. */
+  taskQueues: () => Promise<TaskQueueState[]>
   watchers: TaskWatchers
   refreshMs: number
   heartbeatMs: number
@@ -49,13 +51,14 @@ export class DashboardFeed {
 
   /** Everything the dashboard shows beside the task table, read now. */
   async overview(seriesSeconds = SERIES_SECONDS): Promise<DashboardOverview> {
-    const { store, queues } = this.options
-    const [stats, workers, queueReport] = await Promise.all([
+    const { store, queues, taskQueues } = this.options
+    const [stats, workers, queueReport, taskQueueStates] = await Promise.all([
       store.stats(seriesSeconds, LATENCY_WINDOW_SECONDS),
       store.workers(),
       queues.sample(),
+      taskQueues(),
     ])
-    return { stats, workers, queues: queueReport }
+    return { stats, workers, queues: queueReport, task_queues: taskQueueStates }
   }
 
   /**

@@ -25,6 +25,7 @@ import { callerOf } from "./access.ts"
 import { DashboardFeed } from "./dashboard-live.ts"
 import type { Slots } from "./limits.ts"
 import type { Route } from "./openapi.ts"
+import { taskQueueStates } from "./queue-admin.ts"
 import { QueueStats } from "./queue-stats.ts"
 import {
   decodeCursor,
@@ -141,6 +142,7 @@ export function mountDashboard(
   const feed = new DashboardFeed({
     store,
     queues,
+    taskQueues: async () => taskQueueStates(broker, await store.queuePauses()),
     watchers,
     refreshMs: config.DASHBOARD_REFRESH_MS,
     heartbeatMs: config.SSE_HEARTBEAT_MS,
@@ -315,6 +317,8 @@ export function mountDashboard(
   )
 
   return {
+    /** Queue depths and rates, for the queue routes too. */
+    queues,
     /** Dashboard streams open now. */
     streams: () => feed.size,
     async close(): Promise<void> {

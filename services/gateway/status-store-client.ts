@@ -8,6 +8,9 @@ import {
   InFlightReply,
   LookupTooLarge,
   MAX_QUERIES_PER_REQUEST,
+  PurgeReply,
+  QueuePauseReply,
+  QueuePausesReply,
   RevokeReply,
   type ScheduleDefinition,
   ScheduleListReply,
@@ -20,6 +23,7 @@ import {
   TaskPageReply,
   type TaskRecord,
   TaskReply,
+  type TaskRoute,
   type TaskStatus,
   WorkersReply,
 } from "../../shared/contracts.ts"
@@ -189,6 +193,21 @@ export class StatusStoreClient {
   async revokeTask(taskId: string, owner?: Owner, terminate = false) {
     const query = { op: "revoke", task_id: taskId, ...(owner !== undefined && { owner }), terminate } as const
     return unlessExpired(await this.ask(query, RevokeReply), taskId)
+  }
+
+  /** Every work queue ever paused or resumed, and whether it is paused now. */
+  async queuePauses() {
+    return (await this.ask({ op: "queue_pauses" }, QueuePausesReply)).queue_pauses
+  }
+
+  /** Pause or resume a work queue: kept by the store, which tells every worker. */
+  async pauseQueue(queue: TaskRoute, paused: boolean) {
+    return (await this.ask({ op: "pause_queue", queue, paused }, QueuePauseReply)).queue_pause
+  }
+
+  /** Revoke ("purged") every task of the queue that has not started; `extraMs` on top of the usual timeout. */
+  async purgeQueue(queue: TaskRoute, extraMs: number) {
+    return (await this.ask({ op: "purge_queue", queue }, PurgeReply, extraMs)).revoked
   }
 
   /** End FAILURE a task the broker refused to queue, if its record is still at that run's PENDING. */

@@ -67,13 +67,13 @@ export function decodeInbound(msg: AMQPMessage): Inbound {
 
 /**
  * The queries each caller may ask. A worker asks which tasks were revoked while it was away (`revoked`, and
- * `lookup` for the delayed tasks it takes), whether a revoke notice it heard is true (`detail`), and the figures
- * of a polarity report it runs (`polarity_report`); everything else (revoking, claiming keys, closing a refused
+ * `lookup` for the delayed tasks it takes), which queues are paused (`queue_pauses`), whether a revoke notice it
+ * heard is true (`detail`), and the figures of a polarity report it runs (`polarity_report`); everything else (revoking, claiming keys, closing a refused
  * task, schedules, listings) is the gateway's.
  */
 const CALLER_OPS: Record<StatusStoreCaller, ReadonlySet<StatusQuery["op"]>> = {
   gateway: new Set(StatusQuery.options.map((query) => query.entries.op.literal)),
-  "polarity-worker": new Set(["revoked", "lookup", "detail", "polarity_report"]),
+  "polarity-worker": new Set(["revoked", "lookup", "detail", "polarity_report", "queue_pauses"]),
 }
 
 const CALLER_OF_KEY = new Map(

@@ -80,6 +80,8 @@ const MIGRATIONS = [
    CREATE INDEX held_events_by_age ON held_events (held_at);`,
   // 2: result expiry (RESULT_EXPIRES): the final tasks by when they ended, so that each batch reads the oldest.
   `CREATE INDEX tasks_final_by_end ON tasks (finished_at) WHERE status IN ${FINAL_SQL};`,
+  // 3: work queues an operator paused (or resumed): workers ask for them when they start.
+  `CREATE TABLE queue_pauses (queue TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, changed_at BIGINT NOT NULL);`,
 ]
 
 /** The schema version this code brings a database to. */

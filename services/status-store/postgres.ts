@@ -6,7 +6,13 @@
 // out the writers that take no advisory lock (promoting due tasks, progress). The state machine then runs on
 // what was read under those locks (event-batch.ts), and the figures are added to (`n = n + delta`) in the same
 // transaction, so N replicas count each event once.
-import { eventId, type TaskEvent, type TaskProgress, type WorkerHeartbeat } from "../../shared/contracts.ts"
+import {
+  eventId,
+  type QueuePause,
+  type TaskEvent,
+  type TaskProgress,
+  type WorkerHeartbeat,
+} from "../../shared/contracts.ts"
 import {
   type FigureRows,
   figureDeltas,
@@ -382,6 +388,33 @@ function postgresStore(sql: Sql): StatusStore {
         return outcome
       })
       return { outcome, row: batch.row(taskId), applied: batch.outcome.applied }
+    },
+    async revokeNotStarted(kinds, at, reason, limit) {
+      // The candidates first, then their locks: applyToTasks locks advisory before rows, as every writer does.
+      const rows = await sql<Pick<TaskRow, "task_id">[]>`SELECT task_id FROM tasks
+        WHERE status IN ('SCHEDULED', 'PENDING', 'RETRY') AND kind = ANY(${sql.array(kinds)}::text[])
+        LIMIT ${limit}`
+      if (rows.length === 0) return []
+      const taskIds = rows.map((row) => row.task_id)
+      const { batch } = await applyToTasks(taskIds, at, (batch) => {
+        for (const taskId of taskIds) {
+          const { event } = revokeOf(batch.row(taskId), at)
+          if (event) batch.apply({ ...event, reason } as TaskEvent)
+        }
+      })
+      return batch.outcome.applied
+    },
+    async queuePauses() {
+      return [...(await sql<QueuePause[]>`SELECT queue, paused, changed_at FROM queue_pauses ORDER BY queue`)]
+    },
+    async setQueuePaused(queue, paused, at) {
+      // Later than the change before it even when this replica's clock lags: workers keep the newest.
+      const [row] = await sql<QueuePause[]>`INSERT INTO queue_pauses VALUES (${queue}, ${paused}, ${at})
+        ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused,
+          changed_at = greatest(excluded.changed_at, queue_pauses.changed_at + 1)
+        RETURNING queue, paused, changed_at`
+      if (!row) throw new Error(`queue ${queue}: no pause recorded`)
+      return row
     },
     async inFlight(owner) {
       const [row] = await sql<{ tasks: number }[]>`SELECT tasks FROM owner_in_flight WHERE owner = ${owner}`

@@ -3,7 +3,15 @@
 // process owns the file; every call runs synchronously inside it and its promise is already settled.
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
-import { eventId, type TaskEvent, type TaskProgress, type WorkerHeartbeat } from "../../shared/contracts.ts"
+import {
+  eventId,
+  type QueuePause,
+  type TaskEvent,
+  type TaskKind,
+  type TaskProgress,
+  type TaskRoute,
+  type WorkerHeartbeat,
+} from "../../shared/contracts.ts"
 import { openSqlite, type SqliteDatabase } from "../../shared/runtime.ts"
 import {
   type FigureRows,
@@ -134,6 +142,9 @@ const MIGRATIONS = [
    CREATE INDEX held_events_by_age ON held_events (held_at);`,
   // 12: result expiry (RESULT_EXPIRES): the final tasks by when they ended, so that each batch reads the oldest.
   `CREATE INDEX tasks_final_by_end ON tasks (finished_at) WHERE status IN ${FINAL_SQL};`,
+  // 13: work queues an operator paused (or resumed): workers ask for them when they start.
+  `CREATE TABLE queue_pauses (queue TEXT PRIMARY KEY, paused INTEGER NOT NULL, changed_at INTEGER NOT NULL)
+     WITHOUT ROWID;`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -183,6 +194,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const expiry = expiryStatements(db)
   const incrementalVacuum =
     db.query<{ auto_vacuum: number }, []>("PRAGMA auto_vacuum").get()?.auto_vacuum === 2
+  const pauses = pauseStatements(db)
 
   /** The inbox entry and the state change commit together, or neither does; null for a duplicate. */
   function applyOne(event: TaskEvent): Applied | null {
@@ -269,6 +281,29 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     for (const [status, tasks] of gone) figures.addToCount.run(status, -tasks)
     return expired.length
   })
+  /** A purge's REVOKED: like a DELETE's, applied without admission, a batch of tasks per transaction. */
+  const revokeNotStarted = db.transaction((kinds: TaskKind[], at: number, reason: string, limit: number) => {
+    const rows = db
+      .query<TaskRow, string[]>(
+        `SELECT * FROM tasks WHERE status IN ('SCHEDULED', 'PENDING', 'RETRY')
+         AND kind IN (${kinds.map(() => "?").join(", ")}) LIMIT ${Math.floor(limit)}`,
+      )
+      .all(...kinds)
+    const applied = rows.flatMap((row) => {
+      const { event } = revokeOf(row, at)
+      return (event && applyOne({ ...event, reason } as TaskEvent)) || []
+    })
+    figures.record(applied)
+    for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
+    return applied
+  })
+  const setQueuePaused = db.transaction((queue: TaskRoute, paused: boolean, at: number): QueuePause => {
+    const before = pauses.select.get(queue)
+    // Later than the change before it even when the clock did not move: workers keep the newest.
+    const changedAt = Math.max(at, (before?.changed_at ?? 0) + 1)
+    pauses.upsert.run(queue, paused ? 1 : 0, changedAt)
+    return { queue, paused, changed_at: changedAt }
+  })
   const claimKey = db.transaction((claim: Claim, now: number): Claim | null => {
     const held = claims.select.get(claim.key, now)
     if (held) return { ...held, task_ids: JSON.parse(held.task_ids) as string[] }
@@ -332,6 +367,12 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       return group ? { group, members: tasks.groupMembers.all(groupId) } : null
     },
     revoke: async (taskId, at, terminate) => revoke(taskId, at, terminate),
+    revokeNotStarted: async (kinds, at, reason, limit) => revokeNotStarted(kinds, at, reason, limit),
+    queuePauses: async () =>
+      pauses.all
+        .all()
+        .map((row) => ({ queue: row.queue, paused: row.paused === 1, changed_at: row.changed_at })),
+    setQueuePaused: async (queue, paused, at) => setQueuePaused(queue, paused, at),
     inFlight: async (owner) => tasks.inFlight.get(owner)?.tasks ?? 0,
     promoteDueTasks: async (now) => promoteDueTasks(now),
     recentlyRevoked: async (limit) =>
@@ -368,6 +409,23 @@ interface HeldRow {
   held_at: number
   waiting_for: string
   event: string
+}
+
+interface QueuePauseRow {
+  queue: TaskRoute
+  paused: number
+  changed_at: number
+}
+
+function pauseStatements(db: SqliteDatabase) {
+  return {
+    all: db.query<QueuePauseRow, []>("SELECT * FROM queue_pauses ORDER BY queue"),
+    select: db.query<QueuePauseRow, [string]>("SELECT * FROM queue_pauses WHERE queue = ?"),
+    upsert: db.query<void, [string, number, number]>(
+      `INSERT INTO queue_pauses VALUES (?1, ?2, ?3)
+       ON CONFLICT (queue) DO UPDATE SET paused = ?2, changed_at = ?3`,
+    ),
+  }
 }
 
 function heldStatements(db: SqliteDatabase) {

@@ -7,10 +7,12 @@
 // a migration to each backend's MIGRATIONS list (sqlite.ts, postgres-schema.ts); the store tests run on both.
 import type {
   DashboardStats,
+  QueuePause,
   TaskDetail,
   TaskEvent,
   TaskKind,
   TaskProgress,
+  TaskRoute,
   TaskStatus,
   WorkerHeartbeat,
   WorkerRecord,
@@ -106,6 +108,16 @@ export interface StatusStore {
     at: number,
     terminate: boolean,
   ): Promise<{ outcome: RevokeOutcome; row: TaskRow | null; applied: Applied[] }>
+  /**
+   * A purge: revoke, with `reason`, up to `limit` tasks of these kinds that have not started (SCHEDULED, PENDING,
+   * RETRY), each under the lock on its row as `revoke` does; the REVOKED events applied. Called until it revokes
+   * fewer than `limit`.
+   */
+  revokeNotStarted(kinds: TaskKind[], at: number, reason: string, limit: number): Promise<Applied[]>
+  /** Every work queue ever paused or resumed, with whether it is paused now. */
+  queuePauses(): Promise<QueuePause[]>
+  /** Pause or resume a queue; `changed_at` is `at`, or 1 ms after the change before when the clock lags. */
+  setQueuePaused(queue: TaskRoute, paused: boolean, at: number): Promise<QueuePause>
   /** How many of this owner's tasks are in flight (not final): kept by the events, never counted by a scan. */
   inFlight(owner: string): Promise<number>
   /** SCHEDULED tasks whose eta has come become PENDING (their counts too); how many did. */

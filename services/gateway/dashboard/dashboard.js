@@ -413,7 +413,40 @@ function foldDelayLadder(queues) {
   return [...rest.slice(0, first), folded, ...rest.slice(first)]
 }
 
-function renderQueues(report) {
+/** A work queue's pause, resume and purge buttons; nothing for the other queues. */
+function queueActions(taskQueue) {
+  if (!taskQueue) return element("td", {})
+  const button = (action, label, title) =>
+    element("button", { type: "button", dataset: { queueAction: action }, title }, label)
+  return element(
+    "td",
+    { className: "row-actions" },
+    taskQueue.paused
+      ? button("resume", "resume", "workers consume it again")
+      : button("pause", "pause", "every worker stops consuming it; tasks wait"),
+    button("purge", "purge", "its waiting tasks end REVOKED (purged)"),
+  )
+}
+
+async function queueAction(action, queue) {
+  const message = $("#queue-message")
+  try {
+    if (
+      action === "purge" &&
+      !confirm(`Purge queue ${queue}? Every task of it that has not started ends REVOKED.`)
+    )
+      return
+    const answer = await fetchJson(`dashboard/api/queues/${queue}/${action}`, { method: "POST" })
+    message.textContent =
+      action === "purge"
+        ? `${queue}: ${answer.messages_purged} messages purged, ${answer.tasks_revoked} tasks revoked`
+        : `${queue} ${answer.paused ? "paused" : "resumed"}`
+  } catch (err) {
+    message.textContent = err.message
+  }
+}
+
+function renderQueues(report, taskQueues = []) {
   const management = report.source === "management"
   const prefix = commonPrefix(report.queues.map((q) => q.name))
   $("#queue-source").textContent = management
@@ -423,19 +456,26 @@ function renderQueues(report) {
   $("#rate-head-1").textContent = management ? "in/s" : "net/s"
   $("#rate-head-2").textContent = management ? "out/s" : ""
   const rate = (value) => (value === null ? "–" : decimal.format(value))
+  const taskQueueOf = (q) => taskQueues.find((t) => t.work_queue === q.name)
   $("#queues tbody").replaceChildren(
     ...foldDelayLadder(report.queues).map((q) =>
       element(
         "tr",
         {
-          dataset: { queue: q.name },
-          className: `${q.dead_letter ? "dead-letter" : ""} ${q.messages > 0 ? "has-messages" : ""}`,
+          dataset: { queue: q.name, ...(taskQueueOf(q) && { route: taskQueueOf(q).queue }) },
+          className: `${q.dead_letter ? "dead-letter" : ""} ${q.messages > 0 ? "has-messages" : ""} ${taskQueueOf(q)?.paused ? "paused" : ""}`,
         },
-        element("td", { className: "id", title: q.name }, q.name.slice(prefix.length)),
+        element(
+          "td",
+          { className: "id", title: q.name },
+          q.name.slice(prefix.length),
+          ...(taskQueueOf(q)?.paused ? [" ", element("span", { className: "badge" }, "paused")] : []),
+        ),
         element("td", { className: "number" }, number.format(q.messages)),
         element("td", { className: "number" }, String(q.consumers)),
         element("td", { className: "number" }, rate(management ? q.publish_rate : q.net_rate)),
         element("td", { className: "number" }, management ? rate(q.deliver_rate) : ""),
+        queueActions(taskQueueOf(q)),
       ),
     ),
   )
@@ -451,10 +491,10 @@ function connect() {
   source.addEventListener("open", () => setLive("live", "live"))
   source.addEventListener("error", () => setLive("down", "reconnecting…"))
   source.addEventListener("overview", (e) => {
-    const { stats, workers, queues } = JSON.parse(e.data)
+    const { stats, workers, queues, task_queues } = JSON.parse(e.data)
     renderStats(stats)
     renderWorkers(workers)
-    renderQueues(queues)
+    renderQueues(queues, task_queues)
     $("#problem").hidden = true
     $("#updated").textContent = `updated ${new Date(stats.at).toLocaleTimeString()}`
   })
@@ -835,6 +875,10 @@ async function replay() {
 }
 
 $("#replay").addEventListener("click", replay)
+$("#queues tbody").addEventListener("click", (e) => {
+  const button = e.target.closest("button[data-queue-action]")
+  if (button) queueAction(button.dataset.queueAction, button.closest("tr").dataset.route)
+})
 setUpTable()
 setUpDetail()
 setUpWorkers()
