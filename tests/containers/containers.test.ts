@@ -3,23 +3,29 @@
 // relies on is proven here: end to end through the containers, graceful `docker stop`, nothing lost to
 // `docker kill`, and each service replaced by a new image on its own while tasks flow. Figures are printed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import * as v from "valibot"
 import { DashboardOverview, type TaskRecord } from "../../shared/contracts.ts"
 import { topologyNames } from "../../shared/topology.ts"
+import { denoFlags, type Runtime, type ServiceName } from "../runtimes.ts"
 import { rawChannel } from "../support.ts"
 import { type Engine, engineUnavailable, startEngine } from "./engine.ts"
 import {
   buildLabels,
   buildServiceImage,
+  DOCKERFILES,
   dockerfileBases,
   imageName,
   imageSize,
   loadBaseImage,
   makeStandIns,
+  REPO,
   SERVICES,
+  type Service,
   timings,
 } from "./images.ts"
-import { type ContainerStack, freePort, startContainerStack } from "./stack.ts"
+import { type ContainerStack, freePort, type ImageRuntimes, startContainerStack } from "./stack.ts"
 import { isFinal, lookupAll, type PhaseFigures, TaskFlow, tally } from "./task-flow.ts"
 
 const unavailable = engineUnavailable()
@@ -37,9 +43,80 @@ function docker(args: string[]): Promise<string> {
   return engine.docker(args)
 }
 
-async function stackFor(topic: string): Promise<ContainerStack> {
+async function stackFor(topic: string, runtimes: ImageRuntimes = {}): Promise<ContainerStack> {
   if (!engine) throw new Error("no engine")
-  return startContainerStack(engine, topic)
+  return startContainerStack(engine, topic, runtimes)
+}
+
+const ALL_DENO: ImageRuntimes = { gateway: "deno", "polarity-worker": "deno", "status-store": "deno" }
+/** The deployments run end to end: each runtime's images alone, and Deno's gateway in front of Bun's. */
+const DEPLOYMENTS: [string, string, ImageRuntimes][] = [
+  ["the Bun containers", "e2e", {}],
+  ["the Deno containers", "e2e-deno", ALL_DENO],
+  ["a Deno gateway's container with Bun's worker and store", "e2e-mixed", { gateway: "deno" }],
+]
+const SCRIPT_NAMES: Record<Service, ServiceName> = {
+  gateway: "gateway",
+  "polarity-worker": "worker",
+  "status-store": "store",
+}
+
+/**
+ * The permissions `npm run start:deno:<service>` grants, with the image's paths: the app in /app, the store's
+ * data directory on the /data volume.
+ */
+function imagePermissions(service: Service): string[] {
+  return denoFlags(SCRIPT_NAMES[service])
+    .filter((flag) => flag.startsWith("--allow-"))
+    .map((flag) => {
+      const [name, paths] = flag.split("=")
+      if (!paths || name === "--allow-sys") return flag
+      const inImage = paths.split(",").map((path) => (path === "data" ? "/data" : `/app/${path}`))
+      return `${name}=${inImage.join(",")}`
+    })
+}
+
+/** What each runtime's images are: checked on every image built. */
+const IMAGE_FACTS: Record<Runtime, { user: string; uid: string; entrypoint: string[]; files: string[] }> = {
+  bun: {
+    user: "bun",
+    uid: "1000",
+    entrypoint: ["bun", "service.ts"],
+    files: ["node_modules", "package.json", "service.ts", "services", "shared", "tsconfig.json"],
+  },
+  deno: {
+    user: "deno",
+    uid: "1993",
+    entrypoint: ["/app/run"],
+    files: ["node_modules", "package.json", "run", "services", "shared"],
+  },
+}
+
+const HEALTHCHECKS: Record<Runtime, string[]> = {
+  bun: ["CMD", "bun", "shared/healthcheck.ts"],
+  deno: [
+    "CMD",
+    "deno",
+    "run",
+    "--no-prompt",
+    "--cached-only",
+    "--allow-net",
+    "--allow-env",
+    "shared/healthcheck.ts",
+  ],
+}
+
+/** The command line of a service's PID 1: the runtime itself, so docker stop's SIGTERM reaches it directly. */
+function pid1(service: Service, runtime: Runtime): string[] {
+  if (runtime === "bun") return ["bun", "service.ts"]
+  return [
+    "deno",
+    "run",
+    "--no-prompt",
+    "--cached-only",
+    ...imagePermissions(service),
+    `services/${service}.ts`,
+  ]
 }
 
 /** The whole stack, store first so the gateway's first query has someone to answer it. */
@@ -97,9 +174,11 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
       engine = await startEngine()
       base = await loadBaseImage(engine)
       await makeStandIns(engine)
-      // Version 1 of every image, then version 2 (the same code with new labels) to deploy over it.
+      // Version 1 of every image, then version 2 (the same code with new labels) to deploy over it; Deno's
+      // version 1.
       for (const version of ["1", "2"])
         for (const service of SERVICES) await buildServiceImage(engine, service, version)
+      for (const service of SERVICES) await buildServiceImage(engine, service, "1", "deno")
     },
     { timeout: 20 * 60_000 },
   )
@@ -115,51 +194,50 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
     { timeout: 120_000 },
   )
 
-  test(
-    "each image runs as a non-root user, checks its own health, and holds only what runs",
-    async () => {
-      const sizes: string[] = []
-      for (const base of dockerfileBases())
-        sizes.push(`${base} (stand-in) ${((await imageSize(engine as Engine, base)) / MB).toFixed(1)} MB`)
+  test.each(["bun", "deno"] as const)(
+    "each %s image runs as a non-root user, checks its own health, and holds only what runs",
+    async (runtime) => {
+      const facts = IMAGE_FACTS[runtime]
+      const base = dockerfileBases(readFileSync(join(REPO, DOCKERFILES[runtime]), "utf8")).at(-1) ?? ""
+      const sizes = [`${base} (stand-in) ${((await imageSize(engine as Engine, base)) / MB).toFixed(1)} MB`]
       for (const service of SERVICES) {
-        const image = imageName(service, "1")
+        const image = imageName(service, "1", runtime)
         const config = JSON.parse(await docker(["image", "inspect", "--format", "{{json .Config}}", image]))
+        const env = (name: string) => config.Env.find((entry: string) => entry.startsWith(`${name}=`))
         expect({
           user: config.User,
           entrypoint: config.Entrypoint,
           cmd: config.Cmd,
           healthcheck: config.Healthcheck.Test,
-          service: config.Env.find((entry: string) => entry.startsWith("SERVICE=")),
+          service: env("SERVICE"),
           version: config.Labels["org.opencontainers.image.version"],
           revision: config.Labels["org.opencontainers.image.revision"],
           source: config.Labels["org.opencontainers.image.source"],
         }).toEqual({
-          user: "bun",
-          entrypoint: ["bun", "service.ts"],
+          user: facts.user,
+          entrypoint: facts.entrypoint,
           cmd: null,
-          healthcheck: ["CMD", "bun", "shared/healthcheck.ts"],
+          healthcheck: HEALTHCHECKS[runtime],
           service: `SERVICE=${service}`,
           version: "1",
           revision: buildLabels("1").REVISION,
           source: buildLabels("1").SOURCE,
         })
+        if (runtime === "deno") {
+          // The V8 settings of `npm run start:deno:<service>`, as the image's environment.
+          const v8Flags = denoFlags(SCRIPT_NAMES[service]).find((flag) => flag.startsWith("--v8-flags="))
+          expect(env("DENO_V8_FLAGS")).toBe(`DENO_V8_FLAGS=${v8Flags?.slice("--v8-flags=".length)}`)
+        }
         const listing = (command: string) =>
           docker(["run", "--rm", "--network=host", "--entrypoint=sh", image, "-c", command])
-        expect((await listing("ls -A /app")).split("\n")).toEqual([
-          "node_modules",
-          "package.json",
-          "service.ts",
-          "services",
-          "shared",
-          "tsconfig.json",
-        ])
+        expect((await listing("ls -A /app")).split("\n")).toEqual(facts.files)
         // No development tool, no TypeScript compiler, no source maps or package tests.
         expect(
           await listing(
-            "cd /app/node_modules && ls -d typescript @biomejs bun concurrently playwright-core */test 2>/dev/null; find . -name '*.map' | head -3",
+            "cd /app/node_modules && ls -d typescript @biomejs bun deno concurrently playwright-core */test 2>/dev/null; find . -name '*.map' | head -3",
           ),
         ).toBe("")
-        expect(await listing("id -u")).toBe("1000")
+        expect(await listing("id -u")).toBe(facts.uid)
         const size = await imageSize(engine as Engine, image)
         sizes.push(`${image} ${(size / MB).toFixed(1)} MB`)
       }
@@ -168,10 +246,10 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
     TEST_TIMEOUT,
   )
 
-  test(
-    "a review, a batch, the dashboard and every /healthz, through the containers",
-    async () => {
-      await using stack = await stackFor("e2e")
+  test.each(DEPLOYMENTS)(
+    "a review, a batch, the dashboard and every /healthz, through %s",
+    async (_deployment, topic, runtimes) => {
+      await using stack = await stackFor(topic, runtimes)
       await runAll(stack)
 
       const res = await postJson(stack.url("/polarities?wait=10"), {
@@ -223,17 +301,20 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
           },
         })
         // The runtime itself is PID 1, so docker stop's SIGTERM reaches it with no shell in between.
-        const pid1 = await docker(["exec", stack.current[service], "cat", "/proc/1/cmdline"])
-        expect(pid1.split("\0").filter(Boolean)).toEqual(["bun", "service.ts"])
+        const cmdline = await docker(["exec", stack.current[service], "cat", "/proc/1/cmdline"])
+        expect(cmdline.split("\0").filter(Boolean)).toEqual(pid1(service, runtimes[service] ?? "bun"))
       }
     },
     TEST_TIMEOUT,
   )
 
-  test(
-    "docker stop is graceful: the worker finishes the tasks in hand, the store commits, all exit 0",
-    async () => {
-      await using stack = await stackFor("stop")
+  test.each([
+    ["Bun", "stop", {}],
+    ["Deno", "stop-deno", ALL_DENO],
+  ] as const)(
+    "docker stop of %s images is graceful: the worker finishes the tasks in hand, the store commits, all exit 0",
+    async (runtime, topic, runtimes) => {
+      await using stack = await stackFor(topic, runtimes)
       await runAll(stack)
       const names = topologyNames(stack.prefix)
       const stops: string[] = []
@@ -269,7 +350,7 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
         exitCode: 0,
         stopped: true,
       })
-      console.log(`docker stop: ${stops.join(", ")}`)
+      console.log(`docker stop (${runtime}): ${stops.join(", ")}`)
     },
     TEST_TIMEOUT,
   )

@@ -15,11 +15,14 @@ import {
 } from "node:fs"
 import { homedir } from "node:os"
 import { dirname, join, resolve } from "node:path"
+import { DENO, type Runtime } from "../runtimes.ts"
 import { type Engine, run } from "./engine.ts"
 
 export const REPO = resolve(import.meta.dir, "../..")
 export const SERVICES = ["gateway", "polarity-worker", "status-store"] as const
 export type Service = (typeof SERVICES)[number]
+/** The file that builds each runtime's images. */
+export const DOCKERFILES: Record<Runtime, string> = { bun: "Dockerfile", deno: "Dockerfile.deno" }
 
 const BASE_IMAGE = "local/debian:bookworm-slim"
 const CACHE_DIR =
@@ -76,8 +79,8 @@ function debianMirror(): string {
   return "http://deb.debian.org/debian"
 }
 
-/** The base images the Dockerfile names (FROM lines that are not its own stages). */
-export function dockerfileBases(dockerfile = readFileSync(join(REPO, "Dockerfile"), "utf8")): string[] {
+/** The base images a Dockerfile names (FROM lines that are not its own stages). */
+export function dockerfileBases(dockerfile: string): string[] {
   const stages = new Set<string>()
   const bases: string[] = []
   for (const [, image, stage] of dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)) {
@@ -87,12 +90,18 @@ export function dockerfileBases(dockerfile = readFileSync(join(REPO, "Dockerfile
   return bases
 }
 
+/** The base images of every Dockerfile, each once. */
+export function allBases(): string[] {
+  const dockerfiles = Object.values(DOCKERFILES).map((file) => readFileSync(join(REPO, file), "utf8"))
+  return [...new Set(dockerfiles.flatMap(dockerfileBases))]
+}
+
 /**
  * A stand-in for each base image: the Debian base, the runtime from this machine, and what the real image has
  * that the project relies on (its user, paths, entrypoint).
  */
 export async function makeStandIns(engine: Engine): Promise<void> {
-  for (const image of dockerfileBases()) {
+  for (const image of allBases()) {
     const recipe = STAND_INS.find((candidate) => image.startsWith(candidate.prefix))
     if (!recipe) throw new Error(`no stand-in for FROM ${image}: add one to tests/containers/images.ts`)
     const context = join(engine.root, "stand-ins", image.replaceAll(/[/:]/g, "_"))
@@ -113,6 +122,12 @@ function placeFile(from: string, to: string): void {
   }
 }
 
+/** The official Deno image's entrypoint runs `deno` when its first argument is an option or one of these. */
+const DENO_SUBCOMMANDS = (
+  "bench bundle cache check compile completions coverage doc eval fmt help info init install jupyter lint lsp " +
+  "publish repl run serve task test types uninstall upgrade vendor"
+).split(" ")
+
 const STAND_INS: { prefix: string; prepare(context: string): string }[] = [
   {
     // oven/bun's slim image: Debian slim, bun in /usr/local/bin, user bun (1000), an entrypoint that execs.
@@ -131,6 +146,29 @@ RUN ln -s bun /usr/local/bin/bunx && groupadd --gid 1000 bun \\
 WORKDIR /home/bun/app
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["/usr/local/bin/bun"]
+`
+    },
+  },
+  {
+    // denoland/deno's Debian image: deno in /usr/bin, user deno (1993), DENO_DIR /deno-dir owned by it, an
+    // entrypoint that puts `deno` before a subcommand. The real one runs that entrypoint under tini; the
+    // project's images replace the entrypoint, so tini is left out. Deno is the npm package's binary, the
+    // version the lockfile installs.
+    prefix: "denoland/deno:",
+    prepare(context) {
+      placeFile(DENO, join(context, "deno"))
+      writeFileSync(
+        join(context, "docker-entrypoint.sh"),
+        `#!/bin/sh\nset -e\ncase "$1" in\n  -*|${DENO_SUBCOMMANDS.join("|")}) exec deno "$@" ;;\nesac\nexec "$@"\n`,
+        { mode: 0o755 },
+      )
+      return `FROM ${BASE_IMAGE}
+COPY deno /usr/bin/deno
+COPY docker-entrypoint.sh /usr/local/bin/
+RUN useradd --uid 1993 --user-group deno && install -d -o deno -g deno /deno-dir
+ENV DENO_DIR=/deno-dir/ DENO_INSTALL_ROOT=/usr/local
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["eval", "console.log('Welcome to Deno!')"]
 `
     },
   },
@@ -169,17 +207,35 @@ export function buildLabels(version: string): Record<string, string> {
   return { VERSION: version, REVISION: git("rev-parse", "HEAD") || "unknown", SOURCE: `file://${REPO}` }
 }
 
-export const imageName = (service: Service, version: string) => `sentiment-polarity/${service}:${version}`
+/** `sentiment-polarity/gateway:1`, or `sentiment-polarity/gateway-deno:1` from Dockerfile.deno. */
+export const imageName = (service: Service, version: string, runtime: Runtime = "bun") =>
+  `sentiment-polarity/${service}${runtime === "bun" ? "" : `-${runtime}`}:${version}`
 
-/** Build one service's image from the real Dockerfile, with the build arguments a release would use. */
-export async function buildServiceImage(engine: Engine, service: Service, version: string): Promise<string> {
-  const name = imageName(service, version)
+/** Build one service's image from the runtime's real Dockerfile, with the build arguments a release would use. */
+export async function buildServiceImage(
+  engine: Engine,
+  service: Service,
+  version: string,
+  runtime: Runtime = "bun",
+): Promise<string> {
+  const name = imageName(service, version, runtime)
   const args = Object.entries({ SERVICE: service, ...buildLabels(version) }).flatMap(([key, value]) => [
     "--build-arg",
     `${key}=${value}`,
   ])
   await timed(`build ${name}`, () =>
-    engine.docker(["build", "-q", "--network", "host", ...args, "-t", name, REPO]),
+    engine.docker([
+      "build",
+      "-q",
+      "--network",
+      "host",
+      "-f",
+      join(REPO, DOCKERFILES[runtime]),
+      ...args,
+      "-t",
+      name,
+      REPO,
+    ]),
   )
   return name
 }

@@ -1,6 +1,7 @@
 // The three services as containers on the private engine: host networking, loopback ports of their own, a name
 // prefix of their own on the machine's RabbitMQ, and the status store's database on a named volume.
 import { createServer } from "node:net"
+import type { Runtime } from "../runtimes.ts"
 import { AMQP_URL, deleteTopology, uniquePrefix } from "../support.ts"
 import type { Engine } from "./engine.ts"
 import { imageName, type Service } from "./images.ts"
@@ -11,6 +12,9 @@ const LISTEN = {
   "polarity-worker": { host: "WORKER_HOST", port: "WORKER_PORT" },
   "status-store": { host: "STATUS_STORE_HOST", port: "STATUS_STORE_PORT" },
 } as const
+
+/** Which runtime's image runs each service (Bun's where not said). */
+export type ImageRuntimes = Partial<Record<Service, Runtime>>
 
 export interface RunOptions {
   version?: string
@@ -46,7 +50,7 @@ export async function freePort(): Promise<number> {
 export async function startContainerStack(
   engine: Engine,
   topic: string,
-  env: Record<string, string> = {},
+  runtimes: ImageRuntimes = {},
 ): Promise<ContainerStack> {
   const prefix = uniquePrefix(`containers-${topic}`)
   const id = prefix.replaceAll(/[^\w-]/g, "")
@@ -71,7 +75,6 @@ export async function startContainerStack(
       [listen.host]: "127.0.0.1",
       [listen.port]: String(options.port ?? ports[service]),
       ...(service === "status-store" && { DATABASE_PATH: "/data/status-store.sqlite" }),
-      ...env,
     }
     await engine.docker([
       "run",
@@ -82,7 +85,7 @@ export async function startContainerStack(
       "--health-interval=1s",
       ...(service === "status-store" ? [`--volume=${volume}:/data`] : []),
       ...Object.entries(settings).flatMap(([key, value]) => ["--env", `${key}=${value}`]),
-      imageName(service, options.version ?? "1"),
+      imageName(service, options.version ?? "1", runtimes[service]),
     ])
     started.push(name)
     await untilHealthy(engine, name)
