@@ -66,12 +66,11 @@ interface Spawn {
   runtime: Runtime
   env: Record<string, string>
   port: number
-  dataDir: string
   cpuProfileDir?: string | undefined
 }
 
-function spawnService({ label, service, runtime, env, port, dataDir, cpuProfileDir }: Spawn): Child {
-  const [executable = "", ...args] = serviceCommand(service, runtime, dataDir)
+function spawnService({ label, service, runtime, env, port, cpuProfileDir }: Spawn): Child {
+  const [executable = "", ...args] = serviceCommand(service, runtime, env)
   const profile =
     cpuProfileDir && runtime === "bun"
       ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${label}.md`]
@@ -127,7 +126,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       runtime: options.runtimes[service] ?? "bun",
       env: { ...common, ...env },
       port,
-      dataDir,
       cpuProfileDir: options.cpuProfileDir,
     })
   const storeEnv = { STATUS_STORE_PORT: String(storePort), DATABASE_PATH: join(dataDir, "status.sqlite") }

@@ -4,15 +4,20 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { readFileSync } from "node:fs"
 import { basename, join } from "node:path"
+import postgres from "postgres"
 import type { GroupRecord } from "../shared/contracts.ts"
 import { type Cluster, type ServiceProcess, startCluster } from "./faults/cluster.ts"
+import { createTestDatabase, type TestDatabase } from "./postgres.ts"
 import { DENO, denoFlags, ROOT, type Runtimes } from "./runtimes.ts"
 import { submitFlaky, taskBody, waitForFinal } from "./support.ts"
 
-const DEPLOYMENTS: [string, string, Runtimes][] = [
-  ["every service under Deno", "deno", { gateway: "deno", worker: "deno", store: "deno" }],
-  ["a Deno gateway with a Bun worker and store", "deno-gateway", { gateway: "deno" }],
-  ["a Bun gateway with a Deno worker and store", "deno-backend", { worker: "deno", store: "deno" }],
+const ALL_DENO: Runtimes = { gateway: "deno", worker: "deno", store: "deno" }
+/** Label, test topic, runtimes, and whether the store is on PostgreSQL (a database of the test's own). */
+const DEPLOYMENTS: [string, string, Runtimes, boolean][] = [
+  ["every service under Deno", "deno", ALL_DENO, false],
+  ["every service under Deno, the store on PostgreSQL", "deno-pg", ALL_DENO, true],
+  ["a Deno gateway with a Bun worker and store", "deno-gateway", { gateway: "deno" }, false],
+  ["a Bun gateway with a Deno worker and store", "deno-backend", { worker: "deno", store: "deno" }, false],
 ]
 
 const post = (url: string, body: unknown) =>
@@ -29,15 +34,23 @@ async function streamedStates(url: string): Promise<{ type: string | null; state
   return { type: res.headers.get("content-type"), states }
 }
 
-describe.each(DEPLOYMENTS)("%s", (_label, topic, runtimes) => {
+describe.each(DEPLOYMENTS)("%s", (_label, topic, runtimes, onPostgres) => {
   let cluster: Cluster
+  let database: TestDatabase | undefined
   const stack = { url: (path: string) => `${cluster.gateway.url}${path}` }
   beforeAll(async () => {
+    if (onPostgres) database = await createTestDatabase(topic)
     // One task at a time, so that a sleeping task holds the next one in its queue (to revoke it unstarted).
-    cluster = await startCluster(topic, { WORKER_PREFETCH: "1", MAX_RETRIES: "0" }, { runtimes })
+    const settings = { WORKER_PREFETCH: "1", MAX_RETRIES: "0" }
+    cluster = await startCluster(
+      topic,
+      { ...settings, ...(database && { DATABASE_URL: database.url }) },
+      { runtimes },
+    )
   })
   afterAll(async () => {
     await cluster?.[Symbol.asyncDispose]()
+    await database?.[Symbol.asyncDispose]()
   })
 
   test("each service runs under the runtime the deployment says", () => {
@@ -58,6 +71,23 @@ describe.each(DEPLOYMENTS)("%s", (_label, topic, runtimes) => {
       attempts: 1,
     })
   })
+
+  if (onPostgres)
+    test("the store keeps its tasks in PostgreSQL, and reads and writes no file", async () => {
+      const res = await post(stack.url("/polarities"), { review: "This is terrible, awful and sad." })
+      const { task_id } = (await res.json()) as { task_id: string }
+      // Read through the store first: once it answers SUCCESS, the row is committed.
+      expect((await waitForFinal(stack, task_id)).status).toBe("SUCCESS")
+      const sql = postgres(database?.url ?? "", { max: 1 })
+      try {
+        const rows = await sql`SELECT status FROM tasks WHERE task_id = ${task_id}`
+        expect(rows.map((row) => row.status)).toEqual(["SUCCESS"])
+      } finally {
+        await sql.end()
+      }
+      const permissions = cluster.store.arguments().filter((arg) => arg.startsWith("--allow-"))
+      expect(permissions).toEqual(["--allow-net", "--allow-env"])
+    })
 
   test("POST /polarities/batch?wait= answers every result in input order", async () => {
     const reviews = ["I love it", "This is terrible", "Ужасный фильм"]

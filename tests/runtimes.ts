@@ -3,7 +3,7 @@
 // user runs), plus the test's own data directory.
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 
 export const RUNTIMES = ["bun", "deno"] as const
 export type Runtime = (typeof RUNTIMES)[number]
@@ -29,26 +29,36 @@ const PACKAGE = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as 
  */
 export const DENO: string = createRequire(import.meta.url)("deno/install_api.cjs").runInstall()
 
-/** The flags `npm run start:deno:<service>` runs the service with: its permissions. */
-export function denoFlags(service: ServiceName): string[] {
-  const script = PACKAGE.scripts[`start:deno:${service}`] ?? ""
+/**
+ * The flags `npm run start:deno:<service>` runs the service with: its permissions. The store on PostgreSQL has a
+ * script of its own (`start:deno:store:postgres`), which reads and writes no file.
+ */
+export function denoFlags(service: ServiceName, postgres = false): string[] {
+  const name = `start:deno:${service}${postgres && service === "store" ? ":postgres" : ""}`
+  const script = PACKAGE.scripts[name] ?? ""
   const expanded = script.replace(
     /\$npm_package_config_(\w+)/g,
     (_, name: string) => PACKAGE.config[name] ?? "",
   )
   const [command, subcommand, ...args] = expanded.split(/\s+/).filter(Boolean)
   if (command !== "deno" || subcommand !== "run" || args.pop() !== SERVICE_FILES[service]) {
-    throw new Error(`start:deno:${service} is not "deno run <flags> ${SERVICE_FILES[service]}": ${script}`)
+    throw new Error(`${name} is not "deno run <flags> ${SERVICE_FILES[service]}": ${script}`)
   }
   return args
 }
 
 /**
- * The command that runs `service` under `runtime`. A Deno status store may also read and write `dataDir`,
- * where the test keeps its database.
+ * The command that runs `service` under `runtime`, with the service's environment. A Deno status store on SQLite
+ * may also read and write the directory of its `DATABASE_PATH`; on PostgreSQL (`DATABASE_URL`) it touches no file.
  */
-export function serviceCommand(service: ServiceName, runtime: Runtime, dataDir?: string): string[] {
+export function serviceCommand(
+  service: ServiceName,
+  runtime: Runtime,
+  env: Record<string, string> = {},
+): string[] {
   if (runtime === "bun") return [process.execPath, SERVICE_FILES[service]]
+  const postgres = Boolean(env.DATABASE_URL)
+  const dataDir = env.DATABASE_PATH && !postgres ? dirname(env.DATABASE_PATH) : undefined
   const data = service === "store" && dataDir ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`] : []
-  return [DENO, "run", ...denoFlags(service), ...data, SERVICE_FILES[service]]
+  return [DENO, "run", ...denoFlags(service, postgres), ...data, SERVICE_FILES[service]]
 }

@@ -1,7 +1,6 @@
 // The services as real child processes, so that a fault test can kill -9 one and start it again,
 // plus the bookkeeping every fault test reports: accepted, final, lost, doubled, redeliveries, dead-lettered.
-import { readlinkSync, rmSync } from "node:fs"
-import { dirname } from "node:path"
+import { readFileSync, readlinkSync, rmSync } from "node:fs"
 import { AMQPClient } from "@cloudamqp/amqp-client"
 import { eventId, FINAL_STATUSES, type TaskEvent, type TaskRecord } from "../../shared/contracts.ts"
 import { ROOT, type Runtime, type Runtimes, type ServiceName, serviceCommand } from "../runtimes.ts"
@@ -25,8 +24,7 @@ export class ServiceProcess {
   /** Spawn and resolve once the service logs "started" (with its URL). */
   async start(): Promise<this> {
     const started = Promise.withResolvers<void>()
-    const dataDir = this.env.DATABASE_PATH ? dirname(this.env.DATABASE_PATH) : undefined
-    const proc = Bun.spawn(serviceCommand(this.name, this.runtime, dataDir), {
+    const proc = Bun.spawn(serviceCommand(this.name, this.runtime, this.env), {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdout: "pipe",
@@ -83,6 +81,11 @@ export class ServiceProcess {
   /** The executable the process runs (`…/bun`, `…/deno`): what a test of a deployment checks. */
   executable(): string {
     return this.proc ? readlinkSync(`/proc/${this.proc.pid}/exe`) : ""
+  }
+
+  /** The process's arguments after the executable (a Deno service's permissions among them). */
+  arguments(): string[] {
+    return this.proc ? readFileSync(`/proc/${this.proc.pid}/cmdline`, "utf8").split("\0").slice(1, -1) : []
   }
 
   count(msg: string): number {
