@@ -1,5 +1,6 @@
 // The held-out evaluation of scoring: labelled reviews per language (eval/reviews.<language>.jsonl), split once
-// into a development and a test set by a hash of each review's id, and the share whose polarity is right.
+// into a development and a test set by a hash of each review's id; a second test set written after the scorer was
+// frozen (eval/fresh.<language>.jsonl, all of it held out); and the share whose polarity is right.
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import * as v from "valibot"
@@ -21,7 +22,10 @@ export const LabelledReview = v.strictObject({
 })
 export type LabelledReview = v.InferOutput<typeof LabelledReview>
 
-export type Split = "dev" | "test"
+export type Split = "dev" | "test" | "fresh"
+
+/** Which file: the first set (split into dev and test), or the fresh test set (issue 19, round 3). */
+export type ReviewSet = "reviews" | "fresh"
 
 /**
  * Fixed before the first measurement and never to be changed: half the ids (by the first byte of their SHA-256)
@@ -32,20 +36,26 @@ export function splitOf(id: string): Split {
   return firstByte < 128 ? "dev" : "test"
 }
 
-export function evalFile(language: Language): URL {
-  return new URL(`./reviews.${language}.jsonl`, import.meta.url)
+export function evalFile(language: Language, set: ReviewSet = "reviews"): URL {
+  return new URL(`./${set}.${language}.jsonl`, import.meta.url)
 }
 
-/** Every labelled review of a language, validated line by line; a bad line stops with its number. */
-export function loadReviews(language: Language): LabelledReview[] {
-  const lines = readFileSync(evalFile(language), "utf8").split("\n")
+/** Every labelled review of a language in a set, validated line by line; a bad line stops with its number. */
+export function loadReviews(language: Language, set: ReviewSet = "reviews"): LabelledReview[] {
+  const lines = readFileSync(evalFile(language, set), "utf8").split("\n")
   return lines.flatMap((line, index) => {
     if (!line.trim()) return []
     const parsed = v.safeParse(LabelledReview, JSON.parse(line))
     if (!parsed.success)
-      throw new Error(`reviews.${language}.jsonl:${index + 1}: ${v.summarize(parsed.issues)}`)
+      throw new Error(`${set}.${language}.jsonl:${index + 1}: ${v.summarize(parsed.issues)}`)
     return [parsed.output]
   })
+}
+
+/** The reviews of a split: dev and test from the first set by the hash of each id, fresh the whole second set. */
+export function reviewsOf(language: Language, split: Split): LabelledReview[] {
+  if (split === "fresh") return loadReviews(language, "fresh")
+  return loadReviews(language).filter((review) => splitOf(review.id) === split)
 }
 
 export type Miss = { review: LabelledReview; predicted: Polarity; score: number }

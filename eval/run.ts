@@ -1,12 +1,11 @@
 // `npm run eval`: sign accuracy and a confusion matrix per language on the development set of
-// eval/reviews.<language>.jsonl; `--test` adds the held-out test sets, for the figures of a finished change only.
-// `--misses` lists the development set's misses; the test sets' are never printed, so that nobody tunes on them.
+// eval/reviews.<language>.jsonl; `--test` adds the held-out sets (the first set's test half, and the fresh set
+// written after the scorer was frozen), for the figures of a finished change only. `--misses` lists the
+// development set's misses; the held-out sets' are never printed, so that nobody tunes on them.
 import { parseArgs } from "node:util"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import { Language } from "../shared/contracts.ts"
-import { loadReviews, type Measurement, measure, POLARITIES, type Split, splitOf } from "./accuracy.ts"
-
-const SPLITS: Split[] = ["dev", "test"]
+import { loadReviews, type Measurement, measure, POLARITIES, reviewsOf, type Split } from "./accuracy.ts"
 
 function percent(share: number): string {
   return `${(share * 100).toFixed(1)} %`
@@ -31,17 +30,15 @@ function run() {
   const { values } = parseArgs({
     options: { misses: { type: "boolean", default: false }, test: { type: "boolean", default: false } },
   })
-  const summary: Record<string, Record<Split, number>> = {}
+  const splits: Split[] = values.test ? ["dev", "test", "fresh"] : ["dev"]
+  const summary: Record<string, Partial<Record<Split, number>>> = {}
   for (const language of Language.options) {
-    const reviews = loadReviews(language)
+    const reviews = [...loadReviews(language), ...loadReviews(language, "fresh")]
     const detected = reviews.filter((review) => detectLanguage(review.text) === language).length
     console.log(`${language}: ${reviews.length} reviews, language detected for ${detected}`)
-    summary[language] = { dev: 0, test: 0 }
-    for (const split of values.test ? SPLITS : (["dev"] as const)) {
-      const measured = measure(
-        reviews.filter((review) => splitOf(review.id) === split),
-        (review) => scoreReview(review.text, language),
-      )
+    summary[language] = {}
+    for (const split of splits) {
+      const measured = measure(reviewsOf(language, split), (review) => scoreReview(review.text, language))
       summary[language][split] = measured.accuracy
       console.log(
         `  ${split}: ${measured.correct} of ${measured.total} right (${percent(measured.accuracy)})`,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { loadReviews, measure, splitOf } from "../eval/accuracy.ts"
+import { type LabelledReview, loadReviews, measure, splitOf } from "../eval/accuracy.ts"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import { Language } from "../shared/contracts.ts"
 
@@ -10,20 +10,34 @@ import { Language } from "../shared/contracts.ts"
  */
 const DEV_FLOOR: Record<Language, number> = { ru: 0.96, en: 0.94 }
 
+/** As many positive as negative, `neutral` or more neutral, ids unique, all six domains. */
+function expectBalanced(reviews: LabelledReview[], neutral: number) {
+  const count = (label: string) => reviews.filter((review) => review.label === label).length
+  expect(count("positive")).toBe(count("negative"))
+  expect(count("neutral")).toBeGreaterThanOrEqual(neutral)
+  expect(new Set(reviews.map((review) => review.id)).size).toBe(reviews.length)
+  expect(new Set(reviews.map((review) => review.domain)).size).toBe(6)
+}
+
 describe.each(Language.options)("the held-out evaluation in %p", (language) => {
   const reviews = loadReviews(language)
+  // Checked as data only: its accuracy is measured once, by `npm run eval -- --test` (docs/scoring.md).
+  const fresh = loadReviews(language, "fresh")
 
   test("has 200 or more reviews, as many positive as negative, some neutral, each with its source and licence", () => {
-    const count = (label: string) => reviews.filter((review) => review.label === label).length
     expect(reviews.length).toBeGreaterThanOrEqual(200)
-    expect(count("positive")).toBe(count("negative"))
-    expect(count("neutral")).toBeGreaterThanOrEqual(20)
-    expect(new Set(reviews.map((review) => review.id)).size).toBe(reviews.length)
-    expect(new Set(reviews.map((review) => review.domain)).size).toBe(6)
+    expectBalanced(reviews, 20)
+  })
+
+  test("has a fresh test set of 100 or more reviews, as balanced, none of its ids in the first set", () => {
+    expect(fresh.length).toBeGreaterThanOrEqual(100)
+    expectBalanced(fresh, 15)
+    const ids = new Set(reviews.map((review) => review.id))
+    expect(fresh.filter((review) => ids.has(review.id))).toEqual([])
   })
 
   test("detects the language of every review", () => {
-    expect(reviews.filter((review) => detectLanguage(review.text) !== language)).toEqual([])
+    expect([...reviews, ...fresh].filter((review) => detectLanguage(review.text) !== language)).toEqual([])
   })
 
   test("gets the sign right on the development set at least as often as its floor", () => {
