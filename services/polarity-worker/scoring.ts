@@ -136,10 +136,12 @@ export type Analysis = Pick<PolarityResult, "score" | "comparative" | "positive"
 /**
  * A language's scorer. It is registered with `sentiment` under its own name, never as `en`, since `sentiment`
  * keeps languages for the whole process. `sentiment` looks tokens up as they are, so it is handed their keys,
- * and the review's own words are reported.
+ * and the review's own words are reported. Its labels are completed in place (`sentiment` writes its emoji into
+ * them, then the language's own emoji and bare negators go in), not copied: the lists are the bulk of the
+ * worker's heap.
  */
 export function scorer(name: string, scoring: LanguageScoring): (review: string) => Analysis {
-  const labels = { ...scoring.labels }
+  const { labels } = scoring
   sentiment.registerLanguage(name, { labels, scoringStrategy: scoringStrategy(scoring, labels) })
   Object.assign(labels, scoring.emoji)
   for (const negator of scoring.bareNegators) labels[negator] = BARE_NEGATION
