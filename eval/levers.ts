@@ -1,12 +1,14 @@
-// `npm run eval:levers`: what each lever of scoring does to sign accuracy on the development set only (the test
-// set is never used to choose), adding them one at a time from the lists as they were, then removing each one
-// from the whole.
+// `npm run eval:levers`: what each lever of scoring does to sign accuracy on the development set (the test sets
+// are never used to choose), adding them one at a time from the lists as they were, then removing each one from
+// the whole. `-- --fresh` prints the same table on the fresh test set: for reporting what generalised, once a
+// change is finished, never for choosing (docs/scoring.md).
+import { parseArgs } from "node:util"
 import * as english from "../services/polarity-worker/english.ts"
 import * as russian from "../services/polarity-worker/russian.ts"
 import { type LanguageScoring, scorer } from "../services/polarity-worker/scoring.ts"
 import { mergeLabels } from "../services/polarity-worker/word-lists.ts"
 import type { Language } from "../shared/contracts.ts"
-import { loadReviews, measure, splitOf } from "./accuracy.ts"
+import { measure, reviewsOf, type Split } from "./accuracy.ts"
 
 type Levers = {
   /** A second, larger list (Russian: @nlpjs/lang-ru's stems). */
@@ -83,11 +85,13 @@ const BUILD: Record<Language, (levers: Levers) => LanguageScoring> = {
   en: englishScoring,
 }
 
+const { values } = parseArgs({ options: { fresh: { type: "boolean", default: false } } })
+const SPLIT: Split = values.fresh ? "fresh" : "dev"
+
 let variants = 0
-function devAccuracy(language: Language, levers: Levers): string {
+function accuracyOf(language: Language, levers: Levers): string {
   const score = scorer(`levers:${language}:${variants++}`, BUILD[language](levers))
-  const dev = loadReviews(language).filter((review) => splitOf(review.id) === "dev")
-  const { correct, total, accuracy } = measure(dev, (review) => {
+  const { correct, total, accuracy } = measure(reviewsOf(language, SPLIT), (review) => {
     const { score: value } = score(review.text)
     return { score: value, polarity: value < 0 ? "negative" : value > 0 ? "positive" : "neutral" }
   })
@@ -95,10 +99,10 @@ function devAccuracy(language: Language, levers: Levers): string {
 }
 
 function row(name: string, levers: Levers) {
-  console.log(`| ${name} | ${devAccuracy("ru", levers)} | ${devAccuracy("en", levers)} |`)
+  console.log(`| ${name} | ${accuracyOf("ru", levers)} | ${accuracyOf("en", levers)} |`)
 }
 
-console.log("| levers (development set) | ru | en |\n| --- | --- | --- |")
+console.log(`| levers (${SPLIT === "dev" ? "development" : "fresh test"} set) | ru | en |\n| --- | --- | --- |`)
 let cumulative = { ...NONE }
 row("none: the lists as they were", cumulative)
 for (const lever of LEVERS) {
