@@ -102,7 +102,9 @@ function row(name: string, levers: Levers) {
   console.log(`| ${name} | ${accuracyOf("ru", levers)} | ${accuracyOf("en", levers)} |`)
 }
 
-console.log(`| levers (${SPLIT === "dev" ? "development" : "fresh test"} set) | ru | en |\n| --- | --- | --- |`)
+console.log(
+  `| levers (${SPLIT === "dev" ? "development" : "fresh test"} set) | ru | en |\n| --- | --- | --- |`,
+)
 let cumulative = { ...NONE }
 row("none: the lists as they were", cumulative)
 for (const lever of LEVERS) {
