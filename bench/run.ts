@@ -58,6 +58,11 @@ const USAGE = `Usage: npm run bench -- [options]
   --amqp-url URL         broker (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
   --queue-type T         classic or quorum: the services' QUEUE_TYPE and the ceiling's queues (default
                          $QUEUE_TYPE or classic)
+  --store S              where the status store keeps its state: sqlite (a file) or postgres (a database of
+                         the run's own, created and dropped, on $TEST_POSTGRES_URL or
+                         postgres://postgres@127.0.0.1:5432) (default sqlite)
+  --store-replicas N     status-store processes, all on the one database; more than 1 needs --store postgres
+                         (default 1)
   --help                 this text
 
 The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
@@ -66,6 +71,8 @@ const PHASES = ["all", "scoring", "ceiling", "throughput", "latency", "delayed"]
 const FOLLOWS: readonly Follow[] = ["lookup", "get"]
 /** The ceiling's queues are of the services' type, so that the ratio compares like with like. */
 const QUEUE_TYPES = ["classic", "quorum"] as const
+const STORE_BACKENDS = ["sqlite", "postgres"] as const
+type StoreBackend = (typeof STORE_BACKENDS)[number]
 type QueueType = (typeof QUEUE_TYPES)[number]
 /** Lookups in flight at once: each carries every task due, so a few keep up with any rate. */
 const LOOKUP_CLIENTS = 4
@@ -104,6 +111,8 @@ function parseOptions(argv: string[]) {
       "cpu-prof": { type: "string" },
       "amqp-url": { type: "string", default: AMQP_URL },
       "queue-type": { type: "string", default: process.env.QUEUE_TYPE ?? "classic" },
+      store: { type: "string", default: "sqlite" },
+      "store-replicas": { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
   })
@@ -122,6 +131,10 @@ function parseOptions(argv: string[]) {
   const queueType = values["queue-type"] as QueueType
   if (!QUEUE_TYPES.includes(queueType))
     throw new Error(`--queue-type must be one of ${QUEUE_TYPES.join(", ")}`)
+  const store = values.store as StoreBackend
+  if (!STORE_BACKENDS.includes(store)) throw new Error(`--store must be one of ${STORE_BACKENDS.join(", ")}`)
+  if (count("store-replicas") > 1 && store !== "postgres")
+    throw new Error("--store-replicas above 1 needs --store postgres: the replicas share its database")
   const options = {
     tasks: count("tasks"),
     reviewBytes: count("review-bytes", 0),
@@ -148,6 +161,8 @@ function parseOptions(argv: string[]) {
     cpuProfileDir: values["cpu-prof"],
     amqpUrl: values["amqp-url"],
     queueType,
+    store,
+    storeReplicas: count("store-replicas"),
   }
   return { help: values.help, options }
 }
@@ -253,7 +268,7 @@ async function servicesUnderTest(options: Options, prefix: string) {
   if (options.gatewayUrl) return { gatewayUrl: options.gatewayUrl, processes: [] as ServiceProcess[] }
   cleanups.push(() => deleteTopology({ AMQP_PREFIX: prefix, AMQP_URL: options.amqpUrl }))
   progress(
-    `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch})`,
+    `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch}, ${options.storeReplicas} store(s) on ${options.store})`,
   )
   const stack = await startStack({ ...options, prefix, gatewayEnv: keyedGateway(options.apiKey) })
   cleanups.push(stack.stop)
@@ -489,7 +504,7 @@ function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}  ${o.queueType} queues${o.apiKey ? "  with an API key" : ""}`,
+    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}  ${o.queueType} queues  store ${o.store ?? "sqlite"}×${o.storeReplicas ?? 1}${o.apiKey ? "  with an API key" : ""}`,
     `runtimes  gateway ${o.runtimes.gateway ?? "bun"}  worker ${o.runtimes.worker ?? "bun"}  store ${o.runtimes.store ?? "bun"}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {

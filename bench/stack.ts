@@ -6,6 +6,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Subprocess } from "bun"
 import { deleteTopology } from "../tests/broker.ts"
+import { createTestDatabase } from "../tests/postgres.ts"
 import { RUNTIMES, type Runtime, type Runtimes, type ServiceName, serviceCommand } from "../tests/runtimes.ts"
 
 export interface StackOptions {
@@ -20,6 +21,10 @@ export interface StackOptions {
   cpuProfileDir?: string | undefined
   /** The gateway's further settings, e.g. API keys and their limits. */
   gatewayEnv?: Record<string, string>
+  /** Where the status store keeps its state: a SQLite file, or a PostgreSQL database of the run's own. */
+  store: "sqlite" | "postgres"
+  /** Status-store processes, all on the one database. */
+  storeReplicas: number
 }
 
 export interface ServiceProcess {
@@ -117,7 +122,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     WORKER_HOST: "127.0.0.1",
     STATUS_STORE_HOST: "127.0.0.1",
   }
-  const storePort = freePort()
   const gatewayPort = freePort()
   const spawn = (label: string, service: ServiceName, env: Record<string, string>, port: number) =>
     spawnService({
@@ -128,8 +132,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       port,
       cpuProfileDir: options.cpuProfileDir,
     })
-  const storeEnv = { STATUS_STORE_PORT: String(storePort), DATABASE_PATH: join(dataDir, "status.sqlite") }
-  const children: Child[] = [spawn("status-store", "store", storeEnv, storePort)]
+  const database = options.store === "postgres" ? await createTestDatabase("bench") : undefined
+  const children: Child[] = []
+  for (let n = 1; n <= options.storeReplicas; n++) {
+    const port = freePort()
+    const env = {
+      STATUS_STORE_PORT: String(port),
+      ...(database ? { DATABASE_URL: database.url } : { DATABASE_PATH: join(dataDir, "status.sqlite") }),
+    }
+    children.push(spawn(n === 1 ? "status-store" : `status-store#${n}`, "store", env, port))
+  }
   for (let n = 1; n <= options.workers; n++) {
     const port = freePort()
     const env = { WORKER_PORT: String(port), WORKER_PREFETCH: String(options.prefetch) }
@@ -143,6 +155,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     for (const child of [...children].reverse()) await stopChild(child)
     await deleteTopology({ AMQP_PREFIX: options.prefix, AMQP_URL: options.amqpUrl })
     rmSync(dataDir, { recursive: true, force: true })
+    await database?.[Symbol.asyncDispose]()
   }
   try {
     await Promise.all(children.map(waitHealthy))

@@ -84,8 +84,8 @@ describe("replicas on one PostgreSQL database", () => {
     await using database = await createTestDatabase("change-feed")
     const a = recorder()
     const b = recorder()
-    const feedA = await postgresFeed(database.url, "a", a.listener, log)
-    const feedB = await postgresFeed(database.url, "b", b.listener, log)
+    const feedA = await postgresFeed(database.url, "a", a.listener, log, 1000)
+    const feedB = await postgresFeed(database.url, "b", b.listener, log, 1000)
     try {
       const changes = { ended: ids(300, "t"), groups: ["g1"], barriers: ["barrier-of-b"] }
       await feedA.publish(changes)
@@ -107,8 +107,8 @@ describe("replicas on one PostgreSQL database", () => {
     await using database = await createTestDatabase("change-feed-cut")
     const a = recorder()
     const b = recorder()
-    const feedA = await postgresFeed(database.url, "a", a.listener, log)
-    const feedB = await postgresFeed(database.url, "b", b.listener, log)
+    const feedA = await postgresFeed(database.url, "a", a.listener, log, 1000)
+    const feedB = await postgresFeed(database.url, "b", b.listener, log, 1000)
     const admin = postgres(database.url, { max: 1, onnotice: () => {} })
     try {
       const cut = await admin`

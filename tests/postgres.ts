@@ -2,9 +2,10 @@
 // dropped afterwards, even when services still hold connections to it.
 import postgres from "postgres"
 
-/** The server's maintenance database, from which test databases are created and dropped. */
-export const POSTGRES_ADMIN_URL =
-  process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
+/** The local server (trust auth, user postgres), without a database: the tests make theirs on it. */
+export const POSTGRES_SERVER = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432"
+/** Its maintenance database, from which test databases are created and dropped. */
+const POSTGRES_ADMIN_URL = `${POSTGRES_SERVER}/postgres`
 
 export interface TestDatabase extends AsyncDisposable {
   name: string
@@ -17,11 +18,9 @@ export async function createTestDatabase(topic: string): Promise<TestDatabase> {
   const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
   const name = `t_${topic.toLowerCase().replace(/[^a-z0-9]+/g, "_")}_${suffix}`.slice(0, 63)
   await withAdmin((sql) => sql.unsafe(`CREATE DATABASE "${name}"`))
-  const url = new URL(POSTGRES_ADMIN_URL)
-  url.pathname = `/${name}`
   return {
     name,
-    url: url.toString(),
+    url: `${POSTGRES_SERVER}/${name}`,
     [Symbol.asyncDispose]: () =>
       withAdmin((sql) => sql.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)),
   }

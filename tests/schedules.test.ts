@@ -7,6 +7,7 @@ import { loadStoreConfig, start as startStore } from "../services/status-store.t
 import type { ScheduleDefinition, ScheduleRecord, TaskEvent } from "../shared/contracts.ts"
 import { latestOccurrence, nextOccurrence, occurrenceTaskId, planRun } from "../shared/schedules.ts"
 import { topologyNames } from "../shared/topology.ts"
+import { createTestDatabase } from "./postgres.ts"
 import {
   deleteTopology,
   expectProblem,
@@ -329,9 +330,19 @@ describe("SCHEDULES_FILE", () => {
 })
 
 describe("each occurrence fires once, however many replicas run", () => {
-  test("a schedule every 2 s with two gateways and two workers fires each occurrence once over 10 s", async () => {
-    const { env, dataDir } = testEnv("schedules-replicas", { SCHEDULER_TICK_MS: "20" })
-    const stores = [await startStore(loadStoreConfig(env))]
+  // SQLite is one store process; on PostgreSQL, two stores fire from the same schedules, and one claim wins.
+  const shapes = [
+    { backend: "sqlite", stores: 1, what: "two gateways and two workers" },
+    { backend: "postgres", stores: 2, what: "two of every service (stores on PostgreSQL)" },
+  ] as const
+  test.each(shapes)("a schedule every 2 s with $what fires each occurrence once over 10 s", async (shape) => {
+    await using database = shape.backend === "postgres" ? await createTestDatabase("schedules") : undefined
+    const { env, dataDir } = testEnv("schedules-replicas", {
+      SCHEDULER_TICK_MS: "20",
+      ...(database && { DATABASE_URL: database.url }),
+    })
+    const stores = []
+    for (let n = 0; n < shape.stores; n++) stores.push(await startStore(loadStoreConfig(env)))
     const workers = [await startWorker(loadWorkerConfig(env)), await startWorker(loadWorkerConfig(env))]
     const gateways = [await startGateway(loadGatewayConfig(env)), await startGateway(loadGatewayConfig(env))]
     try {
@@ -355,7 +366,7 @@ describe("each occurrence fires once, however many replicas run", () => {
       await fetch(`${gateways[0]?.url}/schedules/${schedule.id}`, { method: "DELETE" })
       const pendings = events.filter((e) => e.state === "PENDING" && occurrenceOf(e.task_id) <= until)
       const ids = pendings.map((e) => e.task_id)
-      console.log(`schedule every 2 s, 2 gateways, 2 workers: ${ids.length} occurrences fired in 10 s`)
+      console.log(`schedule every 2 s, ${shape.what}: ${ids.length} occurrences fired in 10 s`)
       expect(new Set(ids).size).toBe(ids.length)
       expect(ids.length).toBeGreaterThanOrEqual(4)
       const successes = events.filter((e) => e.state === "SUCCESS" && ids.includes(e.task_id))

@@ -55,8 +55,6 @@ export function inProcessFeed(listener: ChangeListener): ChangeFeed {
 export const MAX_PAYLOAD_BYTES = 7900
 /** The LISTEN channel; NOTIFY is scoped to the database, which is one deployment's. */
 export const CHANGES_CHANNEL = "status_store_changes"
-/** How often a held query reads again on PostgreSQL, when no notice came. */
-export const RECHECK_MS = 1000
 
 type Kind = keyof Changes
 const KINDS: Kind[] = ["ended", "groups", "barriers"]
@@ -120,6 +118,7 @@ export async function postgresFeed(
   replica: string,
   listener: ChangeListener,
   log: Logger,
+  recheckMs: number,
 ): Promise<ChangeFeed> {
   const sql = postgres(url, { max: 1, onnotice: () => {} })
   let listening = false
@@ -144,14 +143,14 @@ export async function postgresFeed(
     throw err
   }
   return {
-    recheckMs: RECHECK_MS,
+    recheckMs,
     async publish(changes) {
       if (noChanges(changes)) return
       listener.changed(changes, true)
       try {
         for (const payload of toPayloads(replica, changes)) await sql.notify(CHANGES_CHANNEL, payload)
       } catch (err) {
-        log.warn("changes not announced to the other replicas; they read again within a second", {
+        log.warn("changes not announced to the other replicas; their held queries read again on their own", {
           err: (err as Error).message,
         })
       }

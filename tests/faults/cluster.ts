@@ -2,7 +2,14 @@
 // plus the bookkeeping every fault test reports: accepted, final, lost, doubled, redeliveries, dead-lettered.
 import { readFileSync, readlinkSync, rmSync } from "node:fs"
 import { AMQPClient } from "@cloudamqp/amqp-client"
-import { eventId, FINAL_STATUSES, type TaskEvent, type TaskRecord } from "../../shared/contracts.ts"
+import {
+  eventId,
+  FINAL_STATUSES,
+  type TaskEvent,
+  type TaskRecord,
+  type TaskStatus,
+} from "../../shared/contracts.ts"
+import { createTestDatabase } from "../postgres.ts"
 import { ROOT, type Runtime, type Runtimes, type ServiceName, serviceCommand } from "../runtimes.ts"
 import { AMQP_URL, deleteTopology, testEnv } from "../support.ts"
 
@@ -111,8 +118,14 @@ export interface Cluster extends AsyncDisposable {
   env: Record<string, string>
   gateway: ServiceProcess
   workers: ServiceProcess[]
+  /** The first status-store replica. */
   store: ServiceProcess
+  /** Every status-store replica: one, unless started with more on PostgreSQL. */
+  stores: ServiceProcess[]
+  /** The SQLite file (when the store runs on SQLite). */
   databasePath: string
+  /** The cluster's own PostgreSQL database (when the store runs on PostgreSQL), dropped with the cluster. */
+  databaseUrl: string | undefined
 }
 
 export async function startCluster(
@@ -127,13 +140,27 @@ export async function startCluster(
     deleteTopologyAfter = true,
     /** Settings of one service only, e.g. its own broker user in AMQP_URL. */
     serviceEnv = {} as Partial<Record<ServiceName, Record<string, string>>>,
+    /** Where the status store keeps its state: a SQLite file, or a PostgreSQL database of the cluster's own. */
+    backend = "sqlite" as "sqlite" | "postgres",
+    /** Status-store replicas, all on the one database (more than one needs PostgreSQL). */
+    storeReplicas = 1,
   } = {},
 ): Promise<Cluster> {
+  if (storeReplicas > 1 && backend !== "postgres")
+    throw new Error("store replicas share a PostgreSQL database")
+  const database = backend === "postgres" ? await createTestDatabase(topic) : undefined
   // Info logs: the bookkeeping counts log lines such as "task redelivered".
-  const { env, dataDir } = testEnv(topic, { LOG_LEVEL: "info", ENABLE_TEST_TASKS: "true", ...overrides })
+  const { env, dataDir } = testEnv(topic, {
+    LOG_LEVEL: "info",
+    ENABLE_TEST_TASKS: "true",
+    ...(database && { DATABASE_URL: database.url }),
+    ...overrides,
+  })
   const databasePath = env.DATABASE_PATH ?? ""
   const envOf = (name: ServiceName) => ({ ...env, ...serviceEnv[name] })
-  const store = await new ServiceProcess("store", envOf("store"), runtimes.store).start()
+  const stores: ServiceProcess[] = []
+  for (let n = 0; n < storeReplicas; n++)
+    stores.push(await new ServiceProcess("store", envOf("store"), runtimes.store).start())
   const gateway = await new ServiceProcess("gateway", envOf("gateway"), runtimes.gateway).start()
   const workerProcesses = Array.from(
     { length: workers },
@@ -144,12 +171,15 @@ export async function startCluster(
     env,
     gateway,
     workers: workerProcesses,
-    store,
+    store: stores[0] as ServiceProcess,
+    stores,
     databasePath,
+    databaseUrl: database?.url,
     async [Symbol.asyncDispose]() {
-      await Promise.all([gateway, store, ...workerProcesses].map((s) => s.stop()))
+      await Promise.all([gateway, ...stores, ...workerProcesses].map((s) => s.stop()))
       if (deleteTopologyAfter) await deleteTopology(env)
       rmSync(dataDir, { recursive: true, force: true })
+      await database?.[Symbol.asyncDispose]()
     },
   }
 }
@@ -235,6 +265,71 @@ export async function awaitFinal(gatewayUrl: () => string, taskIds: string[], ti
     if (finals.size < taskIds.length) await Bun.sleep(100)
   }
   return finals
+}
+
+/** The order a task's status may only move forward in, as a reader sees it. */
+const STATUS_RANK: Record<TaskStatus, number> = {
+  SCHEDULED: 0,
+  PENDING: 0,
+  STARTED: 1,
+  RETRY: 1,
+  SUCCESS: 2,
+  FAILURE: 2,
+  EXPIRED: 2,
+  REVOKED: 2,
+}
+
+/**
+ * Reads the statuses of a sample of tasks over and over, as a client would: counts any that went backwards, and
+ * how long status queries kept failing (anything but 200, for a task the gateway accepted) at the worst, from the
+ * sending of the first failed query to the answer of the next query sent after it that succeeded.
+ */
+export function sampleStatuses(gatewayUrl: () => string, taskIds: () => string[]) {
+  const lastRank = new Map<string, number>()
+  let regressions = 0
+  let samples = 0
+  let failures = 0
+  let failingSince: number | undefined
+  let longestFailureMs = 0
+  let running = true
+  const read = async (id: string) => {
+    const sentAt = Date.now()
+    const res = await fetch(`${gatewayUrl()}/polarities/tasks/${id}`).catch(() => null)
+    if (res?.status !== 200) {
+      failures++
+      failingSince = Math.min(failingSince ?? sentAt, sentAt)
+      return res?.body?.cancel()
+    }
+    const { status } = (await res.json()) as TaskRecord
+    if (failingSince !== undefined && sentAt > failingSince) {
+      longestFailureMs = Math.max(longestFailureMs, Date.now() - failingSince)
+      failingSince = undefined
+    }
+    const rank = STATUS_RANK[status]
+    if (rank < (lastRank.get(id) ?? 0)) regressions++
+    lastRank.set(id, Math.max(rank, lastRank.get(id) ?? 0))
+    samples++
+  }
+  const loop = (async () => {
+    while (running) {
+      const ids = taskIds()
+      const sample = Array.from(
+        { length: Math.min(32, ids.length) },
+        () => ids[Math.floor(Math.random() * ids.length)] ?? "",
+      )
+      await Promise.all(sample.map(read))
+      await Bun.sleep(20)
+    }
+  })()
+  return {
+    async stop() {
+      running = false
+      await loop
+      // Still failing at the end counts to the end.
+      if (failingSince !== undefined) longestFailureMs = Math.max(longestFailureMs, Date.now() - failingSince)
+      return { regressions, samples, failures, longestFailureMs }
+    },
+  }
 }
 
 /**

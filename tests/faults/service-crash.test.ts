@@ -1,11 +1,11 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import type { TaskRecord, TaskStatus } from "../../shared/contracts.ts"
 import {
   awaitFinal,
   type Cluster,
   queueDepth,
   report,
+  sampleStatuses,
   startCluster,
   submitReviews,
   watchFinalEvents,
@@ -20,58 +20,12 @@ afterAll(async () => {
 })
 
 const gatewayUrl = () => cluster.gateway.url
-const RANK: Record<TaskStatus, number> = {
-  SCHEDULED: 0,
-  PENDING: 0,
-  STARTED: 1,
-  RETRY: 1,
-  SUCCESS: 2,
-  FAILURE: 2,
-  EXPIRED: 2,
-  REVOKED: 2,
-}
-
-/** Reads statuses of a sample of tasks over and over, and counts any that went backwards. */
-function sampleStatuses(taskIds: () => string[]) {
-  const lastRank = new Map<string, number>()
-  let regressions = 0
-  let samples = 0
-  let running = true
-  const loop = (async () => {
-    while (running) {
-      const ids = taskIds()
-      const sample = Array.from(
-        { length: Math.min(32, ids.length) },
-        () => ids[Math.floor(Math.random() * ids.length)],
-      )
-      await Promise.all(
-        sample.map(async (id) => {
-          const res = await fetch(`${gatewayUrl()}/polarities/tasks/${id}`).catch(() => null)
-          if (res?.status !== 200) return res?.body?.cancel()
-          const { status } = (await res.json()) as TaskRecord
-          const rank = RANK[status]
-          if (rank < (lastRank.get(id ?? "") ?? 0)) regressions++
-          lastRank.set(id ?? "", Math.max(rank, lastRank.get(id ?? "") ?? 0))
-          samples++
-        }),
-      )
-      await Bun.sleep(20)
-    }
-  })()
-  return {
-    async stop() {
-      running = false
-      await loop
-      return { regressions, samples }
-    },
-  }
-}
 
 describe("a service killed with -9 while tasks flow", () => {
   test("the status store: every status converges and none goes backwards", async () => {
     await using finals = await watchFinalEvents(cluster.env)
     const accepted: string[] = []
-    const sampler = sampleStatuses(() => accepted)
+    const sampler = sampleStatuses(gatewayUrl, () => accepted)
     const load = submitReviews(gatewayUrl, { count: 2000, onAccepted: (id) => accepted.push(id) })
     await Bun.sleep(300)
     await cluster.store.kill()
