@@ -9,7 +9,7 @@ let stack: Stack
 beforeAll(async () => {
   stack = await startStack(
     "replica-waits",
-    { WAIT_RECHECK_MS: "60000" },
+    { WAIT_RECHECK_MS: "60000", MAX_WAITS_PER_CALLER: "1000" },
     {},
     { backend: "postgres", storeReplicas: 2 },
   )
