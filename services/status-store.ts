@@ -5,7 +5,7 @@ import { Buffer } from "node:buffer"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
 import { Hono } from "hono"
 import * as v from "valibot"
-import { Broker, brokerOptions, directReplyTo, PoisonMessage } from "../shared/amqp.ts"
+import { Broker, brokerOptions, type Consumer, directReplyTo, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, durationVar, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
 import {
   FINAL_STATUSES,
@@ -33,7 +33,13 @@ import {
   routeTask,
   type Service,
 } from "../shared/topology.ts"
-import { inProcessFeed } from "./status-store/change-feed.ts"
+import { Barriers } from "./status-store/barriers.ts"
+import {
+  type ChangeFeed,
+  type ChangeListener,
+  inProcessFeed,
+  postgresFeed,
+} from "./status-store/change-feed.ts"
 import { decodeInbound, decodeRequest } from "./status-store/inbound.ts"
 import { StoreMetrics } from "./status-store/metrics.ts"
 import { polarityReport } from "./status-store/polarity-report.ts"
@@ -77,6 +83,11 @@ export const StoreEnv = {
   DATABASE_URL: v.optional(databaseUrl),
   /** PostgreSQL connections each replica opens at most. */
   DATABASE_POOL_SIZE: integerVar(10, 1, 1000),
+  /**
+   * On PostgreSQL: how often a held query (`?wait=`, a group, a lookup) reads again when no replica told it of a
+   * change, in ms. Notices go out after each commit, so only a replica's crash or a dropped connection loses one.
+   */
+  WAIT_RECHECK_MS: integerVar(1000, 50, 600_000),
   /** FULL: an acked event survives power loss. NORMAL: survives a process crash, and commits faster. */
   SQLITE_SYNCHRONOUS: picklistVar(["FULL", "NORMAL"], "FULL"),
   /** Event messages in hand at once; all that arrive in one turn of the event loop commit in one transaction. */
@@ -129,6 +140,20 @@ async function openStore(config: StoreConfig, log: Logger): Promise<StatusStore>
       { database: config.DATABASE_PATH },
     )
   return db
+}
+
+/**
+ * Replicas on PostgreSQL tell each other what they applied by NOTIFY; one process on its SQLite file tells
+ * itself (status-store/change-feed.ts).
+ */
+function openChangeFeed(
+  config: StoreConfig,
+  replica: string,
+  log: Logger,
+  listener: ChangeListener,
+): Promise<ChangeFeed> {
+  if (!config.DATABASE_URL) return Promise.resolve(inProcessFeed(listener))
+  return postgresFeed(config.DATABASE_URL, replica, listener, log, config.WAIT_RECHECK_MS)
 }
 
 /** Where the store keeps its tasks, for the log: the server and database, never the password. */
@@ -206,8 +231,8 @@ interface Delivery {
 }
 
 /**
- * With several replicas, a barrier that another replica took from the queue is passed on by its notice; should
- * the notice be lost, the query it holds fails after this long rather than never (the gateway has given up by then).
+ * With several replicas, a barrier is done once every replica has told it committed what it was given before it;
+ * should a notice be lost, the query it holds fails after this long rather than never (its caller gave up by then).
  */
 const BARRIER_COVER_MS = 10_000
 
@@ -246,6 +271,8 @@ export async function start(config: StoreConfig) {
   const storeMetrics = new StoreMetrics(metrics, () => db.statusCounts())
 
   // --- events: decode, commit a turn's worth in one transaction, ack after the commit
+  /** Resolved once the events consumer is subscribed: another replica's barrier may ask to settle before. */
+  const consuming = Promise.withResolvers<Consumer>()
   let uncommitted: Delivery[] = []
   let uncommittedBytes = 0
   /** Commits run one at a time, in order; events that arrive meanwhile make up the next one. */
@@ -253,18 +280,30 @@ export async function start(config: StoreConfig) {
   const taskWaiters = new Waiters()
   const groupWaiters = new Waiters()
   const arrivalWaiters = new Waiters()
-  const barriers = new Map<string, () => void>()
-  const changes = inProcessFeed({
+  const changes = await openChangeFeed(config, replica, log, {
     changed(changed, here) {
       for (const taskId of changed.ended) taskWaiters.wake(taskId)
       for (const groupId of changed.groups) groupWaiters.wake(groupId)
-      if (!here && changed.barriers.length > 0) barriersPassedElsewhere(changed.barriers)
+      if (!here) barriers.noticed(changed)
     },
     missed() {
       taskWaiters.wakeAll()
       groupWaiters.wakeAll()
       arrivalWaiters.wakeAll()
     },
+  }).catch(async (err: Error) => {
+    await Promise.allSettled([broker.close(), db.close()])
+    throw err
+  })
+  const barriers = new Barriers({
+    shared: changes.shared,
+    async settle() {
+      const consumers = await (await consuming.promise).sync()
+      await commitInHand()
+      return consumers
+    },
+    announce: ({ passed, flushed }) => void changes.publish({ ended: [], groups: [], passed, flushed }),
+    coverMs: BARRIER_COVER_MS,
   })
   /** How long a held query waits before it reads again, told or not. */
   const waitSlice = (deadline: number) => Math.min(deadline - Date.now(), changes.recheckMs)
@@ -311,15 +350,9 @@ export async function start(config: StoreConfig) {
       for (const { msg } of deliveries) msg.nack(true).catch(() => {})
       return
     }
-    const othersBarriers: string[] = []
-    for (const { msg, barrierId } of deliveries) {
-      msg.ack().catch(() => {})
-      if (!barrierId) continue
-      const pass = barriers.get(barrierId)
-      if (pass) pass()
-      else othersBarriers.push(barrierId)
-    }
-    announce(applied, othersBarriers)
+    for (const { msg } of deliveries) msg.ack().catch(() => {})
+    barriers.passedHere(deliveries.flatMap(({ barrierId }) => (barrierId ? [barrierId] : [])))
+    announce(applied)
     if (applied.some(({ after }) => after.callback_url !== null && FINAL_STATUSES.has(after.status))) {
       void queueDeliveries()
     }
@@ -406,11 +439,8 @@ export async function start(config: StoreConfig) {
     }
   }
 
-  /**
-   * Queries held until a task or a group is final look again when one of its tasks ends, on whichever replica
-   * they are held; `passed` are barriers of other replicas that this commit went past.
-   */
-  function announce(applied: Applied[], passed: string[] = []): void {
+  /** Queries held until a task or a group is final look again when one of its tasks ends, on any replica. */
+  function announce(applied: Applied[]): void {
     const ended: string[] = []
     const groups = new Set<string>()
     for (const { before, after } of applied) {
@@ -420,18 +450,7 @@ export async function start(config: StoreConfig) {
       ended.push(after.task_id)
       if (after.group_id) groups.add(after.group_id)
     }
-    void changes.publish({ ended, groups: [...groups], barriers: passed })
-  }
-
-  /**
-   * Another replica committed our barrier, and with it every event it took before. Events queued before the
-   * barrier may still be in this replica's hand (RabbitMQ gave them out before it gave out the barrier), so
-   * commit what is in hand first; any replica does, to shorten the wait of a third one's barrier too.
-   */
-  function barriersPassedElsewhere(barrierIds: string[]): void {
-    void commitInHand().then(() => {
-      for (const barrierId of barrierIds) barriers.get(barrierId)?.()
-    })
+    void changes.publish({ ended, groups: [...groups], passed: [], flushed: [] })
   }
 
   // --- result expiry (RESULT_EXPIRES): final tasks deleted a small batch at a time, never a long transaction
@@ -489,26 +508,13 @@ export async function start(config: StoreConfig) {
     setImmediate(() => {
       nextBarrier = undefined
       const barrierId = crypto.randomUUID()
-      const cover = Number.isFinite(changes.recheckMs)
-        ? setTimeout(() => {
-            barriers.delete(barrierId)
-            barrier.reject(new Error("the status store could not read what is queued in time; try again"))
-          }, BARRIER_COVER_MS)
-        : undefined
-      barriers.set(barrierId, () => {
-        clearTimeout(cover)
-        barriers.delete(barrierId)
-        barrier.resolve()
-      })
+      barriers.add(barrierId).then(barrier.resolve, barrier.reject)
       broker
         .publish(broker.names.eventsExchange, BARRIER_KEY, JSON.stringify({ barrier_id: barrierId }), {
           type: MessageType.barrier,
           deliveryMode: 1,
         })
-        .catch((err) => {
-          barriers.delete(barrierId)
-          barrier.reject(err)
-        })
+        .catch((err: Error) => barriers.fail(barrierId, `could not publish a barrier: ${err.message}`))
     })
     return barrier.promise
   }
@@ -858,6 +864,7 @@ export async function start(config: StoreConfig) {
   heldSweep.unref()
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
+  consuming.resolve(eventConsumer)
   scheduleExpiry(expiryIdleMs)
 
   const scheduler = startScheduler({
@@ -905,6 +912,7 @@ export async function start(config: StoreConfig) {
     clearInterval(promotion)
     clearInterval(deliverySweep)
     clearInterval(heldSweep)
+    barriers.closeAll()
     expiryStopped = true
     clearTimeout(expiryTimer)
     await expiring

@@ -87,6 +87,11 @@ const CONSUMER_CHECK_MS = 1000
 export interface Consumer {
   /** Stop new deliveries; messages in hand can still be acked. */
   stopDeliveries(): Promise<void>
+  /**
+   * A round trip on the consuming channel: resolves, with the queue's consumer count, once every delivery the
+   * broker sent before it has reached the handler (a channel's frames arrive in the order the broker sent them).
+   */
+  sync(): Promise<number>
 }
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
@@ -390,6 +395,9 @@ export class Broker {
         clearInterval(watchdog)
         // basic.cancel alone: messages already delivered can still be acked on this channel.
         await subscription.channel.basicCancel(subscription.consumerTag).catch(() => {})
+      },
+      async sync() {
+        return (await subscription.channel.queueDeclare(queueName, { passive: true })).consumerCount
       },
     }
   }

@@ -50,7 +50,7 @@ function recorder() {
 
 describe("notice payloads", () => {
   test("a commit's changes split into payloads under PostgreSQL's 8000 bytes, and read back whole", () => {
-    const changes = { ended: ids(500, "t"), groups: ids(40, "g"), barriers: ids(3, "b") }
+    const changes = { ended: ids(500, "t"), groups: ids(40, "g"), passed: ids(3, "p"), flushed: ids(2, "f") }
     const payloads = toPayloads("replica-1", changes)
     expect(payloads.length).toBeGreaterThan(1)
     for (const payload of payloads) expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(MAX_PAYLOAD_BYTES)
@@ -59,12 +59,13 @@ describe("notice payloads", () => {
     expect({
       ended: back.flatMap((notice) => notice?.changes.ended ?? []),
       groups: back.flatMap((notice) => notice?.changes.groups ?? []),
-      barriers: back.flatMap((notice) => notice?.changes.barriers ?? []),
+      passed: back.flatMap((notice) => notice?.changes.passed ?? []),
+      flushed: back.flatMap((notice) => notice?.changes.flushed ?? []),
     }).toEqual(changes)
   })
 
   test("no payload for no changes, and a payload not of ours reads as nothing", () => {
-    expect(toPayloads("r", { ended: [], groups: [], barriers: [] })).toEqual([])
+    expect(toPayloads("r", { ended: [], groups: [], passed: [], flushed: [] })).toEqual([])
     expect(fromPayload("not json")).toBeNull()
     expect(fromPayload('{"e":["x"]}')).toBeNull()
   })
@@ -72,9 +73,9 @@ describe("notice payloads", () => {
   test("one process tells itself at once, and never asks for a read it was not told of", async () => {
     const { listener, told } = recorder()
     const feed = inProcessFeed(listener)
-    await feed.publish({ ended: ["a"], groups: [], barriers: [] })
-    await feed.publish({ ended: [], groups: [], barriers: [] })
-    expect(told).toEqual([{ changes: { ended: ["a"], groups: [], barriers: [] }, here: true }])
+    await feed.publish({ ended: ["a"], groups: [], passed: [], flushed: [] })
+    await feed.publish({ ended: [], groups: [], passed: [], flushed: [] })
+    expect(told).toEqual([{ changes: { ended: ["a"], groups: [], passed: [], flushed: [] }, here: true }])
     expect(feed.recheckMs).toBe(Number.POSITIVE_INFINITY)
   })
 })
@@ -87,17 +88,20 @@ describe("replicas on one PostgreSQL database", () => {
     const feedA = await postgresFeed(database.url, "a", a.listener, log, 1000)
     const feedB = await postgresFeed(database.url, "b", b.listener, log, 1000)
     try {
-      const changes = { ended: ids(300, "t"), groups: ["g1"], barriers: ["barrier-of-b"] }
+      const changes = { ended: ids(300, "t"), groups: ["g1"], passed: ["barrier-of-b"], flushed: [] }
       await feedA.publish(changes)
       await b.until(() => b.told.flatMap((t) => t.changes.ended).length === 300)
       expect(a.told).toEqual([{ changes, here: true }])
       expect(b.told.every((t) => !t.here)).toBe(true)
       expect(b.told.flatMap((t) => t.changes.ended)).toEqual(changes.ended)
-      expect(b.told.flatMap((t) => t.changes.barriers)).toEqual(["barrier-of-b"])
+      expect(b.told.flatMap((t) => t.changes.passed)).toEqual(["barrier-of-b"])
       // A's own notices came back to its LISTEN too, and were skipped: it was told once.
-      await feedB.publish({ ended: ["from-b"], groups: [], barriers: [] })
+      await feedB.publish({ ended: ["from-b"], groups: [], passed: [], flushed: [] })
       await a.until(() => a.told.length === 2)
-      expect(a.told[1]).toEqual({ changes: { ended: ["from-b"], groups: [], barriers: [] }, here: false })
+      expect(a.told[1]).toEqual({
+        changes: { ended: ["from-b"], groups: [], passed: [], flushed: [] },
+        here: false,
+      })
     } finally {
       await Promise.all([feedA.close(), feedB.close()])
     }
@@ -118,7 +122,7 @@ describe("replicas on one PostgreSQL database", () => {
       await b.until(() => b.missed() === 1)
       // Listening again: a notice sent now arrives.
       await b.until(() => {
-        void feedA.publish({ ended: ["after-the-cut"], groups: [], barriers: [] })
+        void feedA.publish({ ended: ["after-the-cut"], groups: [], passed: [], flushed: [] })
         return b.told.some((t) => t.changes.ended.includes("after-the-cut"))
       })
       expect(b.missed()).toBe(1)

@@ -1,6 +1,7 @@
-// Two status-store replicas on one PostgreSQL database, consuming the same events and RPC queues: a query held on
-// one replica must see what the other applied. Their held queries read again only every minute here
-// (WAIT_RECHECK_MS), so that an answer in time can only come from the other replica's notice.
+// Three status-store replicas on one PostgreSQL database, consuming the same events and RPC queues: a query held on
+// one replica must see what another applied. Their held queries read again only every minute here
+// (WAIT_RECHECK_MS), so that an answer in time can only come from another replica's notice. Three, not two: a
+// read-your-writes barrier then also waits for a replica that neither published nor committed it (barriers.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import type { TaskRecord } from "../shared/contracts.ts"
 import { askStore, type Stack, sseReader, startStack, taskBody } from "./support.ts"
@@ -11,7 +12,7 @@ beforeAll(async () => {
     "replica-waits",
     { WAIT_RECHECK_MS: "60000", MAX_WAITS_PER_CALLER: "1000" },
     {},
-    { backend: "postgres", storeReplicas: 2 },
+    { backend: "postgres", storeReplicas: 3 },
   )
 })
 afterAll(async () => {
@@ -26,12 +27,12 @@ const post = (path: string, body: unknown) =>
   })
 
 /**
- * Either replica takes each query and each event, so with dozens of each, queries held on one replica and
- * finished by the other's events are certain (the chance that none is is below 2^-40).
+ * Any replica takes each query and each event, so with dozens of each, queries held on one replica and finished
+ * by another's events are certain (the chance that none is is below 2^-40).
  */
-const MANY = 60
+const MANY = 90
 
-describe("a query held on one replica, the events applied by the other", () => {
+describe("a query held on one replica, the events applied by another", () => {
   test("POST ?wait= answers every task final", async () => {
     const answers = await Promise.all(
       Array.from({ length: MANY }, (_, i) => post("/polarities?wait=20", { review: `lovely day ${i}` })),

@@ -1,5 +1,5 @@
 // What the status store's replicas tell each other after a commit: which tasks ended, which groups they belong
-// to, and which read-your-writes barriers (another replica's) went by. A query held on one replica (`?wait=`, a
+// to, and which read-your-writes barriers went by (barriers.ts). A query held on one replica (`?wait=`, a
 // group, a lookup) wakes when any replica applied its task's end. One process (SQLite) tells itself in memory;
 // on PostgreSQL the notice goes out by NOTIFY on the shared database, and every replica LISTENs.
 //
@@ -15,8 +15,10 @@ export interface Changes {
   ended: string[]
   /** Groups one of whose tasks ended. */
   groups: string[]
-  /** Barriers of another replica that this one committed, in order with the events queued before them. */
-  barriers: string[]
+  /** Read-your-writes barriers this replica committed, in order with what it was given before them (barriers.ts). */
+  passed: string[]
+  /** Barriers another replica passed, after which this one committed what it had been given before them. */
+  flushed: string[]
 }
 
 export interface ChangeListener {
@@ -27,6 +29,8 @@ export interface ChangeListener {
 }
 
 export interface ChangeFeed {
+  /** Several replicas share the database and the events queue, and tell each other by this feed. */
+  readonly shared: boolean
   /**
    * How often a held query reads again without a notice: Infinity where no notice can be lost (one process), a
    * second or so where one can (the notice is sent after the commit, by another process).
@@ -37,12 +41,17 @@ export interface ChangeFeed {
   close(): Promise<void>
 }
 
-export const noChanges = (changes: Changes) =>
-  changes.ended.length === 0 && changes.groups.length === 0 && changes.barriers.length === 0
+type Kind = keyof Changes
+const KINDS: Kind[] = ["ended", "groups", "passed", "flushed"]
+/** On the wire: short keys, as every byte counts against the payload's limit. */
+const WIRE: Record<Kind, string> = { ended: "e", groups: "g", passed: "p", flushed: "f" }
+
+export const noChanges = (changes: Changes) => KINDS.every((kind) => changes[kind].length === 0)
 
 /** One process, one SQLite file: the replica that commits is the only one that holds queries. */
 export function inProcessFeed(listener: ChangeListener): ChangeFeed {
   return {
+    shared: false,
     recheckMs: Number.POSITIVE_INFINITY,
     async publish(changes) {
       if (!noChanges(changes)) listener.changed(changes, true)
@@ -55,11 +64,6 @@ export function inProcessFeed(listener: ChangeListener): ChangeFeed {
 export const MAX_PAYLOAD_BYTES = 7900
 /** The LISTEN channel; NOTIFY is scoped to the database, which is one deployment's. */
 export const CHANGES_CHANNEL = "status_store_changes"
-
-type Kind = keyof Changes
-const KINDS: Kind[] = ["ended", "groups", "barriers"]
-/** On the wire: short keys, as every byte counts against the payload's limit. */
-const WIRE: Record<Kind, string> = { ended: "e", groups: "g", barriers: "b" }
 
 /** The changes as NOTIFY payloads of at most `maxBytes` each, each naming the replica that sent it. */
 export function toPayloads(replica: string, changes: Changes, maxBytes = MAX_PAYLOAD_BYTES): string[] {
@@ -90,7 +94,7 @@ export function toPayloads(replica: string, changes: Changes, maxBytes = MAX_PAY
 const idCost = (id: string, first: boolean) => id.length + 3 + (first ? 7 : 0)
 
 function emptyBatch(): Changes {
-  return { ended: [], groups: [], barriers: [] }
+  return { ended: [], groups: [], passed: [], flushed: [] }
 }
 
 /** A payload back as changes, with the replica that sent it; null when it is not one of ours. */
@@ -102,7 +106,12 @@ export function fromPayload(payload: string): { replica: string; changes: Change
       Array.isArray(value) ? value.filter((id): id is string => typeof id === "string") : []
     return {
       replica: parsed.r,
-      changes: { ended: ids(parsed.e), groups: ids(parsed.g), barriers: ids(parsed.b) },
+      changes: {
+        ended: ids(parsed[WIRE.ended]),
+        groups: ids(parsed[WIRE.groups]),
+        passed: ids(parsed[WIRE.passed]),
+        flushed: ids(parsed[WIRE.flushed]),
+      },
     }
   } catch {
     return null
@@ -143,6 +152,7 @@ export async function postgresFeed(
     throw err
   }
   return {
+    shared: true,
     recheckMs,
     async publish(changes) {
       if (noChanges(changes)) return
