@@ -151,7 +151,7 @@ export async function startCluster(
   const database = backend === "postgres" ? await createTestDatabase(topic) : undefined
   // Info logs: the bookkeeping counts log lines such as "task redelivered".
   const { env, dataDir } = testEnv(topic, {
-    LOG_LEVEL: "info",
+    LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? "info",
     ENABLE_TEST_TASKS: "true",
     ...(database && { DATABASE_URL: database.url }),
     ...overrides,
@@ -280,34 +280,44 @@ const STATUS_RANK: Record<TaskStatus, number> = {
 }
 
 /**
- * Reads the statuses of a sample of tasks over and over, as a client would: counts any that went backwards, and
+ * Reads the statuses of a sample of tasks over and over, as a client would: counts any that went backwards (a
+ * read older than one whose answer had come before it was sent: reads in flight at once have no order), and
  * how long status queries kept failing (anything but 200, for a task the gateway accepted) at the worst, from the
  * sending of the first failed query to the answer of the next query sent after it that succeeded.
  */
 export function sampleStatuses(gatewayUrl: () => string, taskIds: () => string[]) {
-  const lastRank = new Map<string, number>()
+  /** Per task, the answers so far: when each came, and the rank it read. */
+  const answers = new Map<string, { at: number; rank: number }[]>()
   let regressions = 0
   let samples = 0
   let failures = 0
+  /** Failed reads by what they got: an HTTP status, or "network" when no answer came. */
+  const failed: Record<string, number> = {}
   let failingSince: number | undefined
   let longestFailureMs = 0
+  /** Each span of failed reads, [from, to] in epoch ms. */
+  const failureSpans: [number, number][] = []
   let running = true
   const read = async (id: string) => {
     const sentAt = Date.now()
     const res = await fetch(`${gatewayUrl()}/polarities/tasks/${id}`).catch(() => null)
     if (res?.status !== 200) {
       failures++
+      const got = String(res?.status ?? "network")
+      failed[got] = (failed[got] ?? 0) + 1
       failingSince = Math.min(failingSince ?? sentAt, sentAt)
       return res?.body?.cancel()
     }
     const { status } = (await res.json()) as TaskRecord
     if (failingSince !== undefined && sentAt > failingSince) {
+      failureSpans.push([failingSince, Date.now()])
       longestFailureMs = Math.max(longestFailureMs, Date.now() - failingSince)
       failingSince = undefined
     }
     const rank = STATUS_RANK[status]
-    if (rank < (lastRank.get(id) ?? 0)) regressions++
-    lastRank.set(id, Math.max(rank, lastRank.get(id) ?? 0))
+    const before = answers.get(id) ?? []
+    if (before.some((answer) => answer.at <= sentAt && answer.rank > rank)) regressions++
+    answers.set(id, [...before, { at: Date.now(), rank }])
     samples++
   }
   const loop = (async () => {
@@ -326,8 +336,11 @@ export function sampleStatuses(gatewayUrl: () => string, taskIds: () => string[]
       running = false
       await loop
       // Still failing at the end counts to the end.
-      if (failingSince !== undefined) longestFailureMs = Math.max(longestFailureMs, Date.now() - failingSince)
-      return { regressions, samples, failures, longestFailureMs }
+      if (failingSince !== undefined) {
+        failureSpans.push([failingSince, Date.now()])
+        longestFailureMs = Math.max(longestFailureMs, Date.now() - failingSince)
+      }
+      return { regressions, samples, failures, failed, longestFailureMs, failureSpans }
     },
   }
 }

@@ -57,11 +57,14 @@ describe("two status-store replicas on PostgreSQL, one killed with -9 while task
     await until(() => accepted.length >= TASKS / 5)
     await victim.kill()
     const killedAt = accepted.length
+    const killedTime = Date.now()
     await until(() => accepted.length >= (3 * TASKS) / 5)
+    const restartedTime = Date.now()
     await victim.start()
     const { refused, failed } = await load
     const final = await awaitFinal(gatewayUrl, accepted, 180_000)
-    const { regressions, samples, failures, longestFailureMs } = await sampler.stop()
+    const sampled = await sampler.stop()
+    const { regressions, samples, failures, longestFailureMs } = sampled
 
     const database = await databaseFigures(cluster.databaseUrl ?? "")
     const overview = (await (
@@ -90,6 +93,10 @@ describe("two status-store replicas on PostgreSQL, one killed with -9 while task
       failedSubmissions: failed,
     }
     report("store replica kill -9 on PostgreSQL, 2 replicas", figures)
+    const sinceKill = (at: number) => `${((at - killedTime) / 1000).toFixed(1)} s`
+    console.log(
+      `[fault] failed reads by what they got: ${JSON.stringify(sampled.failed)}; replica killed at 0 s, started again at ${sinceKill(restartedTime)}; reads failed from–to: ${sampled.failureSpans.map(([from, to]) => `${sinceKill(from)}–${sinceKill(to)}`).join(", ") || "never"}`,
+    )
     expect(figures).toMatchObject({
       lost: 0,
       doubled: 0,
