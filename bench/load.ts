@@ -55,7 +55,7 @@ export function percentiles(samples: number[]): Percentiles {
   return { samples: sorted.length, p50: rank(50), p90: rank(90), p99: rank(99), max: rank(100) }
 }
 
-function submit(client: HttpClient, review: string, query = ""): Promise<HttpResponse> {
+export function submit(client: HttpClient, review: string, query = ""): Promise<HttpResponse> {
   return client.request("POST", `/polarities${query}`, JSON.stringify({ review }))
 }
 

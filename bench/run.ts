@@ -4,7 +4,9 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
+import * as v from "valibot"
 import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
+import { durationVar } from "../shared/config.ts"
 import { MAX_REVIEW_LENGTH } from "../shared/contracts.ts"
 import { AMQP_URL, deleteQueuesAndExchanges, deleteTopology } from "../tests/broker.ts"
 import { type CeilingResult, ceilingNames, runCeiling } from "./ceiling.ts"
@@ -19,6 +21,7 @@ import {
   warmUp,
 } from "./load.ts"
 import { measureScoring, type ScoringCost, scoringLines } from "./scoring.ts"
+import { runSoak, type SoakResult, type SoakSample } from "./soak.ts"
 import {
   brokerPids,
   cpuSeconds,
@@ -26,6 +29,7 @@ import {
   peakRssMb,
   rssMb,
   type ServiceProcess,
+  type StoreDatabase,
   startStack,
 } from "./stack.ts"
 
@@ -45,8 +49,12 @@ const USAGE = `Usage: npm run bench -- [options]
   --ceiling-prefetch N   unacked deliveries of the ceiling's relay (default 1000)
   --settle-timeout S     seconds without a task turning final before the rest count as lost (default 30)
   --delayed N            delayed tasks (countdowns of 1-5 s) whose lateness is measured (default 1000)
-  --phase P              all | scoring | ceiling | throughput | latency | delayed (default all); scoring is
-                         µs per review of scoring alone, in this process, before any service starts
+  --phase P              all | scoring | ceiling | throughput | latency | delayed | soak (default all, which
+                         leaves out soak); scoring is µs per review of scoring alone, in this process, before
+                         any service starts
+  --soak N               the retention soak alone: N tasks through the API under --result-expires, the
+                         store's database size sampled as they flow, and again once the last result expired
+  --result-expires D     the store's RESULT_EXPIRES, e.g. 10s (default: the store's own, 1d; with --soak, 10s)
   --scoring-rounds N     reviews scored per run of the scoring phase, best of three runs (default 20000)
   --api-key              start the gateway with an API key and send it with every request; its limits are set
                          high enough never to refuse the benchmark, so that their checks are measured and not
@@ -67,7 +75,7 @@ const USAGE = `Usage: npm run bench -- [options]
 
 The last line of stdout is the JSON report; it is also written to bench/results/<timestamp>.json.`
 
-const PHASES = ["all", "scoring", "ceiling", "throughput", "latency", "delayed"] as const
+const PHASES = ["all", "scoring", "ceiling", "throughput", "latency", "delayed", "soak"] as const
 const FOLLOWS: readonly Follow[] = ["lookup", "get"]
 /** The ceiling's queues are of the services' type, so that the ratio compares like with like. */
 const QUEUE_TYPES = ["classic", "quorum"] as const
@@ -104,6 +112,8 @@ function parseOptions(argv: string[]) {
       "settle-timeout": { type: "string", default: "30" },
       delayed: { type: "string", default: "1000" },
       phase: { type: "string", default: "all" },
+      soak: { type: "string" },
+      "result-expires": { type: "string" },
       "scoring-rounds": { type: "string", default: "20000" },
       "gateway-url": { type: "string" },
       "api-key": { type: "boolean", default: false },
@@ -121,7 +131,7 @@ function parseOptions(argv: string[]) {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be a whole number ≥ ${min}`)
     return n
   }
-  const phase = values.phase as Phase
+  const phase = (values.soak === undefined ? values.phase : "soak") as Phase
   if (!PHASES.includes(phase)) throw new Error(`--phase must be one of ${PHASES.join(", ")}`)
   if (count("review-bytes", 0) > MAX_REVIEW_LENGTH) {
     throw new Error(`--review-bytes must be at most ${MAX_REVIEW_LENGTH}, the longest review the API takes`)
@@ -155,6 +165,8 @@ function parseOptions(argv: string[]) {
     delayed: count("delayed"),
     scoringRounds: count("scoring-rounds"),
     phase,
+    soakTasks: count(values.soak === undefined ? "tasks" : "soak"),
+    resultExpires: values["result-expires"] ?? (phase === "soak" ? "10s" : undefined),
     gatewayUrl: values["gateway-url"]?.replace(/\/$/, ""),
     apiKey: values["api-key"] ? (process.env.BENCH_API_KEY ?? mintKey()) : undefined,
     runtimes: parseRuntimes(values.runtime),
@@ -253,6 +265,7 @@ interface Report {
   delayed?: DelayedResult
   scoring?: ScoringCost[]
   memory?: Record<string, MemoryRow>
+  soak?: SoakResult & { resultExpires: string }
 }
 
 /** Clean-ups run last-registered first, each once: from the finally block or from Ctrl-C. */
@@ -265,14 +278,19 @@ async function cleanUp(): Promise<void> {
 
 /** The services under test: started here (and stopped by the clean-ups), or already running elsewhere. */
 async function servicesUnderTest(options: Options, prefix: string) {
-  if (options.gatewayUrl) return { gatewayUrl: options.gatewayUrl, processes: [] as ServiceProcess[] }
+  if (options.gatewayUrl)
+    return { gatewayUrl: options.gatewayUrl, processes: [] as ServiceProcess[], store: null }
   cleanups.push(() => deleteTopology({ AMQP_PREFIX: prefix, AMQP_URL: options.amqpUrl }))
   progress(
     `starting the services (prefix ${prefix}, ${options.workers} worker(s), prefetch ${options.prefetch}, ${options.storeReplicas} store(s) on ${options.store})`,
   )
-  const stack = await startStack({ ...options, prefix, gatewayEnv: keyedGateway(options.apiKey) })
+  const storeEnv: Record<string, string> = options.resultExpires
+    ? { RESULT_EXPIRES: options.resultExpires }
+    : {}
+  const stack = await startStack({ ...options, prefix, gatewayEnv: keyedGateway(options.apiKey), storeEnv })
   cleanups.push(stack.stop)
-  return { gatewayUrl: stack.gatewayUrl, processes: stack.processes }
+  const store = { urls: stack.storeUrls, database: stack.database }
+  return { gatewayUrl: stack.gatewayUrl, processes: stack.processes, store }
 }
 
 /**
@@ -327,6 +345,28 @@ async function throughputPhase(
   }
 }
 
+async function soakPhase(
+  options: Options,
+  gatewayUrl: string,
+  store: { urls: string[]; database: StoreDatabase },
+) {
+  const resultExpires = options.resultExpires ?? "1d"
+  const resultExpiresMs = v.parse(durationVar("1d", 1000, { never: true }), resultExpires)
+  progress(
+    `soak: ${options.soakTasks} tasks, ${options.concurrency} submitting, RESULT_EXPIRES ${resultExpires}`,
+  )
+  const soak = await runSoak({
+    ...options,
+    tasks: options.soakTasks,
+    gatewayUrl,
+    storeUrls: store.urls,
+    database: store.database,
+    resultExpiresMs,
+    onSample: (s) => progress(`  ${soakRow(s).join("  ")}`),
+  })
+  return { ...soak, resultExpires }
+}
+
 async function latencyPhase(options: Options, prefix: string, gatewayUrl: string) {
   progress(`latency: the bare chain ${options.latencySamples} times, one at a time`)
   const floor = await runLatencyFloor({ ...options, prefix, samples: options.latencySamples })
@@ -347,7 +387,8 @@ async function run(options: Options): Promise<Report> {
     host: { cpus: cpus().length, loadavg: loadavg() },
     servicesStartedByBench: false,
   }
-  const wants = (phase: Phase) => options.phase === "all" || options.phase === phase
+  // The soak runs alone: its short retention would change what the other phases measure.
+  const wants = (phase: Phase) => (options.phase === "all" && phase !== "soak") || options.phase === phase
   cleanups.push(() =>
     deleteQueuesAndExchanges(
       {
@@ -362,10 +403,10 @@ async function run(options: Options): Promise<Report> {
     progress(`scoring: ${options.scoringRounds} reviews a run, best of three, per language`)
     report.scoring = await measureScoring(options.scoringRounds)
   }
-  const needsServices = wants("throughput") || wants("latency") || wants("delayed")
-  const { gatewayUrl, processes } = needsServices
+  const needsServices = wants("throughput") || wants("latency") || wants("delayed") || wants("soak")
+  const { gatewayUrl, processes, store } = needsServices
     ? await servicesUnderTest(options, prefix)
-    : { gatewayUrl: undefined, processes: [] }
+    : { gatewayUrl: undefined, processes: [], store: null }
   report.servicesStartedByBench = processes.length > 0
   const memory: Record<string, MemoryRow> = {}
   if (gatewayUrl) {
@@ -390,6 +431,12 @@ async function run(options: Options): Promise<Report> {
       options.settleTimeoutMs,
       options.apiKey,
     )
+  }
+
+  if (wants("soak") && gatewayUrl) {
+    if (!store)
+      throw new Error("--soak reads the store's database: it starts the services itself (no --gateway-url)")
+    report.soak = await soakPhase(options, gatewayUrl, store)
   }
 
   if (processes.length > 0) {
@@ -500,11 +547,44 @@ function delayedLine({ tasks, lost, early, lateness: l }: DelayedResult): string
   return `delayed tasks: ${tasks} (countdowns 1–5 s), lateness eta → started p50 ${fixed(l.p50, 0)} ms  p90 ${fixed(l.p90, 0)} ms  p99 ${fixed(l.p99, 0)} ms  max ${fixed(l.max, 0)} ms; ${lost} not done, ${early} early`
 }
 
+function soakRow(s: SoakSample): string[] {
+  return [
+    `${fixed(s.seconds, 0)} s`,
+    s.submitted.toLocaleString("en"),
+    s.final.toLocaleString("en"),
+    s.expired.toLocaleString("en"),
+    s.held.toLocaleString("en"),
+    fixed(s.fileMb),
+    fixed(s.walMb),
+  ]
+}
+
+/** About ten samples spread over the run, the last of the flow, and the database once every result expired. */
+function soakLines(soak: NonNullable<Report["soak"]>): string[] {
+  const step = Math.max(1, Math.round(soak.samples.length / 10))
+  const shown = soak.samples.filter((_, i) => i % step === 0 || i === soak.samples.length - 1)
+  // The size is SQLite's file (the log beside it), or PostgreSQL's tables with their indexes.
+  const header = ["  time", "submitted", "final", "expired", "held", "size MB", "WAL MB"]
+  const rows = shown.map((s) => soakRow(s).map((cell, i) => (i === 0 ? `  ${cell}` : cell)))
+  if (soak.drained)
+    rows.push(soakRow(soak.drained).map((cell, i) => (i === 0 ? `  ${cell} (drained)` : cell)))
+  // While tasks flow: from the sample past half of them to the last before every one was final.
+  const flowing = soak.samples.filter((s) => s.final < soak.accepted)
+  const [mid, end] = [flowing.find((s) => s.submitted >= soak.accepted / 2), flowing.at(-1)]
+  const peak = Math.max(...soak.samples.map((s) => s.fileMb))
+  return [
+    `soak            ${soak.accepted} accepted, ${soak.final} final, ${soak.lost} lost, non-202 ${counts(soak.rejected)}, ${perSecond(soak.perSecond)} over ${fixed(soak.seconds, 0)} s; RESULT_EXPIRES ${soak.resultExpires}`,
+    `                size at half the tasks ${fixed(mid?.fileMb)} MB, at the last task ${fixed(end?.fileMb)} MB, peak ${fixed(peak)} MB; drained ${fixed(soak.drained?.fileMb)} MB`,
+    `                expiry ${soak.expiryBatches} batches, ${fixed((soak.expirySeconds / Math.max(1, soak.expiryBatches)) * 1000)} ms each, ${fixed((soak.expirySeconds / Math.max(1, soak.drained?.expired ?? soak.final)) * 1e6)} µs per task`,
+    formatTable([header, ...rows]),
+  ]
+}
+
 function formatReport(report: Report): string {
   const { options: o, host } = report
   const lines = [
     `benchmark ${report.timestamp}  prefix ${report.prefix}  host ${host.cpus} cores, load ${host.loadavg.map((l) => l.toFixed(2)).join(" ")}`,
-    `tasks ${o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}  ${o.queueType} queues  store ${o.store ?? "sqlite"}×${o.storeReplicas ?? 1}${o.apiKey ? "  with an API key" : ""}`,
+    `tasks ${o.phase === "soak" ? o.soakTasks : o.tasks}  reviews ${o.reviewBytes || "90–130"} B  concurrency ${o.concurrency}  following by ${o.follow} ×${o.pollConcurrency}  prefetch ${o.prefetch}  workers ${o.workers}  ${o.queueType} queues  store ${o.store ?? "sqlite"}×${o.storeReplicas ?? 1}${o.apiKey ? "  with an API key" : ""}`,
     `runtimes  gateway ${o.runtimes.gateway ?? "bun"}  worker ${o.runtimes.worker ?? "bun"}  store ${o.runtimes.store ?? "bun"}`,
   ]
   if (!report.servicesStartedByBench && o.gatewayUrl) {
@@ -517,6 +597,7 @@ function formatReport(report: Report): string {
   if (report.throughput) lines.push("", ...throughputLines(report.throughput))
   if (report.latency || report.throughput) lines.push("", latencyTable(report))
   if (report.delayed) lines.push("", delayedLine(report.delayed))
+  if (report.soak) lines.push("", ...soakLines(report.soak))
   if (report.memory) lines.push("", ...memoryLines(report.memory))
   return lines.join("\n")
 }

@@ -25,6 +25,8 @@ export interface StackOptions {
   store: "sqlite" | "postgres"
   /** Status-store processes, all on the one database. */
   storeReplicas: number
+  /** The status store's further settings, e.g. RESULT_EXPIRES. */
+  storeEnv?: Record<string, string>
 }
 
 export interface ServiceProcess {
@@ -35,9 +37,15 @@ export interface ServiceProcess {
 
 export interface Stack {
   gatewayUrl: string
+  /** Each status-store replica's /healthz and /metrics. */
+  storeUrls: string[]
+  /** The status store's database: its SQLite file, or the PostgreSQL database's URL. */
+  database: StoreDatabase
   processes: ServiceProcess[]
   stop(): Promise<void>
 }
+
+export type StoreDatabase = { sqlitePath: string } | { postgresUrl: string }
 
 const ROOT = join(import.meta.dir, "..")
 
@@ -133,14 +141,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       cpuProfileDir: options.cpuProfileDir,
     })
   const database = options.store === "postgres" ? await createTestDatabase("bench") : undefined
+  const databasePath = join(dataDir, "status.sqlite")
   const children: Child[] = []
+  const storeUrls: string[] = []
   for (let n = 1; n <= options.storeReplicas; n++) {
     const port = freePort()
     const env = {
+      ...options.storeEnv,
       STATUS_STORE_PORT: String(port),
-      ...(database ? { DATABASE_URL: database.url } : { DATABASE_PATH: join(dataDir, "status.sqlite") }),
+      ...(database ? { DATABASE_URL: database.url } : { DATABASE_PATH: databasePath }),
     }
     children.push(spawn(n === 1 ? "status-store" : `status-store#${n}`, "store", env, port))
+    storeUrls.push(`http://127.0.0.1:${port}`)
   }
   for (let n = 1; n <= options.workers; n++) {
     const port = freePort()
@@ -165,6 +177,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
   return {
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    storeUrls,
+    database: database ? { postgresUrl: database.url } : { sqlitePath: databasePath },
     processes: children.map(({ label, pid }) => ({ label, pid })),
     stop,
   }

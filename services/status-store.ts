@@ -106,8 +106,12 @@ export const StoreEnv = {
   RESULT_EXPIRES: durationVar("1d", 1000, { never: true }),
   /** Final tasks deleted in one transaction at most, when their results expire. */
   RESULT_EXPIRY_BATCH: integerVar(500, 1, 100_000),
-  /** The pause between two expiry batches while more results are due, so that events commit in between. */
-  RESULT_EXPIRY_PAUSE_MS: integerVar(50, 1, 60_000),
+  /**
+   * The pause between two expiry batches while more results are due, so that events commit in between. A batch of
+   * 500 took 35–45 ms on the bench machine, so a store behind on expiry deletes about 8,000 a second (as fast as
+   * the pipeline finishes tasks) and still gives a third of its time to events.
+   */
+  RESULT_EXPIRY_PAUSE_MS: integerVar(20, 1, 60_000),
   /** How long the dashboard's per-second throughput and latency histograms are kept, in hours. */
   STATS_RETENTION_HOURS: integerVar(24, 1, 24 * 366),
   /** A worker whose heartbeats stopped is shown as lost after this many intervals without one. */
@@ -487,7 +491,9 @@ export async function start(config: StoreConfig) {
     const before = expiredBefore()
     if (before === undefined) return expiryIdleMs
     try {
+      const endTimer = storeMetrics.expirySeconds.startTimer()
       const expired = await db.expireResults(before, config.RESULT_EXPIRY_BATCH)
+      if (expired > 0) endTimer()
       storeMetrics.resultsExpired(expired)
       return expired === config.RESULT_EXPIRY_BATCH ? config.RESULT_EXPIRY_PAUSE_MS : expiryIdleMs
     } catch (err) {
@@ -865,7 +871,7 @@ export async function start(config: StoreConfig) {
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
   consuming.resolve(eventConsumer)
-  scheduleExpiry(expiryIdleMs)
+  if (config.RESULT_EXPIRES > 0) scheduleExpiry(expiryIdleMs)
 
   const scheduler = startScheduler({
     tables: db.schedules,

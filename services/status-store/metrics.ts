@@ -17,6 +17,7 @@ export class StoreMetrics {
   readonly commitSeconds: Histogram
   private readonly queries: Counter<"op">
   private readonly expired: Counter
+  readonly expirySeconds: Histogram
 
   constructor({ registry }: ServiceMetrics, statusCounts: () => Promise<Record<TaskStatus, number>>) {
     const registers = [registry]
@@ -68,6 +69,12 @@ export class StoreMetrics {
     this.expired = new Counter({
       name: "polarity_results_expired_total",
       help: "Final tasks deleted, with their timelines, once older than RESULT_EXPIRES.",
+      registers,
+    })
+    this.expirySeconds = new Histogram({
+      name: "polarity_result_expiry_duration_seconds",
+      help: "How long one batch of expired results took to delete (and, on SQLite, to give back its pages).",
+      buckets: COMMIT_BUCKETS,
       registers,
     })
   }
