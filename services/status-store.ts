@@ -107,9 +107,8 @@ export const StoreEnv = {
   /** Final tasks deleted in one transaction at most, when their results expire. */
   RESULT_EXPIRY_BATCH: integerVar(500, 1, 100_000),
   /**
-   * The pause between two expiry batches while more results are due, so that events commit in between. A batch of
-   * 500 took 35–45 ms on the bench machine, so a store behind on expiry deletes about 8,000 a second (as fast as
-   * the pipeline finishes tasks) and still gives a third of its time to events.
+   * The pause between two expiry batches while more results are due, so that events commit in between: a batch of
+   * 500 took 35–45 ms on the bench machine, which is as long as events ever wait for expiry (docs/performance.md).
    */
   RESULT_EXPIRY_PAUSE_MS: integerVar(20, 1, 60_000),
   /** How long the dashboard's per-second throughput and latency histograms are kept, in hours. */

@@ -1,10 +1,12 @@
-// Result expiry end to end (RESULT_EXPIRES=2s): a finished task is readable, then answers 410 everywhere it is
-// read; a task not final stays whatever its age; a late copy of an expired task's events is dead-lettered and
-// does not bring it back; new tasks flow while a big expiry runs.
+// Result expiry end to end (RESULT_EXPIRES=2s), on each store backend: a finished task is readable, then answers
+// 410 everywhere it is read; a task not final stays whatever its age; a late copy of an expired task's events is
+// dead-lettered and does not bring it back; new tasks flow while a big expiry runs.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { v7 as uuidv7 } from "uuid"
 import { MessageType, type TaskRecord } from "../shared/contracts.ts"
 import { eventRoutingKey } from "../shared/topology.ts"
+import { createTestDatabase, type TestDatabase } from "./postgres.ts"
+import { STORE_BACKENDS } from "./store-backends.ts"
 import {
   eventually,
   expectProblem,
@@ -18,16 +20,8 @@ import {
   watchEvents,
 } from "./support.ts"
 
+/** The stack of the backend under test (each describe starts its own, in turn). */
 let stack: Stack
-beforeAll(async () => {
-  stack = await startStack("retention", {
-    RESULT_EXPIRES: "2s",
-    // Small batches, so that a few thousand tasks take many of them: the flow test submits in between.
-    RESULT_EXPIRY_BATCH: "100",
-    RESULT_EXPIRY_PAUSE_MS: "20",
-  })
-})
-afterAll(() => stack?.[Symbol.asyncDispose]())
 
 const gone = (kind: "task" | "group", id: string) =>
   `${kind} ${id} has expired: the status store deletes a task's result RESULT_EXPIRES after it ends (1 day by default)`
@@ -66,7 +60,23 @@ const expiredSoon = (taskId: string) =>
     20_000,
   )
 
-describe("after RESULT_EXPIRES", () => {
+describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
+  let database: TestDatabase | undefined
+  beforeAll(async () => {
+    database = backend === "postgres" ? await createTestDatabase("retention") : undefined
+    stack = await startStack("retention", {
+      RESULT_EXPIRES: "2s",
+      // Small batches, so that a few thousand tasks take many of them: the flow test submits in between.
+      RESULT_EXPIRY_BATCH: "100",
+      RESULT_EXPIRY_PAUSE_MS: "20",
+      ...(database && { DATABASE_URL: database.url }),
+    })
+  })
+  afterAll(async () => {
+    await stack?.[Symbol.asyncDispose]()
+    await database?.[Symbol.asyncDispose]()
+  })
+
   test("a finished task reads 410 through GET, its event stream, lookup, DELETE and the dashboard's detail", async () => {
     const record = await finishedTask()
     const taskId = record.task_id
