@@ -73,6 +73,7 @@ import { mountQueueAdmin, QUEUE_ADMIN_SCHEMAS } from "./gateway/queue-admin.ts"
 import { latestReportRoute, reportFields } from "./gateway/reports.ts"
 import {
   AdminLimitQuery,
+  checkPriority,
   decodeCursor,
   encodeCursor,
   ListQuery,
@@ -178,16 +179,6 @@ export function dueTime({ countdown, eta }: Delay, now: number): number | undefi
     throw new Problem(422, `eta: ${eta} is more than ${MAX_DELAY_MS / 86_400_000} days ahead`)
   }
   return due
-}
-
-/** RabbitMQ 3.10's quorum queues have no priorities: a priority they would ignore is refused, not dropped. */
-function checkPriority(priority: number | undefined, queueType: GatewayConfig["QUEUE_TYPE"]): void {
-  if (priority !== undefined && queueType === "quorum") {
-    throw new Problem(
-      422,
-      "priority: this deployment's work queues are quorum queues (QUEUE_TYPE=quorum), which have no priorities in RabbitMQ 3.10; submit without priority",
-    )
-  }
 }
 
 /** The task of a submission, with a new id. */
@@ -788,7 +779,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     revokeTask,
   )
   retryRoute(route, retry)
-  scheduleRoutes(route, store)
+  scheduleRoutes(route, store, config.QUEUE_TYPE)
 
   /** A task's event stream: `/polarities/tasks/{id}/events`, and the dashboard's open detail. */
   async function followTask(c: Context) {

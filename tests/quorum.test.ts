@@ -69,5 +69,11 @@ describe("QUEUE_TYPE=quorum", () => {
       body: JSON.stringify({ reviews: ["fine"], priority: 0 }),
     })
     await expectProblem(batch, 422, /no priorities/)
+    const schedule = await fetch(stack.url("/schedules"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ every: 60, task: { kind: "polarity:review", review: "fine", priority: 1 } }),
+    })
+    await expectProblem(schedule, 422, /no priorities/)
   })
 })

@@ -135,3 +135,13 @@ export function requestFingerprint(routePath: string, body: unknown): string {
     .update(JSON.stringify([routePath, body]))
     .digest("hex")
 }
+
+/** RabbitMQ 3.10's quorum queues have no priorities: a priority they would ignore is refused, not dropped. */
+export function checkPriority(priority: number | undefined, queueType: "classic" | "quorum"): void {
+  if (priority !== undefined && queueType === "quorum") {
+    throw new Problem(
+      422,
+      "priority: this deployment's work queues are quorum queues (QUEUE_TYPE=quorum), which have no priorities in RabbitMQ 3.10; submit without priority",
+    )
+  }
+}

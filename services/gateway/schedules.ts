@@ -5,12 +5,12 @@
 import type { Context } from "hono"
 import { v7 as uuidv7 } from "uuid"
 import * as v from "valibot"
-import { ScheduleId, ScheduleInput, SchedulePatch } from "../../shared/contracts.ts"
+import { type ScheduledTask, ScheduleId, ScheduleInput, SchedulePatch } from "../../shared/contracts.ts"
 import { Problem } from "../../shared/http.ts"
 import { definitionOf, scheduleProblem } from "../../shared/schedules.ts"
 import { callerOf, ownerFilter } from "./access.ts"
 import type { Route } from "./openapi.ts"
-import { readJson } from "./requests.ts"
+import { checkPriority, readJson } from "./requests.ts"
 import type { StatusStoreClient } from "./status-store-client.ts"
 
 const ScheduleIdParam = v.pipe(ScheduleId, v.description("The schedule's id."))
@@ -25,9 +25,14 @@ function scheduleId(c: Context): string {
 
 const notFound = (id: string) => new Problem(404, `no schedule with id ${id}`)
 
+/** A schedule's task with a priority, where the work queues have none (QUEUE_TYPE=quorum), is a 422. */
+const checkTaskPriority = (task: ScheduledTask | undefined, queueType: "classic" | "quorum") =>
+  checkPriority(task && "priority" in task ? task.priority : undefined, queueType)
+
 export function scheduleRoutes(
   route: Route<"ScheduleRecord" | "ScheduleList", "ScheduleInput" | "SchedulePatch">,
   store: StatusStoreClient,
+  queueType: "classic" | "quorum",
 ): void {
   route(
     "post",
@@ -49,6 +54,7 @@ export function scheduleRoutes(
     },
     async (c) => {
       const input = await readJson(c, ScheduleInput)
+      checkTaskPriority(input.task, queueType)
       const definition = definitionOf(input)
       const invalid = scheduleProblem(definition)
       if (invalid) throw new Problem(422, invalid)
@@ -88,6 +94,7 @@ export function scheduleRoutes(
     },
   )
   const update = async (c: Context, patch: SchedulePatch) => {
+    checkTaskPriority(patch.task, queueType)
     const id = scheduleId(c)
     const updated = await store.updateSchedule(id, patch, ownerFilter(callerOf(c)))
     if (updated.invalid) throw new Problem(422, updated.invalid)
