@@ -21,6 +21,10 @@ export interface CeilingOptions {
   reviewBytes: number
   /** The type of queues A and B, the services' QUEUE_TYPE. */
   queueType: "classic" | "quorum"
+  /** More arguments of queue A, the work queue's (bench/priorities.ts: `x-max-priority`). */
+  tasksQueueArguments?: Record<string, unknown>
+  /** The priority of each task published into A, by its index. */
+  priorityOf?: (index: number) => number | undefined
 }
 
 export interface CeilingResult {
@@ -95,8 +99,12 @@ export async function runCeiling(options: CeilingOptions): Promise<CeilingResult
       exclusive: false,
       arguments: { "x-queue-type": options.queueType },
     }
-    const tasksIn = await publisher.queue(names.tasksQueue, declared)
-    const tasksOut = await relay.queue(names.tasksQueue, declared)
+    const tasksDeclared = {
+      ...declared,
+      arguments: { ...declared.arguments, ...options.tasksQueueArguments },
+    }
+    const tasksIn = await publisher.queue(names.tasksQueue, tasksDeclared)
+    const tasksOut = await relay.queue(names.tasksQueue, tasksDeclared)
     const eventsIn = await relay.queue(names.eventsQueue, declared)
     const eventsOut = await sink.queue(names.eventsQueue, declared)
 
@@ -119,7 +127,8 @@ export async function runCeiling(options: CeilingOptions): Promise<CeilingResult
 
     const start = performance.now()
     await forEachConcurrently(options.messages, options.window, async (index) => {
-      await tasksIn.publish(taskBody(index, options.reviewBytes))
+      const priority = options.priorityOf?.(index)
+      await tasksIn.publish(taskBody(index, options.reviewBytes), priority === undefined ? {} : { priority })
     })
     await done.promise
     const seconds = (performance.now() - start) / 1000
