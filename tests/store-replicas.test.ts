@@ -149,4 +149,66 @@ describe.each(STORE_BACKENDS)("replicas on one database (%s)", (backend) => {
       expect(applied.size).toBe(events.length)
     }
   }, 120_000)
+
+  test("of two replicas claiming one Idempotency-Key or one schedule occurrence at once, exactly one wins", async () => {
+    await using shared = await openTestDatabase(backend)
+    const replicas = [shared.store, await shared.openReplica()] as const
+    const claimOf = (key: string, replica: number, now = T0) => ({
+      key,
+      fingerprint: `request of replica ${replica}`,
+      group_id: null,
+      task_ids: [idOf(replica)],
+      lease_until: now + 30_000,
+      expires_at: now + 86_400_000,
+    })
+    for (let n = 0; n < 20; n++) {
+      const key = `key-${n}`
+      const [first, second] = await Promise.all(
+        replicas.map((replica, i) => replica.claimKey(claimOf(key, i), T0)),
+      )
+      // The loser is told the winner's claim; the winner gets null.
+      expect([first, second].filter((held) => held === null)).toHaveLength(1)
+      expect(first ?? second).toEqual(claimOf(key, first === null ? 0 : 1))
+      const won = await Promise.all(
+        replicas.map((replica, i) =>
+          replica.schedules.claimRun("every-minute", n, idOf(i), `replica-${i}`, T0),
+        ),
+      )
+      expect(won.filter(Boolean)).toHaveLength(1)
+    }
+    // An expired claim is taken over by the next request, once.
+    const later = T0 + 86_400_000
+    const retaken = await Promise.all(
+      replicas.map((replica, i) => replica.claimKey(claimOf("key-0", i, later), later)),
+    )
+    expect(retaken.filter((held) => held === null)).toHaveLength(1)
+  })
+
+  test("a revoke and a worker's STARTED of the same task at once: the row agrees with the revoke's answer", async () => {
+    await using shared = await openTestDatabase(backend)
+    const [revoker, worker] = [shared.store, await shared.openReplica()]
+    const tasks = Array.from({ length: 30 }, (_, i) => historyOf(i * 2 + 1)[0] as TaskEvent)
+    await revoker.applyEvents(tasks, T0)
+    const outcomes = await Promise.all(
+      tasks.map(async ({ task_id }, i) => {
+        const start: TaskEvent = { task_id, state: "STARTED", attempt: 1, run: 1, at: T0 + 1, worker: "w:1" }
+        const [revoked] = await Promise.all([
+          revoker.revoke(task_id, T0 + 1, false),
+          worker.applyEvents([start], T0),
+        ])
+        return { i, outcome: revoked.outcome, status: (await worker.find(task_id))?.status }
+      }),
+    )
+    for (const { outcome, status } of outcomes)
+      expect({ outcome, status }).toEqual(
+        outcome === "revoked" ? { outcome, status: "REVOKED" } : { outcome: "started", status: "STARTED" },
+      )
+    const counts = await revoker.statusCounts()
+    const revoked = outcomes.filter(({ outcome }) => outcome === "revoked").length
+    expect({ REVOKED: counts.REVOKED, STARTED: counts.STARTED, PENDING: counts.PENDING }).toEqual({
+      REVOKED: revoked,
+      STARTED: tasks.length - revoked,
+      PENDING: 0,
+    })
+  })
 })
