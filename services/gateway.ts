@@ -88,7 +88,7 @@ import {
 import { scheduleRoutes } from "./gateway/schedules.ts"
 import { StatusStoreClient } from "./gateway/status-store-client.ts"
 import { TaskMetrics } from "./gateway/task-metrics.ts"
-import { retryRoute, retryTask } from "./gateway/task-retry.ts"
+import { publishNewRun, retryRoute, retryTask } from "./gateway/task-retry.ts"
 import { listenForTaskEvents, streamTaskEvents } from "./gateway/task-streams.ts"
 import { mountWorkerAdmin, WORKER_ADMIN_SCHEMAS } from "./gateway/worker-admin.ts"
 
@@ -496,7 +496,8 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     return c.json(accepted, 202, headers)
   }
 
-  const deadLetters = new DeadLetters(broker, publishTask, log)
+  const publishRun = publishNewRun(store, publishTask)
+  const deadLetters = new DeadLetters(broker, publishRun, log)
 
   const app = new Hono({ getPath: routedPath })
   app.use(serverTiming)
@@ -762,7 +763,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     },
     followTask,
   )
-  const retry = retryTask(store, publishTask)
+  const retry = retryTask(store, publishRun)
   route(
     "delete",
     "/polarities/tasks/:taskId",

@@ -47,6 +47,19 @@ export async function taskToRetry(
   return parsed.output
 }
 
+/**
+ * Publish a new run of a task the store holds, and resolve once the store has applied its PENDING: the store
+ * answers a known task from its row, so without the catch-up (a barrier behind the confirmed PENDING) a GET right
+ * after the 202 could still read the old run's final state, and a client waiting for the task to be final would
+ * stop at once. One barrier per retry or replay, an operator's action.
+ */
+export function publishNewRun(store: StatusStoreClient, publishTask: (task: Task) => Promise<void>) {
+  return async (task: Task): Promise<void> => {
+    await publishTask(task)
+    await store.getTask(task.task_id, { catchUp: true })
+  }
+}
+
 /** The retry as a handler: `/polarities/tasks/{id}/retry`, and the dashboard's Retry button. */
 export function retryTask(store: StatusStoreClient, publishTask: (task: Task) => Promise<void>) {
   return async (c: Context) => {
