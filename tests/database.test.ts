@@ -5,7 +5,7 @@ import { openPostgresStore } from "../services/status-store/postgres.ts"
 import { connectPostgres, POSTGRES_SCHEMA_VERSION } from "../services/status-store/postgres-schema.ts"
 import { SQLITE_SCHEMA_VERSION } from "../services/status-store/sqlite.ts"
 import { createTestDatabase } from "./postgres.ts"
-import { openTestDatabase } from "./store-backends.ts"
+import { openTestDatabase, STORE_BACKENDS } from "./store-backends.ts"
 
 describe("the status store's SQLite database", () => {
   test("a database of the first version is migrated in place and keeps its tasks", async () => {
@@ -52,17 +52,23 @@ describe("the status store's PostgreSQL database", () => {
       await raw.end()
     }
   })
+})
 
+describe.each(STORE_BACKENDS)("a newer schema (%s)", (backend) => {
   test("a database migrated by a newer store is refused with its version", async () => {
-    await using database = await openTestDatabase("postgres")
-    const raw = connectPostgres(database.path, 1)
-    try {
-      await raw`INSERT INTO schema_migrations VALUES (${POSTGRES_SCHEMA_VERSION + 1}, 0)`
-    } finally {
-      await raw.end()
+    await using database = await openTestDatabase(backend)
+    const known = backend === "sqlite" ? SQLITE_SCHEMA_VERSION : POSTGRES_SCHEMA_VERSION
+    await database.store.close()
+    if (backend === "sqlite") {
+      const raw = new Database(database.path)
+      raw.run(`PRAGMA user_version = ${known + 1}`)
+      raw.close()
+    } else {
+      const raw = connectPostgres(database.path, 1)
+      await raw`INSERT INTO schema_migrations VALUES (${known + 1}, 0)`.finally(() => raw.end())
     }
     await expect(database.reopen()).rejects.toThrow(
-      `the database is at schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this status store's ${POSTGRES_SCHEMA_VERSION}`,
+      `the database is at schema version ${known + 1}, newer than this status store's ${known}`,
     )
   })
 })

@@ -3,6 +3,7 @@
 // (task ids, event and delivery ids, worker and schedule names) compare byte by byte (COLLATE "C"), as SQLite's do: a range
 // like `event_id > '<task>:' AND event_id < '<task>;'` must not depend on the database's locale.
 import postgres from "postgres"
+import { newerSchemaError } from "./store.ts"
 
 /** BIGINT and the sums of them come back as numbers: epoch milliseconds and counts are far below 2^53. */
 const NUMBERS = {
@@ -101,10 +102,7 @@ export async function migrate(sql: Sql): Promise<void> {
     await tx`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`
     const [{ version } = { version: 0 }] = await tx<{ version: number }[]>`
       SELECT coalesce(max(version), 0) AS version FROM schema_migrations`
-    if (version > MIGRATIONS.length)
-      throw new Error(
-        `the database is at schema version ${version}, newer than this status store's ${MIGRATIONS.length}: run a newer store`,
-      )
+    if (version > MIGRATIONS.length) throw newerSchemaError(version, MIGRATIONS.length)
     for (const [index, migration] of MIGRATIONS.entries()) {
       if (index < version) continue
       await tx.unsafe(migration)

@@ -27,7 +27,14 @@ import {
 } from "./dashboard.ts"
 import { sqliteSchedules } from "./sqlite-schedules.ts"
 import { sqliteWebhooks } from "./sqlite-webhooks.ts"
-import type { Claim, EventsOutcome, ListFilter, ReportRow, StatusStore } from "./store.ts"
+import {
+  type Claim,
+  type EventsOutcome,
+  type ListFilter,
+  newerSchemaError,
+  type ReportRow,
+  type StatusStore,
+} from "./store.ts"
 import {
   type Applied,
   admit,
@@ -154,6 +161,7 @@ function migrate(db: SqliteDatabase): void {
   const { user_version: version } = db.query<{ user_version: number }, []>("PRAGMA user_version").get() ?? {
     user_version: 0,
   }
+  if (version > MIGRATIONS.length) throw newerSchemaError(version, MIGRATIONS.length)
   db.transaction(() => {
     MIGRATIONS.slice(version).forEach((sql, i) => {
       db.exec(sql)
@@ -184,7 +192,12 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   db.exec(`PRAGMA synchronous = ${synchronous}`)
   db.exec("PRAGMA busy_timeout = 5000")
   db.exec(SCHEMA)
-  migrate(db)
+  try {
+    migrate(db)
+  } catch (err) {
+    db.close()
+    throw err
+  }
   const tasks = taskStatements(db)
   const webhooks = sqliteWebhooks(db)
   const figures = figureStatements(db)

@@ -156,3 +156,10 @@ export interface StatusStore {
   schedules: ScheduleStore
   close(): Promise<void>
 }
+
+/** A database migrated by a newer store is refused, rather than written to on assumptions that no longer hold. */
+export function newerSchemaError(version: number, known: number): Error {
+  return new Error(
+    `the database is at schema version ${version}, newer than this status store's ${known}: run a newer store`,
+  )
+}
