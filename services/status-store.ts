@@ -50,7 +50,7 @@ import type { EventsOutcome, StatusStore } from "./status-store/store.ts"
 import {
   type Applied,
   currentRun,
-  mintedBefore,
+  expiredBy,
   type TaskRow,
   toGroupRecord,
   toRecord,
@@ -411,7 +411,7 @@ export async function start(config: StoreConfig) {
   async function applyEvents(events: TaskEvent[]): Promise<EventsOutcome> {
     if (events.length === 0) return { applied: [], refused: [] }
     const endTimer = storeMetrics.commitSeconds.startTimer()
-    const outcome = await db.applyEvents(events, Date.now(), expiredBefore())
+    const outcome = await db.applyEvents(events, Date.now())
     endTimer()
     storeMetrics.eventsCommitted(events.length, outcome.applied)
     return outcome
@@ -458,17 +458,18 @@ export async function start(config: StoreConfig) {
 
   // --- result expiry (RESULT_EXPIRES): final tasks deleted a small batch at a time, never a long transaction
 
-  /** Tasks that ended before this have expired; undefined when results are kept for ever. */
-  function expiredBefore(): number | undefined {
-    return config.RESULT_EXPIRES > 0 ? Date.now() - config.RESULT_EXPIRES : undefined
-  }
+  /**
+   * The expiry horizon as of this replica's latest batch (task-state.ts's `expiredBy`): the database keeps it, and
+   * refuses late events by it; reads use this copy, at most one idle interval old.
+   */
+  let horizon: number | null = null
 
   /**
-   * `{ expired: true }` for an id the store does not hold, minted before RESULT_EXPIRES: its task expired (410)
+   * `{ expired: true }` for an id the store does not hold, minted by the expiry horizon: its task expired (410)
    * rather than never existed (404). A task of another key that is still held stays a 404.
    */
   async function expiredReply(id: string): Promise<{ expired?: true }> {
-    return mintedBefore(id, expiredBefore()) && (await db.find(id)) === null ? { expired: true } : {}
+    return expiredBy(id, horizon) && (await db.find(id)) === null ? { expired: true } : {}
   }
 
   let expiryTimer: ReturnType<typeof setTimeout> | undefined
@@ -487,11 +488,11 @@ export async function start(config: StoreConfig) {
   }
 
   async function expireBatch(): Promise<number> {
-    const before = expiredBefore()
-    if (before === undefined) return expiryIdleMs
     try {
       const endTimer = storeMetrics.expirySeconds.startTimer()
-      const expired = await db.expireResults(before, config.RESULT_EXPIRY_BATCH)
+      const outcome = await db.expireResults(Date.now() - config.RESULT_EXPIRES, config.RESULT_EXPIRY_BATCH)
+      const { expired } = outcome
+      horizon = outcome.horizon
       if (expired > 0) endTimer()
       storeMetrics.resultsExpired(expired)
       return expired === config.RESULT_EXPIRY_BATCH ? config.RESULT_EXPIRY_PAUSE_MS : expiryIdleMs
@@ -526,7 +527,7 @@ export async function start(config: StoreConfig) {
 
   async function findGroup({ group_id: groupId, wait_ms: waitMs = 0, owner }: GroupQuery) {
     // A group whose first task expired reads as expired: what is left of it would add up wrong.
-    const expired = () => mintedBefore(groupId, expiredBefore())
+    const expired = () => expiredBy(groupId, horizon)
     const read = async () => {
       const group = await db.findGroup(groupId)
       if (group && expired() && group.members.length < group.group.size) return null
@@ -605,7 +606,7 @@ export async function start(config: StoreConfig) {
 
   /** Which of these ids, of tasks the caller was not shown, expired (`expiredReply`). */
   async function expiredAmong(taskIds: string[]): Promise<string[]> {
-    const old = taskIds.filter((id) => mintedBefore(id, expiredBefore()))
+    const old = taskIds.filter((id) => expiredBy(id, horizon))
     if (old.length === 0) return []
     const held = await db.findMany(old)
     return old.filter((_, i) => !held[i])
@@ -694,7 +695,7 @@ export async function start(config: StoreConfig) {
       const missing = task_ids.find((_, i) => !rows[i])
       if (!missing) return { claim: "existing", task_ids, group_id }
       // Published long ago and expired since: publishing the ids again would only have their events refused.
-      if (mintedBefore(missing, expiredBefore())) return { claim: "existing", task_ids, group_id }
+      if (expiredBy(missing, horizon)) return { claim: "existing", task_ids, group_id }
       if (claim.lease_until > now) {
         await arrivalWaiters.wait(missing, Math.min(claim.lease_until - now, changes.recheckMs))
         continue
@@ -870,7 +871,8 @@ export async function start(config: StoreConfig) {
 
   const eventConsumer = await broker.consume(statusEventsQueue, config.EVENTS_PREFETCH, handleEventMessage)
   consuming.resolve(eventConsumer)
-  if (config.RESULT_EXPIRES > 0) scheduleExpiry(expiryIdleMs)
+  // At once: the first batch also reads the horizon the database keeps.
+  if (config.RESULT_EXPIRES > 0) scheduleExpiry(0)
 
   const scheduler = startScheduler({
     tables: db.schedules,

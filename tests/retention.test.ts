@@ -141,7 +141,7 @@ describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
     const ofTask = events.filter((e) => e.task_id === taskId)
     await expiredSoon(taskId)
     await using amqp = await rawChannel()
-    const why = "its task is older than RESULT_EXPIRES and not held: its result expired"
+    const why = "its task is not held and was submitted before results that have expired: it expired too"
     // One at a time, so that each is a commit and a dead letter of its own.
     for (const event of ofTask) {
       const [reason] = await poisonAfter(async () => {

@@ -2,6 +2,7 @@
 // everything kept by task, a batch at a time; tasks not final never go; a late event of an expired task is refused
 // rather than bringing it back.
 import { describe, expect, test } from "bun:test"
+import type { StatusStore } from "../services/status-store/store.ts"
 import type { TaskEvent, TaskStatus } from "../shared/contracts.ts"
 import { openTestDatabase, STORE_BACKENDS } from "./store-backends.ts"
 
@@ -65,6 +66,10 @@ const finished = (taskId: string, at: number): TaskEvent[] => [
   success(taskId, at + 10),
 ]
 
+/** How many tasks one batch expired. */
+const expire = async (db: StatusStore, before: number, limit: number) =>
+  (await db.expireResults(before, limit)).expired
+
 describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
   test("final tasks that ended before the horizon go with their timelines; the rest stay; counts follow", async () => {
     await using database = await openTestDatabase(backend)
@@ -83,7 +88,7 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
       failure(failed, T0 + 10),
     ])
     const horizon = T0 + 30_000
-    expect(await db.expireResults(horizon, 500)).toBe(3)
+    expect(await expire(db, horizon, 500)).toBe(3)
     expect(await db.findMany([...old, failed, recent, running])).toEqual([
       null,
       null,
@@ -102,7 +107,7 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
       FAILURE: 0,
       STARTED: 1,
     })
-    expect(await db.expireResults(horizon, 500)).toBe(0)
+    expect(await expire(db, horizon, 500)).toBe(0)
   })
 
   test("goes a batch at a time, oldest end first, and never past its limit", async () => {
@@ -110,7 +115,7 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
     const db = database.store
     const ids = Array.from({ length: 7 }, (_, i) => idAt(T0 + i, i + 1))
     await db.applyEvents(ids.flatMap((id, i) => finished(id, T0 + i * 100)))
-    expect(await db.expireResults(T0 + 10_000, 3)).toBe(3)
+    expect(await expire(db, T0 + 10_000, 3)).toBe(3)
     expect((await db.findMany(ids)).map((row) => row !== null)).toEqual([
       false,
       false,
@@ -120,8 +125,8 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
       true,
       true,
     ])
-    expect(await db.expireResults(T0 + 10_000, 3)).toBe(3)
-    expect(await db.expireResults(T0 + 10_000, 3)).toBe(1)
+    expect(await expire(db, T0 + 10_000, 3)).toBe(3)
+    expect(await expire(db, T0 + 10_000, 3)).toBe(1)
     expect(await database.query("SELECT task_id FROM tasks")).toEqual([])
   })
 
@@ -130,32 +135,33 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
     const db = database.store
     const id = idAt(T0, 1)
     const events = finished(id, T0)
-    await db.applyEvents(events)
-    expect(await db.expireResults(T0 + 1000, 500)).toBe(1)
-    const outcome = await db.applyEvents(events, T0 + 2000, T0 + 1000)
+    const longRunning = idAt(T0 - 60_000, 3)
+    await db.applyEvents([...events, pending(longRunning, T0 - 60_000)])
+    // The horizon: the latest mint time among the expired tasks.
+    expect(await db.expireResults(T0 + 1000, 500)).toEqual({ expired: 1, horizon: T0 })
+    const outcome = await db.applyEvents(events, T0 + 2000)
     expect(outcome.applied).toEqual([])
     expect(outcome.refused.map(({ event, reason }) => [event.state, reason])).toEqual(
       (["PENDING", "STARTED", "SUCCESS"] satisfies TaskStatus[]).map((state) => [
         state,
-        "its task is older than RESULT_EXPIRES and not held: its result expired",
+        "its task is not held and was submitted before results that have expired: it expired too",
       ]),
     )
     expect(await db.find(id)).toBeNull()
     expect(await db.heldBefore(Number.MAX_SAFE_INTEGER, 10)).toEqual([])
-    // A task minted after the horizon is new, and one still held takes its events whatever its age.
-    const fresh = idAt(T0 + 1500, 2)
-    const longRunning = idAt(T0, 3)
-    await db.applyEvents([pending(longRunning, T0)])
+    // A task minted after the horizon is new, however late its submission comes (an events queue hours behind),
+    // and one still held takes its events whatever its age.
+    const late = idAt(T0 + 1, 2)
     const later = await db.applyEvents(
-      [...finished(fresh, T0 + 1500), started(longRunning, T0 + 1900)],
-      T0 + 2000,
-      T0 + 1000,
+      [...finished(late, T0 + 1), started(longRunning, T0 + 1900)],
+      T0 + 86_400_000,
     )
     expect(later.refused).toEqual([])
-    expect((await db.findMany([fresh, longRunning])).map((row) => row?.status)).toEqual([
-      "SUCCESS",
-      "STARTED",
-    ])
+    expect((await db.findMany([late, longRunning])).map((row) => row?.status)).toEqual(["SUCCESS", "STARTED"])
+    // Another store on the database (a restart, a replica) refuses by the same horizon.
+    const reopened = await database.reopen()
+    expect((await reopened.applyEvents([events[0] as TaskEvent])).refused).toHaveLength(1)
+    expect(await reopened.expireResults(T0, 500)).toEqual({ expired: 0, horizon: T0 })
   })
 
   test("a revoked task still due later stays until its eta is past the horizon", async () => {
@@ -164,9 +170,9 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
     const id = idAt(T0, 1)
     await db.applyEvents([pending(id, T0, { eta: T0 + 100_000 })])
     expect((await db.revoke(id, T0 + 10, false)).outcome).toBe("revoked")
-    expect(await db.expireResults(T0 + 50_000, 500)).toBe(0)
+    expect(await expire(db, T0 + 50_000, 500)).toBe(0)
     expect((await db.find(id))?.status).toBe("REVOKED")
-    expect(await db.expireResults(T0 + 100_001, 500)).toBe(1)
+    expect(await expire(db, T0 + 100_001, 500)).toBe(1)
     expect(await db.recentlyRevoked(10)).toEqual([])
   })
 
@@ -201,9 +207,9 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
         next_attempt_at: null,
       },
     ])
-    expect(await db.expireResults(T0 + 10_000, 500)).toBe(1)
+    expect(await expire(db, T0 + 10_000, 500)).toBe(1)
     expect((await db.findGroup(groupId))?.members.map((row) => row.task_id)).toEqual([second])
-    expect(await db.expireResults(T0 + 30_000, 500)).toBe(1)
+    expect(await expire(db, T0 + 30_000, 500)).toBe(1)
     expect(await db.findGroup(groupId)).toBeNull()
     const left = await database.query(
       "SELECT delivery_id FROM webhook_deliveries UNION ALL SELECT delivery_id FROM webhook_attempts",
@@ -239,7 +245,7 @@ describe("result expiry on sqlite's file", () => {
       (await database.query<{ page_count: number }>("SELECT page_count FROM pragma_page_count()"))[0]
         ?.page_count ?? 0
     const full = await pages()
-    for (let expired = 1; expired > 0; ) expired = await db.expireResults(T0 + 1000, 500)
+    for (let expired = 1; expired > 0; ) expired = await expire(db, T0 + 1000, 500)
     expect(await database.query("SELECT auto_vacuum FROM pragma_auto_vacuum()")).toEqual([{ auto_vacuum: 2 }])
     expect(await pages()).toBeLessThan(full / 4)
   })

@@ -25,6 +25,8 @@ export interface TaskSnapshot {
   seen: Set<string>
   /** Events of these tasks held, oldest first. */
   held: HeldRow[]
+  /** The expiry horizon, read once the tasks were locked (task-state.ts's `expiredBy`). */
+  horizon: number | null
 }
 
 export interface InboxEntry {
@@ -48,12 +50,13 @@ export class EventBatch {
   private readonly held = new Map<string, HeldRow>()
   private readonly changed = new Set<string>()
 
-  /** `expiredBefore`: tasks that ended before it are deleted (task-state.ts's `admit`). */
+  private readonly horizon: number | null
+
   constructor(
     snapshot: TaskSnapshot,
     private readonly now: number,
-    private readonly expiredBefore?: number,
   ) {
+    this.horizon = snapshot.horizon
     this.rows = new Map(snapshot.rows)
     this.seen = new Set(snapshot.seen)
     for (const row of snapshot.held) this.held.set(row.event_id, row)
@@ -103,7 +106,7 @@ export class EventBatch {
     const id = eventId(event)
     if (this.seen.has(id)) return false
     const seen = (seenId: string) => this.seen.has(seenId)
-    const admission = admit(this.row(event.task_id), event, seen, this.expiredBefore)
+    const admission = admit(this.row(event.task_id), event, seen, this.horizon)
     if (admission.verdict === "refuse") {
       this.outcome.refused.push({ event, reason: admission.reason })
       return false

@@ -83,6 +83,9 @@ const MIGRATIONS = [
   `CREATE INDEX tasks_final_by_end ON tasks (finished_at) WHERE status IN ${FINAL_SQL};`,
   // 3: work queues an operator paused (or resumed): workers ask for them when they start.
   `CREATE TABLE queue_pauses (queue TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, changed_at BIGINT NOT NULL);`,
+  // 4: the expiry horizon, one row: the latest mint time among the tasks whose results expired (null: none yet).
+  `CREATE TABLE expiry_horizon (minted_until BIGINT);
+   INSERT INTO expiry_horizon VALUES (NULL);`,
 ]
 
 /** The schema version this code brings a database to. */

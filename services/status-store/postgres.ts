@@ -41,6 +41,7 @@ import {
   type Applied,
   currentRun,
   type GroupRow,
+  horizonAfter,
   inFlightDeltas,
   revokeOf,
   supersedes,
@@ -80,9 +81,11 @@ async function lockTasks(tx: Tx, taskIds: string[]): Promise<TaskSnapshot> {
     JOIN inbox ON inbox.event_id > t.id || ':' AND inbox.event_id < t.id || ';'`
   const held = await tx<HeldRow[]>`SELECT * FROM held_events WHERE task_id = ANY(${ids}::text[])
     ORDER BY held_at, event_id`
+  // After the row locks: a task an expiry deleted meanwhile was waited for, and its horizon is committed with it.
+  const horizon = await readHorizon(tx)
   const byId = new Map<string, TaskRow | null>(taskIds.map((id) => [id, null]))
   for (const row of rows) byId.set(row.task_id, row)
-  return { rows: byId, seen: new Set(seen.map((row) => row.event_id)), held: [...held] }
+  return { rows: byId, seen: new Set(seen.map((row) => row.event_id)), held: [...held], horizon }
 }
 
 /** Write what the batch did: its inbox entries, rows, groups, deliveries and held events, then the figures. */
@@ -171,7 +174,7 @@ const expireResults = (sql: Sql, before: number, limit: number) =>
       FROM tasks WHERE status IN ${tx.unsafe(FINAL_SQL)} AND finished_at < ${before}
         AND (eta IS NULL OR eta < ${before})
       ORDER BY finished_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`
-    if (expired.length === 0) return 0
+    if (expired.length === 0) return { expired: 0, horizon: await readHorizon(tx) }
     const ids = tx.array(expired.map((row) => row.task_id))
     await tx`DELETE FROM tasks WHERE task_id = ANY(${ids}::text[])`
     // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
@@ -191,8 +194,21 @@ const expireResults = (sql: Sql, before: number, limit: number) =>
       tx,
       [...gone].map(([status, tasks]) => ({ status, tasks })),
     )
-    return expired.length
+    // GREATEST ignores a null: the first expiry sets the horizon, later ones only move it up, whichever replica.
+    const latest = horizonAfter(
+      null,
+      expired.map((row) => row.task_id),
+    )
+    if (latest === null) return { expired: expired.length, horizon: await readHorizon(tx) }
+    const [mark] = await tx<{ minted_until: string }[]>`UPDATE expiry_horizon
+      SET minted_until = GREATEST(minted_until, ${latest}) RETURNING minted_until`
+    return { expired: expired.length, horizon: mark ? Number(mark.minted_until) : latest }
   })
+
+async function readHorizon(tx: Tx): Promise<number | null> {
+  const [mark] = await tx<{ minted_until: string | null }[]>`SELECT minted_until FROM expiry_horizon`
+  return mark?.minted_until == null ? null : Number(mark.minted_until)
+}
 
 interface ClaimRow extends Omit<Claim, "task_ids"> {
   task_ids: string
@@ -202,14 +218,9 @@ function postgresStore(sql: Sql): StatusStore {
   const webhooks = postgresWebhooks(sql)
 
   /** Apply `build`'s events to the tasks named, under their locks, and write what changed: one transaction. */
-  const applyToTasks = <T>(
-    taskIds: string[],
-    now: number,
-    build: (batch: EventBatch) => T,
-    expiredBefore?: number,
-  ) =>
+  const applyToTasks = <T>(taskIds: string[], now: number, build: (batch: EventBatch) => T) =>
     inTransaction(sql, async (tx) => {
-      const batch = new EventBatch(await lockTasks(tx, taskIds), now, expiredBefore)
+      const batch = new EventBatch(await lockTasks(tx, taskIds), now)
       const result = build(batch)
       await writeBatch(tx, batch)
       return { batch, result }
@@ -343,11 +354,11 @@ function postgresStore(sql: Sql): StatusStore {
   }
 
   return {
-    async applyEvents(events, now = Date.now(), expiredBefore = undefined) {
+    async applyEvents(events, now = Date.now()) {
       if (events.length === 0) return { applied: [], refused: [] }
       const taskIds = events.map((event) => event.task_id)
       const admitAll = (batch: EventBatch) => batch.admitAll(events)
-      const { batch } = await applyToTasks(taskIds, now, admitAll, expiredBefore)
+      const { batch } = await applyToTasks(taskIds, now, admitAll)
       return batch.outcome
     },
     expireResults: (before, limit) => expireResults(sql, before, limit),

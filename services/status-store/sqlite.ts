@@ -40,6 +40,7 @@ import {
   admit,
   currentRun,
   type GroupRow,
+  horizonAfter,
   inFlightDeltas,
   mergeEvent,
   revokeOf,
@@ -152,6 +153,9 @@ const MIGRATIONS = [
   // 13: work queues an operator paused (or resumed): workers ask for them when they start.
   `CREATE TABLE queue_pauses (queue TEXT PRIMARY KEY, paused INTEGER NOT NULL, changed_at INTEGER NOT NULL)
      WITHOUT ROWID;`,
+  // 14: the expiry horizon, one row: the latest mint time among the tasks whose results expired (null: none yet).
+  `CREATE TABLE expiry_horizon (minted_until INTEGER);
+   INSERT INTO expiry_horizon VALUES (NULL);`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -227,10 +231,10 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const seen = (id: string) => tasks.inInbox.get(id) !== null
 
   /** Admit one event: apply it, keep it aside until its cause comes, or refuse it. */
-  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome, expiredBefore?: number): boolean {
+  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome, horizon: number | null): boolean {
     const id = eventId(event)
     if (seen(id)) return false
-    const admission = admit(tasks.select.get(event.task_id), event, seen, expiredBefore)
+    const admission = admit(tasks.select.get(event.task_id), event, seen, horizon)
     if (admission.verdict === "refuse") {
       outcome.refused.push({ event, reason: admission.reason })
       return false
@@ -245,13 +249,18 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   }
 
   /** Events of these tasks held before: admitted again until none moves, since each may be the next one's cause. */
-  function releaseHeld(taskIds: Iterable<string>, now: number, outcome: EventsOutcome): void {
+  function releaseHeld(
+    taskIds: Iterable<string>,
+    now: number,
+    outcome: EventsOutcome,
+    horizon: number | null,
+  ) {
     for (const taskId of taskIds) {
       for (let moved = true; moved; ) {
         moved = false
         for (const { event_id: id, event } of held.ofTask.all(taskId)) {
           const refused = outcome.refused.length
-          const applied = admitOne(JSON.parse(event) as TaskEvent, now, outcome)
+          const applied = admitOne(JSON.parse(event) as TaskEvent, now, outcome, horizon)
           if (applied || outcome.refused.length > refused || seen(id)) held.forget.run(id)
           moved ||= applied
         }
@@ -259,11 +268,12 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     }
   }
 
-  const applyEvents = db.transaction((events: TaskEvent[], now: number, expiredBefore?: number) => {
+  const applyEvents = db.transaction((events: TaskEvent[], now: number) => {
     const outcome: EventsOutcome = { applied: [], refused: [] }
     const moved = new Set<string>()
-    for (const event of events) if (admitOne(event, now, outcome, expiredBefore)) moved.add(event.task_id)
-    if (held.any.get()) releaseHeld(moved, now, outcome)
+    const horizon = expiry.horizon.get()?.minted_until ?? null
+    for (const event of events) if (admitOne(event, now, outcome, horizon)) moved.add(event.task_id)
+    if (held.any.get()) releaseHeld(moved, now, outcome, horizon)
     figures.record(outcome.applied)
     for (const [owner, delta] of inFlightDeltas(outcome.applied)) tasks.addInFlight.run(owner, delta)
     return outcome
@@ -276,7 +286,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
     return { outcome, row: tasks.select.get(taskId), applied }
   })
-  const expireResults = db.transaction((before: number, limit: number): number => {
+  const expireResults = db.transaction((before: number, limit: number) => {
     const expired = expiry.oldestFinal.all(before, limit)
     const gone = new Map<string, number>()
     for (const { task_id: taskId, status } of expired) {
@@ -292,7 +302,13 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       if (groupId !== null) expiry.deleteEmptyGroup.run(groupId)
     }
     for (const [status, tasks] of gone) figures.addToCount.run(status, -tasks)
-    return expired.length
+    const was = expiry.horizon.get()?.minted_until ?? null
+    const horizon = horizonAfter(
+      was,
+      expired.map((row) => row.task_id),
+    )
+    if (horizon !== was) expiry.moveHorizon.run(horizon)
+    return { expired: expired.length, horizon }
   })
   /** A purge's REVOKED: like a DELETE's, applied without admission, a batch of tasks per transaction. */
   const revokeNotStarted = db.transaction((kinds: TaskKind[], at: number, reason: string, limit: number) => {
@@ -343,12 +359,12 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
 
   return {
     incrementalVacuum,
-    applyEvents: async (events, now = Date.now(), expiredBefore = undefined) =>
-      applyEvents(events, now, expiredBefore),
+    applyEvents: async (events, now = Date.now()) => applyEvents(events, now),
     async expireResults(before, limit) {
-      const expired = expireResults(before, limit)
-      if (expired > 0 && incrementalVacuum) db.exec(`PRAGMA incremental_vacuum(${VACUUM_PAGES_PER_BATCH})`)
-      return expired
+      const outcome = expireResults(before, limit)
+      if (outcome.expired > 0 && incrementalVacuum)
+        db.exec(`PRAGMA incremental_vacuum(${VACUUM_PAGES_PER_BATCH})`)
+      return outcome
     },
     async heldBefore(before, limit) {
       return held.before.all(before, limit).map((row) => ({
@@ -534,6 +550,8 @@ function expiryStatements(db: SqliteDatabase) {
       "DELETE FROM webhook_deliveries WHERE delivery_id > ? AND delivery_id < ?",
     ),
     deleteAttempts: db.query<void, [string]>("DELETE FROM webhook_attempts WHERE task_id = ?"),
+    horizon: db.query<{ minted_until: number | null }, []>("SELECT minted_until FROM expiry_horizon"),
+    moveHorizon: db.query<void, [number | null]>("UPDATE expiry_horizon SET minted_until = ?"),
     deleteEmptyGroup: db.query<void, [string]>(
       "DELETE FROM groups WHERE group_id = ?1 AND NOT EXISTS (SELECT 1 FROM tasks WHERE group_id = ?1)",
     ),

@@ -64,17 +64,18 @@ export interface StatusStore {
    * Admit events (task-state.ts's `admit`) and apply those that may be, in one transaction, once each (by the
    * inbox). An event whose cause has not arrived is held, with `now` as its time, and admitted again whenever
    * another event of its task is applied; `applied` are those new to the inbox (held ones included), with their
-   * rows; `refused` will never be. An event of a task the store does not hold, minted before `expiredBefore`,
-   * is refused: its task's result expired (task-state.ts's `mintedBefore`).
+   * rows; `refused` will never be. An event of a task the store does not hold, minted by the expiry horizon, is
+   * refused: its task's result expired (task-state.ts's `expiredBy`).
    */
-  applyEvents(events: TaskEvent[], now?: number, expiredBefore?: number): Promise<EventsOutcome>
+  applyEvents(events: TaskEvent[], now?: number): Promise<EventsOutcome>
   /**
    * Delete up to `limit` final tasks that ended before `before` (a REVOKED one also not due before it), oldest end
    * first, with everything kept by task: inbox rows (the timeline), held events, webhook deliveries and attempts,
    * and a group once its last task is gone; the status counts go down with them. Never a task that is not final.
-   * Returns how many tasks went: fewer than `limit` means none is left to expire for now.
+   * The expiry horizon moves up to the latest mint time among them (task-state.ts's `horizonAfter`), in the same
+   * transaction. Returns how many tasks went (fewer than `limit`: none is left to expire for now) and the horizon.
    */
-  expireResults(before: number, limit: number): Promise<number>
+  expireResults(before: number, limit: number): Promise<{ expired: number; horizon: number | null }>
   /** Events held since before `before`, oldest first: their cause never came, so they are to be dead-lettered. */
   heldBefore(before: number, limit: number): Promise<HeldEvent[]>
   /** Drop held events, once they are dead-lettered. */

@@ -237,14 +237,14 @@ const RETRYABLE_ENDS: ReadonlySet<TaskStatus> = new Set(["FAILURE", "EXPIRED", "
 
 /**
  * `seen(eventId)`: whether the inbox holds that event (applied before). The row is the task's before the event
- * (null when unknown). `expiredBefore`: tasks that ended before it are deleted (RESULT_EXPIRES). Pure, so that
- * every backend admits the same events in the same state.
+ * (null when unknown). `horizon`: the expiry horizon (`expiredBy`), null before any result expired. Pure, so
+ * that every backend admits the same events in the same state.
  */
 export function admit(
   row: TaskRow | null,
   event: TaskEvent,
   seen: (eventId: string) => boolean,
-  expiredBefore?: number,
+  horizon: number | null = null,
 ): Admission {
   const { task_id: taskId, run, attempt, state } = event
   const refuse = (reason: string): Admission => ({ verdict: "refuse", reason })
@@ -252,8 +252,8 @@ export function admit(
   if (state === "REVOKED")
     return refuse("a REVOKED comes from the status store alone, which applies it itself")
   // A late copy of an expired task's event (its inbox rows went with it) must not bring the task back.
-  if (!row && mintedBefore(taskId, expiredBefore))
-    return refuse("its task is older than RESULT_EXPIRES and not held: its result expired")
+  if (!row && expiredBy(taskId, horizon))
+    return refuse("its task is not held and was submitted before results that have expired: it expired too")
   if (state === "PENDING") {
     if (attempt !== run - 1) return refuse(`a PENDING of run ${run} has attempt ${run - 1}, not ${attempt}`)
     if (run === 1) return { verdict: "apply" }
@@ -287,11 +287,21 @@ export function mintedAt(id: string): number | null {
 }
 
 /**
- * Whether an id the store does not hold belongs to a task whose result expired: a final task is deleted only
- * once it ended before `expiredBefore`, so it was minted before too. Undefined `expiredBefore`: results are kept.
+ * Whether an id the store does not hold is of a task whose result expired. The horizon is the latest mint time
+ * among the tasks deleted so far (null: none yet). Every task minted by then was submitted long before the ones
+ * that expired were done with, so one the store still does not hold has expired too: not one whose submission is
+ * merely late, however far behind the events queue is. An id of another version is never taken for expired.
  */
-export function mintedBefore(id: string, expiredBefore: number | undefined): boolean {
-  return expiredBefore !== undefined && (mintedAt(id) ?? Number.POSITIVE_INFINITY) < expiredBefore
+export function expiredBy(id: string, horizon: number | null): boolean {
+  return horizon !== null && (mintedAt(id) ?? Number.POSITIVE_INFINITY) <= horizon
+}
+
+/** The horizon after these ids expired: the latest mint time among them and the horizon before. */
+export function horizonAfter(horizon: number | null, expiredIds: string[]): number | null {
+  return expiredIds.reduce<number | null>((latest, id) => {
+    const minted = mintedAt(id)
+    return minted === null || (latest !== null && latest >= minted) ? latest : minted
+  }, horizon)
 }
 
 export type RevokeOutcome = "revoked" | "not_found" | "started" | "final"
