@@ -21,8 +21,6 @@ import {
   MAX_HEARTBEAT_INTERVAL_MS,
   MessageType,
   PolarityReportReply,
-  QueuePause,
-  QueuePausesReply,
   RevokedReply,
   Task,
   TaskBatch,
@@ -43,7 +41,6 @@ import {
   delayRoutingKey,
   delayTicks,
   eventRoutingKey,
-  QUEUE_PAUSE_KEY,
   quarantineRoutingKey,
   retryDelayMs,
   retryRoutingKey,
@@ -67,7 +64,7 @@ import { Heartbeats, workerHost } from "./polarity-worker/heartbeat.ts"
 import { type Held, InHand } from "./polarity-worker/in-hand.ts"
 import { WorkerMetrics } from "./polarity-worker/metrics.ts"
 import { ProgressReports } from "./polarity-worker/progress.ts"
-import { QueuePauses } from "./polarity-worker/queue-pauses.ts"
+import { followQueuePauses, QueuePauses } from "./polarity-worker/queue-pauses.ts"
 import { RateLimitList, RateLimits } from "./polarity-worker/rate-limits.ts"
 import { startSupervisor } from "./polarity-worker/supervisor.ts"
 import { deliver } from "./polarity-worker/webhooks.ts"
@@ -185,6 +182,9 @@ export async function startPool(
     ...brokerOptions(SERVICE, config, log),
     onReconnected: () => metrics.brokerReconnects.inc(),
   })
+  // A paused queue's backlog waits for its resume: more processes would not take it.
+  const pauses = new QueuePauses(config.WORKER_QUEUES, log)
+  await followQueuePauses(broker, pauses, REVOKES_TIMEOUT_MS, log)
   const settings = {
     ...config.WORKER_AUTOSCALE,
     name: config.WORKER_NAME ?? `${workerHost()}:${process.pid}`,
@@ -192,7 +192,7 @@ export async function startPool(
     idleMs: config.AUTOSCALE_IDLE_MS,
     intervalMs: config.AUTOSCALE_INTERVAL_MS,
     queues: config.WORKER_QUEUES,
-    queueNames: config.WORKER_QUEUES.map((route) => broker.names.taskQueues[route]),
+    queueNames: () => pauses.running().map((route) => broker.names.taskQueues[route]),
     prefetch: config.WORKER_PREFETCH,
     heartbeatMs: config.WORKER_HEARTBEAT_MS,
     host: config.WORKER_HOST,
@@ -561,52 +561,13 @@ export async function start(config: WorkerConfig) {
 
   // A paused queue is not consumed (polarity-worker/queue-pauses.ts): the paused set is asked of the status store
   // before any task is taken, again after a reconnect, and followed on the events exchange meanwhile.
-  const pauses = new QueuePauses(
-    config.WORKER_QUEUES,
-    (route) =>
-      Promise.all([
-        broker.consume(
-          names.taskQueues[route],
-          config.WORKER_PREFETCH,
-          handleMessage(names.taskQueues[route]),
-        ),
-        broker.consume(names.quarantineQueues[route], 1, handleMessage(names.quarantineQueues[route])),
-      ]),
-    log,
+  const pauses = new QueuePauses(config.WORKER_QUEUES, log, (route) =>
+    Promise.all([
+      broker.consume(names.taskQueues[route], config.WORKER_PREFETCH, handleMessage(names.taskQueues[route])),
+      broker.consume(names.quarantineQueues[route], 1, handleMessage(names.quarantineQueues[route])),
+    ]),
   )
-  await broker.listen(
-    names.eventsExchange,
-    [QUEUE_PAUSE_KEY],
-    (msg) => {
-      try {
-        pauses.apply([decodeMessage(msg, QueuePause, "QueuePause")]).catch((err: Error) => {
-          log.error("pause or resume not applied", { err: err.message })
-        })
-      } catch (err) {
-        log.warn("pause notice not understood", { err })
-      }
-    },
-    () => void learnPauses(),
-  )
-
-  /** Without the store's answer the worker consumes every queue, and keeps asking until the store answers. */
-  async function learnPauses(): Promise<void> {
-    if (pauses.stopped) return
-    try {
-      const [reply] = await askStatusStore(broker, SERVICE, [{ op: "queue_pauses" }], REVOKES_TIMEOUT_MS)
-      await pauses.apply(checkStatusReply(QueuePausesReply, reply).queue_pauses)
-      const paused = pauses.paused()
-      if (paused.length > 0)
-        log.info("paused queues learned from the status store: not consuming them", { paused })
-    } catch (err) {
-      log.warn("paused queues unknown: the status store did not tell them; asking again", {
-        err: (err as Error).message,
-      })
-      await pauses.apply([])
-      setTimeout(() => void learnPauses(), REVOKES_TIMEOUT_MS).unref()
-    }
-  }
-  await learnPauses()
+  await followQueuePauses(broker, pauses, REVOKES_TIMEOUT_MS, log)
   const consumers =
     config.WEBHOOK_PREFETCH > 0
       ? [await broker.consume(names.webhookQueue, config.WEBHOOK_PREFETCH, handleWebhook)]

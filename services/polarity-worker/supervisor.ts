@@ -26,8 +26,8 @@ export interface PoolSettings extends AutoscaleSettings {
   /** The supervisor's worker id; its processes are `<id>.<n>`. */
   name: string
   queues: TaskRoute[]
-  /** The work queues' names, whose depth the pool reads. */
-  queueNames: string[]
+  /** The names of the work queues whose depth the pool reads: those not paused. */
+  queueNames: () => string[]
   prefetch: number
   heartbeatMs: number
   intervalMs: number
@@ -221,7 +221,7 @@ export async function startSupervisor(
   async function scale(): Promise<void> {
     let waiting: number
     try {
-      waiting = await depths.waiting(settings.queueNames)
+      waiting = await depths.waiting(settings.queueNames())
     } catch (err) {
       log.warn("queue depths not read: the pool stays as it is", { err: (err as Error).message })
       return
