@@ -169,7 +169,7 @@ async function* serverSentEvents(res) {
  * Follow a task until it is final: a live progress bar on a terminal (a line per state otherwise); with --json,
  * each event as a line `{"event", "data"}`. The task's final record, or the last one seen if the stream ended.
  */
-async function follow(cli, taskId) {
+async function follow(cli, taskId, { quiet = false } = {}) {
   const res = await call(cli, "GET", `/polarities/tasks/${encodeURIComponent(taskId)}/events`, {
     accept: "text/event-stream",
   })
@@ -181,7 +181,9 @@ async function follow(cli, taskId) {
     barShown = false
   }
   for await (const { event, data } of serverSentEvents(res)) {
-    if (cli.json) {
+    if (quiet) {
+      // Only the final record is printed.
+    } else if (cli.json) {
       process.stdout.write(`${JSON.stringify({ event, data })}\n`)
     } else if (event === "progress") {
       if (live) {
@@ -224,7 +226,8 @@ async function submit(cli, [text], values) {
     return true
   }
   if (!cli.json) process.stdout.write(`${accepted.task_id}\n`)
-  await follow(cli, accepted.task_id)
+  // With --json, one document: the final record.
+  await follow(cli, accepted.task_id, { quiet: cli.json })
   return finalRecord(cli, accepted.task_id)
 }
 

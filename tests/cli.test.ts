@@ -53,6 +53,9 @@ describe("polarity, the command line", () => {
     expect(waited.stdout).toMatch(/^status {4}SUCCESS$/m)
     expect(waited.stdout).toMatch(/^result {4}positive \(score \d+, en\)$/m)
 
+    const waitedJson = await polarity(["submit", "Lovely", "--wait", "--json"])
+    expect(JSON.parse(waitedJson.stdout)).toMatchObject({ status: "SUCCESS", kind: "polarity:review" })
+
     const submitted = await polarity([
       "submit",
       "Грустно и ужасно",
