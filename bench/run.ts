@@ -363,6 +363,7 @@ async function soakPhase(
     database: store.database,
     resultExpiresMs,
     onSample: (s) => progress(`  ${soakRow(s).join("  ")}`),
+    log: progress,
   })
   return { ...soak, resultExpires }
 }
@@ -576,6 +577,11 @@ function soakLines(soak: NonNullable<Report["soak"]>): string[] {
     `soak            ${soak.accepted} accepted, ${soak.final} final, ${soak.lost} lost, non-202 ${counts(soak.rejected)}, ${perSecond(soak.perSecond)} over ${fixed(soak.seconds, 0)} s; RESULT_EXPIRES ${soak.resultExpires}`,
     `                size at half the tasks ${fixed(mid?.fileMb)} MB, at the last task ${fixed(end?.fileMb)} MB, peak ${fixed(peak)} MB; drained ${fixed(soak.drained?.fileMb)} MB`,
     `                expiry ${soak.expiryBatches} batches, ${fixed((soak.expirySeconds / Math.max(1, soak.expiryBatches)) * 1000)} ms each, ${fixed((soak.expirySeconds / Math.max(1, soak.drained?.expired ?? soak.final)) * 1e6)} µs per task`,
+    ...(soak.vacuumStandIn
+      ? [
+          `                the server's autovacuum is off: the soak ran VACUUM (ANALYZE) on the run's database every 10 s in its place`,
+        ]
+      : []),
     formatTable([header, ...rows]),
   ]
 }

@@ -22,6 +22,7 @@ export interface SoakOptions {
   resultExpiresMs: number
   /** Called with each sample as it is taken, to show progress. */
   onSample(sample: SoakSample): void
+  log(message: string): void
 }
 
 export interface SoakSample {
@@ -51,6 +52,8 @@ export interface SoakResult {
   /** Expiry batches that deleted something, and the seconds they took in all. */
   expiryBatches: number
   expirySeconds: number
+  /** Whether the soak vacuumed the PostgreSQL database itself, the server's autovacuum being off. */
+  vacuumStandIn: boolean
 }
 
 const SAMPLE_MS = 2000
@@ -95,14 +98,30 @@ const megabytes = (path: string) => {
   }
 }
 
+/**
+ * Autovacuum's stand-in where the server has it off (this machine's does): deleted rows leave dead tuples that
+ * only a VACUUM makes reusable, and a store relies on autovacuum for that. Its default naptime is a minute.
+ */
+const STAND_IN_VACUUM_MS = 10_000
+
 /** How big the store's database is now: `{ fileMb, walMb }`. */
-function databaseSizer(database: StoreDatabase) {
+async function databaseSizer(database: StoreDatabase, log: (message: string) => void) {
   if ("sqlitePath" in database) {
     const path = database.sqlitePath
-    return { measure: async () => ({ fileMb: megabytes(path), walMb: megabytes(`${path}-wal`) }), close() {} }
+    const measure = async () => ({ fileMb: megabytes(path), walMb: megabytes(`${path}-wal`) })
+    return { measure, standIn: false, close() {} }
   }
-  const sql = postgres(database.postgresUrl, { max: 1, onnotice: () => {} })
+  const sql = postgres(database.postgresUrl, { max: 2, onnotice: () => {} })
+  const [setting] = await sql<{ autovacuum: string }[]>`SHOW autovacuum`
+  let vacuuming: ReturnType<typeof setInterval> | undefined
+  if (setting?.autovacuum !== "on") {
+    log(
+      `autovacuum is off on this server: the soak runs VACUUM (ANALYZE) on its database every ${STAND_IN_VACUUM_MS / 1000} s`,
+    )
+    vacuuming = setInterval(() => void sql`VACUUM (ANALYZE)`.catch(() => {}), STAND_IN_VACUUM_MS)
+  }
   return {
+    standIn: vacuuming !== undefined,
     async measure() {
       const [row] = await sql<
         { bytes: string }[]
@@ -111,7 +130,10 @@ function databaseSizer(database: StoreDatabase) {
         WHERE c.relkind = 'r' AND n.nspname = current_schema()`
       return { fileMb: Number(row?.bytes ?? 0) / 1_048_576, walMb: null }
     },
-    close: () => sql.end({ timeout: 5 }),
+    close: () => {
+      clearInterval(vacuuming)
+      return sql.end({ timeout: 5 })
+    },
   }
 }
 
@@ -124,7 +146,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const samples: SoakSample[] = []
   // The warm-up's tasks are counted already; the soak's figures start from here.
   const before = await storeCounters(options.storeUrls)
-  const sizer = databaseSizer(options.database)
+  const sizer = await databaseSizer(options.database, options.log)
   const sample = async (): Promise<SoakSample> => {
     const counters = await storeCounters(options.storeUrls)
     const taken = {
@@ -158,12 +180,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const next = await sample()
       if (next.final > last.final) lastChange = performance.now()
       last = next
-      samples.push(next)
     }
     const seconds = (performance.now() - start) / 1000
     const drained = await drain(options, sample)
     const after = await storeCounters(options.storeUrls)
     return {
+      vacuumStandIn: sizer.standIn,
       expiryBatches: after.expiryBatches - before.expiryBatches,
       expirySeconds: after.expirySeconds - before.expirySeconds,
       accepted,
