@@ -68,7 +68,11 @@ const databaseUrl = v.pipe(
     (url) => URL.canParse(url) && ["postgres:", "postgresql:"].includes(new URL(url).protocol),
     "must be a postgres:// or postgresql:// URL (unset, the store uses the SQLite file at DATABASE_PATH)",
   ),
-  v.check((url) => new URL(url).hostname !== "", "must name the PostgreSQL server's host"),
+  // Runs after a failed check too: only a URL has a host to look at.
+  v.check(
+    (url) => !URL.canParse(url) || new URL(url).hostname !== "",
+    "must name the PostgreSQL server's host",
+  ),
 )
 
 export const StoreEnv = {
