@@ -1,8 +1,14 @@
 // Result expiry in the status store, on every backend: final tasks that ended before the horizon go with
 // everything kept by task, a batch at a time; tasks not final never go; a late event of an expired task is refused
 // rather than bringing it back.
+import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { openSqliteStore } from "../services/status-store/sqlite.ts"
 import type { StatusStore } from "../services/status-store/store.ts"
+import { loadStoreConfig } from "../services/status-store.ts"
 import type { TaskEvent, TaskStatus } from "../shared/contracts.ts"
 import { openTestDatabase, STORE_BACKENDS } from "./store-backends.ts"
 
@@ -248,5 +254,54 @@ describe("result expiry on sqlite's file", () => {
     for (let expired = 1; expired > 0; ) expired = await expire(db, T0 + 1000, 500)
     expect(await database.query("SELECT auto_vacuum FROM pragma_auto_vacuum()")).toEqual([{ auto_vacuum: 2 }])
     expect(await pages()).toBeLessThan(full / 4)
+  })
+
+  test("a database made before keeps its mode and reuses the pages freed, without a VACUUM of its own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "polarity-store-"))
+    try {
+      const path = join(dir, "store.sqlite")
+      // As a store before this version made it: no auto_vacuum, already in WAL mode.
+      const raw = new Database(path)
+      raw.exec("PRAGMA journal_mode = WAL; CREATE TABLE made_before (x INTEGER)")
+      raw.close()
+      const db = openSqliteStore(path, "NORMAL")
+      try {
+        expect(db.incrementalVacuum).toBe(false)
+        const ids = Array.from({ length: 500 }, (_, i) => idAt(T0, i + 1))
+        await db.applyEvents(ids.flatMap((id) => finished(id, T0)))
+        expect(await expire(db, T0 + 1000, 500)).toBe(500)
+        expect(await db.findMany(ids.slice(0, 2))).toEqual([null, null])
+      } finally {
+        await db.close()
+      }
+      const after = new Database(path, { readonly: true })
+      const [mode] = after.query<{ auto_vacuum: number }, []>("PRAGMA auto_vacuum").all()
+      const [free] = after.query<{ freelist_count: number }, []>("PRAGMA freelist_count").all()
+      after.close()
+      expect(mode).toEqual({ auto_vacuum: 0 })
+      expect(free?.freelist_count).toBeGreaterThan(0)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("RESULT_EXPIRES", () => {
+  test("takes a duration with a unit (seconds without one) or never, and names what is wrong", () => {
+    const expires = (value: string) => loadStoreConfig({ RESULT_EXPIRES: value }).RESULT_EXPIRES
+    expect([
+      expires("10s"),
+      expires("15m"),
+      expires("12h"),
+      expires("7d"),
+      expires("90"),
+      expires("1500ms"),
+    ]).toEqual([10_000, 900_000, 43_200_000, 604_800_000, 90_000, 1500])
+    expect([expires("never"), expires("0"), loadStoreConfig({}).RESULT_EXPIRES]).toEqual([0, 0, 86_400_000])
+    for (const wrong of ["10x", "-5s", "500ms", "soon"]) {
+      expect(() => expires(wrong)).toThrow(
+        "invalid configuration: RESULT_EXPIRES: must be a duration such as 90s, 15m, 12h or 1d, of at least 1000 ms, or never",
+      )
+    }
   })
 })
