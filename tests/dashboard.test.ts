@@ -7,7 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { keyLine, mintKey } from "../services/gateway/api-keys.ts"
-import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
+import { loadWorkerConfig, startPool, start as startWorker } from "../services/polarity-worker.ts"
 import { postReview, type Stack, startStack, taskBody, waitForFinal } from "./support.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -324,6 +324,43 @@ describe("the workers in a browser", () => {
       expect(opened.errors).toEqual([])
     } finally {
       await second.stop()
+    }
+  })
+
+  test("shows an autoscaled pool with its processes under it, and +1 / −1 resize it", async () => {
+    // The supervisor in this process, its processes real ones; no shrink by the autoscaler during the test.
+    const settings = { ...stack.env, WORKER_QUEUES: "polarity", AUTOSCALE_IDLE_MS: "600000" }
+    const config = loadWorkerConfig({ ...settings, WORKER_NAME: "browser-pool" })
+    const pool = await startPool(
+      { ...config, WORKER_AUTOSCALE: { max: 2, min: 1 } },
+      "services/polarity-worker.ts",
+      {
+        ...process.env,
+        ...settings,
+      },
+    )
+    try {
+      await using opened = await openDashboard(stack.url("/dashboard"))
+      const { page } = opened
+      const rowOf = (worker: string) => `#workers tr[data-worker="${worker}"]`
+      await page.locator(`${rowOf("browser-pool.1")}[data-status="online"]`).waitFor({ timeout: WAIT_MS })
+      expect(await page.locator(`${rowOf("browser-pool")} td.id`).textContent()).toBe(
+        "browser-pool pool of 1 (1–2)",
+      )
+      expect(await page.locator(`${rowOf("browser-pool.1")} td.id`).textContent()).toBe("↳ browser-pool.1")
+
+      await page.locator(`${rowOf("browser-pool")} button[data-worker-action="grow"]`).click()
+      await untilText(page, "#worker-message", "browser-pool: 2 processes")
+      await page.locator(`${rowOf("browser-pool.2")}[data-status="online"]`).waitFor({ timeout: WAIT_MS })
+      await page.locator(`${rowOf("browser-pool")} button[data-worker-action="shrink"]`).click()
+      await untilText(page, "#worker-message", "browser-pool: 1 process")
+      // The process holding fewest tasks (ties: the first listed) drains and says goodbye.
+      await page
+        .locator(`#workers tr[data-worker^="browser-pool."][data-status="offline"]`)
+        .waitFor({ timeout: WAIT_MS })
+      expect(opened.errors).toEqual([])
+    } finally {
+      await pool.stop()
     }
   })
 })

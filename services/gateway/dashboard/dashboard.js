@@ -371,7 +371,8 @@ async function workerAction(action, workerId) {
       return
     }
     const { pool } = await fetchJson(`${workerPath(workerId)}/pool/${action}`, { method: "POST" })
-    message.textContent = `${workerId}: ${pool.processes.length} processes`
+    const count = pool.processes.length
+    message.textContent = `${workerId}: ${count} ${count === 1 ? "process" : "processes"}`
   } catch (err) {
     message.textContent = err.message
   }
