@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import * as v from "valibot"
 import { Autoscaler } from "../services/polarity-worker/autoscaler.ts"
+import { loadWorkerConfig } from "../services/polarity-worker.ts"
 import { type TaskEvent, WorkerHeartbeat } from "../shared/contracts.ts"
 import { WORKER_HEARTBEAT_KEY } from "../shared/topology.ts"
 import { ROOT } from "./runtimes.ts"
@@ -284,5 +285,25 @@ describe("the autoscaler's policy", () => {
     const autoscaler = new Autoscaler({ ...settings, min: 0 })
     expect(autoscaler.decide(0, 0, [])).toBeNull()
     expect(autoscaler.decide(100, 1, [])).toEqual({ grow: 1 })
+  })
+})
+
+describe("WORKER_AUTOSCALE at start-up", () => {
+  const problem = (value: string) => {
+    try {
+      return loadWorkerConfig({ WORKER_AUTOSCALE: value }).WORKER_AUTOSCALE
+    } catch (err) {
+      return (err as Error).message
+    }
+  }
+
+  test("takes max,min in Celery's order, or max alone with a minimum of 0, and refuses the rest", () => {
+    expect(problem("8,2")).toEqual({ max: 8, min: 2 })
+    expect(problem("4")).toEqual({ max: 4, min: 0 })
+    expect(problem("2,8")).toContain("the minimum must not be above the maximum")
+    expect(problem("0")).toContain("the maximum must be 1 to 100 processes")
+    expect(problem("101,1")).toContain("the maximum must be 1 to 100 processes")
+    expect(problem("eight")).toContain("must be max,min (Celery's order), such as 8,2")
+    expect(loadWorkerConfig({}).WORKER_AUTOSCALE).toBeUndefined()
   })
 })
