@@ -179,16 +179,48 @@ class Waiters {
   }
 
   wait(key: string, ms: number): Promise<void> {
+    return this.watch(key, ms).woken
+  }
+
+  /**
+   * Watch the key from now on: `woken` resolves at its next wake or after `ms`; `cancel` ends the watch. Watch
+   * before reading what the key guards, so that a wake that comes while the read is under way is not missed.
+   */
+  watch(key: string, ms: number): { woken: Promise<void>; cancel(): void } {
     const { promise, resolve } = Promise.withResolvers<void>()
     const waiters = this.byKey.get(key) ?? new Set()
     this.byKey.set(key, waiters)
     const timer = setTimeout(resolve, ms)
     waiters.add(resolve)
-    return promise.finally(() => {
+    const woken = promise.finally(() => {
       clearTimeout(timer)
       waiters.delete(resolve)
       if (waiters.size === 0) this.byKey.delete(key)
     })
+    return { woken, cancel: resolve }
+  }
+
+  /**
+   * Read until `open(value)` no longer holds or `deadline` passes, waiting for a wake of `key` (or `sliceMs`)
+   * between reads. The watch is set before each read: on PostgreSQL a read takes a round trip, during which the
+   * task may end and its wake go by.
+   */
+  async readUntil<T>(
+    key: string,
+    deadline: number,
+    sliceMs: number,
+    read: () => Promise<T>,
+    open: (value: T) => boolean,
+  ): Promise<T> {
+    for (;;) {
+      const watch = this.watch(key, Math.max(0, Math.min(deadline - Date.now(), sliceMs)))
+      const value = await read()
+      if (!open(value) || Date.now() >= deadline) {
+        watch.cancel()
+        return value
+      }
+      await watch.woken
+    }
   }
 
   wake(key: string): void {
@@ -199,6 +231,8 @@ class Waiters {
     for (const key of [...this.byKey.keys()]) this.wake(key)
   }
 }
+
+const isOpen = (row: TaskRow | null) => row !== null && !FINAL_STATUSES.has(row.status)
 
 type LookupQuery = Extract<StatusQuery, { op: "lookup" }>
 type GroupQuery = Extract<StatusQuery, { op: "group" }>
@@ -312,8 +346,6 @@ export async function start(config: StoreConfig) {
     announce: ({ passed, flushed }) => void changes.publish({ ended: [], groups: [], passed, flushed }),
     coverMs: BARRIER_COVER_MS,
   })
-  /** How long a held query waits before it reads again, told or not. */
-  const waitSlice = (deadline: number) => Math.min(deadline - Date.now(), changes.recheckMs)
 
   function handleEventMessage(msg: AMQPMessage): Promise<void> | undefined {
     try {
@@ -451,7 +483,7 @@ export async function start(config: StoreConfig) {
     const ended: string[] = []
     const groups = new Set<string>()
     for (const { before, after } of applied) {
-      // Only this replica's claims wait for arrivals, and they read again each `waitSlice` anyway.
+      // Only this replica's claims wait for arrivals, and they read again each `recheckMs` anyway.
       if (!before) arrivalWaiters.wake(after.task_id)
       if (!FINAL_STATUSES.has(after.status) || before?.rank === after.rank) continue
       ended.push(after.task_id)
@@ -542,10 +574,9 @@ export async function start(config: StoreConfig) {
       await catchUp()
       group = await read()
     }
-    for (const deadline = Date.now() + waitMs; group && Date.now() < deadline; ) {
-      if (toGroupRecord(group).results) break
-      await groupWaiters.wait(groupId, waitSlice(deadline))
-      group = await read()
+    if (group && waitMs > 0 && !toGroupRecord(group).results) {
+      const open = (read: Awaited<typeof group>) => read !== null && !toGroupRecord(read).results
+      group = await groupWaiters.readUntil(groupId, Date.now() + waitMs, changes.recheckMs, read, open)
     }
     if (group) return { group: toGroupRecord(group) }
     const held = await db.findGroup(groupId)
@@ -568,10 +599,10 @@ export async function start(config: StoreConfig) {
 
   async function getTask(query: Extract<StatusQuery, { op: "get" }>): Promise<StatusReply> {
     let row = await findTask(query.task_id, query.owner, query.catch_up)
-    for (const deadline = Date.now() + (query.wait_ms ?? 0); row && !FINAL_STATUSES.has(row.status); ) {
-      if (Date.now() >= deadline) break
-      await taskWaiters.wait(query.task_id, waitSlice(deadline))
-      row = visibleTo(await db.find(query.task_id), query.owner)
+    if (row && query.wait_ms && !FINAL_STATUSES.has(row.status)) {
+      const read = async () => visibleTo(await db.find(query.task_id), query.owner)
+      const deadline = Date.now() + query.wait_ms
+      row = await taskWaiters.readUntil(query.task_id, deadline, changes.recheckMs, read, isOpen)
     }
     return row ? { task: toRecord(row) } : { task: null, ...(await expiredReply(query.task_id)) }
   }
@@ -593,12 +624,10 @@ export async function start(config: StoreConfig) {
     const refused = tooLarge()
     if (refused) return refused
     const deadline = Date.now() + (waitMs ?? 0)
-    const isOpen = (row: TaskRow | null) => row !== null && !FINAL_STATUSES.has(row.status)
     if (rows.some(isOpen) && Date.now() < deadline) {
       for (const taskId of taskIds) {
-        while (isOpen(visibleTo(await db.find(taskId), owner)) && Date.now() < deadline) {
-          await taskWaiters.wait(taskId, waitSlice(deadline))
-        }
+        const readOne = async () => visibleTo(await db.find(taskId), owner)
+        await taskWaiters.readUntil(taskId, deadline, changes.recheckMs, readOne, isOpen)
       }
       rows = await read()
     }
