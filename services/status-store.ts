@@ -56,7 +56,7 @@ import {
   toRecord,
   visibleTo,
 } from "./status-store/task-state.ts"
-import type { DeliveryRow } from "./status-store/webhooks.ts"
+import { type DeliveryRow, dueDelivery } from "./status-store/webhooks.ts"
 
 const SERVICE = "status-store" satisfies Service
 
@@ -392,16 +392,29 @@ export async function start(config: StoreConfig) {
     for (const { msg } of deliveries) msg.ack().catch(() => {})
     barriers.passedHere(deliveries.flatMap(({ barrierId }) => (barrierId ? [barrierId] : [])))
     announce(applied)
-    if (applied.some(({ after }) => after.callback_url !== null && FINAL_STATUSES.has(after.status))) {
-      void queueDeliveries()
-    }
+    const made = applied.flatMap(({ before, after }) => dueDelivery(before, after, Date.now()) ?? [])
+    if (made.length > 0) void queueMade(made)
   }
 
   // --- completion webhooks: the deliveries the commits made due go to the webhook queue (through the ladder)
   let queueing = false
   let queueAgain = false
 
-  /** Publish every delivery not yet queued, then mark it; one run at a time, again if asked meanwhile. */
+  /**
+   * The deliveries this replica's commit made due go out at once, by this replica alone: the others' commits made
+   * theirs, and a delivery left unqueued (a crash, a failed publish) is the sweep's, once it is older than a sweep.
+   */
+  async function queueMade(made: DeliveryRow[]): Promise<void> {
+    try {
+      await Promise.all(made.map(queueDelivery))
+    } catch (err) {
+      log.warn("webhook deliveries not queued; they will be on the next sweep", {
+        err: (err as Error).message,
+      })
+    }
+  }
+
+  /** Publish every delivery left unqueued for a sweep or more, then mark it; one run at a time. */
   async function queueDeliveries(): Promise<void> {
     if (queueing) {
       queueAgain = true
@@ -411,7 +424,7 @@ export async function start(config: StoreConfig) {
     try {
       do {
         queueAgain = false
-        const due = await db.webhooks.unqueued(Number.POSITIVE_INFINITY, DELIVERIES_AT_ONCE)
+        const due = await db.webhooks.unqueued(Date.now() - DELIVERY_SWEEP_MS, DELIVERIES_AT_ONCE)
         await Promise.all(due.map(queueDelivery))
         if (due.length === DELIVERIES_AT_ONCE) queueAgain = true
       } while (queueAgain)

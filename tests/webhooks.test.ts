@@ -212,3 +212,33 @@ describe.each(STORE_BACKENDS)("on each store backend (%s)", (backend) => {
     })
   })
 })
+
+describe("completion webhooks with two store replicas on PostgreSQL", () => {
+  test("each task's record is POSTed once, by the replica whose commit made it due", async () => {
+    const receiver = startReceiver({ "/replicas": [200] })
+    try {
+      await using replicated = await startStack(
+        "webhooks-replicas",
+        { WEBHOOK_SECRET: SECRET, WEBHOOK_ALLOW_HOSTS: RECEIVER_ADDRESS },
+        {},
+        { backend: "postgres", storeReplicas: 2 },
+      )
+      const submitted = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          postBody(replicated, { review: `lovely ${i}`, callback_url: receiver.url("/replicas") }),
+        ),
+      )
+      const taskIds = await Promise.all(submitted.map(async (res) => (await taskBody(res)).task_id))
+      await Promise.all(taskIds.map((id) => waitForFinal(replicated, id)))
+      const deliveryIds = () => receiver.received.map((r) => r.headers["webhook-id"])
+      for (const deadline = Date.now() + 20_000; deliveryIds().length < taskIds.length; await Bun.sleep(50)) {
+        if (Date.now() > deadline) throw new Error(`${deliveryIds().length} of ${taskIds.length} delivered`)
+      }
+      // Past a sweep of both replicas (5 s): a second copy of any delivery would have come by now.
+      await Bun.sleep(6000)
+      expect(deliveryIds().toSorted()).toEqual(taskIds.map((id) => `${id}.1`).toSorted())
+    } finally {
+      receiver.stop()
+    }
+  })
+})
