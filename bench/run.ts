@@ -27,6 +27,7 @@ import {
   cpuSeconds,
   parseRuntimes,
   peakRssMb,
+  postgresPids,
   rssMb,
   type ServiceProcess,
   type StoreDatabase,
@@ -185,6 +186,9 @@ const progress = (message: string) => console.error(`[bench] ${message}`)
 // --- CPU and memory, from /proc
 
 const BROKER = "broker (beam.smp)"
+const POSTGRES = "postgres (the run's database)"
+/** Set once the stack is up with --store postgres: its server processes are sampled with the services. */
+let runDatabase: string | undefined
 const BENCH = "bench (this process)"
 
 type CpuSample = Map<string, number>
@@ -201,6 +205,7 @@ function sampleCpu(processes: ServiceProcess[]): CpuSample {
   }
   for (const { label, pid } of processes) add(label, cpuSeconds(pid))
   for (const pid of brokerPids()) add(BROKER, cpuSeconds(pid))
+  if (runDatabase) for (const pid of postgresPids(runDatabase)) add(POSTGRES, cpuSeconds(pid))
   add(BENCH, cpuSeconds("self"))
   return sample
 }
@@ -289,6 +294,7 @@ async function servicesUnderTest(options: Options, prefix: string) {
     : {}
   const stack = await startStack({ ...options, prefix, gatewayEnv: keyedGateway(options.apiKey), storeEnv })
   cleanups.push(stack.stop)
+  runDatabase = stack.databaseName
   const store = { urls: stack.storeUrls, database: stack.database }
   return { gatewayUrl: stack.gatewayUrl, processes: stack.processes, store }
 }

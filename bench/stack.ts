@@ -42,6 +42,8 @@ export interface Stack {
   /** The status store's database: its SQLite file, or the PostgreSQL database's URL. */
   database: StoreDatabase
   processes: ServiceProcess[]
+  /** The run's PostgreSQL database (`--store postgres`), whose server processes are measured too. */
+  databaseName: string | undefined
   stop(): Promise<void>
 }
 
@@ -176,6 +178,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     throw err
   }
   return {
+    databaseName: database?.name,
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
     storeUrls,
     database: database ? { postgresUrl: database.url } : { sqlitePath: databasePath },
@@ -232,6 +235,15 @@ export function cpuSeconds(pid: number | "self"): number | null {
   } catch {
     return null
   }
+}
+
+/**
+ * The PostgreSQL server's processes that serve `database` (its backends, titled `postgres: <cluster>: <user> <database> …`),
+ * if the server runs on this machine: the store's share of the server's work.
+ */
+export function postgresPids(database: string): number[] {
+  const { stdout } = Bun.spawnSync(["pgrep", "-f", `^postgres: .* ${database} `])
+  return stdout.toString().split("\n").filter(Boolean).map(Number)
 }
 
 /** The broker's Erlang VM, if it runs on this machine. */
