@@ -24,6 +24,7 @@ interface ComposeService {
   network_mode?: string
   profiles?: string[]
   volumes?: string[]
+  deploy?: { replicas?: number }
 }
 type Compose = { services: Record<string, ComposeService> }
 const readYaml = (path: string) => Bun.YAML.parse(readFileSync(path, "utf8")) as Compose
@@ -74,6 +75,13 @@ describe("compose.yaml", () => {
     })
   }
 
+  test("runs two status-store replicas on the bundled PostgreSQL, which SQLite could not", () => {
+    const store = compose.services["status-store"] ?? {}
+    expect(store.deploy?.replicas).toBe(2)
+    expect(loadStoreConfig(store.environment ?? {}).DATABASE_URL).toStartWith("postgres://")
+    expect(store.ports).toBeUndefined()
+  })
+
   test("publishes the gateway's own port, and nothing on the host's RabbitMQ ports", () => {
     const gatewayPort = listenPort("gateway", compose.services.gateway?.environment ?? {})
     expect(compose.services.gateway?.ports).toEqual([`${gatewayPort}:${gatewayPort}`])
@@ -119,6 +127,10 @@ describe("compose.host.yaml", () => {
     expect(hostOverride.services.postgres).toEqual({ profiles: ["bundled-database"] })
     const store = loadStoreConfig(merged("status-store").environment ?? {})
     expect(new URL(String(store.DATABASE_URL)).host).toBe("127.0.0.1:5432")
+  })
+
+  test("runs one status store, as replicas on the host's network would share its port", () => {
+    expect(hostOverride.services["status-store"]?.deploy).toEqual({ replicas: 1 })
   })
 
   for (const name of Object.keys(services) as (keyof typeof services)[]) {
