@@ -192,7 +192,10 @@ export class Broker {
           // Runs before every reconnect attempt too (`broker` exists by then): the next node of the list.
           beforeConnect: () => broker?.failOver(),
           // Also fires on the first connect, before `broker` exists; the topology was declared just above.
-          onconnect: () => void broker?.reconnected(),
+          onconnect: (connected) => {
+            sendAtOnce(connected)
+            void broker?.reconnected()
+          },
         })
         if (urls.length > 1 && !canFailOver(session)) {
           await session.stop()
@@ -569,6 +572,16 @@ function hostOf(address: string): string {
 /** The session's connection, which amqp-client keeps private (see pointSessionAt). */
 function sessionClient(session: AMQPSession): unknown {
   return (session as unknown as { client?: unknown }).client
+}
+
+/**
+ * Nagle's algorithm off on the session's socket. amqp-client leaves Node's default (on), and Deno's node:net
+ * keeps it, unlike Bun's: a worker's ack then holds back the publish written after it until the broker's delayed
+ * ACK, 40 ms later, and every task under Deno took 48 ms end to end instead of 2.
+ */
+function sendAtOnce(session: AMQPSession): void {
+  const client = sessionClient(session)
+  if (client instanceof AMQPClient) client.socket?.setNoDelay(true)
 }
 
 class CannotFailOver extends Error {
