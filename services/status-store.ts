@@ -539,7 +539,11 @@ export async function start(config: StoreConfig) {
   async function expireBatch(): Promise<number> {
     try {
       const endTimer = storeMetrics.expirySeconds.startTimer()
-      const outcome = await db.expireResults(Date.now() - config.RESULT_EXPIRES, config.RESULT_EXPIRY_BATCH)
+      const now = Date.now()
+      // Late events are refused by expiries EVENT_HOLD_SECONDS old: as long as an event waits for its cause.
+      const settledBefore = now - config.EVENT_HOLD_SECONDS * 1000
+      const batch = config.RESULT_EXPIRY_BATCH
+      const outcome = await db.expireResults(now - config.RESULT_EXPIRES, batch, settledBefore)
       const { expired } = outcome
       horizon = outcome.horizon
       if (expired > 0) endTimer()

@@ -69,6 +69,8 @@ describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
       // Small batches, so that a few thousand tasks take many of them: the flow test submits in between.
       RESULT_EXPIRY_BATCH: "100",
       RESULT_EXPIRY_PAUSE_MS: "20",
+      // Expiries refuse late events once this old: the late copies below come seconds after.
+      EVENT_HOLD_SECONDS: "1",
       ...(database && { DATABASE_URL: database.url }),
     })
   })
@@ -140,6 +142,9 @@ describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
     )
     const ofTask = events.filter((e) => e.task_id === taskId)
     await expiredSoon(taskId)
+    // Late events are refused once the expiry is EVENT_HOLD_SECONDS old (1 s here): a task that ends after this one
+    // expired, expires RESULT_EXPIRES (2 s) later, in the batch that settles this one's expiry.
+    await expiredSoon((await finishedTask("Ends later")).task_id)
     await using amqp = await rawChannel()
     const why = "its task is not held and was submitted before results that have expired: it expired too"
     // One at a time, so that each is a commit and a dead letter of its own.

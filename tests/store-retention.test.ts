@@ -72,9 +72,12 @@ const finished = (taskId: string, at: number): TaskEvent[] => [
   success(taskId, at + 10),
 ]
 
+/** A `settledBefore` past every mark: expiries move the horizon by which events are refused at once. */
+const SETTLED = Number.MAX_SAFE_INTEGER
+
 /** How many tasks one batch expired. */
 const expire = async (db: StatusStore, before: number, limit: number) =>
-  (await db.expireResults(before, limit)).expired
+  (await db.expireResults(before, limit, SETTLED)).expired
 
 describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
   test("final tasks that ended before the horizon go with their timelines; the rest stay; counts follow", async () => {
@@ -144,7 +147,7 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
     const longRunning = idAt(T0 - 60_000, 3)
     await db.applyEvents([...events, pending(longRunning, T0 - 60_000)])
     // The horizon: the latest mint time among the expired tasks.
-    expect(await db.expireResults(T0 + 1000, 500)).toEqual({ expired: 1, horizon: T0 })
+    expect(await db.expireResults(T0 + 1000, 500, SETTLED)).toEqual({ expired: 1, horizon: T0 })
     const outcome = await db.applyEvents(events, T0 + 2000)
     expect(outcome.applied).toEqual([])
     expect(outcome.refused.map(({ event, reason }) => [event.state, reason])).toEqual(
@@ -167,7 +170,22 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
     // Another store on the database (a restart, a replica) refuses by the same horizon.
     const reopened = await database.reopen()
     expect((await reopened.applyEvents([events[0] as TaskEvent])).refused).toHaveLength(1)
-    expect(await reopened.expireResults(T0, 500)).toEqual({ expired: 0, horizon: T0 })
+    expect(await reopened.expireResults(T0, 500, SETTLED)).toEqual({ expired: 0, horizon: T0 })
+  })
+
+  test("until an expiry settles, a submission minted before it is applied, not refused; reads count it at once", async () => {
+    await using database = await openTestDatabase(backend)
+    const db = database.store
+    await db.applyEvents(finished(idAt(T0, 1), T0))
+    // Nothing settles: as with an expiry younger than EVENT_HOLD_SECONDS.
+    expect(await db.expireResults(T0 + 1000, 500, 0)).toEqual({ expired: 1, horizon: T0 })
+    // Overtaken by the expired task in a queue far behind (a replica's prefetch, a backlog): still a new task.
+    const overtaken = idAt(T0 - 1, 2)
+    expect((await db.applyEvents(finished(overtaken, T0 - 1), T0 + 2000)).refused).toEqual([])
+    expect((await db.find(overtaken))?.status).toBe("SUCCESS")
+    // Once settled, the horizon refuses what was minted by then and is not held.
+    expect(await db.expireResults(T0 + 1000, 500, SETTLED)).toEqual({ expired: 1, horizon: T0 })
+    expect((await db.applyEvents([pending(idAt(T0 - 2, 3), T0 - 2)], T0 + 3000)).refused).toHaveLength(1)
   })
 
   test("a revoked task still due later stays until its eta is past the horizon", async () => {

@@ -86,6 +86,9 @@ const MIGRATIONS = [
   // 4: the expiry horizon, one row: the latest mint time among the tasks whose results expired (null: none yet).
   `CREATE TABLE expiry_horizon (minted_until BIGINT);
    INSERT INTO expiry_horizon VALUES (NULL);`,
+  // 5: each expiry batch's latest mint time, until it is old enough to move the horizon (store.ts's
+  // `expireResults`): a submission far behind in the events queue is not taken for an expired task's copy.
+  `CREATE TABLE expiry_marks (expired_at BIGINT NOT NULL, minted_until BIGINT NOT NULL);`,
 ]
 
 /** The schema version this code brings a database to. */

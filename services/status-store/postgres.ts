@@ -164,9 +164,9 @@ async function addToCounts(tx: Tx, deltas: { status: string; tasks: number }[]):
 /**
  * Delete a batch of the oldest expired final tasks with everything kept by task (store.ts's `expireResults`).
  * Rows another transaction holds (an event being applied to that task) are left for the next batch; a replica
- * that applies an event to a task deleted here waits for this commit and then finds no task: the event is refused.
+ * that applies an event to a task deleted here waits for this commit and then finds no task.
  */
-const expireResults = (sql: Sql, before: number, limit: number) =>
+const expireResults = (sql: Sql, before: number, limit: number, settledBefore: number) =>
   inTransaction(sql, async (tx) => {
     const expired = await tx<
       Pick<TaskRow, "task_id" | "status" | "group_id">[]
@@ -174,36 +174,52 @@ const expireResults = (sql: Sql, before: number, limit: number) =>
       FROM tasks WHERE status IN ${tx.unsafe(FINAL_SQL)} AND finished_at < ${before}
         AND (eta IS NULL OR eta < ${before})
       ORDER BY finished_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`
-    if (expired.length === 0) return { expired: 0, horizon: await readHorizon(tx) }
-    const ids = tx.array(expired.map((row) => row.task_id))
-    await tx`DELETE FROM tasks WHERE task_id = ANY(${ids}::text[])`
-    // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
-    await tx`DELETE FROM inbox USING unnest(${ids}::text[]) AS t(id)
-      WHERE event_id > t.id || ':' AND event_id < t.id || ';'`
-    await tx`DELETE FROM held_events WHERE task_id = ANY(${ids}::text[])`
-    await tx`DELETE FROM webhook_deliveries USING unnest(${ids}::text[]) AS t(id)
-      WHERE delivery_id > t.id || '.' AND delivery_id < t.id || '/'`
-    await tx`DELETE FROM webhook_attempts WHERE task_id = ANY(${ids}::text[])`
-    const groups = [...new Set(expired.map((row) => row.group_id).filter((id) => id !== null))]
-    if (groups.length > 0)
-      await tx`DELETE FROM groups WHERE group_id = ANY(${tx.array(groups)}::text[])
-        AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.group_id = groups.group_id)`
-    const gone = new Map<string, number>()
-    for (const { status } of expired) gone.set(status, (gone.get(status) ?? 0) - 1)
-    await addToCounts(
-      tx,
-      [...gone].map(([status, tasks]) => ({ status, tasks })),
-    )
-    // GREATEST ignores a null: the first expiry sets the horizon, later ones only move it up, whichever replica.
+    if (expired.length > 0) await deleteExpired(tx, expired)
     const latest = horizonAfter(
       null,
       expired.map((row) => row.task_id),
     )
-    if (latest === null) return { expired: expired.length, horizon: await readHorizon(tx) }
-    const [mark] = await tx<{ minted_until: string }[]>`UPDATE expiry_horizon
-      SET minted_until = GREATEST(minted_until, ${latest}) RETURNING minted_until`
-    return { expired: expired.length, horizon: mark ? Number(mark.minted_until) : latest }
+    if (latest !== null) await tx`INSERT INTO expiry_marks VALUES (${Date.now()}, ${latest})`
+    return { expired: expired.length, horizon: await settleMarks(tx, settledBefore) }
   })
+
+async function deleteExpired(tx: Tx, expired: Pick<TaskRow, "task_id" | "status" | "group_id">[]) {
+  const ids = tx.array(expired.map((row) => row.task_id))
+  await tx`DELETE FROM tasks WHERE task_id = ANY(${ids}::text[])`
+  // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
+  await tx`DELETE FROM inbox USING unnest(${ids}::text[]) AS t(id)
+    WHERE event_id > t.id || ':' AND event_id < t.id || ';'`
+  await tx`DELETE FROM held_events WHERE task_id = ANY(${ids}::text[])`
+  await tx`DELETE FROM webhook_deliveries USING unnest(${ids}::text[]) AS t(id)
+    WHERE delivery_id > t.id || '.' AND delivery_id < t.id || '/'`
+  await tx`DELETE FROM webhook_attempts WHERE task_id = ANY(${ids}::text[])`
+  const groups = [...new Set(expired.map((row) => row.group_id).filter((id) => id !== null))]
+  if (groups.length > 0)
+    await tx`DELETE FROM groups WHERE group_id = ANY(${tx.array(groups)}::text[])
+      AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.group_id = groups.group_id)`
+  const gone = new Map<string, number>()
+  for (const { status } of expired) gone.set(status, (gone.get(status) ?? 0) - 1)
+  await addToCounts(
+    tx,
+    [...gone].map(([status, tasks]) => ({ status, tasks })),
+  )
+}
+
+/**
+ * Marks left before `settledBefore` move the horizon up and go, whichever replica gets to them (GREATEST ignores a
+ * null: the first sets it). Returns the horizon reads go by: the latest mark, settled or not.
+ */
+async function settleMarks(tx: Tx, settledBefore: number): Promise<number | null> {
+  const settled = await tx<{ minted_until: string }[]>`DELETE FROM expiry_marks
+    WHERE expired_at < ${settledBefore} RETURNING minted_until`
+  if (settled.length > 0) {
+    const latest = Math.max(...settled.map((mark) => Number(mark.minted_until)))
+    await tx`UPDATE expiry_horizon SET minted_until = GREATEST(minted_until, ${latest})`
+  }
+  const [row] = await tx<{ horizon: string | null }[]>`SELECT GREATEST(
+    (SELECT minted_until FROM expiry_horizon), (SELECT max(minted_until) FROM expiry_marks)) AS horizon`
+  return row?.horizon == null ? null : Number(row.horizon)
+}
 
 async function readHorizon(tx: Tx): Promise<number | null> {
   const [mark] = await tx<{ minted_until: string | null }[]>`SELECT minted_until FROM expiry_horizon`
@@ -361,7 +377,7 @@ function postgresStore(sql: Sql): StatusStore {
       const { batch } = await applyToTasks(taskIds, now, admitAll)
       return batch.outcome
     },
-    expireResults: (before, limit) => expireResults(sql, before, limit),
+    expireResults: (before, limit, settledBefore) => expireResults(sql, before, limit, settledBefore),
     async heldBefore(before, limit) {
       const rows = await sql<HeldRow[]>`SELECT * FROM held_events WHERE held_at < ${before}
         ORDER BY held_at LIMIT ${limit}`

@@ -156,6 +156,9 @@ const MIGRATIONS = [
   // 14: the expiry horizon, one row: the latest mint time among the tasks whose results expired (null: none yet).
   `CREATE TABLE expiry_horizon (minted_until INTEGER);
    INSERT INTO expiry_horizon VALUES (NULL);`,
+  // 15: each expiry batch's latest mint time, until it is old enough to move the horizon (store.ts's
+  // `expireResults`): a submission far behind in the events queue is not taken for an expired task's copy.
+  `CREATE TABLE expiry_marks (expired_at INTEGER NOT NULL, minted_until INTEGER NOT NULL);`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -286,7 +289,7 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
     for (const [owner, delta] of inFlightDeltas(applied)) tasks.addInFlight.run(owner, delta)
     return { outcome, row: tasks.select.get(taskId), applied }
   })
-  const expireResults = db.transaction((before: number, limit: number) => {
+  const expireResults = db.transaction((before: number, limit: number, settledBefore: number) => {
     const expired = expiry.oldestFinal.all(before, limit)
     const gone = new Map<string, number>()
     for (const { task_id: taskId, status } of expired) {
@@ -302,13 +305,21 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       if (groupId !== null) expiry.deleteEmptyGroup.run(groupId)
     }
     for (const [status, tasks] of gone) figures.addToCount.run(status, -tasks)
-    const was = expiry.horizon.get()?.minted_until ?? null
-    const horizon = horizonAfter(
-      was,
+    const latest = horizonAfter(
+      null,
       expired.map((row) => row.task_id),
     )
+    if (latest !== null) expiry.mark.run(Date.now(), latest)
+    const was = expiry.horizon.get()?.minted_until ?? null
+    const settled = expiry.settled.get(settledBefore)?.minted_until ?? null
+    const horizon = settled === null || (was !== null && was >= settled) ? was : settled
     if (horizon !== was) expiry.moveHorizon.run(horizon)
-    return { expired: expired.length, horizon }
+    expiry.forgetSettled.run(settledBefore)
+    const unsettled = expiry.unsettled.get()?.minted_until ?? null
+    return {
+      expired: expired.length,
+      horizon: unsettled === null ? horizon : Math.max(unsettled, horizon ?? 0),
+    }
   })
   /** A purge's REVOKED: like a DELETE's, applied without admission, a batch of tasks per transaction. */
   const revokeNotStarted = db.transaction((kinds: TaskKind[], at: number, reason: string, limit: number) => {
@@ -360,8 +371,8 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   return {
     incrementalVacuum,
     applyEvents: async (events, now = Date.now()) => applyEvents(events, now),
-    async expireResults(before, limit) {
-      const outcome = expireResults(before, limit)
+    async expireResults(before, limit, settledBefore) {
+      const outcome = expireResults(before, limit, settledBefore)
       if (outcome.expired > 0 && incrementalVacuum)
         db.exec(`PRAGMA incremental_vacuum(${VACUUM_PAGES_PER_BATCH})`)
       return outcome
@@ -552,6 +563,14 @@ function expiryStatements(db: SqliteDatabase) {
     deleteAttempts: db.query<void, [string]>("DELETE FROM webhook_attempts WHERE task_id = ?"),
     horizon: db.query<{ minted_until: number | null }, []>("SELECT minted_until FROM expiry_horizon"),
     moveHorizon: db.query<void, [number | null]>("UPDATE expiry_horizon SET minted_until = ?"),
+    mark: db.query<void, [number, number]>("INSERT INTO expiry_marks VALUES (?, ?)"),
+    settled: db.query<{ minted_until: number | null }, [number]>(
+      "SELECT max(minted_until) AS minted_until FROM expiry_marks WHERE expired_at < ?",
+    ),
+    forgetSettled: db.query<void, [number]>("DELETE FROM expiry_marks WHERE expired_at < ?"),
+    unsettled: db.query<{ minted_until: number | null }, []>(
+      "SELECT max(minted_until) AS minted_until FROM expiry_marks",
+    ),
     deleteEmptyGroup: db.query<void, [string]>(
       "DELETE FROM groups WHERE group_id = ?1 AND NOT EXISTS (SELECT 1 FROM tasks WHERE group_id = ?1)",
     ),

@@ -72,10 +72,17 @@ export interface StatusStore {
    * Delete up to `limit` final tasks that ended before `before` (a REVOKED one also not due before it), oldest end
    * first, with everything kept by task: inbox rows (the timeline), held events, webhook deliveries and attempts,
    * and a group once its last task is gone; the status counts go down with them. Never a task that is not final.
-   * The expiry horizon moves up to the latest mint time among them (task-state.ts's `horizonAfter`), in the same
-   * transaction. Returns how many tasks went (fewer than `limit`: none is left to expire for now) and the horizon.
+   * Each batch leaves a mark, its latest mint time (task-state.ts's `horizonAfter`); marks left before
+   * `settledBefore` move the expiry horizon up and go, so that the horizon by which events are refused trails the
+   * deletions: a submission may be that much later than the ones that expired before it is taken for a copy of an
+   * expired task. Returns how many tasks went (fewer than `limit`: none is left to expire for now) and the horizon
+   * by which reads tell expired from unknown: the latest mark, settled or not.
    */
-  expireResults(before: number, limit: number): Promise<{ expired: number; horizon: number | null }>
+  expireResults(
+    before: number,
+    limit: number,
+    settledBefore: number,
+  ): Promise<{ expired: number; horizon: number | null }>
   /** Events held since before `before`, oldest first: their cause never came, so they are to be dead-lettered. */
   heldBefore(before: number, limit: number): Promise<HeldEvent[]>
   /** Drop held events, once they are dead-lettered. */
