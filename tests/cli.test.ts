@@ -118,6 +118,7 @@ describe("polarity, the command line", () => {
     })
     const [output, code] = await Promise.all([new Response(run.stdout).text(), run.exited])
     expect(code).toBe(0)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the bar redraws its line with ESC [2K, which is what is checked
     expect(output).toMatch(/\r\x1b\[2K\[#+-+\] +\d+% {2}\d+\/40\r/)
     expect(output).toMatch(/^status {4}SUCCESS\r?$/m)
   })
