@@ -544,11 +544,10 @@ export async function start(config: StoreConfig) {
       const settledBefore = now - config.EVENT_HOLD_SECONDS * 1000
       const batch = config.RESULT_EXPIRY_BATCH
       const outcome = await db.expireResults(now - config.RESULT_EXPIRES, batch, settledBefore)
-      const { expired } = outcome
       horizon = outcome.horizon
-      if (expired > 0) endTimer()
-      storeMetrics.resultsExpired(expired)
-      return expired === config.RESULT_EXPIRY_BATCH ? config.RESULT_EXPIRY_PAUSE_MS : expiryIdleMs
+      if (outcome.expired > 0) endTimer()
+      storeMetrics.resultsExpired(outcome.expired)
+      return outcome.expired === batch ? config.RESULT_EXPIRY_PAUSE_MS : expiryIdleMs
     } catch (err) {
       log.error("results not expired", { err })
       return expiryIdleMs
