@@ -319,8 +319,25 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
    * millisecond off every submission. If the broker refuses the task (a full queue), its PENDING may be in
    * the store already: a FAILURE that never ran then closes that record, so no accepted-looking task waits
    * forever. When the broker merely did not answer, the task may be queued after all, and nothing is closed.
+   *
+   * With an Idempotency-Key (`keyed`) the task goes first, and its PENDING only once the broker has the task. A
+   * replay is answered from the store, so the store must never know a keyed task that the broker may not have:
+   * a node that died between the two confirms would leave it PENDING for good, and every replay would answer
+   * 202 for it. Unknown to the store, the replay takes the key over after its lease and publishes the same ids
+   * again. A keyed submission pays one more round trip for it.
    */
-  async function publishTask(task: Task, owner: string | null = null, group?: PendingGroup): Promise<void> {
+  async function publishTask(
+    task: Task,
+    owner: string | null = null,
+    group?: PendingGroup,
+    keyed = false,
+  ): Promise<void> {
+    if (keyed) {
+      await tasks.publish(task)
+      await emitPending(task, owner, group)
+      taskMetrics.published(task)
+      return
+    }
     const [queued, recorded] = await Promise.allSettled([
       tasks.publish(task),
       emitPending(task, owner, group),
@@ -346,20 +363,29 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
    * A batch the same way, each task with its place in the group; the tasks of one turn still go out in as few
    * messages as their number and size allow. A batch travels in several messages, so a nearly full queue may
    * take some and refuse the rest: the group then records every task, the refused ones closed as FAILURE, and
-   * the answer is a 503 that says how many of the group's tasks run.
+   * the answer is a 503 that says how many of the group's tasks run. With an Idempotency-Key the refused ones
+   * are not recorded: repeating the request with its key publishes them under the same ids.
    */
-  async function publishBatch(batch: Task[], groupId: string, owner: string | null): Promise<void> {
+  async function publishBatch(
+    batch: Task[],
+    groupId: string,
+    owner: string | null,
+    keyed = false,
+  ): Promise<void> {
     const size = batch.length
     const outcomes = await Promise.allSettled(
-      batch.map((task, index) => publishTask(task, owner, { group_id: groupId, index, size })),
+      batch.map((task, index) => publishTask(task, owner, { group_id: groupId, index, size }, keyed)),
     )
     const failures = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []))
     const [failure] = failures
     if (failure === undefined) return
     if (!failures.every(isRefusal)) throw failure
+    const refusedOnes = keyed
+      ? "they are not recorded; repeat the request with its Idempotency-Key shortly to publish them"
+      : `they ended FAILURE without running, and the other ${size - failures.length} run; GET /polarities/groups/${groupId} shows each task. Retry the refused reviews shortly`
     throw new Problem(
       503,
-      `the broker refused ${failures.length} of the ${size} tasks of group ${groupId} (${failure.message}): they ended FAILURE without running, and the other ${size - failures.length} run; GET /polarities/groups/${groupId} shows each task. Retry the refused reviews shortly`,
+      `the broker refused ${failures.length} of the ${size} tasks of group ${groupId} (${failure.message}): ${refusedOnes}`,
       { "retry-after": String(RETRY_AFTER_SECONDS) },
     )
   }
@@ -419,7 +445,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       const taskId = claim?.task_ids[0] ?? task.task_id
       const accepted = task.eta === undefined ? "PENDING" : "SCHEDULED"
       if (claim?.claim === "existing") return answerTask(c, taskId, waitMs, true, accepted)
-      await publishTask({ ...task, task_id: taskId }, callerOf(c).owner)
+      await publishTask({ ...task, task_id: taskId }, callerOf(c).owner, undefined, claim !== undefined)
       return answerTask(c, taskId, waitMs, false, accepted)
     })
   }
@@ -474,7 +500,8 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       groupId = claim.group_id ?? groupId
       tasks = tasks.map((task, i) => ({ ...task, task_id: claim.task_ids[i] ?? task.task_id }))
     }
-    if (claim?.claim !== "existing") await publishBatch(tasks, groupId, callerOf(c).owner)
+    if (claim?.claim !== "existing")
+      await publishBatch(tasks, groupId, callerOf(c).owner, claim !== undefined)
     const headers = {
       location: `/polarities/groups/${groupId}`,
       ...(claim?.claim === "existing" && REPLAYED),

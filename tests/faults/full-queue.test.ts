@@ -38,8 +38,28 @@ describe("a full work queue", () => {
       detail: expect.stringContaining("the queue is full"),
     })
 
+    // With an Idempotency-Key a refused task is not recorded at all, so that the key's replay, once there is
+    // room, publishes it under the id the key holds and it runs, rather than answering a record of the refusal.
+    const key = `full-queue-${crypto.randomUUID()}`
+    const submitKeyed = () =>
+      fetch(`${gatewayUrl()}/polarities?wait=10`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify({ review: "worth the wait" }),
+      })
+    expect((await submitKeyed()).status).toBe(503)
+
     await cluster.workers[0]?.start()
     const final = await awaitFinal(gatewayUrl, accepted)
+    // As a client would: again on a 503, which the key's lease (held by the refused request) may still give.
+    let replay = await submitKeyed()
+    for (const deadline = Date.now() + 30_000; replay.status === 503 && Date.now() < deadline; ) {
+      await Bun.sleep(500)
+      replay = await submitKeyed()
+    }
+    expect(replay.status).toBe(200)
+    const keyed = (await replay.json()) as { task_id: string; status: string }
+    expect(keyed.status).toBe("SUCCESS")
     report("full work queue", {
       accepted: accepted.length,
       final: final.size,
@@ -63,12 +83,12 @@ describe("a full work queue", () => {
       started_at: number | null
     }[]
     db.close()
-    const acceptedIds = new Set(accepted)
+    const acceptedIds = new Set([...accepted, keyed.task_id])
     expect(rows.filter((r) => acceptedIds.has(r.task_id)).map((r) => r.status)).toEqual(
-      accepted.map(() => "SUCCESS"),
+      [...acceptedIds].map(() => "SUCCESS"),
     )
     const others = rows.filter((r) => !acceptedIds.has(r.task_id))
-    // The 70 refused in the loop and the one posted after it.
+    // The 70 refused in the loop and the one posted after it; the keyed one left no record when refused.
     expect(others).toHaveLength(refused.length + 1)
     for (const row of others) {
       expect(row).toMatchObject({
