@@ -366,6 +366,14 @@ describe("afterwards", () => {
     for (const url of [stack.gateway.url, stack.worker.url, stack.store.url]) {
       expect((await fetch(`${url}/healthz`)).status).toBe(200)
     }
+    // The fuzzer may have paused a queue, as an admin may: resumed, it runs again.
+    for (const queue of ["polarity", "default"]) {
+      const resumed = await fetch(stack.url(`/admin/queues/${queue}/resume`), {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      })
+      expect(resumed.status).toBe(200)
+    }
     const res = await fetch(stack.url("/polarities?wait=10"), {
       method: "POST",
       headers: json,
