@@ -372,7 +372,6 @@ describe("on sqlite", () => {
       DROP INDEX tasks_final_by_end; DROP INDEX tasks_scheduled_by_eta; ALTER TABLE tasks DROP COLUMN eta;
       DROP TABLE schedules; DROP TABLE schedule_runs;
       DROP TABLE webhook_deliveries; DROP TABLE webhook_attempts; ALTER TABLE tasks DROP COLUMN callback_url;
-      DROP TABLE queue_pauses; DROP TABLE expiry_horizon;
       PRAGMA user_version = 3`)
     // And without the tables of later migrations, whichever they are.
     const v3Tables = ["tasks", "inbox", "groups", "idempotency_keys"]
