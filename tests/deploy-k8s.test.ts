@@ -129,21 +129,35 @@ describe("deploy/k8s", () => {
           }),
       )
     })
-    expect(files.map((f) => f.key).toSorted()).toEqual(["API_KEYS_FILE", "DATABASE_PATH"])
+    expect(files.map((f) => f.key).toSorted()).toEqual(["API_KEYS_FILE"])
     expect(files.filter((f) => !f.mounted)).toEqual([])
   })
 
-  test("the status store's SQLite file is on its volume, and only one replica opens it", () => {
+  test("the status store's replicas share a PostgreSQL database from its Secret, and one always runs", () => {
     const deployment = find("Deployment", "status-store")
     const [container] = (deployment?.spec.template.spec.containers ?? []) as Container[]
     if (!container) throw new Error("no Deployment status-store with a container")
-    const config = loadStoreConfig(environmentOf(container).literal)
-    const mount = container.volumeMounts?.find((m) => m.mountPath === dirname(config.DATABASE_PATH))
-    const volume = deployment?.spec.template.spec.volumes.find(
-      (v: { name: string }) => v.name === mount?.name,
-    )
-    expect(find("PersistentVolumeClaim", volume?.persistentVolumeClaim?.claimName)).toBeDefined()
-    expect([deployment?.spec.replicas, deployment?.spec.strategy]).toEqual([1, { type: "Recreate" }])
+    const { literal, fromSecrets } = environmentOf(container)
+    // A SQLite file would be a pod's own: replicas would each keep tasks of their own.
+    expect({
+      secrets: fromSecrets.toSorted(),
+      path: literal.DATABASE_PATH,
+      volumes: container.volumeMounts,
+    }).toEqual({
+      secrets: ["AMQP_URL", "DATABASE_URL"],
+      path: undefined,
+      volumes: undefined,
+    })
+    expect(
+      loadStoreConfig({ ...literal, DATABASE_URL: "postgres://db/tasks" }).DATABASE_POOL_SIZE,
+    ).toBeGreaterThan(0)
+    expect(deployment?.spec.replicas).toBeGreaterThan(1)
+    expect(deployment?.spec.strategy).toBeUndefined()
+    const budget = find("PodDisruptionBudget", "status-store")
+    expect(budget?.spec).toEqual({
+      minAvailable: 1,
+      selector: { matchLabels: deployment?.spec.selector.matchLabels },
+    })
   })
 
   test("the gateway's Service sends its port to the pods' http port", () => {
