@@ -76,6 +76,29 @@ export class BrokerUnavailable extends Error {
   }
 }
 
+/**
+ * A dead letter's properties travel in one frame with its method, and amqp-client frames hold 8 KiB: a hostile
+ * message's large headers plus a reason that quotes them would not fit, and the dead letter would go out without
+ * its reason. So the reason is clipped, and headers past a few KiB are dropped, their size said instead.
+ */
+const MAX_REASON_CHARS = 1000
+const MAX_KEPT_HEADER_BYTES = 4096
+
+function clip(text: string, maxChars: number): string {
+  return text.length <= maxChars ? text : `${text.slice(0, maxChars)}… (${text.length} characters)`
+}
+
+function keptHeaders(headers: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (headers === undefined) return {}
+  let bytes: number
+  try {
+    bytes = new TextEncoder().encode(JSON.stringify(headers)).byteLength
+  } catch {
+    return { "x-original-headers-omitted": "not serialisable" }
+  }
+  return bytes <= MAX_KEPT_HEADER_BYTES ? headers : { "x-original-headers-omitted": `${bytes} bytes` }
+}
+
 /** A message that can never be processed: dead-letter it with this reason. */
 export class PoisonMessage extends Error {
   override name = "PoisonMessage"
@@ -435,8 +458,8 @@ export class Broker {
     const { headers, type, messageId, contentType } = from?.properties ?? {}
     await this.publish(this.names.deadLetterExchange, DEAD_LETTER_KEYS[kind], body, {
       headers: {
-        ...headers,
-        "x-dead-letter-reason": reason,
+        ...keptHeaders(headers),
+        "x-dead-letter-reason": clip(reason, MAX_REASON_CHARS),
         "x-original-queue": queueName,
         "x-original-routing-key": from?.routingKey,
         "x-dead-lettered-at": Date.now(),

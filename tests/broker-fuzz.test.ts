@@ -464,6 +464,15 @@ function table(): Hostile[] {
       reasons: [/not a valid TaskBatch/],
     },
     {
+      // Headers and a reason that quotes the field: together more than one 8 KiB frame holds.
+      label: "a task whose invalid field and headers are 5,000 characters each",
+      exchange: tasks,
+      key: key("polarity"),
+      body: { tasks: [reviewTask(newId(), { review: 7, language: "x".repeat(5000) })] },
+      properties: { headers: { "x-redeliveries": "x".repeat(5000) } },
+      reasons: [/^not a valid Task: review: review must be a string; .*x… \(\d+ characters\)$/],
+    },
+    {
       label: "an attempt past MAX_ATTEMPT",
       exchange: tasks,
       key: key("polarity"),
