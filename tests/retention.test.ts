@@ -79,7 +79,7 @@ describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
     await database?.[Symbol.asyncDispose]()
   })
 
-  test("a finished task reads 410 through GET, its event stream, lookup, DELETE and the dashboard's detail", async () => {
+  test("a finished task reads 410 through GET, its event stream, lookup, DELETE, retry and the dashboard's detail", async () => {
     const record = await finishedTask()
     const taskId = record.task_id
     expect(record.status).toBe("SUCCESS")
@@ -97,6 +97,11 @@ describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
       gone("task", taskId),
     )
     await expectProblem(await fetch(stack.url(`/dashboard/api/tasks/${taskId}`)), 410, gone("task", taskId))
+    await expectProblem(
+      await fetch(stack.url(`/polarities/tasks/${taskId}/retry`), { method: "POST" }),
+      410,
+      gone("task", taskId),
+    )
     const unknown = uuidv7()
     expect(await lookup([taskId, unknown])).toEqual({ tasks: [null, null], expired: [taskId] })
   })
