@@ -25,7 +25,13 @@ import {
   type Service,
   timings,
 } from "./images.ts"
-import { type ContainerStack, freePort, type ImageRuntimes, startContainerStack } from "./stack.ts"
+import {
+  type ContainerStack,
+  freePort,
+  type ImageRuntimes,
+  type StoreBackend,
+  startContainerStack,
+} from "./stack.ts"
 import { isFinal, lookupAll, type PhaseFigures, TaskFlow, tally } from "./task-flow.ts"
 
 const unavailable = engineUnavailable()
@@ -43,17 +49,26 @@ function docker(args: string[]): Promise<string> {
   return engine.docker(args)
 }
 
-async function stackFor(topic: string, runtimes: ImageRuntimes = {}): Promise<ContainerStack> {
+async function stackFor(
+  topic: string,
+  runtimes: ImageRuntimes = {},
+  backend: StoreBackend = "sqlite",
+): Promise<ContainerStack> {
   if (!engine) throw new Error("no engine")
-  return startContainerStack(engine, topic, runtimes)
+  return startContainerStack(engine, topic, runtimes, backend)
 }
 
 const ALL_DENO: ImageRuntimes = { gateway: "deno", "polarity-worker": "deno", "status-store": "deno" }
-/** The deployments run end to end: each runtime's images alone, and Deno's gateway in front of Bun's. */
-const DEPLOYMENTS: [string, string, ImageRuntimes][] = [
-  ["the Bun containers", "e2e", {}],
-  ["the Deno containers", "e2e-deno", ALL_DENO],
-  ["a Deno gateway's container with Bun's worker and store", "e2e-mixed", { gateway: "deno" }],
+/**
+ * The deployments run end to end: each runtime's images alone, Deno's gateway in front of Bun's, and each
+ * runtime's store on the machine's PostgreSQL.
+ */
+const DEPLOYMENTS: [string, string, ImageRuntimes, StoreBackend][] = [
+  ["the Bun containers", "e2e", {}, "sqlite"],
+  ["the Deno containers", "e2e-deno", ALL_DENO, "sqlite"],
+  ["a Deno gateway's container with Bun's worker and store", "e2e-mixed", { gateway: "deno" }, "sqlite"],
+  ["the Bun containers, the store on PostgreSQL", "e2e-postgres", {}, "postgres"],
+  ["the Deno containers, the store on PostgreSQL", "e2e-deno-postgres", ALL_DENO, "postgres"],
 ]
 const SCRIPT_NAMES: Record<Service, ServiceName> = {
   gateway: "gateway",
@@ -248,8 +263,8 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
 
   test.each(DEPLOYMENTS)(
     "a review, a batch, the dashboard and every /healthz, through %s",
-    async (_deployment, topic, runtimes) => {
-      await using stack = await stackFor(topic, runtimes)
+    async (_deployment, topic, runtimes, backend) => {
+      await using stack = await stackFor(topic, runtimes, backend)
       await runAll(stack)
 
       const res = await postJson(stack.url("/polarities?wait=10"), {

@@ -1,6 +1,7 @@
 // The three services as containers on the private engine: host networking, loopback ports of their own, a name
 // prefix of their own on the machine's RabbitMQ, and the status store's database on a named volume.
 import { createServer } from "node:net"
+import { createTestDatabase, type TestDatabase } from "../postgres.ts"
 import type { Runtime } from "../runtimes.ts"
 import { AMQP_URL, deleteTopology, uniquePrefix } from "../support.ts"
 import type { Engine } from "./engine.ts"
@@ -15,6 +16,8 @@ const LISTEN = {
 
 /** Which runtime's image runs each service (Bun's where not said). */
 export type ImageRuntimes = Partial<Record<Service, Runtime>>
+/** Where the status store keeps its state: SQLite on the stack's volume, or a database of the stack's own. */
+export type StoreBackend = "sqlite" | "postgres"
 
 export interface RunOptions {
   version?: string
@@ -51,9 +54,16 @@ export async function startContainerStack(
   engine: Engine,
   topic: string,
   runtimes: ImageRuntimes = {},
+  backend: StoreBackend = "sqlite",
 ): Promise<ContainerStack> {
   const prefix = uniquePrefix(`containers-${topic}`)
   const id = prefix.replaceAll(/[^\w-]/g, "")
+  // On the machine's PostgreSQL, which the containers reach on the host's network as the tests do.
+  const database: TestDatabase | undefined =
+    backend === "postgres" ? await createTestDatabase(`containers_${topic}`) : undefined
+  const storeSettings: Record<string, string> = database
+    ? { DATABASE_URL: database.url }
+    : { DATABASE_PATH: "/data/status-store.sqlite" }
   const volume = `${id}-data`
   const ports: Record<Service, number> = {
     gateway: await freePort(),
@@ -74,7 +84,7 @@ export async function startContainerStack(
       ENABLE_TEST_TASKS: "true",
       [listen.host]: "127.0.0.1",
       [listen.port]: String(options.port ?? ports[service]),
-      ...(service === "status-store" && { DATABASE_PATH: "/data/status-store.sqlite" }),
+      ...(service === "status-store" && storeSettings),
     }
     await engine.docker([
       "run",
@@ -113,6 +123,7 @@ export async function startContainerStack(
     async [Symbol.asyncDispose]() {
       if (started.length > 0) await engine.docker(["rm", "--force", ...started]).catch(() => "")
       await engine.docker(["volume", "rm", "--force", volume]).catch(() => "")
+      await database?.[Symbol.asyncDispose]()
       await deleteTopology({ AMQP_URL, AMQP_PREFIX: prefix })
     },
   }
