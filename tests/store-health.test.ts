@@ -9,7 +9,13 @@ import { deleteTopology, testEnv } from "./support.ts"
 
 test("the store's /healthz answers 503 with the database unreachable once its database is gone", async () => {
   await using database = await createTestDatabase("store-health")
-  const { env, dataDir } = testEnv("store-health", { DATABASE_URL: database.url })
+  // No query of the store's own loops in flight when the database goes: the driver's write-after-close defect
+  // (docs/deploy.md) would end the process, which is this test's, rather than show in /healthz.
+  const { env, dataDir } = testEnv("store-health", {
+    DATABASE_URL: database.url,
+    SCHEDULER_TICK_MS: "60000",
+    RESULT_EXPIRES: "never",
+  })
   const store = await startStore(loadStoreConfig(env))
   try {
     const healthy = await fetch(`${store.url}/healthz`)
