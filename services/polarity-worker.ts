@@ -5,7 +5,6 @@
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
-import { Hono } from "hono"
 import * as v from "valibot"
 import {
   Broker,
@@ -32,7 +31,7 @@ import {
   WorkerId,
 } from "../shared/contracts.ts"
 import { EventPublisher } from "../shared/events.ts"
-import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
+import { runAsProgram, serveHealthAndMetrics } from "../shared/http.ts"
 import { createLogger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { askStatusStore, checkStatusReply } from "../shared/status-rpc.ts"
@@ -613,12 +612,13 @@ export async function start(config: WorkerConfig) {
     log,
   )
 
-  const app = new Hono()
-  app.use(metrics.httpMiddleware)
-  installErrorBoundary(app, log)
-  healthRoute(app, () => broker.connected)
-  app.get("/metrics", metrics.handler)
-  const server = serveApp(app, config.WORKER_PORT, config.WORKER_HOST)
+  const server = serveHealthAndMetrics({
+    port: config.WORKER_PORT,
+    host: config.WORKER_HOST,
+    log,
+    metrics,
+    brokerConnected: () => broker.connected,
+  })
   log.info("started", {
     url: server.url,
     prefetch: config.WORKER_PREFETCH,

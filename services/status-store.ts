@@ -3,7 +3,6 @@
 // periodic schedules too, and fires them (status-store/scheduler.ts): every replica does, each occurrence once.
 import { Buffer } from "node:buffer"
 import type { AMQPMessage } from "@cloudamqp/amqp-client"
-import { Hono } from "hono"
 import * as v from "valibot"
 import { Broker, brokerOptions, type Consumer, directReplyTo, PoisonMessage } from "../shared/amqp.ts"
 import { BrokerEnv, durationVar, integerVar, loadConfig, picklistVar, stringVar } from "../shared/config.ts"
@@ -21,7 +20,7 @@ import {
   type WorkerHeartbeat,
 } from "../shared/contracts.ts"
 import { EventPublisher, TaskPublisher } from "../shared/events.ts"
-import { healthRoute, installErrorBoundary, runAsProgram, serveApp } from "../shared/http.ts"
+import { runAsProgram, serveHealthAndMetrics } from "../shared/http.ts"
 import { createLogger, type Logger } from "../shared/log.ts"
 import { ServiceMetrics } from "../shared/metrics.ts"
 import { pendingEvent } from "../shared/tasks.ts"
@@ -940,9 +939,6 @@ export async function start(config: StoreConfig) {
 
   const rpcConsumer = await broker.consume(statusRpcQueue, 1000, handleQueries)
 
-  const app = new Hono()
-  app.use(metrics.httpMiddleware)
-  installErrorBoundary(app, log)
   /** A cheap query per probe, bounded: a database that hangs reads as unreachable, not as a hung /healthz. */
   async function databaseReachable(): Promise<boolean> {
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -955,9 +951,14 @@ export async function start(config: StoreConfig) {
     )
     return Promise.race([answered, timeout]).finally(() => clearTimeout(timer))
   }
-  healthRoute(app, () => broker.connected, databaseReachable)
-  app.get("/metrics", metrics.handler)
-  const server = serveApp(app, config.STATUS_STORE_PORT, config.STATUS_STORE_HOST)
+  const server = serveHealthAndMetrics({
+    port: config.STATUS_STORE_PORT,
+    host: config.STATUS_STORE_HOST,
+    log,
+    metrics,
+    brokerConnected: () => broker.connected,
+    databaseReachable,
+  })
   log.info("started", { url: server.url, database: databaseOf(config) })
 
   async function stop(): Promise<void> {

@@ -1,6 +1,6 @@
 // HTTP plumbing every service shares: problem+json errors (RFC 9457), /healthz, start and stop.
 import { STATUS_CODES } from "node:http"
-import type { Context, Hono } from "hono"
+import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { HTTPException } from "hono/http-exception"
 import { BrokerUnavailable } from "./amqp.ts"
 import { createLogger, type Logger, type LogLevel } from "./log.ts"
@@ -58,13 +58,6 @@ export function installErrorBoundary(app: Hono, log: Logger): void {
 }
 
 /** `databaseReachable`: for a service with a database (the status store), whether it answers now. */
-export function healthRoute(
-  app: Hono,
-  brokerConnected: () => boolean,
-  databaseReachable?: () => Promise<boolean>,
-): void {
-  app.get("/healthz", healthHandler(brokerConnected, databaseReachable))
-}
 
 export function healthHandler(brokerConnected: () => boolean, databaseReachable?: () => Promise<boolean>) {
   return async (c: Context) => {
@@ -107,6 +100,32 @@ export function serveApp(app: Hono, port: number, hostname: string): HttpServer 
     url: `http://${hostname === "0.0.0.0" ? "127.0.0.1" : hostname}:${server.port}`,
     stop: server.stop,
   }
+}
+
+/** What serving /metrics takes of a service's metrics (shared/metrics.ts). */
+export interface HttpMetrics {
+  httpMiddleware: MiddlewareHandler
+  handler: (c: Context) => Promise<Response>
+}
+
+/**
+ * The HTTP face of a service without an API of its own (the worker, a pool's supervisor, the status store):
+ * /healthz and /metrics, counted and behind the error boundary.
+ */
+export function serveHealthAndMetrics(options: {
+  port: number
+  host: string
+  log: Logger
+  metrics: HttpMetrics
+  brokerConnected: () => boolean
+  databaseReachable?: () => Promise<boolean>
+}): HttpServer {
+  const app = new Hono()
+  app.use(options.metrics.httpMiddleware)
+  installErrorBoundary(app, options.log)
+  app.get("/healthz", healthHandler(options.brokerConnected, options.databaseReachable))
+  app.get("/metrics", options.metrics.handler)
+  return serveApp(app, options.port, options.host)
 }
 
 /**

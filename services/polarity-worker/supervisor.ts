@@ -4,10 +4,9 @@
 // autoscaler's policy or by remote control. A process is stopped with SIGTERM, the worker's graceful stop: it
 // takes no more tasks, finishes and acks those in hand, then exits. One that dies otherwise is replaced.
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client"
-import { Hono } from "hono"
 import { type Broker, decodeMessage } from "../../shared/amqp.ts"
 import { type PoolInfo, WorkerHeartbeat } from "../../shared/contracts.ts"
-import { healthRoute, installErrorBoundary, serveApp } from "../../shared/http.ts"
+import { serveHealthAndMetrics } from "../../shared/http.ts"
 import type { Logger } from "../../shared/log.ts"
 import { Counter, Gauge, type ServiceMetrics } from "../../shared/metrics.ts"
 import { type ChildProcess, spawnScript } from "../../shared/runtime.ts"
@@ -299,12 +298,13 @@ export async function startSupervisor(
   heartbeats.start()
   const timer = setInterval(() => void scale(), settings.intervalMs)
 
-  const app = new Hono()
-  app.use(metrics.httpMiddleware)
-  installErrorBoundary(app, log)
-  healthRoute(app, () => broker.connected)
-  app.get("/metrics", metrics.handler)
-  const server = serveApp(app, settings.port, settings.host)
+  const server = serveHealthAndMetrics({
+    port: settings.port,
+    host: settings.host,
+    log,
+    metrics,
+    brokerConnected: () => broker.connected,
+  })
   log.info("started", { url: server.url, worker: settings.name, pool: poolInfo(), queues: settings.queues })
 
   const stopped = Promise.withResolvers<void>()
