@@ -1,7 +1,7 @@
 // What scoring costs, without the broker: µs per review for each language (the labelled reviews of eval/, scored
 // in turn, and one long review), and the memory the word lists take. `npm run bench -- --phase scoring` reports
 // it with the other figures; `bun bench/scoring.ts` prints it alone, with the memory of loading the lists.
-import { loadReviews } from "../eval/accuracy.ts"
+import { reviewsOf } from "../eval/accuracy.ts"
 import { Language } from "../shared/contracts.ts"
 
 export type ScoringCost = {
@@ -31,7 +31,7 @@ function microseconds(rounds: number, work: (round: number) => unknown): number 
 export async function measureScoring(rounds: number): Promise<ScoringCost[]> {
   const { scoreReview } = await import("../services/polarity-worker/scoring.ts")
   return Language.options.map((language) => {
-    const texts = loadReviews(language).map((review) => review.text)
+    const texts = reviewsOf(language, "dev").map((review) => review.text)
     const long = texts.join(" ").slice(0, 10_000)
     return {
       language,

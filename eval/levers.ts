@@ -1,7 +1,7 @@
 // `npm run eval:levers`: what each lever of scoring does to sign accuracy on the development set (the test sets
 // are never used to choose), adding them one at a time from the lists as they were, then removing each one from
-// the whole. `-- --fresh` prints the same table on the fresh test set: for reporting what generalised, once a
-// change is finished, never for choosing (docs/scoring.md).
+// the whole. `-- --test` prints the same table on the held-out test set: for reporting what generalised, once the
+// scorer is frozen and measured, never for choosing (docs/scoring.md).
 import { parseArgs } from "node:util"
 import * as english from "../services/polarity-worker/english.ts"
 import * as russian from "../services/polarity-worker/russian.ts"
@@ -85,8 +85,8 @@ const BUILD: Record<Language, (levers: Levers) => LanguageScoring> = {
   en: englishScoring,
 }
 
-const { values } = parseArgs({ options: { fresh: { type: "boolean", default: false } } })
-const SPLIT: Split = values.fresh ? "fresh" : "dev"
+const { values } = parseArgs({ options: { test: { type: "boolean", default: false } } })
+const SPLIT: Split = values.test ? "test" : "dev"
 
 let variants = 0
 function accuracyOf(language: Language, levers: Levers): string {
@@ -103,7 +103,7 @@ function row(name: string, levers: Levers) {
 }
 
 console.log(
-  `| levers (${SPLIT === "dev" ? "development" : "fresh test"} set) | ru | en |\n| --- | --- | --- |`,
+  `| levers (${SPLIT === "dev" ? "development" : "held-out test"} set) | ru | en |\n| --- | --- | --- |`,
 )
 let cumulative = { ...NONE }
 row("none: the lists as they were", cumulative)

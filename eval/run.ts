@@ -1,11 +1,19 @@
-// `npm run eval`: sign accuracy and a confusion matrix per language on the development set of
-// eval/reviews.<language>.jsonl; `--test` adds the held-out sets (the first set's test half, and the fresh set
-// written after the scorer was frozen), for the figures of a finished change only. `--misses` lists the
-// development set's misses; the held-out sets' are never printed, so that nobody tunes on them.
+// `npm run eval`: sign accuracy and a confusion matrix per language on the development set; `--test` adds the
+// held-out test set, for the figures of a finished change only. `--misses` lists the development set's misses;
+// the test set's are never printed, so that nobody tunes on them.
+import { existsSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import { Language } from "../shared/contracts.ts"
-import { loadReviews, type Measurement, measure, POLARITIES, reviewsOf, type Split } from "./accuracy.ts"
+import {
+  evalFile,
+  type Measurement,
+  measure,
+  POLARITIES,
+  reviewsOf,
+  SETS_OF,
+  type Split,
+} from "./accuracy.ts"
 
 function percent(share: number): string {
   return `${(share * 100).toFixed(1)} %`
@@ -30,10 +38,21 @@ function run() {
   const { values } = parseArgs({
     options: { misses: { type: "boolean", default: false }, test: { type: "boolean", default: false } },
   })
-  const splits: Split[] = values.test ? ["dev", "test", "fresh"] : ["dev"]
+  const splits: Split[] = values.test ? ["dev", "test"] : ["dev"]
+  const missing = splits.flatMap((split) =>
+    SETS_OF[split].flatMap((set) => Language.options.map((language) => evalFile(language, set))),
+  )
+  const absent = missing.filter((file) => !existsSync(file))
+  if (absent.length > 0) {
+    console.error(
+      `${absent.map((file) => file.pathname).join(", ")}: not there. The held-out test set is committed only once ` +
+        "the scorer is frozen (docs/scoring.md); until then `npm run eval` measures the development set alone.",
+    )
+    process.exit(2)
+  }
   const summary: Record<string, Partial<Record<Split, number>>> = {}
   for (const language of Language.options) {
-    const reviews = [...loadReviews(language), ...loadReviews(language, "fresh")]
+    const reviews = splits.flatMap((split) => reviewsOf(language, split))
     const detected = reviews.filter((review) => detectLanguage(review.text) === language).length
     console.log(`${language}: ${reviews.length} reviews, language detected for ${detected}`)
     summary[language] = {}
