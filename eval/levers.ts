@@ -27,6 +27,10 @@ type Levers = {
   reviewEmoji: boolean
   /** A negator that reaches no scored word scores −1 itself. */
   bareNegation: boolean
+  /** A sentence that ends in a single `?` scores nothing. */
+  questions: boolean
+  /** The last sentence of a review of several counts as the language says (English: double). */
+  verdict: boolean
 }
 
 const NONE: Levers = {
@@ -38,8 +42,18 @@ const NONE: Levers = {
   contrasts: false,
   reviewEmoji: false,
   bareNegation: false,
+  questions: false,
+  verdict: false,
 }
 const LEVERS = Object.keys(NONE) as (keyof Levers)[]
+
+/** The levers a language opts into, switched off where `levers` says. */
+function sentenceLevers(scoring: LanguageScoring, levers: Levers): Partial<LanguageScoring> {
+  return {
+    unscoredQuestions: levers.questions && scoring.unscoredQuestions,
+    verdictWeight: levers.verdict ? scoring.verdictWeight : 1,
+  }
+}
 
 function russianScoring(levers: Levers): LanguageScoring {
   const lists = [
@@ -57,6 +71,7 @@ function russianScoring(levers: Levers): LanguageScoring {
     contrasts: levers.contrasts ? russian.RUSSIAN.contrasts : new Set(),
     emoji: levers.reviewEmoji ? russian.RUSSIAN.emoji : {},
     bareNegators: levers.bareNegation ? russian.RUSSIAN.bareNegators : new Set(),
+    ...sentenceLevers(russian.RUSSIAN, levers),
   }
 }
 
@@ -77,6 +92,7 @@ function englishScoring(levers: Levers): LanguageScoring {
     contrasts: levers.contrasts ? english.ENGLISH.contrasts : new Set(),
     emoji: levers.reviewEmoji ? english.ENGLISH.emoji : {},
     bareNegators: levers.bareNegation ? english.ENGLISH.bareNegators : new Set(),
+    ...sentenceLevers(english.ENGLISH, levers),
   }
 }
 

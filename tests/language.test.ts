@@ -139,6 +139,17 @@ describe("scoreReview in English", () => {
     expect(scoreReview("Coffee without sugar").polarity).toBe("neutral")
     expect(scoreReview("Tasty, but the waiter was rude").score).toBe(2 - 2 * 2)
   })
+
+  test("a question scores nothing, unless it is asked in exasperation", () => {
+    expect(scoreReview("Does the free version have a limit?").polarity).toBe("neutral")
+    expect(scoreReview("The room is good. Is the pool good?").score).toBe(3)
+    expect(scoreReview("Who designed this terrible menu??").score).toBe(-3)
+  })
+
+  test("the last sentence of a review of several counts double", () => {
+    expect(scoreReview("Delivery was late. Great food though").score).toBe(-2 + 3 * 2)
+    expect(scoreReview("Great food, delivery was late").score).toBe(3 - 2)
+  })
 })
 
 describe("POST /polarities with a language", () => {

@@ -97,4 +97,6 @@ export const ENGLISH = {
   emoji: REVIEW_EMOJI,
   bareNegators: new Set(NEGATORS.filter((negator) => negator !== "without")),
   contrasts: new Set(CONTRASTS),
+  unscoredQuestions: true,
+  verdictWeight: 2,
 }

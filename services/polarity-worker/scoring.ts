@@ -32,6 +32,22 @@ export type LanguageScoring = {
    * (`без`, `without`) are left out: `без сахара` is a description.
    */
   bareNegators: ReadonlySet<string>
+  /**
+   * Expressions of several words scored as one (`never again`, `waste of money`, `не советую`), written as words
+   * and matched on their words' keys: what they say is not the sum of their words. A negator before one flips it
+   * as it would a word (`not worth the money`).
+   */
+  phrases?: Record<string, number>
+  /**
+   * Whether the words of a sentence that ends in a single `?` score nothing: a question asks (`does it fit the
+   * 2019 model?`) rather than judges. `??` and `?!` are exasperation and still score.
+   */
+  unscoredQuestions?: boolean
+  /**
+   * What the words of the last sentence of a review of several count for: it is most often the reviewer's verdict
+   * (`…and the crew dimmed the lights. Landed 20 min early, can't ask for more.`).
+   */
+  verdictWeight?: number
 }
 
 const BARE_NEGATION = -1
@@ -55,6 +71,10 @@ const CLAUSE_END = "|"
 const PICTOGRAPH = /^\p{Extended_Pictographic}$/u
 /** A sentence's end (a clause's too), where a contrast's reach stops. */
 const SENTENCE_END = "||"
+/** The end of a sentence that asks: a single `?`. A sentence's end too. */
+const QUESTION_END = "|||"
+/** How a phrase's words are joined into its key: `sentiment`'s tokenizer keeps `+` inside a token. */
+const PHRASE_JOINER = "+"
 
 function isWord(token: string): boolean {
   return !/^[.,;:!?…()—–]+$/u.test(token)
@@ -62,7 +82,38 @@ function isWord(token: string): boolean {
 
 function keyOf(token: string, normalise: (word: string) => string): string {
   if (isWord(token)) return normalise(token)
+  if (token === "?") return QUESTION_END
   return /[.!?…]/u.test(token) ? SENTENCE_END : CLAUSE_END
+}
+
+function isSentenceEnd(key: string): boolean {
+  return key === SENTENCE_END || key === QUESTION_END
+}
+
+/** A language's phrases by the space-joined keys of their words, and the most words one has. */
+function phraseTable(scoring: LanguageScoring) {
+  const scores = new Map<string, number>()
+  for (const [phrase, score] of Object.entries(scoring.phrases ?? {}))
+    scores.set(phrase.split(" ").map(scoring.normalise).join(" "), score)
+  const longest = Math.max(0, ...[...scores.keys()].map((keys) => keys.split(" ").length))
+  return { scores, longest }
+}
+
+/**
+ * The review's words and their keys, each phrase of `table` found among them made one word (`never again`)
+ * with one key (`never+again`), the longest phrase first.
+ */
+function joinPhrases(words: string[], keys: string[], table: ReturnType<typeof phraseTable>) {
+  const joinedWords: string[] = []
+  const joinedKeys: string[] = []
+  for (let index = 0; index < keys.length; ) {
+    let length = Math.max(1, Math.min(table.longest, keys.length - index))
+    while (length > 1 && !table.scores.has(keys.slice(index, index + length).join(" "))) length--
+    joinedWords.push(words.slice(index, index + length).join(" "))
+    joinedKeys.push(keys.slice(index, index + length).join(PHRASE_JOINER))
+    index += length
+  }
+  return { words: joinedWords, keys: joinedKeys }
 }
 
 /**
@@ -74,7 +125,7 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
   const isNegated = (tokens: string[], cursor: number) => {
     for (let index = cursor - 1; index >= 0 && index >= cursor - negationScope; index--) {
       const token = tokens[index] ?? CLAUSE_END
-      if (token === CLAUSE_END || token === SENTENCE_END) return false
+      if (token === CLAUSE_END || isSentenceEnd(token)) return false
       if (negators.has(token)) return true
     }
     return false
@@ -82,7 +133,7 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
   const reachesScoredWord = (tokens: string[], cursor: number) => {
     for (let index = cursor + 1; index < tokens.length && index <= cursor + negationScope; index++) {
       const token = tokens[index] ?? CLAUSE_END
-      if (token === CLAUSE_END || token === SENTENCE_END) return false
+      if (token === CLAUSE_END || isSentenceEnd(token)) return false
       if (negators.has(token) || (Object.hasOwn(labels, token) && !PICTOGRAPH.test(token))) return true
     }
     return false
@@ -90,15 +141,35 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
   const followsContrast = (tokens: string[], cursor: number) => {
     for (let index = cursor - 1; index >= 0; index--) {
       const token = tokens[index] ?? SENTENCE_END
-      if (token === SENTENCE_END) return false
+      if (isSentenceEnd(token)) return false
       if (contrasts.has(token)) return true
+    }
+    return false
+  }
+  /** In the last sentence of a review of several: where its verdict is. */
+  const concludes = (tokens: string[], cursor: number) => {
+    let ended = false
+    for (let index = cursor + 1; index < tokens.length; index++) {
+      const token = tokens[index] ?? SENTENCE_END
+      if (isSentenceEnd(token)) ended = true
+      else if (ended && token !== CLAUSE_END) return false
+    }
+    for (let index = cursor - 1; index >= 0; index--) if (isSentenceEnd(tokens[index] ?? "")) return true
+    return false
+  }
+  const asks = (tokens: string[], cursor: number) => {
+    for (let index = cursor + 1; index < tokens.length; index++) {
+      const token = tokens[index] ?? SENTENCE_END
+      if (isSentenceEnd(token)) return token === QUESTION_END
     }
     return false
   }
   return {
     apply(tokens: string[], cursor: number, score: number): number {
       const token = tokens[cursor] ?? ""
-      const weight = followsContrast(tokens, cursor) ? 2 : 1
+      if (scoring.unscoredQuestions && asks(tokens, cursor)) return 0
+      const verdict = concludes(tokens, cursor) ? (scoring.verdictWeight ?? 1) : 1
+      const weight = (followsContrast(tokens, cursor) ? 2 : 1) * verdict
       if (negators.has(token)) return reachesScoredWord(tokens, cursor) ? 0 : score * weight
       // An emoji is the reviewer's mood, said after the words: `couldn't eat it 😞` is not a negated 😞.
       if (isNegated(tokens, cursor) && !PICTOGRAPH.test(token)) return -score * weight
@@ -145,15 +216,21 @@ export function scorer(name: string, scoring: LanguageScoring): (review: string)
   sentiment.registerLanguage(name, { labels, scoringStrategy: scoringStrategy(scoring, labels) })
   Object.assign(labels, scoring.emoji)
   for (const negator of scoring.bareNegators) labels[negator] = BARE_NEGATION
+  const phrases = phraseTable(scoring)
+  for (const [keys, score] of phrases.scores) labels[keys.replaceAll(" ", PHRASE_JOINER)] = score
   return (review) => {
     const tokens = review.toLowerCase().match(TOKEN) ?? []
-    const keys = tokens.map((token) => keyOf(token, scoring.normalise))
+    const { words, keys } = joinPhrases(
+      tokens,
+      tokens.map((token) => keyOf(token, scoring.normalise)),
+      phrases,
+    )
     const { score, calculation } = sentiment.analyze(keys.join(" "), { language: name })
     const wordCount = tokens.filter(isWord).length
     return {
       score,
       comparative: wordCount > 0 ? score / wordCount : 0,
-      ...ownWords(tokens, keys, labels, calculation),
+      ...ownWords(words, keys, labels, calculation),
     }
   }
 }
