@@ -1,12 +1,13 @@
 // Result expiry end to end (RESULT_EXPIRES=2s), on each store backend: a finished task is readable, then answers
 // 410 everywhere it is read; a task not final stays whatever its age; a late copy of an expired task's events is
-// dead-lettered and does not bring it back; new tasks flow while a big expiry runs.
+// dead-lettered and does not bring it back, whether the expiry is EVENT_HOLD_SECONDS old or younger; new tasks
+// flow while a big expiry runs.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { v7 as uuidv7 } from "uuid"
 import { MessageType, type TaskRecord } from "../shared/contracts.ts"
 import { eventRoutingKey } from "../shared/topology.ts"
 import { createTestDatabase, type TestDatabase } from "./postgres.ts"
-import { STORE_BACKENDS } from "./store-backends.ts"
+import { STORE_BACKENDS, type StoreBackend } from "./store-backends.ts"
 import {
   eventually,
   expectProblem,
@@ -60,23 +61,30 @@ const expiredSoon = (taskId: string) =>
     20_000,
   )
 
-describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
+/** The describe's stack, with RESULT_EXPIRES=2s and `env`, on the backend under test (PostgreSQL: a database of its own). */
+function useStack(backend: StoreBackend, topic: string, env: Record<string, string> = {}): void {
   let database: TestDatabase | undefined
   beforeAll(async () => {
-    database = backend === "postgres" ? await createTestDatabase("retention") : undefined
-    stack = await startStack("retention", {
+    database = backend === "postgres" ? await createTestDatabase(topic) : undefined
+    stack = await startStack(topic, {
       RESULT_EXPIRES: "2s",
-      // Small batches, so that a few thousand tasks take many of them: the flow test submits in between.
-      RESULT_EXPIRY_BATCH: "100",
-      RESULT_EXPIRY_PAUSE_MS: "20",
-      // Expiries refuse late events once this old: the late copies below come seconds after.
-      EVENT_HOLD_SECONDS: "1",
+      ...env,
       ...(database && { DATABASE_URL: database.url }),
     })
   })
   afterAll(async () => {
     await stack?.[Symbol.asyncDispose]()
     await database?.[Symbol.asyncDispose]()
+  })
+}
+
+describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
+  useStack(backend, "retention", {
+    // Small batches, so that a few thousand tasks take many of them: the flow test submits in between.
+    RESULT_EXPIRY_BATCH: "100",
+    RESULT_EXPIRY_PAUSE_MS: "20",
+    // Expiries refuse late events once this old: the late copies below come seconds after.
+    EVENT_HOLD_SECONDS: "1",
   })
 
   test("a finished task reads 410 through GET, its event stream, lookup, DELETE, retry and the dashboard's detail", async () => {
@@ -200,6 +208,35 @@ describe.each(STORE_BACKENDS)("after RESULT_EXPIRES, on %s", (backend) => {
       )
     }
   }, 120_000)
+})
+
+describe.each(STORE_BACKENDS)("before an expiry is EVENT_HOLD_SECONDS old, on %s", (backend) => {
+  // EVENT_HOLD_SECONDS as deployed: the horizon refuses late events 300 s after an expiry, not before.
+  useStack(backend, "retention-lately")
+
+  test("a redelivered copy of an expired task's PENDING is dead-lettered, and the task still reads 410", async () => {
+    await using watch = await watchEvents(stack)
+    const { task_id: taskId } = await finishedTask()
+    const events = await watch.until((seen) =>
+      seen.some((e) => e.task_id === taskId && e.state === "SUCCESS"),
+    )
+    const submitted = events.find((e) => e.task_id === taskId && e.state === "PENDING")
+    await expiredSoon(taskId)
+    await using amqp = await rawChannel()
+    const [reason] = await poisonAfter(async () => {
+      await amqp.channel.basicPublish(
+        stack.names.eventsExchange,
+        eventRoutingKey("PENDING"),
+        JSON.stringify({ events: [submitted] }),
+        { type: MessageType.taskEvents },
+      )
+    }, 1)
+    expect(reason).toBe(
+      `1 event(s) refused: PENDING of ${taskId}: its task's result expired moments ago (RESULT_EXPIRES): a late copy does not bring it back`,
+    )
+    await expectProblem(await fetch(stack.url(`/polarities/tasks/${taskId}`)), 410, gone("task", taskId))
+    expect(await lookup([taskId])).toEqual({ tasks: [null], expired: [taskId] })
+  })
 })
 
 /** The dead-letter reasons of `count` messages that reach the poison queue after `act`. */

@@ -76,8 +76,12 @@ const finished = (taskId: string, at: number): TaskEvent[] => [
 const SETTLED = Number.MAX_SAFE_INTEGER
 
 /** How many tasks one batch expired. */
-const expire = async (db: StatusStore, before: number, limit: number) =>
-  (await db.expireResults(before, limit, SETTLED)).expired
+const expire = async (db: StatusStore, before: number, limit: number, settledBefore = SETTLED) =>
+  (await db.expireResults(before, limit, settledBefore)).expired
+
+/** Why an event of a task whose expiry has not settled yet is refused. */
+const EXPIRED_LATELY =
+  "its task's result expired moments ago (RESULT_EXPIRES): a late copy does not bring it back"
 
 describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
   test("final tasks that ended before the horizon go with their timelines; the rest stay; counts follow", async () => {
@@ -186,6 +190,53 @@ describe.each(STORE_BACKENDS)("result expiry on %s", (backend) => {
     // Once settled, the horizon refuses what was minted by then and is not held.
     expect(await db.expireResults(T0 + 1000, 500, SETTLED)).toEqual({ expired: 1, horizon: T0 })
     expect((await db.applyEvents([pending(idAt(T0 - 2, 3), T0 - 2)], T0 + 3000)).refused).toHaveLength(1)
+  })
+
+  test("a copy of an expired task's events that comes before the expiry settles is refused too: no row comes back", async () => {
+    await using database = await openTestDatabase(backend)
+    const db = database.store
+    const id = idAt(T0, 1)
+    const [submitted, , succeeded] = finished(id, T0) as [TaskEvent, TaskEvent, TaskEvent]
+    await db.applyEvents(finished(id, T0))
+    expect(await db.expireResults(T0 + 1000, 500, 0)).toEqual({ expired: 1, horizon: T0 })
+    // The gateway's PENDING redelivered alone would make a row that never ends; a worker's outcome, one held.
+    const outcome = await db.applyEvents([submitted, succeeded], T0 + 2000)
+    expect(outcome.applied).toEqual([])
+    expect(outcome.refused.map(({ event, reason }) => [event.state, reason])).toEqual(
+      (["PENDING", "SUCCESS"] satisfies TaskStatus[]).map((state) => [state, EXPIRED_LATELY]),
+    )
+    expect(await db.find(id)).toBeNull()
+    expect(await db.heldBefore(Number.MAX_SAFE_INTEGER, 10)).toEqual([])
+    expect((await db.statusCounts()).PENDING).toBe(0)
+    // Another store on the database (a replica, a restart) refuses it as well.
+    const replica = await database.openReplica()
+    expect((await replica.applyEvents([submitted], T0 + 3000)).refused).toHaveLength(1)
+    // Once the expiry settles, the horizon refuses it, and the ids kept until then go.
+    expect(await db.expireResults(T0 + 1000, 500, SETTLED)).toEqual({ expired: 0, horizon: T0 })
+    expect((await db.applyEvents([submitted], T0 + 4000)).refused).toHaveLength(1)
+    expect(await database.query("SELECT task_id FROM expired_tasks")).toEqual([])
+    expect(await db.find(id)).toBeNull()
+  })
+
+  test("while one store expires tasks, copies of their PENDINGs on another store bring none back", async () => {
+    await using database = await openTestDatabase(backend)
+    const db = database.store
+    const replica = await database.openReplica()
+    const ids = Array.from({ length: 400 }, (_, i) => idAt(T0 + i, i + 1))
+    await db.applyEvents(ids.flatMap((id, i) => finished(id, T0 + i)))
+    const copies = ids.map((id, i) => pending(id, T0 + i))
+    // None settles; the copies of tasks not expired yet are duplicates, the others come too late.
+    const expiring = (async () => {
+      for (let expired = 1; expired > 0; ) expired = await expire(db, T0 + 10_000, 50, 0)
+    })()
+    const copying = (async () => {
+      for (let i = 0; i < copies.length; i += 20)
+        await replica.applyEvents(copies.slice(i, i + 20), T0 + 20_000)
+    })()
+    await Promise.all([expiring, copying])
+    expect(await database.query("SELECT task_id, status FROM tasks")).toEqual([])
+    const counts = await db.statusCounts()
+    expect(Object.values(counts).every((tasks) => tasks === 0)).toBe(true)
   })
 
   test("a revoked task still due later stays until its eta is past the horizon", async () => {

@@ -4,7 +4,7 @@
 import { eventId, type TaskEvent } from "../../shared/contracts.ts"
 import { timelineDetail } from "./dashboard.ts"
 import type { EventsOutcome } from "./store.ts"
-import { type Applied, admit, type GroupRow, mergeEvent, type TaskRow } from "./task-state.ts"
+import { type Applied, admit, type Expiries, type GroupRow, mergeEvent, type TaskRow } from "./task-state.ts"
 import { type DeliveryRow, dueDelivery } from "./webhooks.ts"
 
 /** An event kept aside until its cause arrives (the held_events table). */
@@ -27,6 +27,8 @@ export interface TaskSnapshot {
   held: HeldRow[]
   /** The expiry horizon, read once the tasks were locked (task-state.ts's `expiredBy`). */
   horizon: number | null
+  /** Those of the batch's tasks that expired in a batch not settled yet (task-state.ts's `Expiries`). */
+  expiredLately: Set<string>
 }
 
 export interface InboxEntry {
@@ -50,13 +52,14 @@ export class EventBatch {
   private readonly held = new Map<string, HeldRow>()
   private readonly changed = new Set<string>()
 
-  private readonly horizon: number | null
+  private readonly expiries: Expiries
 
   constructor(
     snapshot: TaskSnapshot,
     private readonly now: number,
   ) {
-    this.horizon = snapshot.horizon
+    const { horizon, expiredLately } = snapshot
+    this.expiries = { horizon, lately: (taskId) => expiredLately.has(taskId) }
     this.rows = new Map(snapshot.rows)
     this.seen = new Set(snapshot.seen)
     for (const row of snapshot.held) this.held.set(row.event_id, row)
@@ -106,7 +109,7 @@ export class EventBatch {
     const id = eventId(event)
     if (this.seen.has(id)) return false
     const seen = (seenId: string) => this.seen.has(seenId)
-    const admission = admit(this.row(event.task_id), event, seen, this.horizon)
+    const admission = admit(this.row(event.task_id), event, seen, this.expiries)
     if (admission.verdict === "refuse") {
       this.outcome.refused.push({ event, reason: admission.reason })
       return false

@@ -89,6 +89,10 @@ const MIGRATIONS = [
   // 5: each expiry batch's latest mint time, until it is old enough to move the horizon (store.ts's
   // `expireResults`): a submission far behind in the events queue is not taken for an expired task's copy.
   `CREATE TABLE expiry_marks (expired_at BIGINT NOT NULL, minted_until BIGINT NOT NULL);`,
+  // 6: the ids of the tasks those marks cover, until they settle (task-state.ts's `Expiries`): the horizon does
+  // not refuse their late events until then, and a copy of a PENDING would make a row that never ends.
+  `CREATE TABLE expired_tasks (task_id TEXT COLLATE "C" PRIMARY KEY, expired_at BIGINT NOT NULL);
+   CREATE INDEX expired_tasks_by_time ON expired_tasks (expired_at);`,
 ]
 
 /** The schema version this code brings a database to. */

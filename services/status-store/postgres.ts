@@ -76,7 +76,7 @@ async function lockTasks(tx: Tx, taskIds: string[]): Promise<TaskSnapshot> {
   // Sorted as the primary key sorts them (byte order, as JavaScript's sort is for these ASCII ids).
   const ids = tx.array([...new Set(taskIds)].sort())
   // Lazy queries, sent in the order Promise.all takes them: none may be started (awaited) before it.
-  const [, rows, seen, held, [mark]] = await Promise.all([
+  const [, rows, seen, held, [expiries]] = await Promise.all([
     tx`SELECT pg_advisory_xact_lock(key) FROM (SELECT DISTINCT hashtextextended(id, 0) AS key
       FROM unnest(${ids}::text[]) AS id ORDER BY key) AS keys`,
     // One primary-key lookup per task, in this order (the locking keeps the planner from turning it into a scan).
@@ -86,13 +86,18 @@ async function lockTasks(tx: Tx, taskIds: string[]): Promise<TaskSnapshot> {
     tx<{ event_id: string }[]>`SELECT inbox.event_id FROM unnest(${ids}::text[]) AS t(id)
       JOIN inbox ON inbox.event_id > t.id || ':' AND inbox.event_id < t.id || ';'`,
     tx<HeldRow[]>`SELECT * FROM held_events WHERE task_id = ANY(${ids}::text[]) ORDER BY held_at, event_id`,
-    // After the row locks: a task an expiry deleted meanwhile was waited for, and its horizon is committed with it.
-    tx<{ minted_until: string | null }[]>`SELECT minted_until FROM expiry_horizon`,
+    // After the row locks: a task an expiry deleted meanwhile was waited for, and its id and horizon are committed
+    // with it. One statement, one snapshot: an expiry that settles between two reads would be in neither.
+    tx<
+      { horizon: string | null; lately: string[] }[]
+    >`SELECT (SELECT minted_until FROM expiry_horizon) AS horizon,
+      ARRAY(SELECT task_id FROM expired_tasks WHERE task_id = ANY(${ids}::text[])) AS lately`,
   ])
-  const horizon = mark?.minted_until == null ? null : Number(mark.minted_until)
+  const horizon = expiries?.horizon == null ? null : Number(expiries.horizon)
   const byId = new Map<string, TaskRow | null>(taskIds.map((id) => [id, null]))
   for (const row of rows) byId.set(row.task_id, row)
-  return { rows: byId, seen: new Set(seen.map((row) => row.event_id)), held: [...held], horizon }
+  const seenIds = new Set(seen.map((row) => row.event_id))
+  return { rows: byId, seen: seenIds, held: [...held], horizon, expiredLately: new Set(expiries?.lately) }
 }
 
 /**
@@ -192,18 +197,25 @@ const expireResults = (sql: Sql, before: number, limit: number, settledBefore: n
       FROM tasks WHERE status IN ${tx.unsafe(FINAL_SQL)} AND finished_at < ${before}
         AND (eta IS NULL OR eta < ${before})
       ORDER BY finished_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`
-    if (expired.length > 0) await deleteExpired(tx, expired)
+    const expiredAt = Date.now()
+    if (expired.length > 0) await deleteExpired(tx, expired, expiredAt)
     const latest = horizonAfter(
       null,
       expired.map((row) => row.task_id),
     )
-    if (latest !== null) await tx`INSERT INTO expiry_marks VALUES (${Date.now()}, ${latest})`
+    if (latest !== null) await tx`INSERT INTO expiry_marks VALUES (${expiredAt}, ${latest})`
     return { expired: expired.length, horizon: await settleMarks(tx, settledBefore) }
   })
 
-async function deleteExpired(tx: Tx, expired: Pick<TaskRow, "task_id" | "status" | "group_id">[]) {
+async function deleteExpired(
+  tx: Tx,
+  expired: Pick<TaskRow, "task_id" | "status" | "group_id">[],
+  expiredAt: number,
+) {
   const ids = tx.array(expired.map((row) => row.task_id))
   await tx`DELETE FROM tasks WHERE task_id = ANY(${ids}::text[])`
+  await tx`INSERT INTO expired_tasks SELECT id, ${expiredAt} FROM unnest(${ids}::text[]) AS id
+    ON CONFLICT (task_id) DO UPDATE SET expired_at = excluded.expired_at`
   // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
   await tx`DELETE FROM inbox USING unnest(${ids}::text[]) AS t(id)
     WHERE event_id > t.id || ':' AND event_id < t.id || ';'`
@@ -236,6 +248,8 @@ async function settleMarks(tx: Tx, settledBefore: number): Promise<number | null
     const latest = Math.max(...settled.map((mark) => Number(mark.minted_until)))
     await tx`UPDATE expiry_horizon SET minted_until = GREATEST(minted_until, ${latest})`
   }
+  // The horizon covers their ids from this commit on (an id of another version it never covers).
+  await tx`DELETE FROM expired_tasks WHERE expired_at < ${settledBefore}`
   const [row] = await tx<{ horizon: string | null }[]>`SELECT GREATEST(
     (SELECT minted_until FROM expiry_horizon), (SELECT max(minted_until) FROM expiry_marks)) AS horizon`
   return row?.horizon == null ? null : Number(row.horizon)

@@ -39,6 +39,7 @@ import {
   type Applied,
   admit,
   currentRun,
+  type Expiries,
   type GroupRow,
   horizonAfter,
   inFlightDeltas,
@@ -159,6 +160,10 @@ const MIGRATIONS = [
   // 15: each expiry batch's latest mint time, until it is old enough to move the horizon (store.ts's
   // `expireResults`): a submission far behind in the events queue is not taken for an expired task's copy.
   `CREATE TABLE expiry_marks (expired_at INTEGER NOT NULL, minted_until INTEGER NOT NULL);`,
+  // 16: the ids of the tasks those marks cover, until they settle (task-state.ts's `Expiries`): the horizon does
+  // not refuse their late events until then, and a copy of a PENDING would make a row that never ends.
+  `CREATE TABLE expired_tasks (task_id TEXT PRIMARY KEY, expired_at INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX expired_tasks_by_time ON expired_tasks (expired_at);`,
 ]
 
 /** The schema version this code brings a database to. */
@@ -233,11 +238,17 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
 
   const seen = (id: string) => tasks.inInbox.get(id) !== null
 
+  /** What admission knows of expired tasks, as of this transaction's horizon. */
+  const expiriesAt = (horizon: number | null): Expiries => ({
+    horizon,
+    lately: (taskId) => expiry.expiredLately.get(taskId) !== null,
+  })
+
   /** Admit one event: apply it, keep it aside until its cause comes, or refuse it. */
-  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome, horizon: number | null): boolean {
+  function admitOne(event: TaskEvent, now: number, outcome: EventsOutcome, expiries: Expiries): boolean {
     const id = eventId(event)
     if (seen(id)) return false
-    const admission = admit(tasks.select.get(event.task_id), event, seen, horizon)
+    const admission = admit(tasks.select.get(event.task_id), event, seen, expiries)
     if (admission.verdict === "refuse") {
       outcome.refused.push({ event, reason: admission.reason })
       return false
@@ -252,18 +263,13 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   }
 
   /** Events of these tasks held before: admitted again until none moves, since each may be the next one's cause. */
-  function releaseHeld(
-    taskIds: Iterable<string>,
-    now: number,
-    outcome: EventsOutcome,
-    horizon: number | null,
-  ) {
+  function releaseHeld(taskIds: Iterable<string>, now: number, outcome: EventsOutcome, expiries: Expiries) {
     for (const taskId of taskIds) {
       for (let moved = true; moved; ) {
         moved = false
         for (const { event_id: id, event } of held.ofTask.all(taskId)) {
           const refused = outcome.refused.length
-          const applied = admitOne(JSON.parse(event) as TaskEvent, now, outcome, horizon)
+          const applied = admitOne(JSON.parse(event) as TaskEvent, now, outcome, expiries)
           if (applied || outcome.refused.length > refused || seen(id)) held.forget.run(id)
           moved ||= applied
         }
@@ -274,9 +280,9 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const applyEvents = db.transaction((events: TaskEvent[], now: number) => {
     const outcome: EventsOutcome = { applied: [], refused: [] }
     const moved = new Set<string>()
-    const horizon = expiry.horizon.get()?.minted_until ?? null
-    for (const event of events) if (admitOne(event, now, outcome, horizon)) moved.add(event.task_id)
-    if (held.any.get()) releaseHeld(moved, now, outcome, horizon)
+    const expiries = expiriesAt(expiry.horizon.get()?.minted_until ?? null)
+    for (const event of events) if (admitOne(event, now, outcome, expiries)) moved.add(event.task_id)
+    if (held.any.get()) releaseHeld(moved, now, outcome, expiries)
     figures.record(outcome.applied)
     for (const [owner, delta] of inFlightDeltas(outcome.applied)) tasks.addInFlight.run(owner, delta)
     return outcome
@@ -292,8 +298,10 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
   const expireResults = db.transaction((before: number, limit: number, settledBefore: number) => {
     const expired = expiry.oldestFinal.all(before, limit)
     const gone = new Map<string, number>()
+    const expiredAt = Date.now()
     for (const { task_id: taskId, status } of expired) {
       expiry.deleteTask.run(taskId)
+      expiry.keepExpired.run(taskId, expiredAt)
       // Event ids are `<task id>:…` and delivery ids `<task id>.<run>`: ";" and "/" sort right after.
       expiry.deleteInbox.run(`${taskId}:`, `${taskId};`)
       expiry.deleteHeld.run(taskId)
@@ -309,12 +317,13 @@ export function openSqliteStore(path: string, synchronous: "FULL" | "NORMAL"): S
       null,
       expired.map((row) => row.task_id),
     )
-    if (latest !== null) expiry.mark.run(Date.now(), latest)
+    if (latest !== null) expiry.mark.run(expiredAt, latest)
     const was = expiry.horizon.get()?.minted_until ?? null
     const settled = expiry.settled.get(settledBefore)?.minted_until ?? null
     const horizon = settled === null || (was !== null && was >= settled) ? was : settled
     if (horizon !== was) expiry.moveHorizon.run(horizon)
     expiry.forgetSettled.run(settledBefore)
+    expiry.forgetSettledTasks.run(settledBefore)
     const unsettled = expiry.unsettled.get()?.minted_until ?? null
     return {
       expired: expired.length,
@@ -568,6 +577,11 @@ function expiryStatements(db: SqliteDatabase) {
       "SELECT max(minted_until) AS minted_until FROM expiry_marks WHERE expired_at < ?",
     ),
     forgetSettled: db.query<void, [number]>("DELETE FROM expiry_marks WHERE expired_at < ?"),
+    keepExpired: db.query<void, [string, number]>("INSERT OR REPLACE INTO expired_tasks VALUES (?, ?)"),
+    expiredLately: db.query<{ one: number }, [string]>(
+      "SELECT 1 AS one FROM expired_tasks WHERE task_id = ?",
+    ),
+    forgetSettledTasks: db.query<void, [number]>("DELETE FROM expired_tasks WHERE expired_at < ?"),
     unsettled: db.query<{ minted_until: number | null }, []>(
       "SELECT max(minted_until) AS minted_until FROM expiry_marks",
     ),

@@ -64,18 +64,19 @@ export interface StatusStore {
    * Admit events (task-state.ts's `admit`) and apply those that may be, in one transaction, once each (by the
    * inbox). An event whose cause has not arrived is held, with `now` as its time, and admitted again whenever
    * another event of its task is applied; `applied` are those new to the inbox (held ones included), with their
-   * rows; `refused` will never be. An event of a task the store does not hold, minted by the expiry horizon, is
-   * refused: its task's result expired (task-state.ts's `expiredBy`).
+   * rows; `refused` will never be. An event of a task the store does not hold, minted by the expiry horizon or
+   * expired by a batch whose mark has not settled, is refused: its task's result expired (task-state.ts's
+   * `Expiries`).
    */
   applyEvents(events: TaskEvent[], now?: number): Promise<EventsOutcome>
   /**
    * Delete up to `limit` final tasks that ended before `before` (a REVOKED one also not due before it), oldest end
    * first, with everything kept by task: inbox rows (the timeline), held events, webhook deliveries and attempts,
    * and a group once its last task is gone; the status counts go down with them. Never a task that is not final.
-   * Each batch leaves a mark, its latest mint time (task-state.ts's `horizonAfter`); marks left before
-   * `settledBefore` move the expiry horizon up and go, so that the horizon by which events are refused trails the
-   * deletions: a submission may be that much later than the ones that expired before it is taken for a copy of an
-   * expired task. Returns how many tasks went (fewer than `limit`: none is left to expire for now) and the horizon
+   * Each batch leaves a mark, its latest mint time (task-state.ts's `horizonAfter`), and the ids it deleted; marks
+   * left before `settledBefore` move the expiry horizon up and go, with those ids, so that the horizon by which
+   * events are refused trails the deletions: a submission may be that much later than the ones that expired before
+   * it is taken for a copy of an expired task. Until then the ids refuse their own tasks' events. Returns how many tasks went (fewer than `limit`: none is left to expire for now) and the horizon
    * by which reads tell expired from unknown: the latest mark, settled or not.
    */
   expireResults(

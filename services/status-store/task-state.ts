@@ -235,25 +235,43 @@ export type Admission =
 
 const RETRYABLE_ENDS: ReadonlySet<TaskStatus> = new Set(["FAILURE", "EXPIRED", "REVOKED"])
 
+/** What a store knows of the tasks whose results expired, as admission asks it of a task it does not hold. */
+export interface Expiries {
+  /** The expiry horizon (`expiredBy`), null before any expiry settled. */
+  horizon: number | null
+  /**
+   * Whether the task expired in a batch that has not settled yet: the horizon does not cover it until then, so
+   * the store keeps its id.
+   */
+  lately(taskId: string): boolean
+}
+
+const NONE_EXPIRED: Expiries = { horizon: null, lately: () => false }
+
 /**
  * `seen(eventId)`: whether the inbox holds that event (applied before). The row is the task's before the event
- * (null when unknown). `horizon`: the expiry horizon (`expiredBy`), null before any result expired. Pure, so
- * that every backend admits the same events in the same state.
+ * (null when unknown). `expiries`: what the store knows of expired tasks. Pure, so that every backend admits the
+ * same events in the same state.
  */
 export function admit(
   row: TaskRow | null,
   event: TaskEvent,
   seen: (eventId: string) => boolean,
-  horizon: number | null = null,
+  expiries: Expiries = NONE_EXPIRED,
 ): Admission {
   const { task_id: taskId, run, attempt, state } = event
   const refuse = (reason: string): Admission => ({ verdict: "refuse", reason })
   const hold = (waitingFor: string): Admission => ({ verdict: "hold", waitingFor })
   if (state === "REVOKED")
     return refuse("a REVOKED comes from the status store alone, which applies it itself")
-  // A late copy of an expired task's event (its inbox rows went with it) must not bring the task back.
-  if (!row && expiredBy(taskId, horizon))
+  // A late copy of an expired task's event (its inbox rows went with it) must not bring the task back: a PENDING
+  // would make a row that never ends, as no worker runs the task again.
+  if (!row && expiredBy(taskId, expiries.horizon))
     return refuse("its task is not held and was submitted before results that have expired: it expired too")
+  if (!row && expiries.lately(taskId))
+    return refuse(
+      "its task's result expired moments ago (RESULT_EXPIRES): a late copy does not bring it back",
+    )
   if (state === "PENDING") {
     if (attempt !== run - 1) return refuse(`a PENDING of run ${run} has attempt ${run - 1}, not ${attempt}`)
     if (run === 1) return { verdict: "apply" }
