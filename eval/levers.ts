@@ -27,6 +27,8 @@ type Levers = {
   reviewEmoji: boolean
   /** A negator that reaches no scored word scores −1 itself. */
   bareNegation: boolean
+  /** Multi-word phrases scored as one word (`never again`, `above and beyond`). */
+  phrases: boolean
   /** A sentence that ends in a single `?` scores nothing. */
   questions: boolean
   /** The last sentence of a review of several counts as the language says (English: double). */
@@ -42,14 +44,16 @@ const NONE: Levers = {
   contrasts: false,
   reviewEmoji: false,
   bareNegation: false,
+  phrases: false,
   questions: false,
   verdict: false,
 }
 const LEVERS = Object.keys(NONE) as (keyof Levers)[]
 
-/** The levers a language opts into, switched off where `levers` says. */
-function sentenceLevers(scoring: LanguageScoring, levers: Levers): Partial<LanguageScoring> {
+/** The levers a language opts into (phrases, questions, the verdict), off where `levers` says. */
+function optedLevers(scoring: LanguageScoring, levers: Levers): Partial<LanguageScoring> {
   return {
+    phrases: levers.phrases ? scoring.phrases : {},
     unscoredQuestions: levers.questions && scoring.unscoredQuestions,
     verdictWeight: levers.verdict ? scoring.verdictWeight : 1,
   }
@@ -71,7 +75,7 @@ function russianScoring(levers: Levers): LanguageScoring {
     contrasts: levers.contrasts ? russian.RUSSIAN.contrasts : new Set(),
     emoji: levers.reviewEmoji ? russian.RUSSIAN.emoji : {},
     bareNegators: levers.bareNegation ? russian.RUSSIAN.bareNegators : new Set(),
-    ...sentenceLevers(russian.RUSSIAN, levers),
+    ...optedLevers(russian.RUSSIAN, levers),
   }
 }
 
@@ -92,7 +96,7 @@ function englishScoring(levers: Levers): LanguageScoring {
     contrasts: levers.contrasts ? english.ENGLISH.contrasts : new Set(),
     emoji: levers.reviewEmoji ? english.ENGLISH.emoji : {},
     bareNegators: levers.bareNegation ? english.ENGLISH.bareNegators : new Set(),
-    ...sentenceLevers(english.ENGLISH, levers),
+    ...optedLevers(english.ENGLISH, levers),
   }
 }
 

@@ -140,6 +140,12 @@ describe("scoreReview in English", () => {
     expect(scoreReview("Tasty, but the waiter was rude").score).toBe(2 - 2 * 2)
   })
 
+  test("a phrase scores as one word, is reported as written, and is negated as a word is", () => {
+    expect(scoreReview("Never again")).toMatchObject({ score: -3, negative: ["never again"] })
+    expect(scoreReview("We will be back")).toMatchObject({ score: 2, positive: ["be back"] })
+    expect(scoreReview("We won't be back")).toMatchObject({ score: -2, negative: ["be back"] })
+  })
+
   test("a question scores nothing, unless it is asked in exasperation", () => {
     expect(scoreReview("Does the free version have a limit?").polarity).toBe("neutral")
     expect(scoreReview("The room is good. Is the pool good?").score).toBe(3)

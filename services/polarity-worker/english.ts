@@ -22,6 +22,8 @@ export const NEGATORS = [
   ...SENTIMENT_NEGATORS,
   ..."no never nothing nobody none neither nor without cannot couldn't wouldn't shouldn't didn't".split(" "),
   ..."wasn't weren't aren't hasn't haven't hadn't".split(" "),
+  /** Negatives in all but form: `barely warm`, `hardly any queues`, `zero issues`. */
+  ..."barely hardly zero".split(" "),
 ]
 
 /**
@@ -34,6 +36,8 @@ export const REVIEW_WORDS = scored([
   [-3, "unusable defective inedible mould mold filthy stench cockroaches bedbugs scammers scam ripoff"],
   [-3, "rubbish garbage junk ruined shambles rip-off extortionate double-charged bricked rotten mouldy"],
   [-3, "moldy cockroach poisoning nightmare abysmal scammed shady sketchy robbed gouging"],
+  [-3, "counterfeit knockoff knock-off doa tampered rancid diarrhea diarrhoea vomited reeks reeked stinks"],
+  [-3, "unauthorised unauthorized incompetence"],
   [-2, "subpar half-baked janky naff faff gutted tacky overhyped letdown let-down"],
   [-2, "late delayed delay slow broken broke crashes crashed crash crashing freezes buggy bug bugs glitch"],
   [-2, "glitchy laggy faulty damaged squashed smashed leaking leaked spilled torn ripped faded expired"],
@@ -48,13 +52,26 @@ export const REVIEW_WORDS = scored([
   [-2, "overheats"],
   [-2, "overheating unresponsive misled lies fined unfriendly yelled shouted mediocre joke froze beware"],
   [-2, "unfortunately clunky surcharge"],
+  [-2, "undelivered misdelivered chucked crumpled squished soaked excuses runaround stonewalled fobbed"],
+  [-2, "uninstall uninstalling paywall paywalled bloatware cluttered unintuitive counterintuitive nagging"],
+  [-2, "spammy spammed intrusive downgrade downgraded nerfed congealed limp mushy flavourless flavorless"],
+  [-2, "microwaved skimpy measly miserly meager penalised penalized robotic scripted bureaucracy"],
+  [-2, "hoops lumpy overbooked stranded mildew touristy photoshopped surly snotty grumpy impolite ignoring"],
+  [-2, "patronising patronizing untrained understaffed short-staffed disorganised disorganized snapped tore"],
+  [-2, "unglued pilling bobbling discoloured discolored rusted rusty corroded leaky crooked scratchy dies"],
+  [-2, "slowest dirtiest crammed battered paper-thin copy-paste nags bureaucratic"],
   [-1, "slowly waited waiting queue queues swallowed sticky smelled noise pushed pricey expensive fee fees"],
   [-1, "crowded dusty hidden ads adverts lag closed stopped declined forever ages postponed raw chewy dry"],
   [-1, "salty sour hair instead pending chased chasing escalated rescheduled oily tough flies ants buzzing"],
   [-1, "locked average hassle tiny steep hiked"],
+  [-1, "issue issues frozen deleted deleting removed upsell upselling reheated dated bumped diverted loud"],
+  [-1, "smelt wet cold loose bot chatbot paperwork attitude silence slower pricier logged wish charged"],
+  [-1, "fuss drama hiccup hiccups clutter gimmick gimmicks keeps"],
   [1, "legit quaint"],
   [1, "juicy crispy sorted fixed solved decent quick quickly fast instant okay ok simple quiet reasonable"],
   [1, "transparent bonus discount upgrade upgraded complimentary replaced explained"],
+  [1, "value early exactly fits crisp fluffy moist freshly homemade filling airy scenic upfront cheaper"],
+  [1, "easier faster quicker fine actually"],
   [2, "cracking ace dependable must-have must-try worthwhile value-for-money"],
   [2, "professional professionally knowledgeable efficient efficiently prompt promptly speedy swift"],
   [2, "hassle-free effortless user-friendly sturdy durable spacious roomy tidy flavourful flavorful hearty"],
@@ -62,10 +79,54 @@ export const REVIEW_WORDS = scored([
   [2, "handy slick smooth punctual attentive welcoming cosy cozy tasty affordable solid highlight comfy"],
   [2, "refunded thanks helped compensated patient skilled expert exceptional phenomenal incredible gorgeous"],
   [2, "spot-on first-rate legend yay life-saver treat genius pleasantly smoothly"],
+  [2, "kind kindly considerate hospitable informative straightforward painless stress-free accurate"],
+  [2, "accurately trustworthy relaxing authentic picturesque speedily exceeded exceeds fave fav faves"],
+  [2, "easiest comfiest cleanest friendliest fastest quickest smoothest freshest cheapest go-to"],
   [3, "fab chuffed brill stellar"],
   [3, "seamless immaculate pristine yummy scrumptious mouth-watering gem faultless impeccable top-notch"],
   [3, "first-class five-star flawlessly flawless priceless heavenly"],
+  [3, "succulent seamlessly breathtaking tastiest nicest finest game-changer"],
 ])
+
+/**
+ * Expressions whose sense is not the sum of their words (this project's, MIT), from the same six domains: verdicts
+ * (`never again`, `would buy again`, `5 stars`), idioms of complaint and praise (`fell apart`, `on hold`,
+ * `above and beyond`), and the uses of a scored word that mean nothing (`kind of`, `as well`). Negated as a word
+ * is: `won't be back`, `not as described`.
+ */
+export const REVIEW_PHRASES = scored(
+  [
+    [-3, "never again, waste of money, waste of time, down the drain, save your money, stay away"],
+    [-3, "steer clear, avoid at all costs, do not buy, don't buy, don't bother, do not bother, ripped off"],
+    [-3, "rip off, fell apart, falls apart, falling apart, still waiting, thanks for nothing, zero stars"],
+    [-3, "0 stars, dead on arrival, stopped working, quit working, charged twice, double charged"],
+    [-3, "food poisoning, threw up, tourist trap, false advertising, cash grab, money grab, in pieces"],
+    [-2, "let down, let me down, let us down, hung up, on hold, yet to, came apart, broke down, no show"],
+    [-2, "1 star, one star, hidden fees, hidden charges, out of pocket, out of order, out of date, gone off"],
+    [-2, "logs me out, logged me out, force closes, force close, blank screen, black screen, battery drain"],
+    [-2, "locked out, red tape, thin walls, nothing like, feels cheap, cheap plastic, came loose, fell off"],
+    [-2, "run around, fob off, fine print, love that for me, beat up, beaten up, in your face"],
+    [-2, "copy and paste, canned response, expected more, expected better, no idea"],
+    [-1, "more like, 2 stars, two stars, to this day, in a row, whole time, all night, ran out of"],
+    [-1, "run out of"],
+    [0, "kind of, as well, 3 stars, three stars, not sure, safe place, fraud alert, fraud team"],
+    [0, "fraud department, customer care, good to know"],
+    [1, "same day, next day, in minutes, within minutes, straight away, right away, sorted out, for free"],
+    [1, "free of charge, no charge, true to size, from scratch"],
+    [2, "on time, as described, as pictured, as advertised, in no time, can't wait, can't beat, my go to"],
+    [2, "worth the money, worth the wait, worth the price, well worth, well done, well made, well packed"],
+    [2, "well packaged, packed well, keep it up, hats off, looked after, took care of, be back, buy again"],
+    [2, "order again, stay again, use again, book again, visit again, buying again, ordering again"],
+    [2, "booking again, without being asked, no questions asked, no extra charge, at no charge"],
+    [2, "no extra cost, at no extra cost, without a scratch, 4 stars, four stars, value for money"],
+    [2, "bang for the buck, bang for your buck, came through, tipped extra, the real thing, the real deal"],
+    [3, "worth every penny, game changer, life saver, above and beyond, extra mile, top notch, spot on"],
+    [3, "second to none, made my day, couldn't do enough, could not do enough, 5 stars, five stars, 10 10"],
+    [3, "hidden gem, never looked back, can't ask for more, couldn't ask for more, couldn't ask for better"],
+    [3, "can't go wrong, cannot go wrong, made the trip, made our trip, made our stay, made the whole trip"],
+  ],
+  ", ",
+)
 
 /**
  * What a service is expected to do or give: scored only when negated (`never arrived`, `no refund`,
@@ -73,13 +134,19 @@ export const REVIEW_WORDS = scored([
  */
 export const NEGATED_ONLY = scored([
   [1, "call called explanation warning information apologise apologize very sleep sign open opens start"],
-  [1, "starts charge charges turn turned apologised apologized"],
+  [1, "starts charge charges turn turned apologised apologized sorry apology apologies pay response notice"],
   [2, "work works worked working arrive arrived arrives answer answered reply replied respond responded"],
   [2, "refund showed got get received receive delivered load loads"],
 ])
 
 /** Words AFINN signs that say nothing about how good a thing was in a review: the things themselves. */
-export const NEUTRAL_IN_REVIEWS = "support top quality promised kind interest increase".split(" ")
+export const NEUTRAL_IN_REVIEWS = [
+  ..."support top quality promised interest increase savings gift offline grey gray legal alert".split(" "),
+  /** Said in passing, not judging: `please fix it`, `straight to voicemail`, `I hope they fix it`. */
+  ..."please want hope hoping straight yes share matter like alone wow".split(" "),
+  /** What a reviewer felt before being won over: `I was skeptical, but…`, `was nervous ordering online`. */
+  ..."nervous skeptical sceptical worried hesitant dubious apprehensive doubts".split(" "),
+]
 
 /** What follows them is the conclusion: `tasty, but the service was awful`. */
 export const CONTRASTS = ["but", "however"]
@@ -95,8 +162,10 @@ export const ENGLISH = {
   negationScope: 3,
   negatedOnly: new Set(Object.keys(NEGATED_ONLY)),
   emoji: REVIEW_EMOJI,
-  bareNegators: new Set(NEGATORS.filter((negator) => negator !== "without")),
+  /** `no` is left out as `without` is: `no cash, cards only` and `a room with no stairs` describe. */
+  bareNegators: new Set(NEGATORS.filter((negator) => negator !== "without" && negator !== "no")),
   contrasts: new Set(CONTRASTS),
+  phrases: REVIEW_PHRASES,
   unscoredQuestions: true,
   verdictWeight: 2,
 }

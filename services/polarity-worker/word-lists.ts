@@ -1,9 +1,14 @@
 // The shape of this project's word lists (english.ts, russian.ts): words grouped by score, and how several
 // lists become one table of labels for `sentiment`.
 
-/** `[[-2, "late slow"], [3, "superb"]]` → `{ late: -2, slow: -2, superb: 3 }`: a list reads by score. */
-export function scored(groups: [score: number, words: string][]): Record<string, number> {
-  return Object.fromEntries(groups.flatMap(([score, words]) => words.split(" ").map((word) => [word, score])))
+/**
+ * `[[-2, "late slow"], [3, "superb"]]` → `{ late: -2, slow: -2, superb: 3 }`: a list reads by score. Phrases are
+ * listed with another `separator` (`[[-3, "never again, waste of money"]]`).
+ */
+export function scored(groups: [score: number, words: string][], separator = " "): Record<string, number> {
+  return Object.fromEntries(
+    groups.flatMap(([score, words]) => words.split(separator).map((word) => [word, score])),
+  )
 }
 
 /**
