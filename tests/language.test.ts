@@ -104,6 +104,27 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Кофе без сахара").polarity).toBe("neutral")
   })
 
+  test("a bare `нет` states what is lacking, not a complaint; `перестал` negates", () => {
+    expect(scoreReview("Тёмной темы нет").polarity).toBe("neutral")
+    expect(scoreReview("Приложение перестало вылетать").positive).toEqual(["вылетать"])
+    expect(scoreReview("Приложение перестало работать").negative).toEqual(["работать"])
+  })
+
+  test("a set expression scores as one word, reported as written, and a negator flips it", () => {
+    expect(scoreReview("Это деньги на ветер")).toMatchObject({ score: -3, negative: ["деньги на ветер"] })
+    expect(scoreReview("Ни хорошо, ни плохо").polarity).toBe("neutral")
+    expect(scoreReview("Не стоит своих денег").negative).toEqual(["стоит своих денег"])
+  })
+
+  test("a word whose stem is an unrelated word's keeps a key of its own", () => {
+    expect(scoreReview("Пришлось ждать").negative).toContain("пришлось")
+    expect(scoreReview("Посылки пришли").polarity).toBe("neutral")
+  })
+
+  test("a question scores nothing", () => {
+    expect(scoreReview("Подскажите, этот размер нормально сядет?").polarity).toBe("neutral")
+  })
+
   test("after a contrast the rest of the sentence counts double", () => {
     expect(scoreReview("Вкусно, но официант грубый").score).toBe(3 - 2 * 2)
     expect(scoreReview("Официант грубый, но вкусно").score).toBe(-2 + 3 * 2)
