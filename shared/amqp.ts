@@ -630,13 +630,30 @@ function pointSessionAt(session: AMQPSession, address: string): void {
 
 let strayRejectionsIgnored = false
 
+/** What a write to a socket whose peer is gone fails with: the connection's close follows, and reconnects. */
+const DEAD_SOCKET_WRITE = new Set(["EPIPE", "ECONNRESET", "ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END"])
+
+function isDeadSocketWrite(reason: unknown): boolean {
+  const { code, syscall } = (reason ?? {}) as { code?: unknown; syscall?: unknown }
+  return (
+    typeof code === "string" &&
+    DEAD_SOCKET_WRITE.has(code) &&
+    (syscall === "write" || code.startsWith("ERR_STREAM_"))
+  )
+}
+
 /**
- * amqp-client 4.1.1 leaves a promise unhandled when a confirmed publish is written to a socket that is dying:
- * `basicPublish` returns `send().then(() => confirmed)`, so when the write fails the caller gets that failure,
- * and `confirmed` is rejected a moment later by the channel's close, with nobody listening. That rejection
- * would end the process (a gateway under load died this way when the broker was killed). The publish has
- * already failed to its caller, so such a rejection (an AMQPError of a closed connection) is only logged;
- * any other unhandled rejection still ends the process, as it would without this.
+ * amqp-client 4.1.1 leaves promises unhandled when the socket under it is dying, and either would end the
+ * process (a gateway under load died of the first when the broker was killed; the test process of the cluster
+ * test, of the second):
+ * - a confirmed publish: `basicPublish` returns `send().then(() => confirmed)`, so when the write fails the caller
+ *   gets that failure, and `confirmed` is rejected a moment later by the channel's close, with nobody listening
+ *   (an AMQPError of a closed connection);
+ * - the frames it writes of its own accord without a `catch`, such as the `basic.cancel-ok` that answers a
+ *   broker's cancel of a consumer (when a queue's node dies): that write fails with the socket's own error
+ *   (`EPIPE`, `ECONNRESET`, or a destroyed stream's).
+ * Neither is anyone's request: the connection's close follows, and the session reconnects. So both are only
+ * logged; any other unhandled rejection still ends the process, as it would without this.
  */
 function ignoreStrayConfirmRejections(log: Logger): void {
   if (strayRejectionsIgnored) return
@@ -644,6 +661,10 @@ function ignoreStrayConfirmRejections(log: Logger): void {
   process.on("unhandledRejection", (reason) => {
     if (reason instanceof AMQPError && reason.connection.closed) {
       log.debug("stray publish rejection after the connection closed", { err: reason.message })
+      return
+    }
+    if (isDeadSocketWrite(reason)) {
+      log.debug("stray write to a dead socket", { err: (reason as Error).message })
       return
     }
     throw reason

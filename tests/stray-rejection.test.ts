@@ -31,6 +31,11 @@ describe("a service process and unhandled rejections", () => {
     })
   })
 
+  test("survives a write amqp-client makes of its own accord, unhandled, to a socket that is gone", async () => {
+    const { stdout, code } = await runFixture({ UNCAUGHT_WRITE: "1" })
+    expect({ stdout, code }).toEqual({ stdout: "frame written\nstill running\n", code: 0 })
+  })
+
   test("still ends on any other unhandled rejection", async () => {
     const { stderr, code } = await runFixture({ GENUINE: "1" })
     expect(stderr).toContain("error: a genuine bug")
