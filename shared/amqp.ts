@@ -631,7 +631,12 @@ function pointSessionAt(session: AMQPSession, address: string): void {
 let strayRejectionsIgnored = false
 
 /** What a write to a socket whose peer is gone fails with: the connection's close follows, and reconnects. */
-const DEAD_SOCKET_WRITE = new Set(["EPIPE", "ECONNRESET", "ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END"])
+const DEAD_SOCKET_WRITE = new Set([
+  "EPIPE",
+  "ECONNRESET",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
+])
 
 function isDeadSocketWrite(reason: unknown): boolean {
   const { code, syscall } = (reason ?? {}) as { code?: unknown; syscall?: unknown }
