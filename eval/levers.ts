@@ -33,6 +33,8 @@ type Levers = {
   questions: boolean
   /** The last sentence of a review of several counts as the language says (English: double). */
   verdict: boolean
+  /** In a review that asks a question, a bare negator scores nothing. */
+  askingBareNegation: boolean
 }
 
 const NONE: Levers = {
@@ -47,6 +49,7 @@ const NONE: Levers = {
   phrases: false,
   questions: false,
   verdict: false,
+  askingBareNegation: false,
 }
 const LEVERS = Object.keys(NONE) as (keyof Levers)[]
 
@@ -56,6 +59,7 @@ function optedLevers(scoring: LanguageScoring, levers: Levers): Partial<Language
     phrases: levers.phrases ? scoring.phrases : {},
     unscoredQuestions: levers.questions && scoring.unscoredQuestions,
     verdictWeight: levers.verdict ? scoring.verdictWeight : 1,
+    unscoredBareNegationWhenAsking: levers.askingBareNegation && scoring.unscoredBareNegationWhenAsking,
   }
 }
 

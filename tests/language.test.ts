@@ -121,8 +121,10 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Посылки пришли").polarity).toBe("neutral")
   })
 
-  test("a question scores nothing", () => {
+  test("a question scores nothing, nor a bare negation in a review that asks one", () => {
     expect(scoreReview("Подскажите, этот размер нормально сядет?").polarity).toBe("neutral")
+    expect(scoreReview("Есть ли тёмная тема? В настройках не нашёл.").polarity).toBe("neutral")
+    expect(scoreReview("В настройках не нашёл.").polarity).toBe("negative")
   })
 
   test("after a contrast the rest of the sentence counts double", () => {

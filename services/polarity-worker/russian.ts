@@ -304,5 +304,6 @@ export const RUSSIAN = {
   bareNegators: new Set(NEGATORS.filter((negator) => !NOT_BARE.has(negator)).map(stemRussian)),
   contrasts: new Set(CONTRASTS.map(stemRussian)),
   unscoredQuestions: true,
+  unscoredBareNegationWhenAsking: true,
   phrases: PHRASES,
 }

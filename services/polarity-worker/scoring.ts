@@ -44,6 +44,11 @@ export type LanguageScoring = {
    */
   unscoredQuestions?: boolean
   /**
+   * Whether a bare negator scores nothing in a review that asks a question: there it says why the reviewer asks
+   * (`Есть ли тёмная тема? В настройках не нашёл.`), not what went wrong.
+   */
+  unscoredBareNegationWhenAsking?: boolean
+  /**
    * What the words of the last sentence of a review of several count for: it is most often the reviewer's verdict
    * (`…and the crew dimmed the lights. Landed 20 min early, can't ask for more.`).
    */
@@ -164,13 +169,16 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
     }
     return false
   }
+  const bareNegation = (tokens: string[], score: number) =>
+    scoring.unscoredBareNegationWhenAsking && tokens.includes(QUESTION_END) ? 0 : score
   return {
     apply(tokens: string[], cursor: number, score: number): number {
       const token = tokens[cursor] ?? ""
       if (scoring.unscoredQuestions && asks(tokens, cursor)) return 0
       const verdict = concludes(tokens, cursor) ? (scoring.verdictWeight ?? 1) : 1
       const weight = (followsContrast(tokens, cursor) ? 2 : 1) * verdict
-      if (negators.has(token)) return reachesScoredWord(tokens, cursor) ? 0 : score * weight
+      if (negators.has(token))
+        return reachesScoredWord(tokens, cursor) ? 0 : bareNegation(tokens, score) * weight
       // An emoji is the reviewer's mood, said after the words: `couldn't eat it 😞` is not a negated 😞.
       if (isNegated(tokens, cursor) && !PICTOGRAPH.test(token)) return -score * weight
       return negatedOnly.has(token) ? 0 : score * weight
