@@ -71,6 +71,8 @@ export const REVIEW_WORDS = scored([
   [-1, "issue issues frozen deleted deleting removed upsell upselling reheated dated bumped diverted loud"],
   [-1, "smelt wet cold loose bot chatbot paperwork attitude silence slower pricier logged wish charged"],
   [-1, "fuss drama hiccup hiccups clutter gimmick gimmicks keeps"],
+  [-1, "odd"],
+  [-2, "ominous waste"],
   [-1, "stings itch itches clumped complicated freezing kicked tossed thrown mosquitoes"],
   [1, "legit quaint"],
   [1, "juicy crispy sorted fixed solved decent quick quickly fast instant okay ok simple quiet reasonable"],
@@ -78,7 +80,7 @@ export const REVIEW_WORDS = scored([
   [1, "value early exactly fits crisp fluffy moist freshly homemade filling airy scenic upfront cheaper"],
   [1, "easier faster quicker fine actually"],
   [1, "unharmed securely neatly carefully fluid modern lightweight essential creamy buttery crunchy zesty"],
-  [1, "tangy ripe snug posh walkable highly"],
+  [1, "tangy ripe snug posh walkable highly lowest luck discounted strong"],
   [2, "cracking ace dependable must-have must-try worthwhile value-for-money"],
   [2, "professional professionally knowledgeable efficient efficiently prompt promptly speedy swift"],
   [2, "hassle-free effortless user-friendly sturdy durable spacious roomy tidy flavourful flavorful hearty"],
@@ -126,7 +128,11 @@ export const REVIEW_PHRASES = scored(
     [-2, "for no reason, straight to voicemail, no hot water, no wifi, no towels, no air conditioning"],
     [-2, "no aircon"],
     [-2, "left outside, left it outside, i was home, was home all day, were home all day"],
-    [-1, "looking into it"],
+    [-1, "looking into it, hit or miss"],
+    [-2, "to be desired, be warned"],
+    [0, "good luck, outstanding balance, drop off, dropped off, drop-off"],
+    [2, "a steal"],
+    [3, "gold standard, can't thank, cannot thank, couldn't thank, can't praise, can't say enough"],
     [1, "as requested, like i asked, as asked, in under, in seconds, out of the rain"],
     [-1, "out of stock, had to, could have, could've, should have, should've, at least, paid extra"],
     [0, "kind of, as well, 3 stars, three stars, not sure, safe place, fraud alert, fraud team"],
@@ -165,6 +171,7 @@ export const REVIEW_PHRASES = scored(
 export const NEGATED_ONLY = scored([
   [1, "call called explanation warning information apologise apologize very sleep sign open opens start"],
   [1, "starts charge charges turn turned apologised apologized sorry apology apologies pay response notice"],
+  [1, "apologises apologizes apologising apologizing reach reached"],
   [2, "work works worked working arrive arrived arrives answer answered reply replied respond responded"],
   [2, "refund showed got get received receive delivered load loads"],
 ])
@@ -175,7 +182,18 @@ export const NEUTRAL_IN_REVIEWS = [
   /** Said in passing, not judging: `please fix it`, `straight to voicemail`, `I hope they fix it`. */
   ..."please want hope hoping straight yes share matter like alone wow free".split(" "),
   /** What a reviewer felt before being won over: `I was skeptical, but…`, `was nervous ordering online`. */
-  ..."nervous skeptical sceptical worried hesitant dubious apprehensive doubts".split(" "),
+  ..."nervous skeptical sceptical worried hesitant dubious apprehensive doubts concerned".split(" "),
+  /**
+   * Found by reading AFINN's signed words, not the reviews: things and plain narration in a review (`hotel lobby`,
+   * `nuts` in a dish, `a withdrawal`, `United`, `bus stop`, `packing slip`, `an ice-cream scoop`).
+   */
+  ..."aboard accept accepts accepted active allergic certain chance chances cleared dear debt".split(" "),
+  ..."demand demands demanded determined disability disabilities emergency ensure entitled escape".split(" "),
+  ..."escapes fitness gold grand granted guarantee important importance increased increases".split(" "),
+  ..."invite join launched leading lobby mandatory matters novel nuts prevent prevented prevents".split(" "),
+  ..."promises rainy retained retreat rise rises rose scoop sentence sentences settlement shared".split(" "),
+  ..."shares slash slashed slip spirit spirits stall stop stops startling tops unbelievable".split(" "),
+  ..."united unified urgent verdict vision vitamin wishes withdrawal yeah".split(" "),
 ]
 
 /** What follows them is the conclusion: `tasty, but the service was awful`. */
