@@ -215,5 +215,6 @@ export const ENGLISH = {
   contrasts: new Set(CONTRASTS),
   phrases: REVIEW_PHRASES,
   unscoredQuestions: true,
+  unscoredBareNegationWhenAsking: true,
   verdictWeight: 2,
 }
