@@ -146,8 +146,9 @@ describe("scoreReview in English", () => {
     })
   })
 
-  test("negates up to three words back, with the negatives sentiment misses", () => {
+  test("negates up to four words back, with the negatives sentiment misses", () => {
     expect(scoreReview("Not a very good hotel").negative).toEqual(["good", "very"])
+    expect(scoreReview("They didn't make us feel stupid").positive).toEqual(["stupid"])
     expect(scoreReview("No problems at all").positive).toEqual(["problems"])
     expect(scoreReview("I wouldn't recommend it").negative).toEqual(["recommend"])
   })
