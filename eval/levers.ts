@@ -35,6 +35,8 @@ type Levers = {
   verdict: boolean
   /** In a review that asks a question, a bare negator scores nothing. */
   askingBareNegation: boolean
+  /** A quotation of a few words scores as the language says (English: −2), its words nothing. */
+  quotations: boolean
 }
 
 const NONE: Levers = {
@@ -50,16 +52,18 @@ const NONE: Levers = {
   questions: false,
   verdict: false,
   askingBareNegation: false,
+  quotations: false,
 }
 const LEVERS = Object.keys(NONE) as (keyof Levers)[]
 
-/** The levers a language opts into (phrases, questions, the verdict), off where `levers` says. */
+/** The levers a language opts into (phrases, questions, the verdict, quotations…), off where `levers` says. */
 function optedLevers(scoring: LanguageScoring, levers: Levers): Partial<LanguageScoring> {
   return {
     phrases: levers.phrases ? scoring.phrases : {},
     unscoredQuestions: levers.questions && scoring.unscoredQuestions,
     verdictWeight: levers.verdict ? scoring.verdictWeight : 1,
     unscoredBareNegationWhenAsking: levers.askingBareNegation && scoring.unscoredBareNegationWhenAsking,
+    quotation: levers.quotations ? scoring.quotation : undefined,
   }
 }
 

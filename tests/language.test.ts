@@ -176,6 +176,16 @@ describe("scoreReview in English", () => {
     expect(scoreReview("Who designed this terrible menu??").score).toBe(-3)
   })
 
+  test("a short quotation scores −2 and its words nothing; a long one is told speech, scored as words", () => {
+    expect(scoreReview('A "free" app with a great UI')).toMatchObject({
+      score: -2 + 3,
+      positive: ["great"],
+      negative: ['"free"'],
+    })
+    expect(scoreReview("Parcel “in transit” for a week").negative).toEqual(["“in transit”"])
+    expect(scoreReview('The agent said "we are happy to help you with this today"').score).toBe(3 + 2)
+  })
+
   test("the last sentence of a review of several counts double", () => {
     expect(scoreReview("Delivery was late. Great food though").score).toBe(-2 + 3 * 2)
     expect(scoreReview("Great food, delivery was late").score).toBe(3 - 2)

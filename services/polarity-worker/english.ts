@@ -219,4 +219,5 @@ export const ENGLISH = {
   unscoredQuestions: true,
   unscoredBareNegationWhenAsking: true,
   verdictWeight: 2,
+  quotation: -2,
 }

@@ -53,6 +53,11 @@ export type LanguageScoring = {
    * (`…and the crew dimmed the lights. Landed 20 min early, can't ask for more.`).
    */
   verdictWeight?: number
+  /**
+   * What a quotation of a few words scores (`"free" app`, `parcel “in transit” for a week`), its words nothing:
+   * they are someone else's, and a review quotes a claim or a reply most often to say it proved untrue.
+   */
+  quotation?: number
 }
 
 const BARE_NEGATION = -1
@@ -68,9 +73,15 @@ export function detectLanguage(review: string): Language {
 
 /**
  * Words (with hyphens and apostrophes inside), pictographs (the emoji that `sentiment` adds to every language's
- * labels), and the punctuation that ends a clause, which a negation does not reach past.
+ * labels), the punctuation that ends a clause, which a negation does not reach past, and quotation marks.
  */
-const TOKEN = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*|\p{Extended_Pictographic}|[.,;:!?…()—–]+/gu
+const TOKEN = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*|\p{Extended_Pictographic}|[.,;:!?…()—–]+|["“”«»„]/gu
+/** The marks that open and close a quotation. */
+const QUOTE_MARK = /^["“”«»„]$/u
+/** What a quotation is handed to `sentiment` as: one token, which no word list has. */
+const QUOTATION = "|quotation|"
+/** The most words a quotation has: longer ones are reported speech, told in a story of any kind. */
+const LONGEST_QUOTATION = 6
 /** What a clause's end is handed to `sentiment` as: no word list has it, and its tokenizer keeps it whole. */
 const CLAUSE_END = "|"
 const PICTOGRAPH = /^\p{Extended_Pictographic}$/u
@@ -86,6 +97,7 @@ function isWord(token: string): boolean {
 }
 
 function keyOf(token: string, normalise: (word: string) => string): string {
+  if (QUOTE_MARK.test(token[0] ?? "")) return QUOTATION
   if (isWord(token)) return normalise(token)
   if (token === "?") return QUESTION_END
   return /[.!?…]/u.test(token) ? SENTENCE_END : CLAUSE_END
@@ -93,6 +105,30 @@ function keyOf(token: string, normalise: (word: string) => string): string {
 
 function isSentenceEnd(key: string): boolean {
   return key === SENTENCE_END || key === QUESTION_END
+}
+
+/**
+ * The review's tokens, each quotation of a few words made one token (`"free"`, as written), the marks that quote
+ * nothing dropped; or every mark dropped, where a language does not score quotations.
+ */
+function joinQuotations(review: string, scoresQuotations: boolean): string[] {
+  const matches = [...review.matchAll(TOKEN)]
+  const tokens: string[] = []
+  for (let index = 0; index < matches.length; index++) {
+    const match = matches[index]
+    if (!match) continue
+    if (!QUOTE_MARK.test(match[0])) {
+      tokens.push(match[0])
+      continue
+    }
+    const close = matches.findIndex((other, at) => at > index && QUOTE_MARK.test(other[0]))
+    const words = close - index - 1
+    if (!scoresQuotations || close < 0 || words < 1 || words > LONGEST_QUOTATION) continue
+    const end = matches[close]
+    tokens.push(review.slice(match.index, (end?.index ?? 0) + 1))
+    index = close
+  }
+  return tokens
 }
 
 /** A language's phrases by the space-joined keys of their words, and the most words one has. */
@@ -135,11 +171,14 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
     }
     return false
   }
+  /** A scored word; an emoji is the reviewer's mood and a quotation someone else's words, neither negated. */
+  const isNegatable = (token: string) =>
+    Object.hasOwn(labels, token) && !PICTOGRAPH.test(token) && token !== QUOTATION
   const reachesScoredWord = (tokens: string[], cursor: number) => {
     for (let index = cursor + 1; index < tokens.length && index <= cursor + negationScope; index++) {
       const token = tokens[index] ?? CLAUSE_END
       if (token === CLAUSE_END || isSentenceEnd(token)) return false
-      if (negators.has(token) || (Object.hasOwn(labels, token) && !PICTOGRAPH.test(token))) return true
+      if (negators.has(token) || isNegatable(token)) return true
     }
     return false
   }
@@ -175,6 +214,7 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
     apply(tokens: string[], cursor: number, score: number): number {
       const token = tokens[cursor] ?? ""
       if (scoring.unscoredQuestions && asks(tokens, cursor)) return 0
+      if (token === QUOTATION) return score
       const verdict = concludes(tokens, cursor) ? (scoring.verdictWeight ?? 1) : 1
       const weight = (followsContrast(tokens, cursor) ? 2 : 1) * verdict
       if (negators.has(token))
@@ -224,10 +264,11 @@ export function scorer(name: string, scoring: LanguageScoring): (review: string)
   sentiment.registerLanguage(name, { labels, scoringStrategy: scoringStrategy(scoring, labels) })
   Object.assign(labels, scoring.emoji)
   for (const negator of scoring.bareNegators) labels[negator] = BARE_NEGATION
+  if (scoring.quotation !== undefined) labels[QUOTATION] = scoring.quotation
   const phrases = phraseTable(scoring)
   for (const [keys, score] of phrases.scores) labels[keys.replaceAll(" ", PHRASE_JOINER)] = score
   return (review) => {
-    const tokens = review.toLowerCase().match(TOKEN) ?? []
+    const tokens = joinQuotations(review.toLowerCase(), scoring.quotation !== undefined)
     const { words, keys } = joinPhrases(
       tokens,
       tokens.map((token) => keyOf(token, scoring.normalise)),
