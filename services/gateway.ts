@@ -1,6 +1,7 @@
 // gateway: the REST API. Turns a review into a task on a work queue (confirmed before it answers 202),
 // answers status queries by asking the status store over reply-to RPC, and lets an operator inspect
 // and replay the dead-letter queues.
+import { setTimeout as sleep } from "node:timers/promises"
 import { type Context, Hono, type MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import { trimTrailingSlash } from "hono/trailing-slash"
@@ -163,6 +164,17 @@ type Submission = TaskFields & Delay
 
 const isRefusal = (err: unknown): err is BrokerUnavailable => err instanceof BrokerUnavailable && err.refused
 
+/**
+ * Whether the broker may hold a message: confirmed, or lost sight of after it was sent (a node that dies may have
+ * stored it and not sent the confirm), not refused or never sent.
+ */
+const mayBeHeld = (publish: PromiseSettledResult<void>) =>
+  publish.status === "fulfilled" ||
+  !(publish.reason instanceof BrokerUnavailable && (publish.reason.refused || publish.reason.unsent))
+
+/** How soon the gateway asks the store again to close a record whose task the broker did not take. */
+const CLOSE_RETRY_MS = 250
+
 /** When a delayed submission is due, in milliseconds since the epoch; undefined when it is due now. */
 export function dueTime({ countdown, eta }: Delay, now: number): number | undefined {
   if (countdown !== undefined && eta !== undefined) {
@@ -316,9 +328,9 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
   /**
    * Publish the task and its PENDING event at once, and resolve once both are confirmed: from then on the
    * task can't be lost, and the status store knows it. Waiting for one confirm instead of two in a row is a
-   * millisecond off every submission. If the broker refuses the task (a full queue), its PENDING may be in
-   * the store already: a FAILURE that never ran then closes that record, so no accepted-looking task waits
-   * forever. When the broker merely did not answer, the task may be queued after all, and nothing is closed.
+   * millisecond off every submission. If the task is not confirmed while its PENDING is (or may be stored, its
+   * confirm lost with a node), the store has a record of a task the client is answered 503 for: it is closed
+   * (`closeUnaccepted`), so that no accepted-looking task waits for ever.
    *
    * With an Idempotency-Key (`keyed`) the task goes first, and its PENDING only once the broker has the task. A
    * replay is answered from the store, so the store must never know a keyed task that the broker may not have:
@@ -343,20 +355,41 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       emitPending(task, owner, group),
     ])
     if (queued.status === "rejected") {
-      if (recorded.status === "fulfilled" && isRefusal(queued.reason)) {
-        await closeRefused(task, queued.reason.message)
-      }
+      if (mayBeHeld(recorded)) await closeUnaccepted(task, queued.reason)
       throw queued.reason
     }
     if (recorded.status === "rejected") throw recorded.reason
     taskMetrics.published(task)
   }
 
-  async function closeRefused(task: Task, reason: string): Promise<void> {
-    const error = `the broker refused the task (${reason}); it never ran`
-    await store.refused(task.task_id, task.run, error).catch((err: Error) => {
-      log.error("refused task left PENDING: the status store did not close it", { taskId: task.task_id, err })
-    })
+  /**
+   * End FAILURE the record of a task the broker did not take, as the store holds it at that run's PENDING (a
+   * worker that started it after all keeps it). Refused (a full queue), it never ran. Not confirmed (the node
+   * died with the task in flight, or did not answer in time), the client was answered 503 and submits again
+   * under a new id, while the broker may or may not hold this one: the record says so rather than wait for ever.
+   * After a node's death the gateway is reconnecting, so it asks again until RPC_TIMEOUT_MS has passed.
+   */
+  async function closeUnaccepted(task: Task, cause: unknown): Promise<void> {
+    const reason = cause instanceof Error ? cause.message : String(cause)
+    const error = isRefusal(cause)
+      ? `the broker refused the task (${reason}); it never ran`
+      : `the broker did not confirm the task (${reason}), and its submission was answered 503: it was not accepted and may never run; should it run after all, this record stays FAILURE`
+    const deadline = Date.now() + config.RPC_TIMEOUT_MS
+    for (;;) {
+      try {
+        await store.refused(task.task_id, task.run, error)
+        return
+      } catch (err) {
+        if (Date.now() >= deadline) {
+          log.error("unaccepted task left PENDING: the status store did not close it", {
+            taskId: task.task_id,
+            err,
+          })
+          return
+        }
+        await sleep(CLOSE_RETRY_MS)
+      }
+    }
   }
 
   /**

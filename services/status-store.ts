@@ -694,8 +694,10 @@ export async function start(config: StoreConfig) {
   }
 
   /**
-   * A refused task's PENDING is queued ahead of this query: read it first, then end that run FAILURE. No lock is
-   * needed: no worker holds a task the broker refused, and the FAILURE is outranked by any later run.
+   * The PENDING of a task the broker refused, or did not confirm, is queued ahead of this query: read it first,
+   * then end that run FAILURE if it has not moved on. No lock is needed: no worker holds a task the broker
+   * refused; one it did not confirm a worker may hold after all, and one whose start is applied stays open; the
+   * FAILURE is outranked by any later run.
    */
   async function closeRefused(query: Extract<StatusQuery, { op: "refused" }>): Promise<StatusReply> {
     if (!(await db.find(query.task_id))) await catchUp()

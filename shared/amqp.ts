@@ -71,6 +71,8 @@ export class BrokerUnavailable extends Error {
     message: string,
     /** The broker said no (a nack, a return): the message is certainly not queued. Otherwise it may be. */
     readonly refused = false,
+    /** Never sent (no connection): the broker certainly has nothing of it either. */
+    readonly unsent = false,
   ) {
     super(message)
   }
@@ -346,7 +348,7 @@ export class Broker {
     properties: AMQPProperties = {},
     { mandatory = true } = {},
   ): Promise<void> {
-    if (!this.connected) throw new BrokerUnavailable("not connected to the broker")
+    if (!this.connected) throw new BrokerUnavailable("not connected to the broker", false, true)
     const messageId = properties.messageId ?? `${this.options.name}-${process.pid}-${++this.publishCount}`
     const exchange = await this.exchange(exchangeName)
     const publishing = exchange.publish(body, {

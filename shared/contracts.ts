@@ -1087,8 +1087,8 @@ export const StatusQuery = v.variant("op", [
   /** `terminate`: a running task is revoked too, and its attempt aborted (else a running task is `started`). */
   v.object({ op: v.literal("revoke"), task_id: TaskId, owner: Owner, terminate: v.optional(v.boolean()) }),
   /**
-   * The broker refused a task whose PENDING it took (a full queue): the store ends that run FAILURE without
-   * running, as only a worker may publish a FAILURE event.
+   * The broker refused (a full queue), or did not confirm (a node died), a task whose PENDING it took: the store
+   * ends that run FAILURE if it is still PENDING, as only a worker may publish a FAILURE event.
    */
   v.object({
     op: v.literal("refused"),
