@@ -77,6 +77,7 @@ export function detectLanguage(review: string): Language {
  */
 const TOKEN = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*|\p{Extended_Pictographic}|[.,;:!?…()—–]+|["“”«»„]/gu
 /** The marks that open and close a quotation. */
+const QUOTE_MARKS = /["“”«»„]/u
 const QUOTE_MARK = /^["“”«»„]$/u
 /** What a quotation is handed to `sentiment` as: one token, which no word list has. */
 const QUOTATION = "|quotation|"
@@ -112,6 +113,8 @@ function isSentenceEnd(key: string): boolean {
  * nothing dropped; or every mark dropped, where a language does not score quotations.
  */
 function joinQuotations(review: string, scoresQuotations: boolean): string[] {
+  if (!scoresQuotations || !QUOTE_MARKS.test(review))
+    return (review.match(TOKEN) ?? []).filter((token) => !QUOTE_MARK.test(token))
   const matches = [...review.matchAll(TOKEN)]
   const tokens: string[] = []
   for (let index = 0; index < matches.length; index++) {
@@ -123,7 +126,7 @@ function joinQuotations(review: string, scoresQuotations: boolean): string[] {
     }
     const close = matches.findIndex((other, at) => at > index && QUOTE_MARK.test(other[0]))
     const words = close - index - 1
-    if (!scoresQuotations || close < 0 || words < 1 || words > LONGEST_QUOTATION) continue
+    if (close < 0 || words < 1 || words > LONGEST_QUOTATION) continue
     const end = matches[close]
     tokens.push(review.slice(match.index, (end?.index ?? 0) + 1))
     index = close
@@ -131,13 +134,14 @@ function joinQuotations(review: string, scoresQuotations: boolean): string[] {
   return tokens
 }
 
-/** A language's phrases by the space-joined keys of their words, and the most words one has. */
+/** A language's phrases by the space-joined keys of their words, the keys they start with, and the most words one has. */
 function phraseTable(scoring: LanguageScoring) {
   const scores = new Map<string, number>()
   for (const [phrase, score] of Object.entries(scoring.phrases ?? {}))
     scores.set(phrase.split(" ").map(scoring.normalise).join(" "), score)
+  const starts = new Set([...scores.keys()].map((keys) => keys.split(" ")[0] ?? ""))
   const longest = Math.max(0, ...[...scores.keys()].map((keys) => keys.split(" ").length))
-  return { scores, longest }
+  return { scores, starts, longest }
 }
 
 /**
@@ -148,13 +152,26 @@ function joinPhrases(words: string[], keys: string[], table: ReturnType<typeof p
   const joinedWords: string[] = []
   const joinedKeys: string[] = []
   for (let index = 0; index < keys.length; ) {
-    let length = Math.max(1, Math.min(table.longest, keys.length - index))
-    while (length > 1 && !table.scores.has(keys.slice(index, index + length).join(" "))) length--
-    joinedWords.push(words.slice(index, index + length).join(" "))
-    joinedKeys.push(keys.slice(index, index + length).join(PHRASE_JOINER))
+    const length = phraseLength(keys, index, table)
+    joinedWords.push(length === 1 ? (words[index] ?? "") : words.slice(index, index + length).join(" "))
+    joinedKeys.push(
+      length === 1 ? (keys[index] ?? "") : keys.slice(index, index + length).join(PHRASE_JOINER),
+    )
     index += length
   }
   return { words: joinedWords, keys: joinedKeys }
+}
+
+/** How many keys from `index` on make the longest phrase of `table`: 1 where none starts. */
+function phraseLength(keys: string[], index: number, table: ReturnType<typeof phraseTable>): number {
+  let candidate = keys[index] ?? ""
+  if (!table.starts.has(candidate)) return 1
+  let found = 1
+  for (let length = 2; length <= table.longest && index + length <= keys.length; length++) {
+    candidate += ` ${keys[index + length - 1]}`
+    if (table.scores.has(candidate)) found = length
+  }
+  return found
 }
 
 /**
