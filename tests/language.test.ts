@@ -121,6 +121,13 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Посылки пришли").polarity).toBe("neutral")
   })
 
+  test("a quotation of a few words scores as a claim that proved untrue, its words nothing", () => {
+    expect(scoreReview("Курьер отметил «вручено», а посылки нет")).toMatchObject({
+      score: -2,
+      negative: ["«вручено»"],
+    })
+  })
+
   test("a question scores nothing, nor a bare negation in a review that asks one", () => {
     expect(scoreReview("Подскажите, этот размер нормально сядет?").polarity).toBe("neutral")
     expect(scoreReview("Есть ли тёмная тема? В настройках не нашёл.").polarity).toBe("neutral")

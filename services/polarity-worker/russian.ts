@@ -332,5 +332,6 @@ export const RUSSIAN = {
   contrasts: new Set(CONTRASTS.map(stemRussian)),
   unscoredQuestions: true,
   unscoredBareNegationWhenAsking: true,
+  quotation: -2,
   phrases: PHRASES,
 }
