@@ -1,4 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import {
+  NEUTRAL_IN_REVIEWS,
+  REVIEW_WORDS,
+  RUSSIAN,
+  stemRussian,
+} from "../services/polarity-worker/russian.ts"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import type { Language } from "../shared/contracts.ts"
 import { isoTime, postBody, type Stack, startStack, taskBody } from "./support.ts"
@@ -114,6 +120,14 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Это деньги на ветер")).toMatchObject({ score: -3, negative: ["деньги на ветер"] })
     expect(scoreReview("Ни хорошо, ни плохо").polarity).toBe("neutral")
     expect(scoreReview("Не стоит своих денег").negative).toEqual(["стоит своих денег"])
+  })
+
+  test("every word of the project's vocabulary scores: none shares a stem with a word unscored as neutral", () => {
+    const neutral = new Set(NEUTRAL_IN_REVIEWS.map(stemRussian))
+    expect(Object.keys(REVIEW_WORDS).filter((word) => neutral.has(stemRussian(word)))).toEqual([])
+    expect(
+      Object.keys(REVIEW_WORDS).filter((word) => !Object.hasOwn(RUSSIAN.labels, stemRussian(word))),
+    ).toEqual([])
   })
 
   test("a word whose stem is an unrelated word's keeps a key of its own", () => {
