@@ -1,6 +1,7 @@
 // The AMQP session every service uses: reconnecting connection that fails over between a cluster's nodes,
 // topology declared on every (re)connect, confirmed + mandatory publishes, validated consumption, and
 // dead-lettering with a reason.
+import { Buffer } from "node:buffer"
 import { setTimeout as sleep } from "node:timers/promises"
 import {
   AMQPClient,
@@ -9,6 +10,8 @@ import {
   type AMQPMessage,
   type AMQPProperties,
   AMQPSession,
+  type AMQPSessionOptions,
+  type AMQPTlsOptions,
 } from "@cloudamqp/amqp-client"
 import * as v from "valibot"
 import { type BrokerConfig, brokerUrls, productionRisks } from "./config.ts"
@@ -204,7 +207,7 @@ export class Broker {
       const url = urls[urlIndex] ?? ""
       try {
         const names = await declareOnce(url, options)
-        const session = await AMQPSession.connect(url, {
+        const session = await connectSession(url, {
           name: options.name,
           heartbeat: options.heartbeatSeconds,
           reconnectInterval: 500,
@@ -592,6 +595,49 @@ export function exchangesReaching(queueName: string, bindings: Binding[]): Set<s
 /** host:port of a broker address, for logs: never the credentials. */
 function hostOf(address: string): string {
   return new URL(address).host
+}
+
+/** What a broker connection reads into: Node's own size for a socket read. */
+const READ_BUFFER_BYTES = 64 * 1024
+
+/** amqp-client's reader of a chunk, private to it: it parses the chunk's frames before it returns. */
+interface ChunkReader {
+  onRead(chunk: Buffer): void
+}
+const newSession = AMQPSession as unknown as new (
+  client: AMQPClient,
+  options: AMQPSessionOptions,
+) => AMQPSession
+
+/**
+ * AMQPSession.connect, but the connection reads into one buffer of its own (net's `onread`, which Bun and Deno
+ * both honour) rather than into a new one for every read. Deno's node:net gives every read a 64 KiB buffer that
+ * lives until the collector takes the ArrayBuffer around it, which V8, counting only the bytes read, is in no
+ * hurry to do, and then keeps up to 128 of them per thread: a Deno gateway's native memory grew by 18 MB over
+ * 60,000 tasks (docs/runtimes.md, "Memory"). amqp-client parses a chunk's frames at once and copies what it
+ * keeps (bodies, a frame split across reads), so the buffer is free again when the callback returns. A TLS
+ * address (amqps:) connects as amqp-client does: its options go to tls.connect, whose reads are ciphertext.
+ */
+async function connectSession(
+  url: string,
+  options: AMQPSessionOptions & { name: string; heartbeat: number },
+): Promise<AMQPSession> {
+  const address = new URL(url)
+  if (address.protocol !== "amqp:") return AMQPSession.connect(url, options)
+  // What AMQPSession.connect does with these two options: they travel in the URL.
+  address.searchParams.set("name", options.name)
+  address.searchParams.set("heartbeat", String(options.heartbeat))
+  const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+  const onread = {
+    buffer,
+    callback: (bytes: number) => void (client as unknown as ChunkReader).onRead(buffer.subarray(0, bytes)),
+  }
+  const client = new AMQPClient(address.toString(), { onread } as AMQPTlsOptions, options.logger)
+  await options.beforeConnect?.()
+  await client.connect()
+  const session = new newSession(client, options)
+  options.onconnect?.(session)
+  return session
 }
 
 /** The session's connection, which amqp-client keeps private (see pointSessionAt). */
