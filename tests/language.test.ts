@@ -189,6 +189,11 @@ describe("scoreReview in English", () => {
     expect(scoreReview("Never again")).toMatchObject({ score: -3, negative: ["never again"] })
     expect(scoreReview("We will be back")).toMatchObject({ score: 2, positive: ["be back"] })
     expect(scoreReview("We won't be back")).toMatchObject({ score: -2, negative: ["be back"] })
+    expect(scoreReview("Support replied in ten minutes")).toMatchObject({
+      score: 1,
+      positive: ["in ten minutes"],
+    })
+    expect(scoreReview("Delivered in 2 days")).toMatchObject({ score: 1, positive: ["in 2 days"] })
   })
 
   test("a question scores nothing, unless it is asked in exasperation", () => {

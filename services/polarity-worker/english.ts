@@ -138,10 +138,13 @@ export const REVIEW_PHRASES = scored(
     [0, "3 star, three star, 6 10, good luck, outstanding balance, drop off, dropped off, drop-off, kind of"],
     [0, "as well, 3 stars, three stars, not sure, safe place, fraud alert, fraud team, fraud department"],
     [0, "customer care, good to know"],
-    [1, "late checkout, late check-out, early check-in, central location, walking distance, extra legroom"],
-    [1, "7 10, as requested, like i asked, as asked, in under, in seconds, out of the rain, same day"],
-    [1, "next day, in minutes, within minutes, straight away, right away, sorted out, for free"],
-    [1, "free of charge, no charge, true to size, from scratch"],
+    [1, "in # minutes, in # mins, in # min, in # seconds, in # secs, within # minutes, within # mins"],
+    [1, "in under # minutes, under # minutes, in about # minutes, in just # minutes, in # days"],
+    [1, "within # days, in # hours, within # hours, within # hour, in # hour, late checkout, late check-out"],
+    [1, "early check-in, central location, walking distance, extra legroom, 7 10, as requested"],
+    [1, "like i asked, as asked, in under, in seconds, out of the rain, same day, next day, in minutes"],
+    [1, "within minutes, straight away, right away, sorted out, for free, free of charge, no charge"],
+    [1, "true to size, from scratch"],
     [2, "well built, well designed, well thought out, high quality, top quality, premium feel"],
     [2, "feels premium, feels solid, does the trick, as good as new, like new, mint condition"],
     [2, "followed the instructions, followed my instructions, kept me updated, kept me informed"],
@@ -213,6 +216,14 @@ export const NEUTRAL_IN_REVIEWS = [
   ..."united unified urgent verdict vision vitamin wishes withdrawal yeah".split(" "),
 ]
 
+/** What a `#` in a phrase stands for besides digits: `in ten minutes`, `within an hour`, `in a few days`. */
+export const NUMBER_WORDS = [
+  ..."a an one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty".split(
+    " ",
+  ),
+  ..."fifty sixty ninety few couple".split(" "),
+]
+
 /** What follows them is the conclusion: `tasty, but the service was awful`. */
 export const CONTRASTS = ["but", "however"]
 
@@ -231,6 +242,7 @@ export const ENGLISH = {
   bareNegators: new Set(NEGATORS.filter((negator) => negator !== "without" && negator !== "no")),
   contrasts: new Set(CONTRASTS),
   phrases: REVIEW_PHRASES,
+  numbers: new Set(NUMBER_WORDS),
   unscoredQuestions: true,
   unscoredBareNegationWhenAsking: true,
   verdictWeight: 2,

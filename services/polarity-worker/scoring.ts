@@ -58,6 +58,8 @@ export type LanguageScoring = {
    * they are someone else's, and a review quotes a claim or a reply most often to say it proved untrue.
    */
   quotation?: number
+  /** The words a `#` in a phrase stands for besides digits (`in ten minutes` as `in # minutes`). */
+  numbers?: ReadonlySet<string>
 }
 
 const BARE_NEGATION = -1
@@ -134,42 +136,56 @@ function joinQuotations(review: string, scoresQuotations: boolean): string[] {
   return tokens
 }
 
-/** A language's phrases by the space-joined keys of their words, the keys they start with, and the most words one has. */
+/** What a `#` in a phrase is looked up as: a number's place (`in # minutes`). */
+const NUMBER = "<n>"
+
+/**
+ * A language's phrases by the space-joined keys of their words (a `#` standing for any number), every phrase's
+ * beginnings, and the most words one has.
+ */
 function phraseTable(scoring: LanguageScoring) {
   const scores = new Map<string, number>()
-  for (const [phrase, score] of Object.entries(scoring.phrases ?? {}))
-    scores.set(phrase.split(" ").map(scoring.normalise).join(" "), score)
-  const starts = new Set([...scores.keys()].map((keys) => keys.split(" ")[0] ?? ""))
+  for (const [phrase, score] of Object.entries(scoring.phrases ?? {})) {
+    const keys = phrase.split(" ").map((word) => (word === "#" ? NUMBER : scoring.normalise(word)))
+    scores.set(keys.join(" "), score)
+  }
+  const prefixes = new Set(
+    [...scores.keys()].flatMap((keys) =>
+      keys.split(" ").map((_, length, all) => all.slice(0, length + 1).join(" ")),
+    ),
+  )
   const longest = Math.max(0, ...[...scores.keys()].map((keys) => keys.split(" ").length))
-  return { scores, starts, longest }
+  const numbers = scoring.numbers ?? new Set<string>()
+  return { scores, prefixes, longest, numbers }
 }
 
 /**
  * The review's words and their keys, each phrase of `table` found among them made one word (`never again`)
- * with one key (`never+again`), the longest phrase first.
+ * with one key (`never+again`; `in+<n>+minutes` for `in 10 minutes`), the longest phrase first.
  */
 function joinPhrases(words: string[], keys: string[], table: ReturnType<typeof phraseTable>) {
   const joinedWords: string[] = []
   const joinedKeys: string[] = []
   for (let index = 0; index < keys.length; ) {
-    const length = phraseLength(keys, index, table)
+    const phrase = longestPhrase(keys, index, table)
+    const length = phrase.split(" ").length
     joinedWords.push(length === 1 ? (words[index] ?? "") : words.slice(index, index + length).join(" "))
-    joinedKeys.push(
-      length === 1 ? (keys[index] ?? "") : keys.slice(index, index + length).join(PHRASE_JOINER),
-    )
+    joinedKeys.push(phrase.replaceAll(" ", PHRASE_JOINER))
     index += length
   }
   return { words: joinedWords, keys: joinedKeys }
 }
 
-/** How many keys from `index` on make the longest phrase of `table`: 1 where none starts. */
-function phraseLength(keys: string[], index: number, table: ReturnType<typeof phraseTable>): number {
+/** The keys of the longest phrase of `table` that starts at `index`, or the key there where none does. */
+function longestPhrase(keys: string[], index: number, table: ReturnType<typeof phraseTable>): string {
   let candidate = keys[index] ?? ""
-  if (!table.starts.has(candidate)) return 1
-  let found = 1
+  let found = candidate
   for (let length = 2; length <= table.longest && index + length <= keys.length; length++) {
-    candidate += ` ${keys[index + length - 1]}`
-    if (table.scores.has(candidate)) found = length
+    if (!table.prefixes.has(candidate)) break
+    const key = keys[index + length - 1] ?? ""
+    const number = /^\d+$/u.test(key) || table.numbers.has(key)
+    candidate += number && table.prefixes.has(`${candidate} ${NUMBER}`) ? ` ${NUMBER}` : ` ${key}`
+    if (table.scores.has(candidate)) found = candidate
   }
   return found
 }
