@@ -37,6 +37,8 @@ type Levers = {
   askingBareNegation: boolean
   /** A quotation of a few words scores as the language says (English: −2), its words nothing. */
   quotations: boolean
+  /** A review that says it is neither good nor bad (`ничего особенного`) scores 0. */
+  neutralVerdicts: boolean
 }
 
 const NONE: Levers = {
@@ -53,6 +55,7 @@ const NONE: Levers = {
   verdict: false,
   askingBareNegation: false,
   quotations: false,
+  neutralVerdicts: false,
 }
 const LEVERS = Object.keys(NONE) as (keyof Levers)[]
 
@@ -64,6 +67,7 @@ function optedLevers(scoring: LanguageScoring, levers: Levers): Partial<Language
     verdictWeight: levers.verdict ? scoring.verdictWeight : 1,
     unscoredBareNegationWhenAsking: levers.askingBareNegation && scoring.unscoredBareNegationWhenAsking,
     quotation: levers.quotations ? scoring.quotation : undefined,
+    neutralVerdicts: levers.neutralVerdicts ? scoring.neutralVerdicts : undefined,
   }
 }
 

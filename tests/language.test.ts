@@ -135,6 +135,11 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Посылки пришли").polarity).toBe("neutral")
   })
 
+  test("a review that says it is neither good nor bad scores 0, whatever else it says", () => {
+    expect(scoreReview("Вкусно, но ничего особенного.", "ru")).toMatchObject({ score: 0, positive: [] })
+    expect(scoreReview("Вкусно, и порции большие.", "ru").polarity).toBe("positive")
+  })
+
   test("a quotation of a few words scores as a claim that proved untrue, its words nothing", () => {
     expect(scoreReview("Курьер отметил «вручено», а посылки нет")).toMatchObject({
       score: -2,

@@ -330,7 +330,7 @@ export const PHRASES = scored(
       0,
       "ни хорошо, ни плохо, ничего особенного, плохого не скажу, плохого сказать не могу, плохого сказать нечего",
     ],
-    [0, "ругать не за что, добрый день, добрый вечер, доброе утро, доброго времени суток"],
+    [0, "ругать не за что, без восторгов, добрый день, добрый вечер, доброе утро, доброго времени суток"],
     [2, "на уровне, стоит своих денег, своих денег стоит, того стоит, стоит того, как часы, даже не ожидал"],
     [
       2,
@@ -348,6 +348,23 @@ export const PHRASES = scored(
   ],
   ", ",
 )
+
+/**
+ * A review that says one of these is neutral, whatever else it says (`Вкусно, но ничего особенного.`): the verdict
+ * of someone who weighed the pros and cons. Each is also in `PHRASES`, scored 0, or one word.
+ */
+export const NEUTRAL_VERDICTS = [
+  "ни хорошо",
+  "ни плохо",
+  "ничего особенного",
+  "ничего выдающегося",
+  "ничего сверхъестественного",
+  "без восторгов",
+  "ругать не за что",
+  "плохого не скажу",
+  "плохого сказать не могу",
+  "плохого сказать нечего",
+]
 
 /** What follows them is the conclusion: `вкусно, но обслуживание ужасное`. */
 export const CONTRASTS = ["но", "однако", "зато"]
@@ -372,5 +389,6 @@ export const RUSSIAN = {
   unscoredQuestions: true,
   unscoredBareNegationWhenAsking: true,
   quotation: -2,
+  neutralVerdicts: NEUTRAL_VERDICTS,
   phrases: PHRASES,
 }

@@ -49,6 +49,11 @@ export type LanguageScoring = {
    */
   unscoredBareNegationWhenAsking?: boolean
   /**
+   * Phrases of `phrases` (or words) that give a review a neutral verdict (`ни хорошо, ни плохо`, `ничего
+   * особенного`): a review that says one scores 0 whatever else it says, since its writer weighed it so.
+   */
+  neutralVerdicts?: string[]
+  /**
    * What the words of the last sentence of a review of several count for: it is most often the reviewer's verdict
    * (`…and the crew dimmed the lights. Landed 20 min early, can't ask for more.`).
    */
@@ -243,9 +248,22 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
   }
   const bareNegation = (tokens: string[], score: number) =>
     scoring.unscoredBareNegationWhenAsking && tokens.includes(QUESTION_END) ? 0 : score
+  const verdictKeys = new Set(
+    (scoring.neutralVerdicts ?? []).map((phrase) =>
+      phrase.split(" ").map(scoring.normalise).join(PHRASE_JOINER),
+    ),
+  )
+  // `sentiment` hands every word of one review the same array: it is searched once a review, not once a word.
+  let searched: string[] = []
+  let neutral = false
+  const saysNeutral = (tokens: string[]) => {
+    if (tokens !== searched) [searched, neutral] = [tokens, tokens.some((token) => verdictKeys.has(token))]
+    return neutral
+  }
   return {
     apply(tokens: string[], cursor: number, score: number): number {
       const token = tokens[cursor] ?? ""
+      if (verdictKeys.size > 0 && saysNeutral(tokens)) return 0
       if (scoring.unscoredQuestions && asks(tokens, cursor)) return 0
       if (token === QUOTATION) return score
       const verdict = concludes(tokens, cursor) ? (scoring.verdictWeight ?? 1) : 1
