@@ -129,6 +129,7 @@ function pid1(service: Service, runtime: Runtime): string[] {
     "run",
     "--no-prompt",
     "--cached-only",
+    "--no-code-cache",
     ...imagePermissions(service),
     `services/${service}.ts`,
   ]
