@@ -233,6 +233,15 @@ export const NUMBER_WORDS = [
   ..."fifty sixty ninety few couple".split(" "),
 ]
 
+/** A review that says one weighed it even (`Nothing special, nothing wrong.`): it scores 0 whatever else it says. */
+export const NEUTRAL_VERDICTS = [
+  "nothing special",
+  "neither good nor bad",
+  "mixed feelings",
+  "middle of the road",
+  "it is what it is",
+]
+
 /** What follows them is the conclusion: `tasty, but the service was awful`. */
 export const CONTRASTS = ["but", "however"]
 
@@ -252,6 +261,7 @@ export const ENGLISH = {
   contrasts: new Set(CONTRASTS),
   phrases: REVIEW_PHRASES,
   numbers: new Set(NUMBER_WORDS),
+  neutralVerdicts: NEUTRAL_VERDICTS,
   unscoredQuestions: true,
   unscoredBareNegationWhenAsking: true,
   verdictWeight: 2,
