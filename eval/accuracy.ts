@@ -1,8 +1,9 @@
-// The held-out evaluation of scoring: labelled reviews per language, in four files written in three rounds. The
-// first three (eval/reviews, fresh and round4.<language>.jsonl) are the development set; the fourth
-// (eval/holdout.<language>.jsonl) is the test set, written before round 4's tuning began by someone who had read
-// none of the lists, kept outside the repository under a committed SHA-256 until the scorer was frozen, and
-// measured once (docs/scoring.md).
+// The held-out evaluation of scoring: labelled reviews per language, in five files written in three rounds. The
+// first three (eval/reviews, fresh and round4.<language>.jsonl) are the development set, whose misses are read to
+// tune by; eval/validation.<language>.jsonl is measured while tuning, only ever as a figure, to choose between
+// changes by what generalises; eval/holdout.<language>.jsonl is the test set, written before round 4's tuning
+// began by someone who had read none of the lists, kept outside the repository under a committed SHA-256 until the
+// scorer was frozen, and measured once (docs/scoring.md).
 import { readFileSync } from "node:fs"
 import * as v from "valibot"
 import { type Language, PolarityResult } from "../shared/contracts.ts"
@@ -23,10 +24,10 @@ export const LabelledReview = v.strictObject({
 })
 export type LabelledReview = v.InferOutput<typeof LabelledReview>
 
-export type Split = "dev" | "test"
+export type Split = "dev" | "validation" | "test"
 
-/** A file of reviews: round 1's, round 3's fresh set, round 4's development set, round 4's held-out test set. */
-export type ReviewSet = "reviews" | "fresh" | "round4" | "holdout"
+/** A file of reviews: round 1's, round 3's fresh set, and round 4's development, validation and test sets. */
+export type ReviewSet = "reviews" | "fresh" | "round4" | "validation" | "holdout"
 
 /**
  * Which files make each split. The first two rounds' test sets were looked at (round 1's test half four times,
@@ -34,6 +35,7 @@ export type ReviewSet = "reviews" | "fresh" | "round4" | "holdout"
  */
 export const SETS_OF: Record<Split, ReviewSet[]> = {
   dev: ["reviews", "fresh", "round4"],
+  validation: ["validation"],
   test: ["holdout"],
 }
 

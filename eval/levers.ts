@@ -1,7 +1,7 @@
-// `npm run eval:levers`: what each lever of scoring does to sign accuracy on the development set (the test sets
-// are never used to choose), adding them one at a time from the lists as they were, then removing each one from
-// the whole. `-- --test` prints the same table on the held-out test set: for reporting what generalised, once the
-// scorer is frozen and measured, never for choosing (docs/scoring.md).
+// `npm run eval:levers`: what each lever of scoring does to sign accuracy on the development set, adding them one
+// at a time from the lists as they were, then removing each one from the whole. `-- --validation` prints the same
+// table on the validation set (figures only: what generalises); `-- --test` on the held-out test set, for reporting
+// what generalised once the scorer is frozen and measured, never for choosing (docs/scoring.md).
 import { parseArgs } from "node:util"
 import * as english from "../services/polarity-worker/english.ts"
 import * as russian from "../services/polarity-worker/russian.ts"
@@ -117,8 +117,18 @@ const BUILD: Record<Language, (levers: Levers) => LanguageScoring> = {
   en: englishScoring,
 }
 
-const { values } = parseArgs({ options: { test: { type: "boolean", default: false } } })
-const SPLIT: Split = values.test ? "test" : "dev"
+const { values } = parseArgs({
+  options: {
+    validation: { type: "boolean", default: false },
+    test: { type: "boolean", default: false },
+  },
+})
+const SPLIT: Split = values.test ? "test" : values.validation ? "validation" : "dev"
+const SPLIT_NAMES: Record<Split, string> = {
+  dev: "development",
+  validation: "validation",
+  test: "held-out test",
+}
 
 let variants = 0
 function accuracyOf(language: Language, levers: Levers): string {
@@ -134,9 +144,7 @@ function row(name: string, levers: Levers) {
   console.log(`| ${name} | ${accuracyOf("ru", levers)} | ${accuracyOf("en", levers)} |`)
 }
 
-console.log(
-  `| levers (${SPLIT === "dev" ? "development" : "held-out test"} set) | ru | en |\n| --- | --- | --- |`,
-)
+console.log(`| levers (${SPLIT_NAMES[SPLIT]} set) | ru | en |\n| --- | --- | --- |`)
 let cumulative = { ...NONE }
 row("none: the lists as they were", cumulative)
 for (const lever of LEVERS) {

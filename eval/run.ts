@@ -1,6 +1,6 @@
-// `npm run eval`: sign accuracy and a confusion matrix per language on the development set; `--test` adds the
-// held-out test set, for the figures of a finished change only. `--misses` lists the development set's misses;
-// the test set's are never printed, so that nobody tunes on them.
+// `npm run eval`: sign accuracy and a confusion matrix per language on the development and validation sets;
+// `--test` adds the held-out test set, for the figures of a finished change only. `--misses` lists the development
+// set's misses; the validation and test sets' are never printed, so that nobody tunes on their reviews.
 import { existsSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
@@ -38,7 +38,7 @@ function run() {
   const { values } = parseArgs({
     options: { misses: { type: "boolean", default: false }, test: { type: "boolean", default: false } },
   })
-  const splits: Split[] = values.test ? ["dev", "test"] : ["dev"]
+  const splits: Split[] = values.test ? ["dev", "validation", "test"] : ["dev", "validation"]
   const missing = splits.flatMap((split) =>
     SETS_OF[split].flatMap((set) => Language.options.map((language) => evalFile(language, set))),
   )
@@ -46,7 +46,7 @@ function run() {
   if (absent.length > 0) {
     console.error(
       `${absent.map((file) => file.pathname).join(", ")}: not there. The held-out test set is committed only once ` +
-        "the scorer is frozen (docs/scoring.md); until then `npm run eval` measures the development set alone.",
+        "the scorer is frozen (docs/scoring.md); until then `npm run eval` measures the development and validation sets.",
     )
     process.exit(2)
   }

@@ -20,21 +20,25 @@ function expectBalanced(reviews: LabelledReview[], neutral: number) {
 
 describe.each(Language.options)("the evaluation in %p", (language) => {
   const dev = reviewsOf(language, "dev")
+  const validation = reviewsOf(language, "validation")
 
-  test.each(SETS_OF.dev)(
-    "the development file %p is balanced, each review with its source and licence",
+  test.each([...SETS_OF.dev, ...SETS_OF.validation])(
+    "the file %p is balanced, each review with its source and licence",
     (set) => {
       expectBalanced(loadReviews(language, set), 20)
     },
   )
 
-  test("has a development set of 900 or more reviews, their ids unique", () => {
+  test("has a development set of 900 or more reviews and a validation set of 200, their ids unique", () => {
     expect(dev.length).toBeGreaterThanOrEqual(900)
-    expect(new Set(dev.map((review) => review.id)).size).toBe(dev.length)
+    expect(validation.length).toBeGreaterThanOrEqual(200)
+    const ids = new Set([...dev, ...validation].map((review) => review.id))
+    expect(ids.size).toBe(dev.length + validation.length)
   })
 
   test("detects the language of every review", () => {
-    expect(dev.filter((review) => detectLanguage(review.text) !== language)).toEqual([])
+    const reviews = [...dev, ...validation]
+    expect(reviews.filter((review) => detectLanguage(review.text) !== language)).toEqual([])
   })
 
   test("gets the sign right on the development set at least as often as its floor", () => {
