@@ -29,6 +29,9 @@ const PACKAGE = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as 
  */
 export const DENO: string = createRequire(import.meta.url)("deno/install_api.cjs").runInstall()
 
+/** The environment `npm run start:deno:*` gives Deno (glibc's settings): package.json's `config.denoEnv`. */
+export const DENO_ENV: string[] = (PACKAGE.config.denoEnv ?? "").split(/\s+/).filter(Boolean)
+
 /**
  * The flags `npm run start:deno:<service>` runs the service with: its permissions. The store on PostgreSQL has a
  * script of its own (`start:deno:store:postgres`), which reads and writes no file.
@@ -40,9 +43,19 @@ export function denoFlags(service: ServiceName, postgres = false): string[] {
     /\$npm_package_config_(\w+)/g,
     (_, name: string) => PACKAGE.config[name] ?? "",
   )
-  const [command, subcommand, ...args] = expanded.split(/\s+/).filter(Boolean)
-  if (command !== "deno" || subcommand !== "run" || args.pop() !== SERVICE_FILES[service]) {
-    throw new Error(`${name} is not "deno run <flags> ${SERVICE_FILES[service]}": ${script}`)
+  const words = expanded.split(/\s+/).filter(Boolean)
+  const environment = words.slice(1, 1 + DENO_ENV.length).join(" ")
+  const [command, subcommand, ...args] = words.slice(1 + DENO_ENV.length)
+  if (
+    words[0] !== "env" ||
+    environment !== DENO_ENV.join(" ") ||
+    command !== "deno" ||
+    subcommand !== "run" ||
+    args.pop() !== SERVICE_FILES[service]
+  ) {
+    throw new Error(
+      `${name} is not "env $npm_package_config_denoEnv deno run <flags> ${SERVICE_FILES[service]}": ${script}`,
+    )
   }
   return args
 }
@@ -60,5 +73,6 @@ export function serviceCommand(
   const postgres = Boolean(env.DATABASE_URL)
   const dataDir = env.DATABASE_PATH && !postgres ? dirname(env.DATABASE_PATH) : undefined
   const data = service === "store" && dataDir ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`] : []
-  return [DENO, "run", ...denoFlags(service, postgres), ...data, SERVICE_FILES[service]]
+  // `env` execs Deno in its place: the process, and its pid, are Deno's.
+  return ["env", ...DENO_ENV, DENO, "run", ...denoFlags(service, postgres), ...data, SERVICE_FILES[service]]
 }

@@ -8,7 +8,7 @@ import { join } from "node:path"
 import * as v from "valibot"
 import { DashboardOverview, type TaskRecord } from "../../shared/contracts.ts"
 import { topologyNames } from "../../shared/topology.ts"
-import { denoFlags, type Runtime, type ServiceName } from "../runtimes.ts"
+import { DENO_ENV, denoFlags, type Runtime, type ServiceName } from "../runtimes.ts"
 import { rawChannel } from "../support.ts"
 import { type Engine, engineUnavailable, startEngine } from "./engine.ts"
 import {
@@ -243,6 +243,8 @@ describe.skipIf(unavailable !== undefined)("containers", () => {
           // The V8 settings of `npm run start:deno:<service>`, as the image's environment.
           const v8Flags = denoFlags(SCRIPT_NAMES[service]).find((flag) => flag.startsWith("--v8-flags="))
           expect(env("DENO_V8_FLAGS")).toBe(`DENO_V8_FLAGS=${v8Flags?.slice("--v8-flags=".length)}`)
+          // And the glibc settings of those scripts (package.json's config.denoEnv).
+          for (const setting of DENO_ENV) expect(env(setting.split("=")[0] ?? "")).toBe(setting)
         }
         const listing = (command: string) =>
           docker(["run", "--rm", "--network=host", "--entrypoint=sh", image, "-c", command])
