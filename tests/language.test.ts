@@ -221,6 +221,12 @@ describe("scoreReview in English", () => {
     expect(scoreReview("Delivery was late. Great food though").score).toBe(-2 + 3 * 2)
     expect(scoreReview("Great food, delivery was late").score).toBe(3 - 2)
   })
+
+  test("a neutral verdict of several words scores the review 0, though no phrase of the language has it", () => {
+    expect(scoreReview("Mixed feelings: the room was dirty, the staff lovely.", "en").score).toBe(0)
+    expect(scoreReview("Neither good nor bad.", "en").score).toBe(0)
+    expect(scoreReview("The room was dirty, the staff lovely.", "en").score).not.toBe(0)
+  })
 })
 
 describe("POST /polarities with a language", () => {

@@ -150,7 +150,10 @@ const NUMBER = "<n>"
  */
 function phraseTable(scoring: LanguageScoring) {
   const scores = new Map<string, number>()
-  for (const [phrase, score] of Object.entries(scoring.phrases ?? {})) {
+  // A neutral verdict of several words is found as a phrase is; scored 0 unless the language scores it otherwise.
+  const verdicts = (scoring.neutralVerdicts ?? []).filter((verdict) => verdict.includes(" "))
+  const phrases = { ...Object.fromEntries(verdicts.map((verdict) => [verdict, 0])), ...scoring.phrases }
+  for (const [phrase, score] of Object.entries(phrases)) {
     const keys = phrase.split(" ").map((word) => (word === "#" ? NUMBER : scoring.normalise(word)))
     scores.set(keys.join(" "), score)
   }
