@@ -96,6 +96,12 @@ export const REVIEW_WORDS = scored([
   [3, "excelent luv bussin goated faultless impeccable top-notch first-class five-star flawlessly flawless"],
   [3, "priceless heavenly succulent seamlessly breathtaking tastiest nicest finest game-changer"],
   [3, "indispensable life-changing delish scrummy"],
+  /** Round 4, second pass, from knowledge: what goes wrong in each domain said as a fact, and praise as an event. */
+  [
+    -2,
+    "impossible melted soaking sodden saggy sagging sagged buffering forgot forgotten dropouts unsubscribe",
+  ],
+  [1, "remembered instantly"],
 ])
 
 /**
@@ -188,8 +194,86 @@ export const REVIEW_PHRASES = scored(
     [3, "money well spent, changed my life, life changing, gold star, haven't looked back, hidden gem"],
     [3, "never looked back, can't ask for more, couldn't ask for more, couldn't ask for better"],
     [3, "can't go wrong, cannot go wrong, made the trip, made our trip, made our stay, made the whole trip"],
+    // Round 4, second pass, from knowledge: praise said through a negation, which would otherwise flip it.
+    [
+      3,
+      "couldn't be happier, could not be happier, couldn't be more pleased, couldn't be better, could not be better",
+    ],
+    [
+      3,
+      "couldn't have asked for, could not have asked for, couldn't ask for a better, can't ask for a better",
+    ],
+    [3, "wouldn't hesitate, would not hesitate, won't hesitate, will not hesitate, wouldn't think twice"],
+    [
+      2,
+      "didn't have to wait, did not have to wait, didn't have to chase, never had to chase, no need to chase",
+    ],
+    [2, "didn't wait long, no waiting, short wait, no wait, no queue, never disappoints, never fails"],
+    // Praise said through what happened.
+    [2, "piping hot, still hot, still warm, nice and hot, hot and fresh, waiting for us, waiting for me"],
+    [2, "sooner than promised, earlier than promised, faster than promised, quicker than promised"],
+    [2, "faster than expected, earlier than expected, before the estimated, ahead of the estimated"],
+    [2, "a day early, day early, days early, arrived early, landed early, arrived intact, arrived safely"],
+    [
+      2,
+      "safe and sound, in one piece, perfect condition, great condition, excellent condition, good condition",
+    ],
+    [
+      2,
+      "lasts all day, lasts for days, lasts ages, holds a charge, holds its charge, hold a charge, holds charge",
+    ],
+    [2, "threw in, thrown in, free sample, free samples, little extra, handwritten note, hand written note"],
+    [2, "thank you note, complimentary drink, on the house, remembered our names, remembered my name"],
+    [2, "remembered my order, knew my name, works as expected, works as it should, worked as expected"],
+    [
+      2,
+      "exactly what i wanted, exactly what i needed, just what i needed, just what i wanted, exactly as described",
+    ],
+    [2, "better than expected, better than i expected, better than advertised, better than the photos"],
+    [2, "better than the pictures, better than ever, keeps getting better, gets better and better"],
+    [2, "cooked to perfection, perfectly cooked, generous portions, generous portion, huge portions"],
+    [2, "big portions, plenty of food, melted in my mouth, melts in the mouth, falls off the bone"],
+    [2, "fall off the bone, fell off the bone, went through instantly, went through straight away"],
+    [2, "landed in my account, approved in minutes, approved the same day, instant approval, free upgrade"],
+    [2, "upgraded us, upgraded me, so far so good"],
+    // Complaints said as facts: what arrived, what was charged, what an app did.
+    [-2, "no signal, no reception, no coverage, dropped calls, dropped call, marked as delivered"],
+    [-2, "says delivered, shows delivered, marked delivered, showing delivered, left in the rain"],
+    [-2, "soaking wet, wet through, soaked through, still charged, still been charged, charged anyway"],
+    [-2, "charged again, took my money, taken my money, money taken, money was taken, debited twice"],
+    [-2, "auto renewed, auto-renewed, automatically renewed, renewed without, without my consent"],
+    [-2, "without consent, without permission, without asking, without warning, without notice"],
+    [-2, "without any notice, without explanation, without any explanation, in circles, back and forth"],
+    [
+      -2,
+      "left it in the rain, left out in the rain, cut off, got cut off, call dropped, wiped my, wiped all, lost all my, lost my data, knock off",
+    ],
+    [-2, "gave out, gave up the ghost, washed out, smaller than expected, smaller than pictured"],
+    [-2, "smaller than it looks, thinner than expected, looks cheap, looked cheap, felt cheap, rock hard"],
+    [-2, "hard as a rock, could hear everything, could hear every word, heard everything, missed my flight"],
+    [-2, "missed our flight, missed the connection, missed our connection, missed connection"],
+    [-2, "the only good thing, only good thing, the only positive, only positive, only redeeming"],
+    [-2, "saving grace, half the order, half my order, half of the order"],
   ],
   ", ",
+)
+
+/** `can't recommend them enough`: praise that a negator would otherwise flip, each with the negators it comes with. */
+const CANNOT = ["can't", "cant", "cannot", "can not", "couldn't", "could not"]
+const ENOUGH = [
+  ..."recommend enough, recommend them enough, recommend it enough, recommend this enough, recommend highly enough".split(
+    ", ",
+  ),
+  ..."recommend them highly enough, recommend it highly enough, recommend this place enough, recommend this place highly enough, thank them enough".split(
+    ", ",
+  ),
+  ..."thank you enough, praise them enough, praise enough, recommend them more, recommend it more".split(
+    ", ",
+  ),
+]
+Object.assign(
+  REVIEW_PHRASES,
+  Object.fromEntries(CANNOT.flatMap((not) => ENOUGH.map((praise) => [`${not} ${praise}`, 3]))),
 )
 
 /**
@@ -200,7 +284,7 @@ export const NEGATED_ONLY = scored([
   [1, "call called explanation warning information apologise apologize very sleep sign open opens start"],
   [1, "starts charge charges turn turned apologised apologized sorry apology apologies pay response notice"],
   [1, "knock knocked ring rang came come comes update updates updated compensation apologises apologizes"],
-  [1, "apologising apologizing reach reached"],
+  [1, "apologising apologizing reach reached ready confirmation"],
   [2, "work works worked working arrive arrived arrives answer answered reply replied respond responded"],
   [2, "refund showed got get received receive delivered load loads recieved recieve"],
 ])
@@ -209,7 +293,7 @@ export const NEGATED_ONLY = scored([
 export const NEUTRAL_IN_REVIEWS = [
   ..."support top quality promised interest increase savings gift offline grey gray legal alert".split(" "),
   /** Said in passing, not judging: `please fix it`, `straight to voicemail`, `I hope they fix it`. */
-  ..."please want hope hoping straight yes share matter like alone wow free".split(" "),
+  ..."please want hope hoping hopefully straight yes share matter like alone wow free".split(" "),
   /** What a reviewer felt before being won over: `I was skeptical, but…`, `was nervous ordering online`. */
   ..."nervous skeptical sceptical worried hesitant dubious apprehensive doubts concerned".split(" "),
   /**
