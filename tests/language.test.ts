@@ -222,6 +222,11 @@ describe("scoreReview in English", () => {
     expect(scoreReview("Great food, delivery was late").score).toBe(3 - 2)
   })
 
+  test("a contrast ends a negation's reach: what follows `but` is said, not denied", () => {
+    expect(scoreReview("Not cheap but worth it").score).toBe(-1 + 2 * 2)
+    expect(scoreReview("Not cheap and not worth it").score).toBe(-2)
+  })
+
   test("a neutral verdict of several words scores the review 0, though no phrase of the language has it", () => {
     expect(scoreReview("Mixed feelings: the room was dirty, the staff lovely.", "en").score).toBe(0)
     expect(scoreReview("Neither good nor bad.", "en").score).toBe(0)

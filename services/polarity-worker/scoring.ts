@@ -207,7 +207,7 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
   const isNegated = (tokens: string[], cursor: number) => {
     for (let index = cursor - 1; index >= 0 && index >= cursor - negationScope; index--) {
       const token = tokens[index] ?? CLAUSE_END
-      if (token === CLAUSE_END || isSentenceEnd(token)) return false
+      if (token === CLAUSE_END || isSentenceEnd(token) || contrasts.has(token)) return false
       if (negators.has(token)) return true
     }
     return false
@@ -218,7 +218,7 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
   const reachesScoredWord = (tokens: string[], cursor: number) => {
     for (let index = cursor + 1; index < tokens.length && index <= cursor + negationScope; index++) {
       const token = tokens[index] ?? CLAUSE_END
-      if (token === CLAUSE_END || isSentenceEnd(token)) return false
+      if (token === CLAUSE_END || isSentenceEnd(token) || contrasts.has(token)) return false
       if (negators.has(token) || isNegatable(token)) return true
     }
     return false
