@@ -74,7 +74,7 @@ describe("POST /polarities/documents scores a document sentence by sentence", ()
     const task = await taskBody(await postDocument({ document }, "?wait=10"))
     expect(task.result).toMatchObject({
       language: "ru",
-      score: -13,
+      score: -7,
       polarity: "negative",
       sentence_counts: { positive: 0, negative: 2, neutral: 1 },
       sentences: [

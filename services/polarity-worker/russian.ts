@@ -34,6 +34,17 @@ export function stemRussian(word: string): string {
 }
 
 /**
+ * The most either general list scores a word, either way: their ±4 and ±5 (`приятный` +5, `ошибка` −5, `вскрыта`
+ * −5, `надеялась` +3) were given to words out of context, and outweighed what the project's review words (±1…3)
+ * say about the same review. Capped at ±2: development set 91.6 → 91.7 %, validation 80.5 → 82.0 %.
+ */
+const LIST_CAP = 2
+
+function capped(score: number): number {
+  return Math.max(-LIST_CAP, Math.min(LIST_CAP, score))
+}
+
+/**
  * AFINN-165 translated: phrases are left out, since `sentiment` scores one token at a time, and so are words
  * under three letters (`о` −2). Words that share a stem
  * share their mean score, and a stem whose words disagree in sign is dropped.
@@ -49,7 +60,7 @@ function multilangLabels(afinn: Record<string, number>): Record<string, number> 
   const labels: Record<string, number> = {}
   for (const [stem, scores] of scoresByStem) {
     if (new Set(scores.map(Math.sign)).size > 1) continue
-    labels[stem] = Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length)
+    labels[stem] = capped(Math.round(scores.reduce((sum, score) => sum + score, 0) / scores.length))
   }
   return labels
 }
@@ -62,7 +73,7 @@ function multilangLabels(afinn: Record<string, number>): Record<string, number> 
 function nlpjsLabels(afinn: Record<string, string>): Record<string, number> {
   const labels: Record<string, number> = {}
   for (const [stem, text] of Object.entries(afinn)) {
-    const score = Math.round(Number(text))
+    const score = capped(Math.round(Number(text)))
     if (stem.length >= 4 && Number.isFinite(score) && score !== 0) labels[stem] = score
   }
   return labels
