@@ -67,7 +67,7 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("весёлый", "ru").score).toBeGreaterThan(0)
   })
 
-  test("a negator flips a scored word up to three words after it, within its clause", () => {
+  test("a negator flips a scored word up to four words after it, within its clause", () => {
     expect(scoreReview("Мне понравилось").score).toBe(2)
     expect(scoreReview("Мне не понравилось")).toEqual({
       score: -2,
@@ -78,6 +78,7 @@ describe("scoreReview in Russian", () => {
       language: "ru",
     })
     expect(scoreReview("Не плохо").polarity).toBe("positive")
+    expect(scoreReview("Не сказал бы что понравилось").negative).toEqual(["понравилось"])
     // `очень` says nothing alone, and `не очень` is a complaint, as `not very` is.
     expect(scoreReview("Не очень хороший отель").negative).toEqual(["хороший", "очень"])
     expect(scoreReview("Всё пришло без задержек").positive).toEqual(["задержек"])

@@ -486,7 +486,7 @@ export const RUSSIAN = {
     stemRussian,
   ),
   negators: new Set(NEGATORS.map(stemRussian)),
-  negationScope: 3,
+  negationScope: 4,
   negatedOnly: new Set(Object.keys(NEGATED_ONLY).map(stemRussian)),
   emoji: REVIEW_EMOJI,
   bareNegators: new Set(NEGATORS.filter((negator) => !NOT_BARE.has(negator)).map(stemRussian)),
