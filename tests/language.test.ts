@@ -112,8 +112,10 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Кофе без сахара").polarity).toBe("neutral")
   })
 
-  test("a bare `нет` states what is lacking, not a complaint; `перестал` negates", () => {
+  test("a bare `нет` or `никакой` states what is lacking, not a complaint; `перестал` negates", () => {
     expect(scoreReview("Тёмной темы нет").polarity).toBe("neutral")
+    expect(scoreReview("Очереди никакой").polarity).toBe("neutral")
+    expect(scoreReview("Никаких проблем").polarity).toBe("positive")
     expect(scoreReview("Приложение перестало вылетать").positive).toEqual(["вылетать"])
     expect(scoreReview("Приложение перестало работать").negative).toEqual(["работать"])
   })

@@ -93,9 +93,10 @@ export const NEGATORS = [
 
 /**
  * A bare `не` is a service not done (`не перезвонили`); a bare `нет` most often states what a place or an app
- * lacks (`тёмной темы нет`, `парковки нет`), as neutral reviews do, and `без` is a description (`без сахара`).
+ * lacks (`тёмной темы нет`, `парковки нет`), as neutral reviews do, and so does `никакой` (`очереди никакой`);
+ * `без` is a description (`без сахара`).
  */
-const NOT_BARE = new Set(["без", "нет"])
+const NOT_BARE = new Set(["без", "нет", "никакой", "никаких", "никакого"])
 
 /**
  * This project's list (MIT), written for issue 19 from the vocabulary of short reviews of shops, deliveries, apps,
