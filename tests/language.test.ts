@@ -114,7 +114,7 @@ describe("scoreReview in Russian", () => {
 
   test("a bare `нет` or `никакой` states what is lacking, not a complaint; `перестал` negates", () => {
     expect(scoreReview("Тёмной темы нет").polarity).toBe("neutral")
-    expect(scoreReview("Очереди никакой").polarity).toBe("neutral")
+    expect(scoreReview("Парковки никакой").polarity).toBe("neutral")
     expect(scoreReview("Никаких проблем").polarity).toBe("positive")
     expect(scoreReview("Приложение перестало вылетать").positive).toEqual(["вылетать"])
     expect(scoreReview("Приложение перестало работать").negative).toEqual(["работать"])

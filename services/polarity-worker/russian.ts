@@ -93,7 +93,7 @@ export const NEGATORS = [
 
 /**
  * A bare `не` is a service not done (`не перезвонили`); a bare `нет` most often states what a place or an app
- * lacks (`тёмной темы нет`, `парковки нет`), as neutral reviews do, and so does `никакой` (`очереди никакой`);
+ * lacks (`тёмной темы нет`, `парковки нет`), as neutral reviews do, and so does `никакой` (`парковки никакой`);
  * `без` is a description (`без сахара`).
  */
 const NOT_BARE = new Set(["без", "нет", "никакой", "никаких", "никакого"])
