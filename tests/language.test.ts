@@ -227,7 +227,7 @@ describe("scoreReview in English", () => {
   })
 
   test("a contrast ends a negation's reach: what follows `but` is said, not denied", () => {
-    expect(scoreReview("Not cheap but worth it").score).toBe(-1 + 2 * 2)
+    expect(scoreReview("Not cheap but worth it").score).toBe(2 * 2)
     expect(scoreReview("Not cheap and not worth it").score).toBe(-2)
   })
 

@@ -16,6 +16,9 @@ export const AFINN_LABELS: Record<string, number> = createRequire(import.meta.ur
   "sentiment/languages/en/labels.json",
 )
 
+/** `lacks flavour`, `lacking in atmosphere` */
+const LACK = "lack lacks lacked lacking".split(" ")
+
 export const SENTIMENT_NEGATORS = Object.keys(sentimentNegators)
 /** `sentiment`'s, and the other negatives of English, `no` and `without` among them (`no problems`). */
 export const NEGATORS = [
@@ -26,8 +29,7 @@ export const NEGATORS = [
   ..."didnt wasnt werent arent hasnt havent hadnt couldnt wouldnt shouldnt aint".split(" "),
   /** Negatives in all but form: `barely warm`, `hardly any queues`, `zero issues`. */
   ..."barely hardly zero".split(" "),
-  /** `lacks flavour`, `lacking in atmosphere` */
-  ..."lack lacks lacked lacking".split(" "),
+  ...LACK,
 ]
 
 /**
@@ -326,6 +328,18 @@ export const NEUTRAL_VERDICTS = [
   "it is what it is",
 ]
 
+/**
+ * The negatives that say, on their own, that something did not happen or is missing (`nobody called`, `never
+ * showed`, `lacks`): a complaint even where they reach no scored word. `not` and the `n't` forms are left out: bare,
+ * they describe more often than they complain (`I don't usually write reviews`, `it isn't a big place`, `can't speak
+ * for the bar`), and so are `no` and `without` (`no cash, cards only`, `a room with no stairs`). Measured on the
+ * validation set: all negators bare 76.5 %, these 79.5 % (the development set 88.9 → 88.6 %).
+ */
+export const BARE_NEGATORS = [
+  ..."never nothing nobody none neither nor barely hardly zero".split(" "),
+  ...LACK,
+]
+
 /** What follows them is the conclusion: `tasty, but the service was awful`. */
 export const CONTRASTS = ["but", "however"]
 
@@ -340,8 +354,7 @@ export const ENGLISH = {
   negationScope: 4,
   negatedOnly: new Set(Object.keys(NEGATED_ONLY)),
   emoji: REVIEW_EMOJI,
-  /** `no` is left out as `without` is: `no cash, cards only` and `a room with no stairs` describe. */
-  bareNegators: new Set(NEGATORS.filter((negator) => negator !== "without" && negator !== "no")),
+  bareNegators: new Set(BARE_NEGATORS),
   contrasts: new Set(CONTRASTS),
   phrases: REVIEW_PHRASES,
   numbers: new Set(NUMBER_WORDS),
