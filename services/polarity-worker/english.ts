@@ -255,7 +255,9 @@ export const REVIEW_PHRASES = scored(
     [-2, "hard as a rock, could hear everything, could hear every word, heard everything, missed my flight"],
     [-2, "missed our flight, missed the connection, missed our connection, missed connection"],
     [-2, "the only good thing, only good thing, the only positive, only positive, only redeeming"],
-    [-2, "saving grace, half the order, half my order, half of the order"],
+    [-2, "saving grace, half the order, half my order, half of the order, canned reply, canned replies"],
+    [-2, "canned responses, never asked for, didn't ask for, did not ask for, not going back"],
+    [-2, "won't go back, will not go back, wont go back, not returning, won't return, won't be returning"],
   ],
   ", ",
 )
@@ -286,7 +288,7 @@ export const NEGATED_ONLY = scored([
   [1, "call called explanation warning information apologise apologize very sleep sign open opens start"],
   [1, "starts charge charges turn turned apologised apologized sorry apology apologies pay response notice"],
   [1, "knock knocked ring rang came come comes update updates updated compensation apologises apologizes"],
-  [1, "apologising apologizing reach reached ready confirmation"],
+  [1, "apologising apologizing reach reached ready confirmation moved budged show shows waterproof"],
   [2, "work works worked working arrive arrived arrives answer answered reply replied respond responded"],
   [2, "refund showed got get received receive delivered load loads recieved recieve"],
 ])
