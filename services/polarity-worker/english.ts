@@ -104,6 +104,56 @@ export const REVIEW_WORDS = scored([
     "impossible melted soaking sodden saggy sagging sagged buffering forgot forgotten dropouts unsubscribe",
   ],
   [1, "remembered instantly"],
+  [-3, "swindled conned scammy extortion maggots puked hospitalised unsanitary droppings scalded menacing"],
+  [
+    -2,
+    "stodgy charred gluey gloopy slimy curdled underseasoned overseasoned tepid watered-down diluted skimped",
+  ],
+  [
+    -2,
+    "skimping shortchanged short-changed overcharge overcharging upcharge upcharged bait-and-switch clickbait",
+  ],
+  [-2, "unreturned bounced declining withheld withholding deducted docked penalties overdrawn towed clamped"],
+  [
+    -2,
+    "impounded mislabelled mislabeled mismatched misprinted misspelt misspelled resealed repackaged spillage",
+  ],
+  [
+    -2,
+    "mangled unstitched unravelled unraveled threadbare see-through unwearable shrinks bleeds fades flaking",
+  ],
+  [-2, "rusts yellowed buckled unsteady rickety clanking beeping whining grinding sparking glitching bugged"],
+  [-2, "force-closes logged-out unplayable unreadable pixelated grainy muffled tinny crackly crackling"],
+  [-2, "disconnected disconnecting disconnection downtime inaccessible timed-out timeout timeouts declines"],
+  [
+    -2,
+    "rerouted overworked rudest smug snobby snooty unapologetic uninterested eye-roll sighed tutted huffed",
+  ],
+  [-2, "argued arguing lying contradictory inconsistent baffling unhelpfully templated underwhelmed"],
+  [
+    -1,
+    "lacklustre lackluster uninspiring worn-out grubby scruffy humid muggy chilly draughty drafty sweltering",
+  ],
+  [
+    -1,
+    "stifling spendy markup mark-up surcharges slowish slowness waits hassles nuisance finicky echoey generic",
+  ],
+  [
+    1,
+    "alright neat orderly organised organized on-time unscathed plentiful ample homely respectful flexible",
+  ],
+  [1, "thorough detailed practical inexpensive economical credited exchanged swapped repaired recovered"],
+  [1, "unblocked unlocked aromatic fragrant chatty genuine cashback cash-back"],
+  [
+    2,
+    "marvellous divine gleaming spotlessly impeccably brilliantly superbly punctually warmly politely smiley",
+  ],
+  [
+    2,
+    "bubbly personable kindest obliging meticulous diligent conscientious hardworking recommending must-visit",
+  ],
+  [2, "freebie freebies perks perk plush idyllic unforgettable magical hooked"],
+  [3, "extraordinary sublime unbeatable unrivalled unrivaled second-to-none 5-star stoked wowed"],
 ])
 
 /**
