@@ -308,6 +308,35 @@ export const REVIEW_PHRASES = scored(
     [-2, "saving grace, half the order, half my order, half of the order, canned reply, canned replies"],
     [-2, "canned responses, never asked for, didn't ask for, did not ask for, not going back"],
     [-2, "won't go back, will not go back, wont go back, not returning, won't return, won't be returning"],
+    // Praise told as what happened, domain by domain.
+    [2, "arrived next day, arrived the next day, came the next day, came next day, arrived the day after"],
+    [2, "delivered next day, next day delivery, kept me posted, kept us posted, tracked all the way"],
+    [
+      2,
+      "waived the fee, fee waived, waived it, reversed the charge, refunded the fee, refunded the difference",
+    ],
+    [
+      2,
+      "price matched, price match, called me straight back, picked up straight away, answered straight away",
+    ],
+    [
+      2,
+      "spoke to a human, spoke to a real person, got through straight away, use it every day, use it daily",
+    ],
+    [2, "saved me hours, saves me hours, saves me so much time, saved me a fortune, saves me money"],
+    [2, "back for seconds, went back for seconds, came back for more, clean plates, cleared their plates"],
+    [2, "slept like a baby, slept like a log, good night's sleep, great night's sleep, slept really well"],
+    [2, "smooth flight, smooth landing, smooth journey, smooth ride, smooth process, no delays, zero delays"],
+    [2, "let us check in early, let us check out late, held our bags, kept our bags, stored our luggage"],
+    [2, "fits like a glove, fits perfectly, fit perfectly, exactly as pictured, looks exactly like"],
+    [2, "even better in person, better in person, better in real life, held up well, holds up well"],
+    [2, "has held up, still looks new, still look new, washes well, lasted years, bought two more"],
+    [2, "get compliments, got compliments, so many compliments, put it right, made it right, made up for it"],
+    [2, "more than made up, knocked it off the bill, took it off the bill, took it off our bill"],
+    [
+      2,
+      "gave us a discount, gave me a discount, offered a discount, refunded me, refunded us, credited my account",
+    ],
   ],
   ", ",
 )
