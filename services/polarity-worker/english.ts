@@ -198,7 +198,7 @@ export const REVIEW_PHRASES = scored(
     [-1, "had to, could have, could've, should have, should've, at least, paid extra, so so, hit and miss"],
     [0, "would like, frozen yogurt, 3 star, three star, 6 10, good luck, outstanding balance, drop off"],
     [0, "dropped off, drop-off, kind of, as well, 3 stars, three stars, not sure, safe place, fraud alert"],
-    [0, "fraud team, fraud department, customer care, good to know"],
+    [0, "fraud team, fraud department, customer care, good to know, thanks a lot"],
     [1, "ice cold, cold beer, hole in the wall, in # minutes, in # mins, in # min, in # seconds, in # secs"],
     [1, "within # minutes, within # mins, in under # minutes, under # minutes, in about # minutes"],
     [1, "in just # minutes, in # days, within # days, in # hours, within # hours, within # hour, in # hour"],
@@ -308,6 +308,11 @@ export const REVIEW_PHRASES = scored(
     [-2, "saving grace, half the order, half my order, half of the order, canned reply, canned replies"],
     [-2, "canned responses, never asked for, didn't ask for, did not ask for, not going back"],
     [-2, "won't go back, will not go back, wont go back, not returning, won't return, won't be returning"],
+    [
+      -2,
+      "oh great, oh wonderful, oh joy, oh brilliant, oh fantastic, oh lovely, oh perfect, just great, just perfect",
+    ],
+    [-2, "just brilliant, just wonderful, just fantastic, thanks a bunch, cheers for that, what a joke"],
     // Praise told as what happened, domain by domain.
     [2, "arrived next day, arrived the next day, came the next day, came next day, arrived the day after"],
     [2, "delivered next day, next day delivery, kept me posted, kept us posted, tracked all the way"],
