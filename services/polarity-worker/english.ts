@@ -412,6 +412,22 @@ export const NEUTRAL_VERDICTS = [
   "mixed feelings",
   "middle of the road",
   "it is what it is",
+  "nothing to write home about",
+  "nothing more nothing less",
+  "no more no less",
+  "jury's still out",
+  "jury is still out",
+  "time will tell",
+  "too early to tell",
+  "too soon to tell",
+  "too early to say",
+  "too soon to say",
+  "remains to be seen",
+  "pros and cons",
+  "swings and roundabouts",
+  "six of one",
+  "on the fence",
+  "not sure yet",
 ]
 
 /**
