@@ -313,7 +313,23 @@ export const REVIEW_PHRASES = scored(
       "oh great, oh wonderful, oh joy, oh brilliant, oh fantastic, oh lovely, oh perfect, just great, just perfect",
     ],
     [-2, "just brilliant, just wonderful, just fantastic, thanks a bunch, cheers for that, what a joke"],
+    [-2, "sat on the runway, sat on the tarmac, stuck on the tarmac, signs me out, signed me out, signs out"],
+    [-2, "took so long, took too long, taking so long, car park view, view of the car park, view of a wall"],
+    [
+      -2,
+      "view of the bins, different product, different item, different colour, different color, different size",
+    ],
+    [-2, "different model, went black, goes black, went blank, next to the toilets, by the toilets"],
     // Praise told as what happened, domain by domain.
+    [
+      2,
+      "deposit back, back in full, refunded in full, refund in full, while i waited, while you wait, while we waited",
+    ],
+    [2, "kept the drinks coming, kept the snacks coming, kept the food coming, kept the coffee coming"],
+    [
+      2,
+      "checked on us, check on us, checked in on us, came to check, ate everything, every last bite, every bite",
+    ],
     [2, "arrived next day, arrived the next day, came the next day, came next day, arrived the day after"],
     [2, "delivered next day, next day delivery, kept me posted, kept us posted, tracked all the way"],
     [
