@@ -28,12 +28,12 @@ export function mergeLabels(
 /**
  * This project's emoji scores (MIT), over `sentiment`'s (Emoji Sentiment Ranking, by how tweets used them): the
  * emoji of reviews it lacks (`🙄`, `🤬`, `🤮`, `🔥`), and stronger signs where a review means them more plainly
- * (`👎`, `😡`, `💩`).
+ * (`👎`, `😡`, `💩`), and the reviewer's signs that tweets meant otherwise (`🐌` slow, +3 there, `🐛` a bug).
  */
 export const REVIEW_EMOJI = scored([
-  [-3, "🤬 🤮 💩 😡"],
-  [-2, "🙄 🤢 😢 🤦 👎 😠 😤 😞 😔 😖 😣 😓 😩 😫 😭 💔 🤡 ❌ 🥱"],
-  [-1, "🙃 🥴 🤨 😬 ⚠"],
-  [2, "🔥 💯 🥰 👍 👌 🙂 🤩 😻 💪 🤤 🤗 🥹"],
-  [3, "😍 ❤ 😋 🥳 😊"],
+  [-3, "🤬 🤮 💩 😡 🪳"],
+  [-2, "🙄 🤢 😢 🤦 👎 😠 😤 😞 😔 😖 😣 😓 😩 😫 😭 💔 🤡 ❌ 🥱 🐌 🐛 🗑 🙁 😟"],
+  [-1, "🙃 🥴 🤨 😬 ⚠ 🐢 ⏳ ⌛ 🫠 😐 😑 🦟 😵"],
+  [2, "🔥 💯 🥰 👍 👌 🙂 🤩 😻 💪 🤤 🤗 🥹 🤌"],
+  [3, "😍 ❤ 😋 🥳 😊 🧡 🤍 🖤"],
 ])
