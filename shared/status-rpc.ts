@@ -9,6 +9,7 @@ import {
   type StatusQueryBatch,
   StatusReplyBatch,
 } from "./contracts.ts"
+import { Problem, RETRY_AFTER_SECONDS } from "./http.ts"
 import { type StatusStoreCaller, statusRpcKey } from "./topology.ts"
 
 /** A group's results, or a worker's list of revokes, can be large; the store is trusted. */
@@ -34,11 +35,18 @@ export async function askStatusStore(
   return replies
 }
 
-/** A reply checked against the contract of its query's op; the store's error reply becomes a thrown error. */
+/**
+ * A reply checked against the contract of its query's op. The store's error reply (its database failing, a replica
+ * stopping with reads still waiting for it) becomes a 503 with Retry-After: the store could not answer now, and
+ * another try, by then on another replica or a restarted store, may well be answered.
+ */
 export function checkStatusReply<TSchema extends v.GenericSchema>(
   schema: TSchema,
   reply: unknown,
 ): v.InferOutput<TSchema> {
-  if (v.is(ErrorReply, reply)) throw new Error(`status store: ${reply.error}`)
+  if (v.is(ErrorReply, reply))
+    throw new Problem(503, `the status store could not answer (${reply.error}); retry shortly`, {
+      "retry-after": String(RETRY_AFTER_SECONDS),
+    })
   return v.parse(schema, reply)
 }
