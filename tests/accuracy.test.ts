@@ -8,7 +8,7 @@ import { Language } from "../shared/contracts.ts"
  * costs more fails here. The held-out test set is not scored in `npm test`, so that nothing is ever tuned on it
  * (docs/scoring.md); `npm run eval -- --test` reports it.
  */
-const DEV_FLOOR: Record<Language, number> = { ru: 0.9, en: 0.87 }
+const DEV_FLOOR: Record<Language, number> = { ru: 0.9, en: 0.88 }
 
 /** As many positive as negative, `neutral` or more neutral, all six domains. */
 function expectBalanced(reviews: LabelledReview[], neutral: number) {
