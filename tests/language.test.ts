@@ -188,6 +188,11 @@ describe("scoreReview in English", () => {
     expect(scoreReview("The parcel arrived on Tuesday").polarity).toBe("neutral")
   })
 
+  test("a lukewarm word says nothing, and is a complaint when negated", () => {
+    expect(scoreReview("The room was fine, breakfast okay").polarity).toBe("neutral")
+    expect(scoreReview("The room was not okay")).toMatchObject({ score: -1, negative: ["okay"] })
+  })
+
   test("a bare negation is a complaint, and after `but` the rest of the sentence counts double", () => {
     expect(scoreReview("Nobody tells me anything")).toMatchObject({ score: -1, negative: ["nobody"] })
     expect(scoreReview("Coffee without sugar").polarity).toBe("neutral")
