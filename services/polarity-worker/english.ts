@@ -28,7 +28,7 @@ export const NEGATORS = [
   /** As typed without the apostrophe (`sentiment` has `dont`, `cant`, `wont`, `isnt`, `doesnt`). */
   ..."didnt wasnt werent arent hasnt havent hadnt couldnt wouldnt shouldnt aint".split(" "),
   /** Negatives in all but form: `barely warm`, `hardly any queues`, `zero issues`. */
-  ..."barely hardly zero".split(" "),
+  ..."barely hardly zero nowhere".split(" "),
   ...LACK,
 ]
 
@@ -140,7 +140,7 @@ export const REVIEW_WORDS = scored([
   ],
   [1, "neat orderly organised organized on-time unscathed plentiful ample homely respectful flexible"],
   [1, "thorough detailed practical inexpensive economical credited exchanged swapped repaired recovered"],
-  [1, "unblocked unlocked aromatic fragrant chatty genuine cashback cash-back"],
+  [1, "unblocked unlocked aromatic fragrant chatty genuine cashback cash-back reversed"],
   [
     2,
     "marvellous divine gleaming spotlessly impeccably brilliantly superbly punctually warmly politely smiley",
@@ -196,6 +196,7 @@ export const REVIEW_PHRASES = scored(
     [0, "would like, frozen yogurt, 3 star, three star, 6 10, good luck, outstanding balance, drop off"],
     [0, "dropped off, drop-off, kind of, as well, 3 stars, three stars, not sure, safe place, fraud alert"],
     [0, "fraud team, fraud department, customer care, good to know, thanks a lot"],
+    [0, "dropped it off"],
     [1, "ice cold, cold beer, hole in the wall, in # minutes, in # mins, in # min, in # seconds, in # secs"],
     [1, "within # minutes, within # mins, in under # minutes, under # minutes, in about # minutes"],
     [1, "in just # minutes, in # days, within # days, in # hours, within # hours, within # hour, in # hour"],
@@ -317,6 +318,17 @@ export const REVIEW_PHRASES = scored(
       "view of the bins, different product, different item, different colour, different color, different size",
     ],
     [-2, "different model, went black, goes black, went blank, next to the toilets, by the toilets"],
+    [
+      -2,
+      "fingerprints, been opened, already opened, was opened, department to department, ran out, took ages",
+    ],
+    [
+      -2,
+      "took over an hour, took an hour, took over # hours, took # hours, reason to leave, reason to switch",
+    ],
+    [-2, "reason to complain"],
+    [-3, "cloned"],
+    [3, "six stars, 6 stars, ten stars, 10 stars, more than five stars, more than 5 stars"],
     // Praise told as what happened, domain by domain.
     [
       2,
@@ -325,7 +337,7 @@ export const REVIEW_PHRASES = scored(
     [2, "kept the drinks coming, kept the snacks coming, kept the food coming, kept the coffee coming"],
     [
       2,
-      "checked on us, check on us, checked in on us, came to check, ate everything, every last bite, every bite",
+      "kept us updated, kept our room, checked on us, check on us, checked in on us, came to check, ate everything, every last bite, every bite",
     ],
     [2, "arrived next day, arrived the next day, came the next day, came next day, arrived the day after"],
     [2, "delivered next day, next day delivery, kept me posted, kept us posted, tracked all the way"],
