@@ -104,11 +104,13 @@ describe("scoreReview in Russian", () => {
     expect(scoreReview("Отлично 👍").positive).toEqual(["👍", "отлично"])
     expect(scoreReview("Вид из окна 🙄")).toMatchObject({ score: -2, negative: ["🙄"] })
     expect(scoreReview("Есть это невозможно 😞").negative).toEqual(["😞", "невозможно"])
-    expect(scoreReview("Не доели 😞").negative).toEqual(["😞", "не"])
+    expect(scoreReview("Ни кусочка не доели 😞").negative).toEqual(["😞"])
   })
 
-  test("a negator that reaches no scored word is a complaint; a preposition is not", () => {
-    expect(scoreReview("Никто ничего не сказал")).toMatchObject({ score: -1, negative: ["не"] })
+  test("an emphatic negator that reaches no scored word is a complaint; a bare `не` or a preposition is not", () => {
+    expect(scoreReview("Ни зайти ни перевести")).toMatchObject({ score: -1, negative: ["ни"] })
+    expect(scoreReview("Отключить нельзя").polarity).toBe("negative")
+    expect(scoreReview("Вывеску ещё не повесили").polarity).toBe("neutral")
     expect(scoreReview("Кофе без сахара").polarity).toBe("neutral")
   })
 
@@ -153,8 +155,8 @@ describe("scoreReview in Russian", () => {
 
   test("a question scores nothing, nor a bare negation in a review that asks one", () => {
     expect(scoreReview("Подскажите, этот размер нормально сядет?").polarity).toBe("neutral")
-    expect(scoreReview("Есть ли тёмная тема? В настройках не нашёл.").polarity).toBe("neutral")
-    expect(scoreReview("В настройках не нашёл.").polarity).toBe("negative")
+    expect(scoreReview("Есть ли тёмная тема? В настройках найти нельзя.").polarity).toBe("neutral")
+    expect(scoreReview("В настройках найти нельзя.").polarity).toBe("negative")
   })
 
   test("after a contrast the rest of the sentence counts double", () => {

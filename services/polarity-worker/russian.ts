@@ -92,11 +92,13 @@ export const NEGATORS = [
 ].flatMap((words) => words.split(" "))
 
 /**
- * A bare `не` is a service not done (`не перезвонили`); a bare `нет` most often states what a place or an app
- * lacks (`тёмной темы нет`, `парковки нет`), as neutral reviews do, and so does `никакой` (`парковки никакой`);
- * `без` is a description (`без сахара`).
+ * The emphatic negators say that nothing was done when they reach no scored word (`никто ничего не сказал`, `ни
+ * зайти ни перевести`, `нельзя отключить`); a bare `не` describes as often as it complains (`вывеску ещё не
+ * повесили`, `пароль больше не спрашивает`), and its complaints are the negated-only words' (`не перезвонили`).
+ * A bare `нет` most often states what a place or an app lacks (`тёмной темы нет`, `парковки нет`), as neutral
+ * reviews do, and so does `никакой` (`парковки никакой`); `без` is a description (`без сахара`).
  */
-const NOT_BARE = new Set(["без", "нет", "никакой", "никаких", "никакого"])
+const NOT_BARE = new Set(["не", "без", "нет", "никакой", "никаких", "никакого"])
 
 /**
  * This project's list (MIT), written for issue 19 from the vocabulary of short reviews of shops, deliveries, apps,

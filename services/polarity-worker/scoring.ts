@@ -27,9 +27,10 @@ export type LanguageScoring = {
   /** Emoji scores that replace `sentiment`'s own (which it writes over `labels` when a language is registered). */
   emoji: Record<string, number>
   /**
-   * Negators that score `BARE_NEGATION` when they reach no scored word: in a review, a bare `не` (`не
-   * перезвонили`, `nobody tells me anything`) is most often a complaint about something not done. Prepositions
-   * (`без`, `without`) are left out: `без сахара` is a description.
+   * Negators that score `BARE_NEGATION` when they reach no scored word: in a review, a bare emphatic negator (`ни
+   * зайти ни перевести`, `nobody tells me anything`) is most often a complaint about something not done. A plain
+   * `не`, `not` describes as often (each language's list says), and prepositions (`без`, `without`) are left out:
+   * `без сахара` is a description.
    */
   bareNegators: ReadonlySet<string>
   /**
