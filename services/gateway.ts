@@ -9,7 +9,7 @@ import { getPath, getPathNoStrict } from "hono/utils/url"
 import { v7 as uuidv7 } from "uuid"
 import * as v from "valibot"
 import { Broker, BrokerUnavailable, brokerOptions, topologyOptions } from "../shared/amqp.ts"
-import { BrokerEnv, booleanVar, integerVar, loadConfig, stringVar } from "../shared/config.ts"
+import { BrokerEnv, booleanVar, ConfigError, integerVar, loadConfig, stringVar } from "../shared/config.ts"
 import {
   BatchAccepted,
   DeadLetterListing,
@@ -68,7 +68,7 @@ import {
   refuseCrossSite,
   securityHeaders,
 } from "./gateway/hygiene.ts"
-import { heldGauge, InFlightQuota, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
+import { heldGauge, holdBodyBytes, InFlightQuota, RateLimiter, rateLimit, Slots } from "./gateway/limits.ts"
 import { ApiDocs, DOCS_ASSETS, docsAsset, docsPage } from "./gateway/openapi.ts"
 import { mountQueueAdmin, QUEUE_ADMIN_SCHEMAS } from "./gateway/queue-admin.ts"
 import { latestReportRoute, reportFields } from "./gateway/reports.ts"
@@ -110,6 +110,8 @@ export const GatewayEnv = {
   MAX_BODY_BYTES: integerVar(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Largest body of POST /polarities/batch; it also bounds the size of a group's results. */
   MAX_BATCH_BODY_BYTES: integerVar(1024 * 1024, 1024, 16 * 1024 * 1024),
+  /** Bytes of batch bodies held at once in all (each costs 15–19× its size until answered); past it, a 503. */
+  MAX_BATCH_BYTES_IN_FLIGHT: integerVar(8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
   /** How long a status query may wait for the status store before the API answers 503. */
   RPC_TIMEOUT_MS: integerVar(5000, 100, 60_000),
   /** How long a submission may wait for the broker's confirm before the API answers 503. */
@@ -153,7 +155,19 @@ export const GatewayEnv = {
 }
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>
 export const loadGatewayConfig = (env: Record<string, string | undefined> = process.env) =>
-  checkDashboardConfig(loadConfig(GatewayEnv, env))
+  checkBatchBudget(checkDashboardConfig(loadConfig(GatewayEnv, env)))
+
+/** A budget smaller than the largest batch would refuse that batch forever, with a 503 that says to retry. */
+function checkBatchBudget<
+  TConfig extends { MAX_BATCH_BODY_BYTES: number; MAX_BATCH_BYTES_IN_FLIGHT: number },
+>(config: TConfig): TConfig {
+  if (config.MAX_BATCH_BYTES_IN_FLIGHT < config.MAX_BATCH_BODY_BYTES) {
+    throw new ConfigError(
+      `invalid configuration: MAX_BATCH_BYTES_IN_FLIGHT (${config.MAX_BATCH_BYTES_IN_FLIGHT}) must be at least MAX_BATCH_BODY_BYTES (${config.MAX_BATCH_BODY_BYTES})`,
+    )
+  }
+  return config
+}
 
 const REPLAYED = { "idempotent-replayed": "true" }
 
@@ -298,15 +312,21 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
     config.RATE_LIMIT_PER_SECOND > 0
       ? new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST)
       : undefined
-  const streams = new Slots("event streams", config.MAX_STREAMS_PER_CALLER, config.MAX_STREAMS, {
-    perCaller: "MAX_STREAMS_PER_CALLER",
-    max: "MAX_STREAMS",
+  const streams = new Slots("event streams", {
+    max: config.MAX_STREAMS,
+    maxSetting: "MAX_STREAMS",
+    perCaller: { max: config.MAX_STREAMS_PER_CALLER, setting: "MAX_STREAMS_PER_CALLER" },
   })
-  const waits = new Slots("?wait= requests", config.MAX_WAITS_PER_CALLER, config.MAX_WAITS, {
-    perCaller: "MAX_WAITS_PER_CALLER",
-    max: "MAX_WAITS",
+  const waits = new Slots("?wait= requests", {
+    max: config.MAX_WAITS,
+    maxSetting: "MAX_WAITS",
+    perCaller: { max: config.MAX_WAITS_PER_CALLER, setting: "MAX_WAITS_PER_CALLER" },
   })
-  heldGauge(metrics, { streams, waits })
+  const batchBytes = new Slots("bytes of batches in flight", {
+    max: config.MAX_BATCH_BYTES_IN_FLIGHT,
+    maxSetting: "MAX_BATCH_BYTES_IN_FLIGHT",
+  })
+  heldGauge(metrics, { streams, waits, batch_bytes: batchBytes })
 
   const store = new StatusStoreClient(broker, config.RPC_TIMEOUT_MS)
   const control = new WorkerControl({
@@ -601,6 +621,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       throw new Problem(413, `the body is larger than ${config.MAX_BATCH_BODY_BYTES} bytes`)
     },
   })
+  const holdBatchBytes = holdBodyBytes(batchBytes, config.MAX_BATCH_BODY_BYTES)
 
   route(
     "get",
@@ -663,6 +684,7 @@ export async function createGateway(config: GatewayConfig, log = createLogger(SE
       },
       problems: [400, 410, 413, 415, 422, 503],
     },
+    holdBatchBytes,
     limitBatchBody,
     async (c) => submitBatch(c, await readJson(c, SubmitBatch)),
   )

@@ -1,5 +1,5 @@
-// Per-caller limits, kept in this gateway's memory: a request rate with a burst (a token bucket per caller), and
-// how many event streams and `?wait=` requests a caller holds open at once. Several gateways each keep their own
+// Per-caller limits, kept in this gateway's memory: a request rate with a burst (a token bucket per caller),
+// how many event streams and `?wait=` requests a caller holds open at once, and the bytes of batches in flight. Several gateways each keep their own
 // counts, so N replicas allow N times the rate; a caller's streams are counted where they are open.
 import type { Context, MiddlewareHandler } from "hono"
 import { Problem } from "../../shared/http.ts"
@@ -87,9 +87,17 @@ export function rateLimit(limiter: RateLimiter | undefined): MiddlewareHandler {
   }
 }
 
+/** The settings that bound some `Slots`: in all, and optionally per caller. */
+export interface SlotLimits {
+  max: number
+  /** The settings' names, for the messages. */
+  maxSetting: string
+  perCaller?: { max: number; setting: string }
+}
+
 /**
- * Things a caller holds open (event streams, `?wait=` requests): at most `perCaller` each, and `total` in all,
- * which protects the gateway and the store whoever asks, keys or not.
+ * Things a caller holds open (event streams, `?wait=` requests, a batch's bytes): at most `perCaller` each, and
+ * `max` in all, which protects the gateway and the store whoever asks, keys or not.
  */
 export class Slots {
   private readonly held = new Map<string, number>()
@@ -97,47 +105,50 @@ export class Slots {
 
   constructor(
     private readonly what: string,
-    private readonly perCaller: number,
-    private readonly max: number,
-    /** The settings' names, for the messages: the limit per caller, and in all. */
-    private readonly settings: { perCaller: string; max: string },
+    private readonly limits: SlotLimits,
   ) {}
 
   get open(): number {
     return this.total
   }
 
-  /** Takes a slot, or throws 429 (this caller's are all taken) or 503 (the gateway's are); returns its release. */
-  take(caller: Caller): () => void {
+  /**
+   * Takes `amount` slots, or throws 429 (this caller's are all taken) or 503 (the gateway's are); returns their
+   * release, which may be called more than once.
+   */
+  take(caller: Caller, amount = 1): () => void {
     const key = caller.limitKey
     const mine = key === null ? 0 : (this.held.get(key) ?? 0)
-    if (key !== null && mine >= this.perCaller) {
-      throw new Problem(
-        429,
-        `at most ${this.perCaller} ${this.what} open at once per caller (${this.settings.perCaller}); close one first`,
-        { "retry-after": "1" },
-      )
-    }
-    if (this.total >= this.max) {
-      throw new Problem(
-        503,
-        `this gateway holds its most ${this.what} (${this.max}, ${this.settings.max}); retry shortly`,
-        {
-          "retry-after": "1",
-        },
-      )
-    }
-    this.total++
-    if (key !== null) this.held.set(key, mine + 1)
+    this.checkRoom(key === null ? undefined : mine, amount)
+    this.total += amount
+    if (key !== null) this.held.set(key, mine + amount)
     let released = false
     return () => {
       if (released) return
       released = true
-      this.total--
+      this.total -= amount
       if (key === null) return
-      const left = (this.held.get(key) ?? 1) - 1
+      const left = (this.held.get(key) ?? amount) - amount
       if (left === 0) this.held.delete(key)
       else this.held.set(key, left)
+    }
+  }
+
+  private checkRoom(mine: number | undefined, amount: number): void {
+    const { max, maxSetting, perCaller } = this.limits
+    if (perCaller && mine !== undefined && mine + amount > perCaller.max) {
+      throw new Problem(
+        429,
+        `at most ${perCaller.max} ${this.what} open at once per caller (${perCaller.setting}); close one first`,
+        { "retry-after": "1" },
+      )
+    }
+    if (this.total + amount > max) {
+      const detail =
+        amount === 1
+          ? `this gateway holds its most ${this.what} (${max}, ${maxSetting}); retry shortly`
+          : `this gateway holds ${this.total} of its ${max} ${this.what} (${maxSetting}) and ${amount} more do not fit; retry shortly`
+      throw new Problem(503, detail, { "retry-after": "1" })
     }
   }
 
@@ -158,11 +169,47 @@ export class Slots {
   }
 }
 
-/** `polarity_gateway_held{what="streams"|"waits"}`: what callers hold open in this gateway now. */
+/**
+ * Holds a request body's bytes in `budget` until the request ends (answered, failed or aborted): a declared
+ * Content-Length before anything is read, a chunked body chunk by chunk as it is read. Parsing, validating and
+ * publishing a batch holds 15–19 times its size, so this, not the rate limits, bounds what batches cost at once.
+ * Goes before the body limit, which reads a chunked body whole.
+ */
+export function holdBodyBytes(budget: Slots, maxBodyBytes: number): MiddlewareHandler {
+  return async (c, next) => {
+    const body = c.req.raw.body
+    if (!body) return next()
+    const caller = callerOf(c)
+    const releases: (() => void)[] = []
+    const declared = c.req.raw.headers.has("transfer-encoding") ? null : c.req.header("content-length")
+    const size = declared == null ? Number.NaN : Number.parseInt(declared, 10)
+    if (Number.isSafeInteger(size)) {
+      // A body over the limit is the body limit's 413, not this 503.
+      if (size <= maxBodyBytes) releases.push(budget.take(caller, size))
+    } else {
+      const counted = body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, stream) {
+            releases.push(budget.take(caller, chunk.byteLength))
+            stream.enqueue(chunk)
+          },
+        }),
+      )
+      c.req.raw = new Request(c.req.raw, { body: counted, duplex: "half" } as RequestInit)
+    }
+    try {
+      await next()
+    } finally {
+      for (const release of releases) release()
+    }
+  }
+}
+
+/** `polarity_gateway_held{what="streams"|"waits"|"batch_bytes"}`: what callers hold open in this gateway now. */
 export function heldGauge({ registry }: ServiceMetrics, slots: Record<string, Slots>): void {
   new Gauge({
     name: "polarity_gateway_held",
-    help: "Event streams and ?wait= requests held open in this gateway now.",
+    help: "Event streams, ?wait= requests and bytes of batches held open in this gateway now.",
     labelNames: ["what"],
     registers: [registry],
     collect() {
