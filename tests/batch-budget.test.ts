@@ -31,7 +31,13 @@ const postBatch = (body: string | ReadableStream<Uint8Array>) =>
 const batchOf = (reviews: string[], bytes: number) => JSON.stringify({ reviews }).padEnd(bytes, " ")
 
 /** A chunked body: no Content-Length, so the gateway counts it as it reads. */
-const chunked = (text: string) => new Blob([text]).stream()
+const chunked = (text: string) =>
+  new ReadableStream<Uint8Array>({
+    start(stream) {
+      stream.enqueue(new TextEncoder().encode(text))
+      stream.close()
+    },
+  })
 
 async function heldBatchBytes(): Promise<number> {
   const text = await (await fetch(stack.url("/metrics"))).text()
