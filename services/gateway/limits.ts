@@ -187,10 +187,13 @@ export function holdBodyBytes(budget: Slots, maxBodyBytes: number): MiddlewareHa
       // A body over the limit is the body limit's 413, not this 503.
       if (size <= maxBodyBytes) releases.push(budget.take(caller, size))
     } else {
+      let read = 0
       const counted = body.pipeThrough(
         new TransformStream<Uint8Array, Uint8Array>({
           transform(chunk, stream) {
-            releases.push(budget.take(caller, chunk.byteLength))
+            read += chunk.byteLength
+            // The chunk that takes the body over the limit is the body limit's 413, as a declared size is.
+            if (read <= maxBodyBytes) releases.push(budget.take(caller, chunk.byteLength))
             stream.enqueue(chunk)
           },
         }),
