@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test"
-import { type LabelledReview, loadReviews, measure, reviewsOf, SETS_OF } from "../eval/accuracy.ts"
+import { createHash } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { evalFile, type LabelledReview, loadReviews, measure, reviewsOf, SETS_OF } from "../eval/accuracy.ts"
 import { detectLanguage, scoreReview } from "../services/polarity-worker/scoring.ts"
 import { Language } from "../shared/contracts.ts"
 
@@ -21,24 +23,34 @@ function expectBalanced(reviews: LabelledReview[], neutral: number) {
 describe.each(Language.options)("the evaluation in %p", (language) => {
   const dev = reviewsOf(language, "dev")
   const validation = reviewsOf(language, "validation")
+  // Checked as data only: its accuracy was measured once, by `npm run eval -- --test` (docs/scoring.md).
+  const test_ = reviewsOf(language, "test")
+  const everyReview = [...dev, ...validation, ...test_]
 
-  test.each([...SETS_OF.dev, ...SETS_OF.validation])(
+  test.each([...SETS_OF.dev, ...SETS_OF.validation, ...SETS_OF.test])(
     "the file %p is balanced, each review with its source and licence",
     (set) => {
       expectBalanced(loadReviews(language, set), 20)
     },
   )
 
-  test("has a development set of 900 or more reviews and a validation set of 200, their ids unique", () => {
+  test("has a development set of 900 or more reviews, a validation and a test set of 200, their ids unique", () => {
     expect(dev.length).toBeGreaterThanOrEqual(900)
     expect(validation.length).toBeGreaterThanOrEqual(200)
-    const ids = new Set([...dev, ...validation].map((review) => review.id))
-    expect(ids.size).toBe(dev.length + validation.length)
+    expect(test_.length).toBeGreaterThanOrEqual(200)
+    expect(new Set(everyReview.map((review) => review.id)).size).toBe(everyReview.length)
   })
 
   test("detects the language of every review", () => {
-    const reviews = [...dev, ...validation]
-    expect(reviews.filter((review) => detectLanguage(review.text) !== language)).toEqual([])
+    expect(everyReview.filter((review) => detectLanguage(review.text) !== language)).toEqual([])
+  })
+
+  test("has the test set that was sealed before round 4's tuning began (eval/holdout.sha256)", () => {
+    const sealed = readFileSync(new URL("../eval/holdout.sha256", import.meta.url), "utf8")
+    const digest = createHash("sha256")
+      .update(readFileSync(evalFile(language, "holdout")))
+      .digest("hex")
+    expect(sealed).toContain(`${digest}  holdout.${language}.jsonl`)
   })
 
   test("gets the sign right on the development set at least as often as its floor", () => {
