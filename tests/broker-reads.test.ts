@@ -2,7 +2,7 @@
 // delivers must not change when the next read overwrites that buffer.
 import { afterAll, describe, expect, test } from "bun:test"
 import { rmSync } from "node:fs"
-import type { AMQPMessage } from "@cloudamqp/amqp-client"
+import type { AMQPMessage, AMQPProperties } from "@cloudamqp/amqp-client"
 import { Broker, brokerOptions } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
 import { createLogger } from "../shared/log.ts"
@@ -21,35 +21,64 @@ const bodyOf = (index: number) => {
   return new Uint8Array(size).fill(index % 251)
 }
 
+/**
+ * `count` messages published through the events exchange under `key` and received by a listener of this
+ * connection, all of them kept until the last has come, so that later reads had every chance to rewrite them.
+ */
+async function publishAndReceive(
+  key: string,
+  count: number,
+  options: (index: number) => AMQPProperties = () => ({}),
+): Promise<AMQPMessage[]> {
+  const broker = await Broker.connect(
+    brokerOptions("broker-reads-test", loadConfig(BrokerEnv, env), createLogger("test", "error")),
+  )
+  try {
+    const received: AMQPMessage[] = []
+    const all = Promise.withResolvers<void>()
+    const exchange = broker.names.eventsExchange
+    await broker.listen(exchange, [key], (msg) => {
+      received.push(msg)
+      if (received.length === count) all.resolve()
+    })
+    await Promise.all(
+      Array.from({ length: count }, (_, index) =>
+        broker.publish(exchange, key, bodyOf(index), { messageId: String(index), ...options(index) }),
+      ),
+    )
+    await all.promise
+    return received
+  } finally {
+    await broker.close()
+  }
+}
+
+const indexOf = (msg: AMQPMessage) => Number(msg.properties.messageId)
+
 describe("a broker connection's reads", () => {
   test("deliver every body intact, small and large, as the shared read buffer is reused", async () => {
-    const broker = await Broker.connect(
-      brokerOptions("broker-reads-test", loadConfig(BrokerEnv, env), createLogger("test", "error")),
+    const received = await publishAndReceive("broker-reads.body", 120)
+    const mismatched = received.filter(
+      (msg) => !Buffer.from(bodyOf(indexOf(msg))).equals(msg.body ?? new Uint8Array()),
     )
-    try {
-      const count = 120
-      const received: AMQPMessage[] = []
-      const all = Promise.withResolvers<void>()
-      const exchange = broker.names.eventsExchange
-      await broker.listen(exchange, ["broker-reads.#"], (msg) => {
-        received.push(msg)
-        if (received.length === count) all.resolve()
-      })
-      await Promise.all(
-        Array.from({ length: count }, (_, index) =>
-          broker.publish(exchange, "broker-reads.body", bodyOf(index), { messageId: String(index) }),
-        ),
-      )
-      await all.promise
-      const mismatched = received.filter(
-        (msg) => !Buffer.from(bodyOf(Number(msg.properties.messageId))).equals(msg.body ?? new Uint8Array()),
-      )
-      expect({ received: received.length, mismatched: mismatched.length }).toEqual({
-        received: count,
-        mismatched: 0,
-      })
-    } finally {
-      await broker.close()
-    }
+    expect({ received: received.length, mismatched: mismatched.length }).toEqual({
+      received: 120,
+      mismatched: 0,
+    })
+  })
+
+  test("deliver byte-array header values intact, as the shared read buffer is reused", async () => {
+    const bytesOf = (index: number) => new Uint8Array(64).fill(index % 251)
+    const received = await publishAndReceive("broker-reads.headers", 120, (index) => ({
+      headers: { "x-bytes": bytesOf(index) },
+    }))
+    const mismatched = received.filter((msg) => {
+      const bytes = msg.properties.headers?.["x-bytes"]
+      return !(bytes instanceof Uint8Array) || !Buffer.from(bytes).equals(bytesOf(indexOf(msg)))
+    })
+    expect({ received: received.length, mismatched: mismatched.length }).toEqual({
+      received: 120,
+      mismatched: 0,
+    })
   })
 })
