@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { rmSync } from "node:fs"
 import { loadWorkerConfig, start as startWorker } from "../services/polarity-worker.ts"
 import { topologyOptions } from "../shared/amqp.ts"
 import { BrokerEnv, loadConfig } from "../shared/config.ts"
@@ -75,7 +76,9 @@ describe("priority on a submission", () => {
 
 describe("upgrading a deployment whose work queues were declared without priorities", () => {
   test("the old queue is kept and the operator is told, instead of PRECONDITION_FAILED stopping the service", async () => {
-    const { env } = testEnv("priorities-upgrade", { AMQP_PREFIX: uniquePrefix("priorities-upgrade") })
+    const { env, dataDir } = testEnv("priorities-upgrade", {
+      AMQP_PREFIX: uniquePrefix("priorities-upgrade"),
+    })
     const options = topologyOptions(loadConfig(BrokerEnv, env))
     try {
       await using amqp = await rawChannel()
@@ -98,6 +101,7 @@ describe("upgrading a deployment whose work queues were declared without priorit
       )
     } finally {
       await deleteTopology(env)
+      rmSync(dataDir, { recursive: true, force: true })
     }
   })
 })
