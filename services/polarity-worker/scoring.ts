@@ -232,17 +232,6 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
     }
     return false
   }
-  /** In the last sentence of a review of several: where its verdict is. */
-  const concludes = (tokens: string[], cursor: number) => {
-    let ended = false
-    for (let index = cursor + 1; index < tokens.length; index++) {
-      const token = tokens[index] ?? SENTENCE_END
-      if (isSentenceEnd(token)) ended = true
-      else if (ended && token !== CLAUSE_END) return false
-    }
-    for (let index = cursor - 1; index >= 0; index--) if (isSentenceEnd(tokens[index] ?? "")) return true
-    return false
-  }
   const asks = (tokens: string[], cursor: number) => {
     for (let index = cursor + 1; index < tokens.length; index++) {
       const token = tokens[index] ?? SENTENCE_END
@@ -250,27 +239,49 @@ function scoringStrategy(scoring: LanguageScoring, labels: Record<string, number
     }
     return false
   }
-  const bareNegation = (tokens: string[], score: number) =>
-    scoring.unscoredBareNegationWhenAsking && tokens.includes(QUESTION_END) ? 0 : score
   const verdictKeys = new Set(
     (scoring.neutralVerdicts ?? []).map((phrase) =>
       phrase.split(" ").map(scoring.normalise).join(PHRASE_JOINER),
     ),
   )
-  // `sentiment` hands every word of one review the same array: it is searched once a review, not once a word.
-  let searched: string[] = []
-  let neutral = false
-  const saysNeutral = (tokens: string[]) => {
-    if (tokens !== searched) [searched, neutral] = [tokens, tokens.some((token) => verdictKeys.has(token))]
-    return neutral
+  /**
+   * What holds for a whole review: whether it says a neutral verdict, whether it asks, and where its last
+   * sentence begins (after the last sentence end before its last word; -1 for a review of one sentence).
+   * `sentiment` hands every word of one review the same array, so this is worked out once a review, not once a
+   * word.
+   */
+  let reviewTokens: string[] = []
+  let review = { neutral: false, asking: false, lastSentenceEnd: -1 }
+  const factsOf = (tokens: string[]) => {
+    if (tokens === reviewTokens) return review
+    let lastWord = tokens.length - 1
+    while (lastWord >= 0 && (tokens[lastWord] === CLAUSE_END || isSentenceEnd(tokens[lastWord] ?? "")))
+      lastWord--
+    let lastSentenceEnd = lastWord - 1
+    while (lastSentenceEnd >= 0 && !isSentenceEnd(tokens[lastSentenceEnd] ?? "")) lastSentenceEnd--
+    reviewTokens = tokens
+    review = {
+      neutral: verdictKeys.size > 0 && tokens.some((token) => verdictKeys.has(token)),
+      asking: tokens.includes(QUESTION_END),
+      lastSentenceEnd,
+    }
+    return review
   }
+  /** In the last sentence of a review of several: where its verdict is. */
+  const concludes = (tokens: string[], cursor: number) => {
+    const { lastSentenceEnd } = factsOf(tokens)
+    return lastSentenceEnd >= 0 && cursor > lastSentenceEnd
+  }
+  const bareNegation = (tokens: string[], score: number) =>
+    scoring.unscoredBareNegationWhenAsking && factsOf(tokens).asking ? 0 : score
   return {
     apply(tokens: string[], cursor: number, score: number): number {
       const token = tokens[cursor] ?? ""
-      if (verdictKeys.size > 0 && saysNeutral(tokens)) return 0
+      if (factsOf(tokens).neutral) return 0
       if (scoring.unscoredQuestions && asks(tokens, cursor)) return 0
       if (token === QUOTATION) return score
-      const verdict = concludes(tokens, cursor) ? (scoring.verdictWeight ?? 1) : 1
+      const verdict =
+        scoring.verdictWeight !== undefined && concludes(tokens, cursor) ? scoring.verdictWeight : 1
       const weight = (followsContrast(tokens, cursor) ? 2 : 1) * verdict
       if (negators.has(token))
         return reachesScoredWord(tokens, cursor) ? 0 : bareNegation(tokens, score) * weight
