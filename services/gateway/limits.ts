@@ -1,6 +1,7 @@
 // Per-caller limits, kept in this gateway's memory: a request rate with a burst (a token bucket per caller),
-// how many event streams and `?wait=` requests a caller holds open at once, and the bytes of batches in flight. Several gateways each keep their own
-// counts, so N replicas allow N times the rate; a caller's streams are counted where they are open.
+// how many event streams and `?wait=` requests a caller holds open at once, and the bytes of batches in flight.
+// Several gateways each keep their own counts, so N replicas allow N times the rate; a caller's streams are
+// counted where they are open.
 import type { Context, MiddlewareHandler } from "hono"
 import { Problem } from "../../shared/http.ts"
 import { Gauge, type ServiceMetrics } from "../../shared/metrics.ts"
